@@ -1,0 +1,298 @@
+"""`rcforge ingest RECIPE --out OUT`: annotation files -> image records (Parquet) + errors + manifest.
+
+Layout written::
+
+    OUT/images/<source>/part-NNNNN.parquet   image records (rcforge.schemas.IMAGE_RECORD)
+    OUT/errors/<source>/part-NNNNN.parquet   rejected records with their reasons (rcforge.schemas.ERROR_RECORD)
+    OUT/manifest.json                        recipe, parts, and the per-source ledger
+
+Each source is one unit of work: its reader streams the files (a VG or Objects365 file cannot be split without
+reading it), and the DoFn writes its parts directly, so memory stays bounded by one image plus one batch of
+rows whatever the input size. Beam runs the sources in parallel on any runner (``--runner``, plus any Beam
+pipeline option); the driver then gathers the per-source ledgers into the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import apache_beam as beam
+import fsspec
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import rcforge
+from rcforge import fsio, readers, schemas
+from rcforge.errors import TooManyBadRecords
+from rcforge.exclusion import excluded_coco_ids
+from rcforge.ledger import ImageResult, SourceLedger
+from rcforge.progress import Progress
+from rcforge.recipe import Recipe, load_recipe
+from rcforge.writer import PartWriter
+
+#: check the bad-record threshold once this many records of a source were read (and always at the end)
+THRESHOLD_MIN_READ = 10000
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    out: str
+    on_bad_records: str = "skip"
+    max_bad_fraction: float = 0.05
+    rows_per_part: int = 20000
+    progress: bool = True
+
+
+class Ledgerkeeper:
+    """Applies one `ImageResult` to the ledger, the writers and the bad-record policy."""
+
+    def __init__(self, source: str, settings: IngestSettings, exclude: frozenset[int], write, write_error):
+        self.source, self.settings, self.exclude = source, settings, exclude
+        self.ledger = SourceLedger(source)
+        self._write, self._write_error = write, write_error
+        self._checked_at = 0
+
+    def take(self, result: ImageResult) -> None:
+        led = self.ledger
+        for error in result.errors:
+            if self.settings.on_bad_records == "error":
+                raise TooManyBadRecords(f"bad record (on_bad_records: error): {error.describe()}")
+            self._write_error(error)
+        for kind, n in result.items_read.items():
+            led.items[kind].read += n
+        for error in result.errors:
+            if error.kind != "image":
+                led.items[error.kind].rejected[error.reason] += 1
+        for (kind, reason), n in result.repairs.items():
+            led.items[kind].repairs[reason] += n
+        filtered_items = Counter()
+        for (kind, reason), n in result.items_filtered.items():
+            led.items[kind].filtered[reason] += n
+            filtered_items[kind] += n
+        if result.orphan:
+            self._maybe_check()
+            return
+        led.images.read += 1
+        # annotations that were read and neither rejected nor filtered one by one
+        kept = {kind: n - result.items_rejected.get(kind, 0) - filtered_items[kind]
+                for kind, n in result.items_read.items()}
+        if result.record is None:
+            if result.filtered:
+                led.images.filtered[result.filtered] += 1
+                for kind, n in kept.items():
+                    led.items[kind].filtered["image_" + result.filtered] += n
+            else:
+                reason = next((e.reason for e in result.errors if e.kind == "image"), "rejected")
+                led.images.rejected[reason] += 1
+                for kind, n in kept.items():
+                    led.items[kind].rejected["image_rejected"] += n
+        elif result.coco_id is not None and result.coco_id in self.exclude:
+            led.images.excluded["evaluation_image"] += 1
+            for kind, n in kept.items():
+                led.items[kind].excluded["evaluation_image"] += n
+        else:
+            self._write(result.record)
+            for kind, n in kept.items():
+                repaired = result.items_repaired.get(kind, 0)
+                led.items[kind].repaired += repaired
+                led.items[kind].written += n - repaired
+            if result.items_rejected or result.items_repaired:
+                led.images.repaired += 1
+                for (kind, reason), n in result.repairs.items():
+                    led.images.repairs[f"{kind}_{reason}"] += n
+                for kind, n in result.items_rejected.items():
+                    led.images.repairs[f"{kind}_rejected"] += n
+            else:
+                led.images.written += 1
+        self._maybe_check()
+
+    def _maybe_check(self, final: bool = False) -> None:
+        read = self.ledger.total_read()
+        if not final and read - self._checked_at < THRESHOLD_MIN_READ:
+            return
+        self._checked_at = read
+        bad = self.ledger.bad()
+        if read and bad / read > self.settings.max_bad_fraction:
+            raise TooManyBadRecords(
+                f"{self.source}: {bad} of {read} records are bad ({bad / read:.1%}), more than max_bad_fraction "
+                f"{self.settings.max_bad_fraction:.1%}; see the errors output under {self.settings.out}/errors/"
+                f"{self.source}/")
+
+    def finish(self) -> SourceLedger:
+        self._maybe_check(final=True)
+        return self.ledger
+
+
+def ingest_source(name: str, config, settings: IngestSettings, exclude: frozenset[int] = frozenset()) -> dict:
+    """Read one source and write its image records, errors and ledger; returns the source's manifest entry.
+
+    Pure Python, no Beam: the Beam DoFn and the benchmarks call this.
+    """
+    spec = readers.get(name)
+    images_dir = fsio.join(settings.out, "images", name)
+    errors_dir = fsio.join(settings.out, "errors", name)
+    records = PartWriter(images_dir, schemas.IMAGE_RECORD, rows_per_part=settings.rows_per_part)
+    errors = PartWriter(errors_dir, schemas.ERROR_RECORD, rows_per_part=max(settings.rows_per_part, 100000))
+    records.clear_existing()
+    errors.clear_existing()
+    progress = Progress(name, enabled=settings.progress)
+    work_dir = tempfile.mkdtemp(prefix=f"rcforge-{name}-")
+    written = Metrics.counter(f"rcforge.ingest.{name}", "images_written")
+    bad = Metrics.counter(f"rcforge.ingest.{name}", "bad_records")
+
+    def write(record):
+        records.write(record)
+        written.inc()
+
+    def write_error(error):
+        errors.write(error.__dict__)
+        bad.inc()
+
+    keeper = Ledgerkeeper(name, settings, exclude, write, write_error)
+    started = time.perf_counter()
+    try:
+        for result in spec.read(config, readers.ReadContext(work_dir=work_dir, source=name)):
+            keeper.take(result)
+            progress.update(keeper.ledger.images.read)
+        ledger = keeper.finish()
+        parts = records.close()
+        error_parts = errors.close()
+    except BaseException:
+        records.abort()
+        errors.abort()
+        raise
+    finally:
+        progress.close()
+        shutil.rmtree(work_dir, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    image_root = getattr(config, "images", None)
+    entry = {
+        "source": name,
+        "image_root": image_root,
+        "parts": [_relative(p, settings.out) for p in parts],
+        "error_parts": [_relative(p, settings.out) for p in error_parts],
+        "records": records.rows,
+        "errors": errors.rows,
+        "seconds": round(seconds, 3),
+        "ledger": ledger.to_json(),
+    }
+    ledger_dir = fsio.join(settings.out, "_ledgers")
+    fs, path = fsspec.core.url_to_fs(ledger_dir)
+    fs.makedirs(path, exist_ok=True)
+    with fs.open(fsio.join(path, f"{name}.json"), "w") as f:
+        json.dump(entry, f, indent=2)
+    return entry
+
+
+def _relative(path: str, root: str) -> str:
+    root_path = fsspec.core.url_to_fs(root)[1].rstrip("/")
+    path_only = fsspec.core.url_to_fs(path)[1]
+    return path_only[len(root_path) + 1:] if path_only.startswith(root_path + "/") else path
+
+
+class IngestSourceFn(beam.DoFn):
+    """Beam wiring: one source name in, its manifest entry out."""
+
+    def __init__(self, recipe: Recipe, settings: IngestSettings, exclude: frozenset[int]):
+        self.recipe, self.settings, self.exclude = recipe, settings, exclude
+
+    def process(self, name: str):
+        yield ingest_source(name, self.recipe.sources[name], self.settings, self.exclude)
+
+
+def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, settings: IngestSettings, exclude: frozenset[int]):
+    return (pipeline
+            | "SourceNames" >> beam.Create(sorted(recipe.sources))
+            | "IngestSource" >> beam.ParDo(IngestSourceFn(recipe, settings, exclude)))
+
+
+def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, progress: bool = True,
+           test_pipeline: beam.Pipeline | None = None) -> dict:
+    """Run the ingest pipeline and write the manifest; returns the manifest."""
+    settings = IngestSettings(out=out, on_bad_records=recipe.on_bad_records,
+                              max_bad_fraction=recipe.max_bad_fraction, rows_per_part=recipe.rows_per_part,
+                              progress=progress)
+    exclude, exclude_counts = excluded_coco_ids(recipe)
+    fs, out_path = fsspec.core.url_to_fs(out)
+    fs.makedirs(out_path, exist_ok=True)
+    ledger_dir = fsio.join(out_path, "_ledgers")
+    if fs.exists(ledger_dir):
+        fs.rm(ledger_dir, recursive=True)
+    started = time.perf_counter()
+    if test_pipeline is not None:
+        build_pipeline(test_pipeline, recipe, settings, exclude)
+        test_pipeline.run().wait_until_finish()
+    else:
+        options = PipelineOptions(_with_default_runner(beam_args or []))
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, recipe, settings, exclude)
+    sources = {}
+    for name in sorted(recipe.sources):
+        with fs.open(fsio.join(ledger_dir, f"{name}.json")) as f:
+            sources[name] = json.load(f)
+    fs.rm(ledger_dir, recursive=True)
+    manifest = {
+        "rcforge_version": rcforge.__version__,
+        "stage": "ingest",
+        "schema": {"image_record": schemas.SCHEMA_VERSION},
+        "recipe_path": recipe.path,
+        "recipe": recipe.to_json(),
+        "seed": recipe.seed,
+        "exclusion": {"coco_ids": len(exclude), "rules": exclude_counts,
+                      "excluded_images": {n: sum(s["ledger"]["images"]["excluded"].values())
+                                          for n, s in sources.items()}},
+        "sources": sources,
+        "totals": {
+            "records": sum(s["records"] for s in sources.values()),
+            "errors": sum(s["errors"] for s in sources.values()),
+            "balanced": all(s["ledger"]["balanced"] for s in sources.values()),
+        },
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    tmp = fsio.join(out_path, ".manifest.json.tmp")
+    with fs.open(tmp, "w") as f:
+        json.dump(manifest, f, indent=2)
+    fs.mv(tmp, fsio.join(out_path, "manifest.json"))
+    return manifest
+
+
+def _with_default_runner(beam_args: list[str]) -> list[str]:
+    """Local runs default to the in-process FnApiRunner (the DirectRunner tries to download Prism first)."""
+    if not any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+        beam_args = ["--runner=FnApiRunner", *beam_args]
+    return beam_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe YAML (local path or fsspec URL)")
+    parser.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
+
+
+def run(argv=None, *, test_pipeline=None) -> dict:
+    """Entry point: app flags are parsed here, everything else is passed to Beam (``--runner``, ...)."""
+    parser = argparse.ArgumentParser(prog="rcforge ingest", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    return main(args, beam_args, test_pipeline=test_pipeline)
+
+
+def main(args, beam_args, *, test_pipeline=None) -> dict:
+    from rcforge.summary import print_ingest_summary
+
+    recipe = load_recipe(args.recipe)
+    manifest = ingest(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,
+                      test_pipeline=test_pipeline)
+    print_ingest_summary(manifest, args.out, file=sys.stdout)
+    return manifest
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

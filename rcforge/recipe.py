@@ -1,0 +1,139 @@
+"""Recipes: a YAML file that says what to build.
+
+```yaml
+seed: 0
+on_bad_records: skip        # or error: stop at the first bad record
+max_bad_fraction: 0.05      # with skip: fail a source when more than this share of its records is bad
+sources:
+  visual_genome: {root: DIR, images: DIR}
+  objects365:    {annotations: FILE, images: DIR}
+  ...
+exclude:                    # evaluation images that must not leak into training data (matched on COCO ids)
+  refcoco: {root: DIR, dataset: refcoco, split_by: unc, splits: [val, testA, testB]}
+  coco_ids: FILE            # optional: a JSON list (or one id a line) of COCO image ids
+```
+
+Relative paths are resolved against the recipe's folder. Unknown keys and missing files are `RecipeError`s that
+name the key and, for paths, the path. Each source's options are its reader's frozen dataclass config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from rcforge import fsio
+from rcforge import readers
+
+from rcforge.config import build_config, check_type, path_field, resolve_path
+from rcforge.errors import RecipeError
+
+TOP_LEVEL_KEYS = ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part", "sources", "exclude")
+
+
+@dataclass(frozen=True)
+class ExcludeRefConfig:
+    """RefCOCO-family evaluation splits whose images are excluded from every source."""
+
+    root: str = path_field()
+    dataset: Literal["refcoco", "refcoco+", "refcocog"] = "refcoco"
+    split_by: Literal["unc", "umd", "google"] = "unc"
+    splits: tuple[str, ...] = ("val", "testA", "testB")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    seed: int = 0
+    on_bad_records: Literal["error", "skip"] = "skip"
+    max_bad_fraction: float = 0.05
+    rows_per_part: int = 20000
+    sources: Mapping[str, Any] = field(default_factory=dict)  # name -> reader config
+    exclude_refs: tuple[ExcludeRefConfig, ...] = ()
+    exclude_coco_id_files: tuple[str, ...] = ()
+    path: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise RecipeError(f"max_bad_fraction: {self.max_bad_fraction} is not between 0 and 1")
+        if self.rows_per_part < 1:
+            raise RecipeError(f"rows_per_part: {self.rows_per_part} must be at least 1")
+
+    def to_json(self) -> dict:
+        def conv(value):
+            if dataclasses.is_dataclass(value):
+                return {k: conv(v) for k, v in dataclasses.asdict(value).items()}
+            if isinstance(value, (list, tuple)):
+                return [conv(v) for v in value]
+            if isinstance(value, Mapping):
+                return {k: conv(v) for k, v in value.items()}
+            return value
+
+        return {
+            "seed": self.seed, "on_bad_records": self.on_bad_records, "max_bad_fraction": self.max_bad_fraction,
+            "rows_per_part": self.rows_per_part,
+            "sources": {name: conv(cfg) for name, cfg in self.sources.items()},
+            "exclude": {"refcoco": conv(list(self.exclude_refs)), "coco_ids": list(self.exclude_coco_id_files)},
+        }
+
+
+def load_recipe(path: str) -> Recipe:
+    """Read and check a recipe file (local path or fsspec URL)."""
+    try:
+        text = fsio.read_text(path, "recipe")
+    except Exception as err:  # InputError already names the path
+        raise RecipeError(str(err)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"recipe {path}: not valid YAML: {err}") from None
+    base = os.path.dirname(os.path.abspath(path)) if "://" not in str(path) else str(path).rsplit("/", 1)[0]
+    return recipe_from_mapping(raw, base_dir=base, path=str(path))
+
+
+def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None = None) -> Recipe:
+    if not isinstance(raw, Mapping):
+        raise RecipeError(f"recipe {path or ''}: expected a mapping at the top level".strip())
+    unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise RecipeError(f"recipe: unknown key {unknown[0]!r}; allowed keys: {', '.join(TOP_LEVEL_KEYS)}")
+    sources_raw = raw.get("sources") or {}
+    if not isinstance(sources_raw, Mapping) or not sources_raw:
+        raise RecipeError("recipe: 'sources' must map at least one source name to its options; registered "
+                          f"sources: {', '.join(readers.names())}")
+    sources = {}
+    for name, options in sources_raw.items():
+        spec = readers.get(name)
+        sources[name] = build_config(spec.config_class, options, f"sources.{name}", base_dir)
+
+    exclude_raw = raw.get("exclude") or {}
+    if not isinstance(exclude_raw, Mapping):
+        raise RecipeError("recipe: 'exclude' must be a mapping (keys: refcoco, coco_ids)")
+    unknown = sorted(set(exclude_raw) - {"refcoco", "coco_ids"})
+    if unknown:
+        raise RecipeError(f"exclude: unknown key {unknown[0]!r}; allowed keys: coco_ids, refcoco")
+    refs = exclude_raw.get("refcoco") or []
+    if isinstance(refs, Mapping):
+        refs = [refs]
+    exclude_refs = tuple(build_config(ExcludeRefConfig, r, f"exclude.refcoco[{i}]", base_dir)
+                         for i, r in enumerate(refs))
+    id_files = exclude_raw.get("coco_ids") or []
+    if isinstance(id_files, str):
+        id_files = [id_files]
+    resolved_files = []
+    for i, f in enumerate(id_files):
+        p = resolve_path(f, base_dir)
+        if not fsio.exists(p):
+            raise RecipeError(f"exclude.coco_ids[{i}]: {p} does not exist")
+        resolved_files.append(p)
+
+    top = {k: raw[k] for k in ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part") if k in raw}
+    hints = typing.get_type_hints(Recipe)
+    checked = {k: check_type(v, hints[k], k) for k, v in top.items()}
+    return Recipe(**checked, sources=sources, exclude_refs=exclude_refs,
+                  exclude_coco_id_files=tuple(resolved_files), path=path, raw=raw)

@@ -1,0 +1,43 @@
+"""The one-screen summary printed at the end of a run."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_ingest_summary(manifest: dict, out: str, file=None) -> None:
+    console = Console(file=file or sys.stdout, width=110)
+    table = Table(title="rcforge ingest", title_justify="left")
+    for col in ("source", "read", "written", "repaired", "rejected", "filtered", "excluded", "objects",
+                "bad items", "s"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for name, entry in manifest["sources"].items():
+        images = entry["ledger"]["images"]
+        items = entry["ledger"]["annotations"]
+        bad_items = sum(sum(t["rejected"].values()) for t in items.values())
+        objects = items.get("object", {})
+        table.add_row(
+            name, f"{images['read']:,}", f"{images['written']:,}", f"{images['repaired']:,}",
+            f"{sum(images['rejected'].values()):,}", f"{sum(images['filtered'].values()):,}",
+            f"{sum(images['excluded'].values()):,}",
+            f"{objects.get('written', 0) + objects.get('repaired', 0):,}", f"{bad_items:,}",
+            f"{entry['seconds']:.1f}")
+    console.print(table)
+    totals = manifest["totals"]
+    status = "balanced" if totals["balanced"] else "NOT BALANCED"
+    console.print(f"{totals['records']:,} image records, {totals['errors']:,} error rows; ledger {status}; "
+                  f"{manifest['exclusion']['coco_ids']:,} COCO ids excluded.")
+    reasons = {}
+    for name, entry in manifest["sources"].items():
+        led = entry["ledger"]
+        for kind, tally in [("image", led["images"]), *led["annotations"].items()]:
+            for reason, n in tally["rejected"].items():
+                reasons[(name, kind, reason)] = reasons.get((name, kind, reason), 0) + n
+    if reasons:
+        top = sorted(reasons.items(), key=lambda kv: -kv[1])[:5]
+        console.print("Top rejection reasons: " + "; ".join(f"{s}/{k}: {r} x{n}" for (s, k, r), n in top))
+    console.print(f"Records: {out}/images/<source>/part-*.parquet   errors: {out}/errors/   "
+                  f"ledger: {out}/manifest.json")

@@ -1,0 +1,302 @@
+"""Objects365 v1 / v2 (COCO format): ``images``, ``annotations`` (``[x, y, w, h]`` floats), ``categories``.
+
+Two paths give the same records:
+- in memory, for files up to ``in_memory_max_bytes``: pycocotools indexes the file;
+- streaming, for larger files (the v2 train file is one JSON of several GB with ~1.7M images and ~25M boxes):
+  three ijson passes (categories, images, annotations) spill rows into on-disk Arrow partitions keyed by
+  ``image_id % partitions``; each partition is then grouped by image on its own. Memory holds one partition
+  (about 25M / partitions boxes as NumPy columns), never the whole file. Annotations are not grouped by image
+  in the file, which is why the spill is needed.
+
+Per box: ``iscrowd`` becomes the ``ignore`` flag, the box is clipped to the image (counted as repaired) and a
+zero-area box is rejected with a reason, as is an unknown category id or an annotation naming an unknown image.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from rcforge import fsio
+from rcforge.boxes import check_size
+from rcforge.config import path_field
+from rcforge.errors import BadRecord, InputError
+from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, rejected_image
+from rcforge.readers import ReadContext, register
+
+SOURCE = "objects365"
+
+
+@dataclass(frozen=True)
+class Objects365Config:
+    """Objects365 in COCO format.
+
+    annotations: the COCO json (``zhiyuan_objv2_train.json``, v1 ``objects365_train.json``; .gz allowed).
+    images: the image root; ``file_name`` values are relative to it.
+    mode: "auto" streams files larger than ``in_memory_max_bytes``; "memory" always uses pycocotools;
+      "stream" always streams.
+    partitions: on-disk partitions of the streaming path (0: one per 64 MB of input, at least 8).
+    """
+
+    annotations: str = path_field()
+    images: str = path_field(must_exist=False)
+    mode: Literal["auto", "memory", "stream"] = "auto"
+    in_memory_max_bytes: int = 512 * 1024 * 1024
+    partitions: int = 0
+
+
+def _object(ann_id, category_id, x, y, w, h, iscrowd, b: ImageBuilder, categories: dict, file: str):
+    desc = f"annotations[id={ann_id}]"
+    b.read("object")
+    try:
+        if category_id not in categories:
+            raise BadRecord("unknown_category_id", f"category_id {category_id!r} is not in categories",
+                            field="category_id")
+        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (x, y, w, h)):
+            raise BadRecord("box_missing_value", "bbox is missing or not four numbers", field="bbox")
+    except BadRecord as err:
+        b.reject("object", err, desc, file=file)
+        return None
+    box = b.box("object", (x, y, x + w, y + h), desc, file=file, field="bbox")
+    if box is None:
+        return None
+    return {"id": int(ann_id), "names": [categories[category_id]], "category_id": int(category_id), "box": box,
+            "ignore": bool(iscrowd), "attributes": [], "synsets": []}
+
+
+def _record(image_id: int, file_name: str, width: int, height: int, objects: list) -> dict:
+    return {"key": f"{SOURCE}/{image_id}", "source": SOURCE, "image_id": str(image_id), "image": file_name,
+            "width": width, "height": height, "split": None, "coco_id": None, "vg_id": None, "flickr_id": None,
+            "objects": objects, "relations": [], "regions": [], "captions": [], "refs": [], "qas": []}
+
+
+def _bbox4(bbox):
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        return (None, None, None, None)
+    out = []
+    for v in bbox:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            out.append(None)
+        else:
+            out.append(float(v))
+    return tuple(out)
+
+
+def _image_result(image: dict, anns, categories: dict, file: str, duplicate: bool) -> ImageResult:
+    image_id = image["id"]
+    key = f"{SOURCE}/{image_id}"
+    desc = f"images[id={image_id}]"
+    if duplicate:
+        return rejected_image(SOURCE, key, file, desc, BadRecord("duplicate_image_id",
+                              f"image id {image_id} appears more than once", field="id"),
+                              items_read=Counter(object=len(anns)))
+    try:
+        width, height = check_size(image.get("width"), image.get("height"))
+        if not image.get("file_name"):
+            raise BadRecord("missing_field", "image has no file_name", field="file_name")
+    except BadRecord as err:
+        return rejected_image(SOURCE, key, file, desc, err, items_read=Counter(object=len(anns)))
+    b = ImageBuilder(SOURCE, key, file, width, height)
+    objects = []
+    for ann_id, category_id, x, y, w, h, iscrowd in anns:
+        obj = _object(ann_id, category_id, x, y, w, h, iscrowd, b, categories, file)
+        if obj is not None:
+            objects.append(obj)
+    return b.finish(_record(image_id, str(image["file_name"]), width, height, objects))
+
+
+def _orphans(image_id, anns, file: str) -> ImageResult:
+    result = ImageResult(source=SOURCE, key=f"{SOURCE}/{image_id}", record=None, orphan=True)
+    for ann in anns:
+        result.items_read["object"] += 1
+        result.items_rejected["object"] += 1
+        result.errors.append(ErrorRow(SOURCE, result.key, file, f"annotations[id={ann[0]}]", "image_id", "join",
+                                      "object", "unknown_image", f"image_id {image_id!r} is not in images"))
+    return result
+
+
+def _categories(items, file) -> dict:
+    categories = {}
+    for cat in items:
+        if isinstance(cat, dict) and isinstance(cat.get("id"), int):
+            categories[cat["id"]] = str(cat.get("name", cat["id"])).strip()
+    if not categories:
+        raise InputError(f"Objects365 file {file}: no categories")
+    return categories
+
+
+# -- in memory ---------------------------------------------------------------------------------------------------
+def _read_in_memory(path: str) -> Iterator[ImageResult]:
+    import orjson
+
+    data = fsio.read_bytes(path, "Objects365 annotation file")
+    try:
+        dataset = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise InputError(f"Objects365 annotation file {path}: truncated or malformed JSON near byte {err.pos}: "
+                         f"{err.msg}") from None
+    del data
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("images"), list) \
+            or not isinstance(dataset.get("annotations"), list):
+        raise InputError(f"Objects365 annotation file {path}: not a COCO file (needs 'images' and 'annotations')")
+    categories = _categories(dataset.get("categories") or [], path)
+    # Grouped here rather than with pycocotools' index, which raises KeyError on one malformed annotation
+    # where we must reject that record and go on.
+    by_image = defaultdict(list)
+    for ann in dataset["annotations"]:
+        ann = ann if isinstance(ann, dict) else {}
+        by_image[ann.get("image_id")].append(
+            (ann.get("id"), ann.get("category_id"), *_bbox4(ann.get("bbox")), ann.get("iscrowd", 0)))
+    good = []
+    for seq, image in enumerate(dataset["images"]):
+        image_id = _int_or_none(image.get("id")) if isinstance(image, dict) else None
+        if image_id is None:
+            yield rejected_image(SOURCE, f"{SOURCE}/?", path, f"images[{seq}]",
+                                 BadRecord("missing_field", "image has no integer id", field="id"))
+            continue
+        good.append((image_id, seq, image))
+    seen = set()
+    for image_id, _, image in sorted(good, key=lambda t: t[:2]):
+        duplicate = image_id in seen
+        seen.add(image_id)
+        # a duplicate image is rejected without its boxes: they were counted with the first occurrence
+        anns = [] if duplicate else by_image.get(image_id, [])
+        yield _image_result(image, anns, categories, path, duplicate)
+    for image_id in sorted((k for k in by_image if k not in seen), key=str):
+        yield _orphans(image_id, by_image[image_id], path)
+
+
+# -- streaming ---------------------------------------------------------------------------------------------------
+IMAGE_SPILL = pa.schema([("id", pa.int64()), ("file_name", pa.string()), ("width", pa.float64()),
+                         ("height", pa.float64()), ("seq", pa.int64())])
+ANN_SPILL = pa.schema([("id", pa.int64()), ("image_id", pa.int64()), ("category_id", pa.int64()),
+                       ("x", pa.float64()), ("y", pa.float64()), ("w", pa.float64()), ("h", pa.float64()),
+                       ("iscrowd", pa.int8()), ("seq", pa.int64())])
+
+
+class _Spill:
+    """Rows appended in batches, routed to ``n`` on-disk Arrow IPC streams by ``key % n``."""
+
+    def __init__(self, directory: str, name: str, schema: pa.Schema, n: int, key: str, batch: int = 200_000):
+        self.schema, self.n, self.key, self.batch = schema, n, key, batch
+        self.paths = [os.path.join(directory, f"{name}-{i:04d}.arrows") for i in range(n)]
+        self._writers = [ipc.new_stream(p, schema) for p in self.paths]
+        self._cols = {f.name: [] for f in schema}
+
+    def add(self, *values) -> None:
+        for col, v in zip(self._cols.values(), values):
+            col.append(v)
+        if len(self._cols[self.key]) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._cols[self.key]:
+            return
+        table = pa.Table.from_pydict(self._cols, schema=self.schema)
+        self._cols = {f.name: [] for f in self.schema}
+        part = np.mod(table.column(self.key).to_numpy(), self.n)
+        order = np.argsort(part, kind="stable")
+        table = table.take(pa.array(order))
+        bounds = np.searchsorted(part[order], np.arange(self.n + 1))
+        for i in range(self.n):
+            if bounds[i + 1] > bounds[i]:
+                self._writers[i].write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]))
+
+    def close(self) -> None:
+        self.flush()
+        for w in self._writers:
+            w.close()
+
+    def read(self, i: int) -> pa.Table:
+        with pa.memory_map(self.paths[i]) as source:
+            return ipc.open_stream(source).read_all()
+
+
+def _int_or_none(v):
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _read_streaming(path: str, work_dir: str, partitions: int) -> Iterator[ImageResult]:
+    what = "Objects365 annotation file"
+    categories = _categories(fsio.iter_json(path, "categories.item", what=what), path)
+    n = partitions or max(8, fsio.size(path) // (64 << 20))
+    images = _Spill(work_dir, "images", IMAGE_SPILL, n, "id")
+    bad_images: list[ImageResult] = []
+    for seq, img in enumerate(fsio.iter_json(path, "images.item", what=what)):
+        image_id = _int_or_none(img.get("id")) if isinstance(img, dict) else None
+        if image_id is None:
+            bad_images.append(rejected_image(SOURCE, f"{SOURCE}/?", path, f"images[{seq}]",
+                                             BadRecord("missing_field", "image has no integer id", field="id")))
+            continue
+        w, h = img.get("width"), img.get("height")
+        images.add(image_id, str(img.get("file_name") or ""),
+                   float(w) if isinstance(w, (int, float)) and not isinstance(w, bool) else None,
+                   float(h) if isinstance(h, (int, float)) and not isinstance(h, bool) else None, seq)
+    images.close()
+    anns = _Spill(work_dir, "annotations", ANN_SPILL, n, "image_id")
+    bad_anns = ImageResult(source=SOURCE, key=f"{SOURCE}/?", record=None, orphan=True)
+    for seq, ann in enumerate(fsio.iter_json(path, "annotations.item", what=what)):
+        image_id = _int_or_none(ann.get("image_id")) if isinstance(ann, dict) else None
+        if image_id is None:
+            bad_anns.items_read["object"] += 1
+            bad_anns.items_rejected["object"] += 1
+            bad_anns.errors.append(ErrorRow(SOURCE, bad_anns.key, path, f"annotations[{seq}]", "image_id", "read",
+                                            "object", "missing_field", "annotation has no integer image_id"))
+            continue
+        x, y, w, h = _bbox4(ann.get("bbox"))
+        anns.add(_int_or_none(ann.get("id")), image_id, _int_or_none(ann.get("category_id")), x, y, w, h,
+                 1 if ann.get("iscrowd") else 0, seq)
+    anns.close()
+    yield from bad_images
+    if bad_anns.errors:
+        yield bad_anns
+    for p in range(n):
+        yield from _group_partition(images.read(p), anns.read(p), categories, path)
+
+
+def _group_partition(images: pa.Table, anns: pa.Table, categories: dict, path: str) -> Iterator[ImageResult]:
+    images = images.sort_by([("id", "ascending"), ("seq", "ascending")])
+    anns = anns.sort_by([("image_id", "ascending"), ("seq", "ascending")])
+    img_ids = images.column("id").to_numpy()
+    ann_img = anns.column("image_id").to_numpy()
+    cols = [anns.column(c).to_pylist() for c in ("id", "category_id", "x", "y", "w", "h", "iscrowd")]
+    rows = list(zip(*cols))
+    starts = np.searchsorted(ann_img, img_ids, side="left")
+    ends = np.searchsorted(ann_img, img_ids, side="right")
+    file_names = images.column("file_name").to_pylist()
+    widths = images.column("width").to_pylist()
+    heights = images.column("height").to_pylist()
+    used = np.zeros(len(rows), dtype=bool)
+    previous = None
+    for i, image_id in enumerate(img_ids.tolist()):
+        duplicate = image_id == previous
+        previous = image_id
+        s, e = (int(starts[i]), int(ends[i])) if not duplicate else (0, 0)
+        used[s:e] = True
+        image = {"id": image_id, "file_name": file_names[i], "width": widths[i], "height": heights[i]}
+        yield _image_result(image, rows[s:e], categories, path, duplicate)
+    if not used.all():
+        orphan_idx = np.flatnonzero(~used)
+        by_image = defaultdict(list)
+        for j in orphan_idx.tolist():
+            by_image[int(ann_img[j])].append(rows[j])
+        for image_id in sorted(by_image):
+            yield _orphans(image_id, by_image[image_id], path)
+
+
+@register(SOURCE, Objects365Config)
+def read(config: Objects365Config, ctx: ReadContext) -> Iterator[ImageResult]:
+    """Objects365 (COCO format), pycocotools in memory or streamed through on-disk partitions."""
+    path = config.annotations
+    stream = config.mode == "stream" or (config.mode == "auto" and fsio.size(path) > config.in_memory_max_bytes)
+    if stream:
+        yield from _read_streaming(path, ctx.work_dir, config.partitions)
+    else:
+        yield from _read_in_memory(path)

@@ -1,0 +1,200 @@
+"""Arrow schemas of every table rcforge writes, declared once.
+
+Nothing else in the project builds pyarrow types ad hoc: writers build tables against these schemas so that a
+drifting field fails loudly at write time. Each schema has a committed JSON form next to this file
+(`<name>.schema.json`); `python -m rcforge.schemas` rewrites them and a golden test compares.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+#: Canonical box: pixel coordinates (x1, y1, x2, y2) on the original image, 0 <= x1 < x2 <= width and
+#: 0 <= y1 < y2 <= height. Readers convert every dataset's convention to this form once.
+BOX = pa.list_(pa.float64(), 4)
+#: A point (x, y) in pixels.
+POINT = pa.list_(pa.float64(), 2)
+#: Optional box / point inside a list of structs: a variable-length list (null when absent), because pyarrow
+#: cannot read back a null fixed-size list nested in a list of structs from Parquet ("Expected all lists to be
+#: of size=2"). Writers still give exactly 4 / 2 values.
+OPTIONAL_BOX = pa.list_(pa.float64())
+OPTIONAL_POINT = pa.list_(pa.float64())
+
+OBJECT = pa.struct(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("names", pa.list_(pa.string()), nullable=False),
+        pa.field("category_id", pa.int64()),
+        pa.field("box", BOX, nullable=False),
+        pa.field("ignore", pa.bool_(), nullable=False),
+        pa.field("attributes", pa.list_(pa.string()), nullable=False),
+        pa.field("synsets", pa.list_(pa.string()), nullable=False),
+    ]
+)
+
+RELATION = pa.struct(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("subject_id", pa.int64(), nullable=False),
+        pa.field("predicate", pa.string(), nullable=False),
+        pa.field("object_id", pa.int64(), nullable=False),
+    ]
+)
+
+REGION = pa.struct(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("phrase", pa.string(), nullable=False),
+        pa.field("box", BOX, nullable=False),
+    ]
+)
+
+CAPTION_PHRASE = pa.struct(
+    [
+        pa.field("entity_id", pa.string(), nullable=False),
+        pa.field("types", pa.list_(pa.string()), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        # character span of the phrase in the caption text: text[start:end] == phrase text
+        pa.field("start", pa.int32(), nullable=False),
+        pa.field("end", pa.int32(), nullable=False),
+        # the objects (boxes) of this image that the phrase refers to; empty for nobox / scene entities
+        pa.field("object_ids", pa.list_(pa.int64()), nullable=False),
+        pa.field("no_box", pa.bool_(), nullable=False),
+        pa.field("scene", pa.bool_(), nullable=False),
+    ]
+)
+
+CAPTION = pa.struct(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("phrases", pa.list_(CAPTION_PHRASE), nullable=False),
+    ]
+)
+
+REF_SENTENCE = pa.struct(
+    [
+        pa.field("sent_id", pa.int64(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+    ]
+)
+
+REFERRING = pa.struct(
+    [
+        pa.field("ref_id", pa.int64(), nullable=False),
+        pa.field("object_id", pa.int64(), nullable=False),
+        pa.field("category_id", pa.int64()),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("sentences", pa.list_(REF_SENTENCE), nullable=False),
+    ]
+)
+
+QA = pa.struct(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        # vqav2 | localqa | looktwiceqa
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("question", pa.string(), nullable=False),
+        # LookTwiceQA's question that points instead of naming ("How many of these are there?")
+        pa.field("point_question", pa.string()),
+        # the single best answer (VQAv2 multiple_choice_answer, PointQA answer)
+        pa.field("answer", pa.string()),
+        # every annotator answer (VQAv2: the 10 answers), or every acceptable answer
+        pa.field("answers", pa.list_(pa.string()), nullable=False),
+        pa.field("question_type", pa.string()),
+        pa.field("answer_type", pa.string()),
+        pa.field("point", OPTIONAL_POINT),
+        pa.field("box", OPTIONAL_BOX),
+        pa.field("object_ids", pa.list_(pa.int64()), nullable=False),
+    ]
+)
+
+IMAGE_RECORD = pa.schema(
+    [
+        # stable key, "<source>/<image id>" (RefCOCO: "refcoco/<dataset>/<image id>")
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),
+        # path relative to the source's image root (recorded in the manifest)
+        pa.field("image", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("split", pa.string()),
+        # cross-dataset ids: exclusion matches on coco_id
+        pa.field("coco_id", pa.int64()),
+        pa.field("vg_id", pa.int64()),
+        pa.field("flickr_id", pa.int64()),
+        pa.field("objects", pa.list_(OBJECT), nullable=False),
+        pa.field("relations", pa.list_(RELATION), nullable=False),
+        pa.field("regions", pa.list_(REGION), nullable=False),
+        pa.field("captions", pa.list_(CAPTION), nullable=False),
+        pa.field("refs", pa.list_(REFERRING), nullable=False),
+        pa.field("qas", pa.list_(QA), nullable=False),
+    ],
+    metadata={"rcforge.table": "image_record", "rcforge.schema_version": SCHEMA_VERSION},
+)
+
+ERROR_RECORD = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        # the image key when known ("vg/12"), else ""
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("file", pa.string(), nullable=False),
+        # which record in the file: "image_id=12", "question_id=5", "<object> #3", ...
+        pa.field("record", pa.string(), nullable=False),
+        pa.field("field", pa.string(), nullable=False),
+        # read | validate | join
+        pa.field("stage", pa.string(), nullable=False),
+        # what was rejected: image | object | relation | region | caption | ref | qa | annotation
+        pa.field("kind", pa.string(), nullable=False),
+        # short machine-readable reason, e.g. box_zero_area
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+    ],
+    metadata={"rcforge.table": "error", "rcforge.schema_version": SCHEMA_VERSION},
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "image_record": IMAGE_RECORD,
+    "error": ERROR_RECORD,
+}
+
+_HERE = Path(__file__).resolve().parent
+
+
+def schema_to_jsonable(schema: pa.Schema) -> dict:
+    """A stable, human-readable JSON form of an Arrow schema (for review and the golden test)."""
+
+    def type_form(t: pa.DataType):
+        if pa.types.is_struct(t):
+            return {"struct": [field_form(t.field(i)) for i in range(t.num_fields)]}
+        if pa.types.is_fixed_size_list(t):
+            return {"fixed_size_list": type_form(t.value_type), "size": t.list_size}
+        if pa.types.is_list(t):
+            return {"list": type_form(t.value_type)}
+        return str(t)
+
+    def field_form(f: pa.Field):
+        return {"name": f.name, "type": type_form(f.type), "nullable": f.nullable}
+
+    meta = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+    return {"metadata": meta, "fields": [field_form(f) for f in schema]}
+
+
+def committed_path(name: str) -> Path:
+    return _HERE / f"{name}.schema.json"
+
+
+def write_committed() -> list[Path]:
+    """Rewrite the committed JSON form of every schema; returns the paths written."""
+    paths = []
+    for name, schema in SCHEMAS.items():
+        path = committed_path(name)
+        path.write_text(json.dumps(schema_to_jsonable(schema), indent=2) + "\n")
+        paths.append(path)
+    return paths
