@@ -1,0 +1,146 @@
+"""Visual Genome reader: the real v1.2 excerpt (images 1-3), the v1.0 schema, lockstep fallback, bad records."""
+
+import json
+import pytest
+
+from conftest import SAMPLE, ingest_one, read_errors, read_records, write_json
+from rcforge.errors import InputError
+
+VG = SAMPLE / "visual_genome"
+
+
+def _vg_copy(tmp_path, **overrides):
+    root = tmp_path / "vg"
+    root.mkdir()
+    for name in ("image_data", "objects", "relationships", "region_descriptions", "attributes"):
+        data = overrides.get(name, json.loads((VG / f"{name}.json").read_text()))
+        if data is not None:
+            write_json(root / f"{name}.json", data)
+    return root
+
+
+def test_real_excerpt_counts_boxes_and_relations(tmp_path):
+    entry, out = ingest_one(tmp_path, "visual_genome", {"root": str(VG), "images": str(VG / "images")})
+    records = {r["key"]: r for r in read_records(out, "visual_genome")}
+    objects = json.loads((VG / "objects.json").read_text())
+    rels = json.loads((VG / "relationships.json").read_text())
+    regions = json.loads((VG / "region_descriptions.json").read_text())
+    assert sorted(records) == ["vg/1", "vg/2", "vg/3"]
+    for obj_entry, rel_entry, reg_entry in zip(objects, rels, regions):
+        rec = records[f"vg/{obj_entry['image_id']}"]
+        # every object id appears once in the record (VG lists each object once per image)
+        assert len(rec["objects"]) == len({o["object_id"] for o in obj_entry["objects"]})
+        assert len(rec["relations"]) == len(rel_entry["relationships"])
+        assert len(rec["regions"]) == len(reg_entry["regions"])
+    clock = next(o for o in records["vg/1"]["objects"] if o["id"] == 1058498)
+    assert clock["box"] == [421.0, 91.0, 500.0, 430.0]  # x=421 y=91 w=79 h=339
+    assert clock["names"] == ["clock"] and clock["attributes"] == ["green", "tall"]
+    first = records["vg/1"]["relations"][0]
+    assert first == {"id": 15927, "subject_id": 5045, "predicate": "on", "object_id": 5046}  # raw "ON"
+    assert records["vg/1"]["image"] == "VG_100K_2/1.jpg"  # layout from the url
+    assert records["vg/1"]["width"] == 800 and records["vg/1"]["height"] == 600
+    assert entry["ledger"]["balanced"]
+
+
+def test_v1_0_schema_is_read(tmp_path):
+    root = tmp_path / "vg10"
+    write_json(root / "image_data.json", [{"id": 7, "width": 100, "height": 80, "url": "x/VG_100K/7.jpg",
+                                          "coco_id": 12, "flickr_id": None}])
+    write_json(root / "objects.json", [{"id": 7, "objects": [
+        {"id": 1, "name": "Dog", "x": 1, "y": 2, "w": 10, "h": 10},
+        {"id": 2, "name": "frisbee", "x": 30, "y": 2, "w": 5, "h": 5}]}])
+    write_json(root / "relationships.json", [{"id": 7, "relationships": [
+        {"id": 9, "predicate": "Catches ", "subject": {"id": 1, "name": "dog", "x": 1, "y": 2, "w": 10, "h": 10},
+         "object": {"id": 2, "name": "frisbee", "x": 30, "y": 2, "w": 5, "h": 5}}]}])
+    write_json(root / "region_descriptions.json", [{"id": 7, "regions": [
+        {"id": 4, "image": 7, "phrase": "a dog  catching", "x": 0, "y": 0, "width": 50, "height": 40}]}])
+    entry, out = ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root)})
+    (rec,) = read_records(out, "visual_genome")
+    assert [o["names"] for o in rec["objects"]] == [["dog"], ["frisbee"]]
+    assert rec["relations"] == [{"id": 9, "subject_id": 1, "predicate": "catches", "object_id": 2}]
+    assert rec["regions"][0]["phrase"] == "a dog catching"
+    assert rec["coco_id"] == 12
+
+
+def test_files_out_of_order_fall_back_to_a_keyed_join(tmp_path):
+    objects = json.loads((VG / "objects.json").read_text())
+    regions = json.loads((VG / "region_descriptions.json").read_text())
+    (tmp_path / "a").mkdir()
+    _, aligned_out = ingest_one(tmp_path / "a", "visual_genome", {"root": str(VG), "images": str(VG)})
+    root = _vg_copy(tmp_path, objects=list(reversed(objects)), region_descriptions=regions[:2])
+    entry, out = ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root)})
+    aligned = {r["key"]: r for r in read_records(aligned_out, "visual_genome")}
+    shuffled = {r["key"]: r for r in read_records(out, "visual_genome")}
+    assert set(aligned) == set(shuffled)
+    for key in aligned:
+        assert aligned[key]["objects"] == shuffled[key]["objects"]
+        assert aligned[key]["relations"] == shuffled[key]["relations"]
+    assert shuffled["vg/3"]["regions"] == []  # the region file lacks image 3
+    assert entry["ledger"]["balanced"]
+
+
+def test_bad_records_go_to_errors_with_reasons_and_balance(tmp_path):
+    image_data = json.loads((VG / "image_data.json").read_text())
+    objects = json.loads((VG / "objects.json").read_text())
+    rels = json.loads((VG / "relationships.json").read_text())
+    objs1 = objects[0]["objects"]
+    objs1[0]["w"] = 0                     # zero area
+    objs1[1]["x"] = 5000                  # outside the 800x600 image
+    objs1[2]["h"] = -3                    # negative size
+    objs1[3]["x"] = 790                   # sticks out: clipped, repaired
+    del objs1[4]["y"]                     # missing field
+    rels[0]["relationships"][1]["subject"]["object_id"] = 424242  # unknown object
+    image_data.append(dict(image_data[0]))                         # duplicate image id
+    objects.append(objects[0]); rels.append(rels[0])
+    regions = json.loads((VG / "region_descriptions.json").read_text())
+    regions.append(regions[0])
+    root = _vg_copy(tmp_path, image_data=image_data, objects=objects, relationships=rels,
+                    region_descriptions=regions, attributes=None)
+    entry, out = ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root)},
+                            max_bad_fraction=1.0)
+    errors = read_errors(out, "visual_genome")
+    reasons = {(e["kind"], e["reason"]) for e in errors}
+    assert {("object", "box_zero_area"), ("object", "box_outside_image"), ("object", "box_negative_size"),
+            ("object", "missing_field"), ("relation", "relation_unknown_object"),
+            ("image", "duplicate_image_id")} <= reasons
+    led = entry["ledger"]
+    assert led["balanced"]
+    assert led["images"]["rejected"] == {"duplicate_image_id": 1}
+    assert led["images"]["repaired"] == 1  # image 1 lost objects and had one clipped
+    assert led["annotations"]["object"]["repairs"] == {"box_clipped": 1}
+    zero = next(e for e in errors if e["reason"] == "box_zero_area")
+    assert zero["file"].endswith("objects.json") and "image_id=1" in zero["record"] and zero["field"]
+    rec1 = next(r for r in read_records(out, "visual_genome") if r["key"] == "vg/1")
+    clipped = next(o for o in rec1["objects"] if o["id"] == objs1[3]["object_id"])
+    assert clipped["box"][2] == 800.0
+
+
+def test_truncated_file_names_file_and_offset(tmp_path):
+    root = _vg_copy(tmp_path)
+    text = (root / "objects.json").read_text()
+    (root / "objects.json").write_text(text[: len(text) // 2])
+    with pytest.raises(InputError) as err:
+        ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root)})
+    assert "objects.json" in str(err.value) and "near byte" in str(err.value)
+
+
+def test_on_bad_records_error_stops_at_the_first_and_names_it(tmp_path):
+    from rcforge.errors import TooManyBadRecords
+
+    objects = json.loads((VG / "objects.json").read_text())
+    objects[1]["objects"][0]["w"] = 0
+    root = _vg_copy(tmp_path, objects=objects)
+    with pytest.raises(TooManyBadRecords) as err:
+        ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root)}, on_bad_records="error")
+    assert "objects.json" in str(err.value) and "image_id=2" in str(err.value) and "box_zero_area" in str(err.value)
+
+
+def test_threshold_fails_a_source_with_too_many_bad_records(tmp_path):
+    from rcforge.errors import TooManyBadRecords
+
+    objects = json.loads((VG / "objects.json").read_text())
+    for o in objects[0]["objects"]:
+        o["w"] = 0
+    root = _vg_copy(tmp_path, objects=objects)
+    with pytest.raises(TooManyBadRecords, match="max_bad_fraction"):
+        ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root)}, max_bad_fraction=0.01)
