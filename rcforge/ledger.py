@@ -184,6 +184,18 @@ class ImageBuilder:
         return self.result
 
 
+def image_record(key: str, source: str, image_id, image: str, width: int, height: int, **fields) -> dict:
+    """An image record (schema `rcforge.schemas.IMAGE_RECORD`) with every absent part empty or null."""
+    record = {"key": key, "source": source, "image_id": str(image_id), "image": image, "width": width,
+              "height": height, "split": None, "coco_id": None, "vg_id": None, "flickr_id": None,
+              "objects": [], "relations": [], "regions": [], "captions": [], "refs": [], "qas": []}
+    unknown = set(fields) - set(record)
+    if unknown:
+        raise TypeError(f"image_record: unknown fields {sorted(unknown)}")
+    record.update(fields)
+    return record
+
+
 def rejected_image(source: str, key: str, file: str, record: str, error: BadRecord, *,
                    stage: str = "read", items_read: Counter | None = None) -> ImageResult:
     """An `ImageResult` for an image that cannot be used at all."""

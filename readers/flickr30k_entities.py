@@ -26,7 +26,7 @@ from rcforge import fsio
 from rcforge.boxes import check_size, voc_to_xyxy
 from rcforge.config import path_field
 from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import ImageBuilder, ImageResult, rejected_image
+from rcforge.ledger import ImageBuilder, ImageResult, rejected_image, image_record
 from rcforge.readers import ReadContext, register
 
 SOURCE = "flickr30k_entities"
@@ -183,10 +183,7 @@ def _build(image_id, key, width, height, xml_objects, lines, sent_path, xml_path
         if not obj["names"]:
             obj["names"] = [f"entity {c}" for c in obj["_chains"]]
         del obj["_chains"]
-    record = {
-        "key": key, "source": SOURCE, "image_id": str(image_id), "image": f"{image_id}.jpg",
-        "width": width, "height": height, "split": split, "coco_id": None, "vg_id": None,
-        "flickr_id": int(image_id) if str(image_id).isdigit() else None,
-        "objects": objects, "relations": [], "regions": [], "captions": captions, "refs": [], "qas": [],
-    }
+    record = image_record(key, SOURCE, image_id, f"{image_id}.jpg", width, height, split=split,
+                          flickr_id=int(image_id) if str(image_id).isdigit() else None,
+                          objects=objects, captions=captions)
     return b.finish(record)

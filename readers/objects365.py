@@ -28,7 +28,7 @@ from rcforge import fsio
 from rcforge.boxes import check_size
 from rcforge.config import path_field
 from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, rejected_image
+from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, rejected_image, image_record
 from rcforge.readers import ReadContext, register
 
 SOURCE = "objects365"
@@ -72,9 +72,7 @@ def _object(ann_id, category_id, x, y, w, h, iscrowd, b: ImageBuilder, categorie
 
 
 def _record(image_id: int, file_name: str, width: int, height: int, objects: list) -> dict:
-    return {"key": f"{SOURCE}/{image_id}", "source": SOURCE, "image_id": str(image_id), "image": file_name,
-            "width": width, "height": height, "split": None, "coco_id": None, "vg_id": None, "flickr_id": None,
-            "objects": objects, "relations": [], "regions": [], "captions": [], "refs": [], "qas": []}
+    return image_record(f"{SOURCE}/{image_id}", SOURCE, image_id, file_name, width, height, objects=objects)
 
 
 def _bbox4(bbox):

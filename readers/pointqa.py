@@ -21,7 +21,7 @@ from rcforge import fsio
 from rcforge.boxes import check_point, check_size, xywh_to_xyxy
 from rcforge.config import path_field
 from rcforge.errors import BadRecord
-from rcforge.ledger import ImageBuilder, ImageResult, filtered_image, rejected_image
+from rcforge.ledger import ImageBuilder, ImageResult, filtered_image, rejected_image, image_record
 from rcforge.readers import ReadContext, register
 from rcforge.readers.vqav2 import image_size_from_file
 
@@ -118,10 +118,8 @@ def read(config: PointQAConfig, ctx: ReadContext) -> Iterator[ImageResult]:
         parts = [p for p in url.split("/") if p]
         if config.image_layout == "url" and len(parts) >= 2:
             image = f"{parts[-2]}/{parts[-1]}"
-        record = {"key": key, "source": SOURCE, "image_id": image_id, "image": image,
-                  "width": width, "height": height, "split": None, "coco_id": coco_id,
-                  "vg_id": int(image_id) if image_id.isdigit() else None, "flickr_id": None,
-                  "objects": [], "relations": [], "regions": [], "captions": [], "refs": [], "qas": qas}
+        record = image_record(key, SOURCE, image_id, image, width, height, coco_id=coco_id,
+                              vg_id=int(image_id) if image_id.isdigit() else None, qas=qas)
         yield b.finish(record, coco_id=coco_id)
 
 

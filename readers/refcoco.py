@@ -13,17 +13,17 @@ from __future__ import annotations
 import contextlib
 import io
 import pickle
-
-import orjson
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterator, Literal
+
+import orjson
 
 from rcforge import fsio
 from rcforge.boxes import check_size, xywh_to_xyxy
 from rcforge.config import path_field
 from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, filtered_image, rejected_image
+from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, filtered_image, rejected_image, image_record
 from rcforge.readers import ReadContext, register
 
 SOURCE = "refcoco"
@@ -183,12 +183,8 @@ def read(config: RefCocoConfig, ctx: ReadContext) -> Iterator[ImageResult]:
                 b.reject("ref", err, desc, file=refs_path)
             except (KeyError, TypeError, ValueError) as err:
                 b.reject("ref", BadRecord("malformed_record", f"malformed ref ({err})"), desc, file=refs_path)
-        record = {
-            "key": key, "source": SOURCE, "image_id": str(image_id), "image": str(info.get("file_name")),
-            "width": width, "height": height, "split": None, "coco_id": image_id, "vg_id": None,
-            "flickr_id": None, "objects": objects, "relations": [], "regions": [], "captions": [],
-            "refs": out_refs, "qas": [],
-        }
+        record = image_record(key, SOURCE, image_id, str(info.get("file_name")), width, height,
+                              coco_id=image_id, objects=objects, refs=out_refs)
         yield b.finish(record, coco_id=image_id)
 
     for image_id, leftover in sorted(refs_by_image.items(), key=lambda kv: str(kv[0])):

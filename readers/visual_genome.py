@@ -28,7 +28,7 @@ from rcforge import fsio
 from rcforge.boxes import check_size, xywh_to_xyxy
 from rcforge.config import path_field
 from rcforge.errors import BadRecord
-from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, rejected_image
+from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, rejected_image, image_record
 from rcforge.readers import ReadContext, register
 
 SOURCE = "visual_genome"
@@ -320,12 +320,7 @@ def _build(config, files, image_data_path, key, image_id, meta, width, height, e
         regions.append({"id": rid, "phrase": phrase, "box": box})
 
     coco_id = _opt_int(meta.get("coco_id"))
-    record = {
-        "key": key, "source": SOURCE, "image_id": str(image_id),
-        "image": _image_path(meta, image_id, config.image_layout),
-        "width": width, "height": height, "split": None,
-        "coco_id": coco_id, "vg_id": image_id, "flickr_id": _opt_int(meta.get("flickr_id")),
-        "objects": objects, "relations": relations, "regions": regions,
-        "captions": [], "refs": [], "qas": [],
-    }
+    record = image_record(key, SOURCE, image_id, _image_path(meta, image_id, config.image_layout), width, height,
+                          coco_id=coco_id, vg_id=image_id, flickr_id=_opt_int(meta.get("flickr_id")),
+                          objects=objects, relations=relations, regions=regions)
     return b.finish(record, coco_id=coco_id)

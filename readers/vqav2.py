@@ -19,7 +19,7 @@ from rcforge import fsio
 from rcforge.boxes import check_size
 from rcforge.config import path_field
 from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, rejected_image
+from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, rejected_image, image_record
 from rcforge.readers import ReadContext, register
 
 SOURCE = "vqav2"
@@ -139,8 +139,6 @@ def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
             continue
         b = ImageBuilder(SOURCE, key, config.annotations, width, height)
         b.read("qa", len(qas))
-        record = {"key": key, "source": SOURCE, "image_id": str(image_id), "image": file_name,
-                  "width": width, "height": height, "split": subtype or None, "coco_id": image_id, "vg_id": None,
-                  "flickr_id": None, "objects": [], "relations": [], "regions": [], "captions": [], "refs": [],
-                  "qas": qas}
+        record = image_record(key, SOURCE, image_id, file_name, width, height, split=subtype or None,
+                              coco_id=image_id, qas=qas)
         yield b.finish(record, coco_id=image_id)

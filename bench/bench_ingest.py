@@ -1,0 +1,80 @@
+"""Ingest throughput and memory against the raw streaming-parse rate of the same files.
+
+    python bench/bench_ingest.py vg   bench/data/vg
+    python bench/bench_ingest.py o365 bench/data/o365.json
+
+Each measurement runs in its own process so that peak RSS (ru_maxrss) belongs to it alone:
+- "parse": ijson (yajl2_c) streams every item of every input file and does nothing else (the floor);
+- "ingest": `rcforge.pipelines.ingest.ingest_source` reads, checks, joins and writes the Parquet records.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def _parse(kind, path):
+    import ijson
+
+    n = 0
+    if kind == "vg":
+        for name in ("image_data", "objects", "relationships", "region_descriptions", "attributes"):
+            with open(os.path.join(path, f"{name}.json"), "rb") as f:
+                for _ in ijson.items(f, "item", use_float=True, buf_size=1 << 16):
+                    n += 1
+    else:
+        for prefix in ("categories.item", "images.item", "annotations.item"):
+            with open(path, "rb") as f:
+                for _ in ijson.items(f, prefix, use_float=True, buf_size=1 << 16):
+                    n += 1
+    return n
+
+
+def _ingest(kind, path):
+    from rcforge.config import build_config
+    from rcforge.pipelines.ingest import IngestSettings, ingest_source
+    from rcforge.readers import get
+
+    out = tempfile.mkdtemp(prefix="rcforge-bench-")
+    if kind == "vg":
+        name, options = "visual_genome", {"root": path, "images": path}
+    else:
+        name, options = "objects365", {"annotations": path, "images": os.path.dirname(path), "mode": "stream"}
+    config = build_config(get(name).config_class, options, f"sources.{name}")
+    entry = ingest_source(name, config, IngestSettings(out=out, progress=False, max_bad_fraction=1.0))
+    return entry["records"]
+
+
+def child(what, kind, path):
+    started = time.perf_counter()
+    n = _parse(kind, path) if what == "parse" else _ingest(kind, path)
+    seconds = time.perf_counter() - started
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"what": what, "items": n, "seconds": round(seconds, 2), "peak_rss_mb": round(rss_mb)}))
+
+
+def main():
+    kind, path = sys.argv[1], sys.argv[2]
+    size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)) if os.path.isdir(path) \
+        else os.path.getsize(path)
+    results = {}
+    for what in ("parse", "ingest"):
+        out = subprocess.run([sys.executable, __file__, "--child", what, kind, path], capture_output=True,
+                             text=True, check=True).stdout.strip().splitlines()[-1]
+        results[what] = json.loads(out)
+    ratio = results["parse"]["seconds"] / results["ingest"]["seconds"]
+    print(json.dumps({"input": path, "input_mb": round(size / 2**20), **results,
+                      "parse_mb_s": round(size / 2**20 / results["parse"]["seconds"], 1),
+                      "ingest_mb_s": round(size / 2**20 / results["ingest"]["seconds"], 1),
+                      "ingest_vs_parse": round(ratio, 2)}, indent=1))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--child":
+        child(*sys.argv[2:5])
+    else:
+        main()
