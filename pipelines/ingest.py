@@ -15,6 +15,7 @@ pipeline option); the driver then gathers the per-source ledgers into the manife
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
 import sys
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import fsspec
+import numpy as np
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -53,10 +56,12 @@ class IngestSettings:
 class Ledgerkeeper:
     """Applies one `ImageResult` to the ledger, the writers and the bad-record policy."""
 
-    def __init__(self, source: str, settings: IngestSettings, exclude: frozenset[int], write, write_error):
+    def __init__(self, source: str, settings: IngestSettings, exclude: frozenset[int], write, write_error,
+                 write_table=None):
         self.source, self.settings, self.exclude = source, settings, exclude
         self.ledger = SourceLedger(source)
-        self._write, self._write_error = write, write_error
+        self._write, self._write_error, self._write_table = write, write_error, write_table
+        self._exclude_array = np.array(sorted(exclude), dtype=np.int64)
         self._checked_at = 0
 
     def take(self, result: ImageResult) -> None:
@@ -105,12 +110,36 @@ class Ledgerkeeper:
                 led.items[kind].written += n - repaired
             if result.items_rejected or result.items_repaired:
                 led.images.repaired += 1
-                for (kind, reason), n in result.repairs.items():
-                    led.images.repairs[f"{kind}_{reason}"] += n
-                for kind, n in result.items_rejected.items():
-                    led.images.repairs[f"{kind}_rejected"] += n
             else:
                 led.images.written += 1
+        self._maybe_check()
+
+    def take_batch(self, batch) -> None:
+        """Apply a `BatchResult` (a columnar reader's batch of records with its own accounting)."""
+        led = self.ledger
+        for error in batch.errors:
+            if self.settings.on_bad_records == "error":
+                raise TooManyBadRecords(f"bad record (on_bad_records: error): {error.describe()}")
+            self._write_error(error)
+        led.images.merge(batch.ledger.images)
+        for kind, tally in batch.ledger.items.items():
+            led.items[kind].merge(tally)
+        table = batch.table
+        coco = table.column("coco_id").fill_null(-1).to_numpy(zero_copy_only=False)
+        excluded = np.isin(coco, self._exclude_array) if len(self._exclude_array) else np.zeros(len(coco), bool)
+        kept_rows = ~excluded
+        for kind, kept in batch.items_kept.items():
+            repaired = batch.items_repaired.get(kind, np.zeros_like(kept))
+            if excluded.any():
+                led.items[kind].excluded["evaluation_image"] += int(kept[excluded].sum())
+            led.items[kind].repaired += int(repaired[kept_rows].sum())
+            led.items[kind].written += int((kept[kept_rows] - repaired[kept_rows]).sum())
+        if excluded.any():
+            led.images.excluded["evaluation_image"] += int(excluded.sum())
+            table = table.filter(pa.array(kept_rows))
+        led.images.repaired += int((batch.image_repaired & kept_rows).sum())
+        led.images.written += int((~batch.image_repaired & kept_rows).sum())
+        self._write_table(table)
         self._maybe_check()
 
     def _maybe_check(self, final: bool = False) -> None:
@@ -155,11 +184,22 @@ def ingest_source(name: str, config, settings: IngestSettings, exclude: frozense
         errors.write(error.__dict__)
         bad.inc()
 
-    keeper = Ledgerkeeper(name, settings, exclude, write, write_error)
+    def write_table(table):
+        records.write_table(table)
+        written.inc(table.num_rows)
+
+    keeper = Ledgerkeeper(name, settings, exclude, write, write_error, write_table)
     started = time.perf_counter()
+    # Parsing allocates millions of small acyclic dicts; with the cyclic collector on, its repeated scans of the
+    # live batches cost more than the parse itself (measured 2.2x slower on VG). Off for this loop only.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         for result in spec.read(config, readers.ReadContext(work_dir=work_dir, source=name)):
-            keeper.take(result)
+            if isinstance(result, ImageResult):
+                keeper.take(result)
+            else:
+                keeper.take_batch(result)
             progress.update(keeper.ledger.images.read)
         ledger = keeper.finish()
         parts = records.close()
@@ -169,6 +209,8 @@ def ingest_source(name: str, config, settings: IngestSettings, exclude: frozense
         errors.abort()
         raise
     finally:
+        if gc_was_enabled:
+            gc.enable()
         progress.close()
         shutil.rmtree(work_dir, ignore_errors=True)
     seconds = time.perf_counter() - started

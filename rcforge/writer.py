@@ -59,6 +59,24 @@ class PartWriter:
             if self._rows_in_part >= self.rows_per_part:
                 self._close_part()
 
+    def write_table(self, table: pa.Table) -> None:
+        """Write a table already built against the schema (columnar readers), splitting it across parts."""
+        if self._buffer:
+            self._flush()
+        table = table.cast(self.schema) if table.schema != self.schema else table
+        offset = 0
+        while offset < table.num_rows:
+            if self._writer is None:
+                self._open()
+            room = self.rows_per_part - self._rows_in_part
+            chunk = table.slice(offset, room)
+            self._writer.write_table(chunk)
+            offset += chunk.num_rows
+            self._rows_in_part += chunk.num_rows
+            self.rows += chunk.num_rows
+            if self._rows_in_part >= self.rows_per_part:
+                self._close_part()
+
     def _open(self) -> None:
         name = f"{self.prefix}-{len(self.parts):05d}.parquet"
         self._final = fsio.join(self._dir, name)

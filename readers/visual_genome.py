@@ -11,6 +11,10 @@ v1.2+ use ``object_id`` / ``relationship_id`` and ``names``; region descriptions
 predicates, names and attributes vary in case and spacing and are lower-cased with spaces collapsed.
 Relationships reference objects by id and carry their own copy of each endpoint: we keep the reference and check
 that it names an object of the image (else the relation is rejected, ``relation_unknown_object``).
+
+By default the files are parsed in parallel and checked column-wise (`visual_genome_batch`, several times
+faster); this module's per-image path is the reference for those rules and takes over, keyed, when the files
+disagree on the image order.
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ from rcforge.config import path_field
 from rcforge.errors import BadRecord
 from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, rejected_image, image_record
 from rcforge.readers import ReadContext, register
+from rcforge.readers.visual_genome_batch import _first
 
 SOURCE = "visual_genome"
 KEY_PREFIX = "vg"
+#: below this many bytes of input, starting parser processes costs more than it saves
+PARALLEL_MIN_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,10 @@ class VisualGenomeConfig:
     relationships: str = "relationships.json"
     region_descriptions: str = "region_descriptions.json"
     attributes: str | None = "attributes.json"
+    #: "columnar" checks whole batches of images at once (visual_genome_batch); "processes" does so with each
+    #: file parsed in its own process; "auto" uses processes for inputs over 32 MB on a multi-core machine;
+    #: "per_image" is the reference path, which a keyed join falls back to when the files disagree on order
+    mode: Literal["auto", "processes", "columnar", "per_image"] = "auto"
 
 
 def _norm(text) -> str:
@@ -77,12 +88,13 @@ def _get(d: dict, *names, field: str):
 class _Secondary:
     """One per-image file joined to image_data: lockstep while ids agree, keyed (SQLite) once they do not."""
 
-    def __init__(self, path: str, kind: str, work_dir: str):
+    def __init__(self, path: str, kind: str, work_dir: str, keyed: bool = False):
         self.path, self.kind, self.work_dir = path, kind, work_dir
         self._iter = fsio.iter_json(path, "item", what=f"Visual Genome {kind} file")
         self._db: sqlite3.Connection | None = None
-        self._used: set = set()
         self.keyed = False
+        if keyed:
+            self._switch_to_keyed()
 
     def take(self, image_id) -> dict | None:
         """The entry for ``image_id``, or None when the file has none."""
@@ -112,7 +124,6 @@ class _Secondary:
         self._db = db
 
     def _lookup(self, image_id) -> dict | None:
-        self._used.add(str(image_id))
         row = self._db.execute("SELECT body FROM e WHERE image_id = ? ORDER BY seq LIMIT 1",
                                (str(image_id),)).fetchone()
         return orjson.loads(row[0]) if row else None
@@ -168,11 +179,29 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
         attr_path = fsio.join(root, config.attributes)
         if fsio.exists(attr_path):
             files["attribute"] = attr_path
-    secondaries = {kind: _Secondary(path, kind, ctx.work_dir) for kind, path in files.items()}
+    emitted: set = set()
+    skip = 0
+    if config.mode != "per_image":
+        from rcforge.readers import visual_genome_batch as batch
+
+        parallel = config.mode == "processes" or (
+            config.mode == "auto" and (os.cpu_count() or 1) > 1
+            and sum(fsio.size(p) for p in files.values()) > PARALLEL_MIN_BYTES)
+        try:
+            for result in batch.read_batches(files, image_data_path, config.image_layout, emitted,
+                                             parallel=parallel):
+                skip += result.ledger.images.read
+                yield result
+            return
+        except batch.Mismatch:
+            pass  # the files disagree on the image order: go on per image with a keyed join
+    secondaries = {kind: _Secondary(path, kind, ctx.work_dir, keyed=skip > 0) for kind, path in files.items()}
     list_key = {"object": "objects", "relation": "relationships", "region": "regions", "attribute": "attributes"}
 
-    seen: set[str] = set()
+    seen: set[str] = {str(i) for i in emitted}
     for index, meta in enumerate(fsio.iter_json(image_data_path, "item", what="Visual Genome image_data file")):
+        if index < skip:
+            continue  # already read by the columnar path
         image_id = _entry_image_id(meta) if isinstance(meta, dict) else None
         entries = {kind: sec.take(image_id) for kind, sec in secondaries.items()}
         record_desc = f"image_data[{index}] (image_id={image_id})"
@@ -218,7 +247,7 @@ def _build(config, files, image_data_path, key, image_id, meta, width, height, e
 
     attributes: dict = {}
     for att in _items(entries.get("attribute"), "attributes"):
-        oid = att.get("object_id", att.get("id"))
+        oid = _first(att, "object_id", "id")
         values = att.get("attributes") or []
         if oid is not None and values:
             attributes[oid] = list(dict.fromkeys(_norm(v) for v in values if str(v).strip()))
@@ -228,7 +257,7 @@ def _build(config, files, image_data_path, key, image_id, meta, width, height, e
     rejected_objects: set = set()
     for i, obj in enumerate(_items(entries.get("object"), "objects")):
         b.read("object")
-        oid = obj.get("object_id", obj.get("id")) if isinstance(obj, dict) else None
+        oid = _first(obj, "object_id", "id") if isinstance(obj, dict) else None
         desc = f"image_id={image_id} object_id={oid}" if oid is not None else f"image_id={image_id} objects[{i}]"
         try:
             if not isinstance(obj, dict):
@@ -265,7 +294,7 @@ def _build(config, files, image_data_path, key, image_id, meta, width, height, e
     relations = []
     for i, rel in enumerate(_items(entries.get("relation"), "relationships")):
         b.read("relation")
-        rid = rel.get("relationship_id", rel.get("id")) if isinstance(rel, dict) else None
+        rid = _first(rel, "relationship_id", "id") if isinstance(rel, dict) else None
         desc = f"image_id={image_id} relationship_id={rid}"
         try:
             if not isinstance(rel, dict):
@@ -282,7 +311,7 @@ def _build(config, files, image_data_path, key, image_id, meta, width, height, e
                 ref = rel.get(end)
                 if not isinstance(ref, dict):
                     raise BadRecord("missing_field", f"relationship has no {end}", field=end)
-                eid = ref.get("object_id", ref.get("id"))
+                eid = _first(ref, "object_id", "id")
                 if eid in rejected_objects:
                     raise BadRecord("relation_object_rejected",
                                     f"{end} object {eid} was rejected", field=f"{end}.object_id")
@@ -298,7 +327,7 @@ def _build(config, files, image_data_path, key, image_id, meta, width, height, e
     regions = []
     for i, reg in enumerate(_items(entries.get("region"), "regions")):
         b.read("region")
-        rid = reg.get("region_id", reg.get("id")) if isinstance(reg, dict) else None
+        rid = _first(reg, "region_id", "id") if isinstance(reg, dict) else None
         desc = f"image_id={image_id} region_id={rid}"
         try:
             if not isinstance(reg, dict):

@@ -144,3 +144,68 @@ def test_threshold_fails_a_source_with_too_many_bad_records(tmp_path):
     root = _vg_copy(tmp_path, objects=objects)
     with pytest.raises(TooManyBadRecords, match="max_bad_fraction"):
         ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root)}, max_bad_fraction=0.01)
+
+
+def _bad_fixture(tmp_path):
+    image_data = json.loads((VG / "image_data.json").read_text())
+    objects = json.loads((VG / "objects.json").read_text())
+    rels = json.loads((VG / "relationships.json").read_text())
+    regions = json.loads((VG / "region_descriptions.json").read_text())
+    o1, o2 = objects[0]["objects"], objects[1]["objects"]
+    o1[0]["w"] = 0
+    o1[1]["x"] = 5000
+    o1[2]["h"] = -3
+    o1[3]["x"] = 790
+    del o1[4]["y"]
+    o1[5]["names"] = ["  "]
+    o1[6]["x"] = "left"
+    o2.append(dict(o2[0]))                           # a duplicate object id after a kept one
+    o2.append(dict(o2[1], w=0))
+    o2.append(dict(o2[1]))                           # a repeated id whose first copy was kept
+    rels[0]["relationships"][1]["subject"]["object_id"] = 424242
+    rels[0]["relationships"][2]["predicate"] = "  "
+    rels[1]["relationships"][0]["object"] = None
+    regions[0]["regions"][0]["phrase"] = ""
+    regions[0]["regions"][1]["width"] = 0
+    regions[0]["regions"][2]["x"] = -10
+    image_data[2]["width"] = None
+    image_data.append(dict(image_data[0]))
+    objects.append(objects[0]); rels.append(rels[0]); regions.append(regions[0])
+    return _vg_copy(tmp_path, image_data=image_data, objects=objects, relationships=rels,
+                    region_descriptions=regions)
+
+
+@pytest.mark.parametrize("fixture", ["sample", "bad"])
+def test_columnar_paths_give_the_reference_records_errors_and_ledger(tmp_path, fixture):
+    root = VG if fixture == "sample" else _bad_fixture(tmp_path)
+    outcomes = {}
+    for mode in ("per_image", "columnar", "processes"):
+        (tmp_path / mode).mkdir()
+        entry, out = ingest_one(tmp_path / mode, "visual_genome",
+                                {"root": str(root), "images": str(root), "mode": mode}, max_bad_fraction=1.0)
+        errors = sorted((e["kind"], e["reason"], e["record"], e["field"], e["key"], e["file"])
+                        for e in read_errors(out, "visual_genome"))
+        outcomes[mode] = (read_records(out, "visual_genome"), errors, entry["ledger"])
+    assert outcomes["columnar"] == outcomes["per_image"]
+    assert outcomes["processes"] == outcomes["per_image"]
+    if fixture == "bad":
+        reasons = {r for _, r, *_ in outcomes["per_image"][1]}
+        assert {"duplicate_object_id", "box_not_a_number", "relation_missing_predicate", "region_missing_phrase",
+                "image_size_missing", "duplicate_image_id", "missing_field"} <= reasons
+
+
+@pytest.mark.parametrize("kind, name", [("object", "objects"), ("relation", "relationships"),
+                                        ("region", "region_descriptions"), ("attribute", "attributes")])
+def test_fast_and_careful_extraction_lanes_agree(tmp_path, kind, name):
+    from rcforge.readers.visual_genome_batch import _FAST, _careful
+
+    root = _bad_fixture(tmp_path)
+    entries = json.loads((root / f"{name}.json").read_text())
+    if kind == "object":
+        for entry in (entries[0], entries[-1]):  # the fixture's "left" would send the batch to the careful lane
+            entry["objects"][6]["x"] = 12
+        entries[0]["objects"][7]["names"] = ["Tall\tTree ", "", "tall tree"]
+        entries[0]["objects"][8]["h"] = None
+    if kind == "relation":
+        entries[0]["relationships"][3]["predicate"] = "  Sitting\n ON "
+    assert _FAST[kind](entries).to_pylist() == _careful(kind, entries).to_pylist()
