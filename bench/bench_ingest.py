@@ -65,15 +65,44 @@ def child(what, kind, path):
                       "largest_child_peak_rss_mb": round(kids.ru_maxrss / 1024)}))
 
 
+def _tree_rss_kb(root: int) -> int:
+    """Sum of VmRSS over ``root`` and its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        pid = int(entry)
+        children.setdefault(int(fields["PPid"].strip()), []).append(pid)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
 def main():
     kind, path = sys.argv[1], sys.argv[2]
     size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)) if os.path.isdir(path) \
         else os.path.getsize(path)
     results = {}
     for what in ("parse", "ingest"):
-        out = subprocess.run([sys.executable, __file__, "--child", what, kind, path], capture_output=True,
-                             text=True, check=True).stdout.strip().splitlines()[-1]
+        proc = subprocess.Popen([sys.executable, __file__, "--child", what, kind, path], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        peak = 0
+        while proc.poll() is None:  # the whole process tree (VG parser processes included), every 50 ms
+            peak = max(peak, _tree_rss_kb(proc.pid))
+            time.sleep(0.05)
+        out = proc.stdout.read().strip().splitlines()[-1]
         results[what] = json.loads(out)
+        results[what]["peak_tree_rss_mb"] = round(peak / 1024)
     ratio = results["parse"]["seconds"] / results["ingest"]["seconds"]
     print(json.dumps({"input": path, "input_mb": round(size / 2**20), **results,
                       "parse_mb_s": round(size / 2**20 / results["parse"]["seconds"], 1),

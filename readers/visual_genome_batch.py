@@ -104,8 +104,21 @@ def extract(kind: str, entries: list) -> pa.RecordBatch:
         batch = _FAST[kind](entries)
     except _Unusual:
         batch = _careful(kind, entries)
-    image_ids = [_entry_image_id(e) for e in entries]
-    return batch.replace_schema_metadata({b"image_ids": repr(image_ids).encode(), b"n": str(len(entries)).encode()})
+    return _with_ids(batch, [_entry_image_id(e) for e in entries])
+
+
+def _with_ids(batch: pa.RecordBatch, image_ids: list) -> pa.RecordBatch:
+    return batch.replace_schema_metadata({b"image_ids": repr(image_ids).encode(), b"n": str(len(image_ids)).encode()})
+
+
+def extract_table(kind: str, table: pa.Table) -> pa.RecordBatch:
+    """`extract` for entries already read by Arrow's JSON reader (one row per entry)."""
+    image_ids = _pc().coalesce(table.column("image_id"), table.column("id")).to_pylist()
+    try:
+        batch = _FROM_TABLE[kind](table)
+    except _Unusual:
+        batch = _careful(kind, table.to_pylist())
+    return _with_ids(batch, image_ids)
 
 
 def _careful(kind: str, entries: list) -> pa.RecordBatch:
@@ -165,16 +178,17 @@ _SPACES = (r"[\t\n\x{0b}\f\r\x{1c}-\x{1f} \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\
 
 _XYWH = [("x", pa.float64()), ("y", pa.float64()), ("w", pa.float64()), ("h", pa.float64())]
 _ID = [("object_id", pa.int64()), ("id", pa.int64())]
+_TOP = [("image_id", pa.int64()), ("id", pa.int64())]
 _ENTRY_SCHEMAS = {
-    "object": pa.schema([("objects", pa.list_(pa.struct(
+    "object": pa.schema(_TOP + [("objects", pa.list_(pa.struct(
         _ID + [("names", pa.list_(pa.string())), ("name", pa.string()), ("synsets", pa.list_(pa.string()))] + _XYWH)))]),
-    "region": pa.schema([("regions", pa.list_(pa.struct(
+    "region": pa.schema(_TOP + [("regions", pa.list_(pa.struct(
         [("region_id", pa.int64()), ("id", pa.int64()), ("phrase", pa.string()), ("width", pa.float64()),
          ("height", pa.float64())] + _XYWH)))]),
-    "relation": pa.schema([("relationships", pa.list_(pa.struct(
+    "relation": pa.schema(_TOP + [("relationships", pa.list_(pa.struct(
         [("relationship_id", pa.int64()), ("id", pa.int64()), ("predicate", pa.string()),
          ("subject", pa.struct(_ID)), ("object", pa.struct(_ID))])))]),
-    "attribute": pa.schema([("attributes", pa.list_(pa.struct(_ID + [("attributes", pa.list_(pa.string()))])))]),
+    "attribute": pa.schema(_TOP + [("attributes", pa.list_(pa.struct(_ID + [("attributes", pa.list_(pa.string()))])))]),
 }
 
 
@@ -184,22 +198,33 @@ def _pc():
     return pc
 
 
-def _items_of(kind: str, entries: list) -> tuple[np.ndarray, pa.StructArray]:
-    """(entry index of each item, the items as one struct array) through orjson + Arrow's JSON reader."""
+def _table_of(kind: str, entries: list) -> pa.Table:
+    """Entries re-serialized with orjson and read back by Arrow's JSON reader against the file's schema."""
     import orjson
-    import pyarrow.json as pajson
 
     if not all(type(e) is dict for e in entries):
         raise _Unusual()
     try:
         data = b"\n".join(map(orjson.dumps, entries))
-        table = pajson.read_json(
-            pa.BufferReader(data),
-            read_options=pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, len(data) + 1)),
-            parse_options=pajson.ParseOptions(explicit_schema=_ENTRY_SCHEMAS[kind],
-                                              unexpected_field_behavior="ignore"))
-    except (orjson.JSONEncodeError, pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+    except (orjson.JSONEncodeError, OverflowError):
         raise _Unusual() from None
+    try:
+        return _read_lines(kind, data)
+    except pa.ArrowException:
+        raise _Unusual() from None
+
+
+def _read_lines(kind: str, data: bytes) -> pa.Table:
+    import pyarrow.json as pajson
+
+    return pajson.read_json(
+        pa.BufferReader(data),
+        read_options=pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, len(data) + 1)),
+        parse_options=pajson.ParseOptions(explicit_schema=_ENTRY_SCHEMAS[kind], unexpected_field_behavior="ignore"))
+
+
+def _items_of(kind: str, table: pa.Table) -> tuple[np.ndarray, pa.StructArray]:
+    """(entry index of each item, the items as one struct array)."""
     lists = table.column(LIST_KEY[kind]).combine_chunks()
     pc = _pc()
     img = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int32)
@@ -207,13 +232,25 @@ def _items_of(kind: str, entries: list) -> tuple[np.ndarray, pa.StructArray]:
 
 
 def _normalize(arr: pa.Array, lower: bool) -> pa.Array:
-    """``" ".join(v.split())`` (and ``.lower()``) column-wise; nulls become ""; ASCII only."""
+    """``" ".join(v.split())`` (and ``.lower()``) column-wise; nulls become "".
+
+    ASCII values are done with Arrow compute; the few non-ASCII ones in Python, whose lower() and split() differ
+    from Arrow's on some letters and spaces.
+    """
     pc = _pc()
     arr = pc.fill_null(arr, "")
-    if len(arr) and not pc.all(pc.string_is_ascii(arr)).as_py():
-        raise _Unusual()  # Python's lower() and Arrow's differ on a few non-ASCII letters
-    arr = pc.utf8_trim(pc.replace_substring_regex(arr, _SPACES, " "), " ")
-    return pc.ascii_lower(arr) if lower else arr
+    if not len(arr):
+        return arr
+    out = pc.utf8_trim(pc.replace_substring_regex(arr, _SPACES, " "), " ")
+    if lower:
+        out = pc.ascii_lower(out)
+    ascii_ = pc.string_is_ascii(arr)
+    if not pc.all(ascii_).as_py():
+        mask = pc.invert(ascii_)
+        values = arr.filter(mask).to_pylist()
+        fixed = [" ".join(v.split()).lower() if lower else " ".join(v.split()) for v in values]
+        out = pc.replace_with_mask(out, mask, pa.array(fixed, pa.string()))
+    return out
 
 
 def _strings_or_empty(lists: pa.Array, *, normalize: bool = False, drop_empty: bool = False,
@@ -283,9 +320,9 @@ def _valid(arr: pa.Array) -> np.ndarray:
     return arr.is_valid().to_numpy(zero_copy_only=False)
 
 
-def _fast_objects(entries: list) -> pa.RecordBatch:
+def _fast_objects(table: pa.Table) -> pa.RecordBatch:
     pc = _pc()
-    img, items = _items_of("object", entries)
+    img, items = _items_of("object", table)
     m = len(img)
     ids = _coalesce(items, "object_id", "id")
     names, name = items.field("names"), items.field("name")
@@ -304,9 +341,9 @@ def _fast_objects(entries: list) -> pa.RecordBatch:
         "synsets": _strings_or_empty(items.field("synsets"))})
 
 
-def _fast_regions(entries: list) -> pa.RecordBatch:
+def _fast_regions(table: pa.Table) -> pa.RecordBatch:
     pc = _pc()
-    img, items = _items_of("region", entries)
+    img, items = _items_of("region", table)
     m = len(img)
     ids = _coalesce(items, "region_id", "id")
     phrase = _normalize(items.field("phrase"), lower=False)
@@ -321,9 +358,9 @@ def _fast_regions(entries: list) -> pa.RecordBatch:
         "x": coords[0], "y": coords[1], "w": coords[2], "h": coords[3], "phrase": phrase})
 
 
-def _fast_relations(entries: list) -> pa.RecordBatch:
+def _fast_relations(table: pa.Table) -> pa.RecordBatch:
     pc = _pc()
-    img, items = _items_of("relation", entries)
+    img, items = _items_of("relation", table)
     m = len(img)
     ids = _coalesce(items, "relationship_id", "id")
     predicate = _normalize(items.field("predicate"), lower=True)
@@ -342,16 +379,17 @@ def _fast_relations(entries: list) -> pa.RecordBatch:
         "subject_missing": ends["subject_missing"], "object_missing": ends["object_missing"]})
 
 
-def _fast_attributes(entries: list) -> pa.RecordBatch:
-    img, items = _items_of("attribute", entries)
+def _fast_attributes(table: pa.Table) -> pa.RecordBatch:
+    img, items = _items_of("attribute", table)
     m = len(img)
     none = pa.nulls(m, pa.string())
     return pa.RecordBatch.from_pydict({
         "img": pa.array(img, pa.int32()), "id": _coalesce(items, "object_id", "id"), "p_reason": none,
         "p_field": none, "p_msg": none,
         "attributes": _strings_or_empty(items.field("attributes"), normalize=True, drop_empty=True, dedupe=True)})
-_FAST = {"object": _fast_objects, "region": _fast_regions, "relation": _fast_relations,
-         "attribute": _fast_attributes}
+_FROM_TABLE = {"object": _fast_objects, "region": _fast_regions, "relation": _fast_relations,
+               "attribute": _fast_attributes}
+_FAST = {kind: (lambda entries, kind=kind: _FROM_TABLE[kind](_table_of(kind, entries))) for kind in _FROM_TABLE}
 
 
 def _extract_object(obj, cols):
@@ -422,15 +460,90 @@ def _pad(cols, names):
         cols[n].append(None)
 
 
+class _NotSplittable(Exception):
+    """The byte-level split does not apply to this file; parse it with ijson instead."""
+
+
+#: bytes read at a time by the splitter
+SPLIT_BLOCK = 1 << 20
+
+
 def _batches(kind: str, path: str, batch: int) -> Iterator[pa.RecordBatch]:
+    """Batches of ``batch`` entries of one file: split at the byte level when possible, else streamed by ijson."""
+    sent = 0
+    try:
+        for b in _split_batches(kind, path, batch):
+            sent += int(b.schema.metadata[b"n"])
+            yield b
+        return
+    except _NotSplittable:
+        pass
     entries = []
-    for entry in fsio.iter_json(path, "item", what=f"Visual Genome {kind} file"):
+    for index, entry in enumerate(fsio.iter_json(path, "item", what=f"Visual Genome {kind} file")):
+        if index < sent:
+            continue  # already sent by the splitter
         entries.append(entry)
         if len(entries) >= batch:
             yield extract(kind, entries)
             entries = []
     if entries:
         yield extract(kind, entries)
+
+
+def _split_batches(kind: str, path: str, batch: int) -> Iterator[pa.RecordBatch]:
+    """The top-level array split into one line per entry without parsing it in Python, read by Arrow.
+
+    Every entry of a VG file starts with the same key (``{"image_id"``, ``{"regions"``, ...), read from the first
+    one; the separators before that key become newlines, and Arrow's JSON reader parses the lines. A separator
+    matched anywhere but between top-level entries (inside a string, or a nested object starting with the same
+    key) leaves lines that are not complete JSON values: Arrow refuses them, and the file falls back to ijson
+    from the first entry not yet sent. So either every line is one whole entry, or nothing wrong is used.
+    """
+    import re
+
+    with fsio.open_binary(path, f"Visual Genome {kind} file") as handle:
+        buf = handle.read(SPLIT_BLOCK)
+        start = re.match(rb'\s*\[\s*(\{\s*"(?:[^"\\]|\\.)*")', buf)
+        if start is None:
+            if re.fullmatch(rb"\s*\[\s*\]\s*", buf):
+                return
+            raise _NotSplittable()
+        key = start.group(1)[1:].lstrip()
+        boundary = re.compile(rb"\}\s*,\s*\{\s*" + re.escape(key))
+        joined = b"}\n{" + key
+        buf = buf[start.start(1):]
+        pending: list[pa.Table] = []
+        rows = 0
+        eof = False
+        while not eof:
+            data = handle.read(SPLIT_BLOCK)
+            eof = not data
+            text = boundary.sub(joined, buf + data)
+            if eof:
+                text = text.rstrip()
+                if not text.endswith(b"]"):
+                    raise _NotSplittable()
+                complete, buf = text[:-1], b""
+            else:
+                cut = text.rfind(b"\n")
+                if cut < 0:
+                    buf = text
+                    continue
+                complete, buf = text[:cut], text[cut + 1:]
+            if not complete.strip():
+                continue
+            try:
+                table = _read_lines(kind, complete)
+            except pa.ArrowException:
+                raise _NotSplittable() from None
+            pending.append(table)
+            rows += table.num_rows
+            while rows >= batch or (eof and rows):
+                whole = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
+                take = min(batch, rows)
+                yield extract_table(kind, whole.slice(0, take))
+                rest = whole.slice(take)
+                pending, rows = ([rest] if rest.num_rows else []), rest.num_rows
 
 
 def worker_main(kind: str, path: str, batch: int) -> None:

@@ -166,6 +166,10 @@ def _bad_fixture(tmp_path):
     rels[0]["relationships"][2]["predicate"] = "  "
     rels[1]["relationships"][0]["object"] = None
     regions[0]["regions"][0]["phrase"] = ""
+    # text that looks like the boundary between two top-level entries, and a nested object that starts with the
+    # entries' first key: the byte-level splitter must not be fooled (it falls back to ijson)
+    regions[1]["regions"][0]["phrase"] = 'sign reads }, {"regions": [  and  Café  '
+    o2[2] = {"image_id": 2, **o2[2]}
     regions[0]["regions"][1]["width"] = 0
     regions[0]["regions"][2]["x"] = -10
     image_data[2]["width"] = None
