@@ -184,9 +184,11 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     if config.mode != "per_image":
         from rcforge.readers import visual_genome_batch as batch
 
-        parallel = config.mode == "processes" or (
+        # parser processes open the files themselves: not for memory:// (it lives in this process only)
+        in_process_only = str(root).startswith("memory://")
+        parallel = not in_process_only and (config.mode == "processes" or (
             config.mode == "auto" and (os.cpu_count() or 1) > 1
-            and sum(fsio.size(p) for p in files.values()) > PARALLEL_MIN_BYTES)
+            and sum(fsio.size(p) for p in files.values()) > PARALLEL_MIN_BYTES))
         try:
             for result in batch.read_batches(files, image_data_path, config.image_layout, emitted,
                                              parallel=parallel):

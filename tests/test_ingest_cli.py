@@ -100,3 +100,21 @@ def test_beam_pipeline_under_test_pipeline(tmp_path):
     pipeline = BeamTestPipeline(argv=["--runner=FnApiRunner"])
     manifest = ingest(recipe, str(tmp_path / "out"), progress=False, test_pipeline=pipeline)
     assert sorted(manifest["sources"]) == SOURCES and manifest["totals"]["balanced"]
+
+
+def test_fsspec_urls_for_inputs_and_output(tmp_path):
+    """memory:// stands in for gs:// and s3://: inputs are read and parts written through fsspec."""
+    import fsspec
+
+    from rcforge.pipelines.ingest import ingest
+    from rcforge.recipe import recipe_from_mapping
+
+    fs = fsspec.filesystem("memory")
+    vg = SAMPLE / "visual_genome"
+    for name in ("image_data", "objects", "relationships", "region_descriptions", "attributes"):
+        fs.pipe(f"/vgtest/{name}.json", (vg / f"{name}.json").read_bytes())
+    recipe = recipe_from_mapping({"sources": {"visual_genome": {"root": "memory://vgtest", "images": "memory://i"}}})
+    manifest = ingest(recipe, "memory://outtest", progress=False)
+    assert manifest["sources"]["visual_genome"]["records"] == 3
+    parts = fs.glob("/outtest/images/visual_genome/part-*.parquet")
+    assert len(parts) == 1 and fs.exists("/outtest/manifest.json")
