@@ -35,9 +35,10 @@ def _parse(kind, path):
 
 
 def _ingest(kind, path):
-    from rcforge.config import build_config
     from rcforge.pipelines.ingest import IngestSettings, ingest_source
     from rcforge.readers import get
+
+    from rcforge.config import build_config
 
     out = tempfile.mkdtemp(prefix="rcforge-bench-")
     if kind == "vg":

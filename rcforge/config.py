@@ -114,5 +114,7 @@ def describe(cls) -> list[tuple[str, str, str]]:
     for f in dataclasses.fields(cls):
         default = "required" if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING \
             else repr(f.default if f.default is not dataclasses.MISSING else f.default_factory())
-        rows.append((f.name, str(hints.get(f.name, "")).replace("typing.", ""), default))
+        hint = hints.get(f.name, "")
+        shown = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+        rows.append((f.name, shown, default))
     return rows

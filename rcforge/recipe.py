@@ -27,9 +27,7 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from rcforge import fsio
-from rcforge import readers
-
+from rcforge import fsio, readers
 from rcforge.config import build_config, check_type, path_field, resolve_path
 from rcforge.errors import RecipeError
 

@@ -21,13 +21,13 @@ from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+from rcforge.readers import ReadContext, register
 
 from rcforge import fsio
 from rcforge.boxes import check_size, voc_to_xyxy
 from rcforge.config import path_field
 from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import ImageBuilder, ImageResult, rejected_image, image_record
-from rcforge.readers import ReadContext, register
+from rcforge.ledger import ImageBuilder, ImageResult, image_record, rejected_image
 
 SOURCE = "flickr30k_entities"
 PHRASE = re.compile(r"\[/EN#(\d+)/([^\s\]]+) ([^\]]*)\]")

@@ -23,13 +23,19 @@ from typing import Iterator, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
+from rcforge.readers import ReadContext, register
 
 from rcforge import fsio
 from rcforge.boxes import check_size
 from rcforge.config import path_field
 from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, rejected_image, image_record
-from rcforge.readers import ReadContext, register
+from rcforge.ledger import (
+    ErrorRow,
+    ImageBuilder,
+    ImageResult,
+    image_record,
+    rejected_image,
+)
 
 SOURCE = "objects365"
 
@@ -291,7 +297,7 @@ def _group_partition(images: pa.Table, anns: pa.Table, categories: dict, path: s
 
 @register(SOURCE, Objects365Config)
 def read(config: Objects365Config, ctx: ReadContext) -> Iterator[ImageResult]:
-    """Objects365 (COCO format), pycocotools in memory or streamed through on-disk partitions."""
+    """Objects365 (COCO format), parsed whole when small or streamed through on-disk partitions."""
     path = config.annotations
     stream = config.mode == "stream" or (config.mode == "auto" and fsio.size(path) > config.in_memory_max_bytes)
     if stream:

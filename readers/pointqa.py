@@ -17,13 +17,20 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
+from rcforge.readers import ReadContext, register
+from rcforge.readers.vqav2 import image_size_from_file
+
 from rcforge import fsio
 from rcforge.boxes import check_point, check_size, xywh_to_xyxy
 from rcforge.config import path_field
 from rcforge.errors import BadRecord
-from rcforge.ledger import ImageBuilder, ImageResult, filtered_image, rejected_image, image_record
-from rcforge.readers import ReadContext, register
-from rcforge.readers.vqav2 import image_size_from_file
+from rcforge.ledger import (
+    ImageBuilder,
+    ImageResult,
+    filtered_image,
+    image_record,
+    rejected_image,
+)
 
 SOURCE = "pointqa"
 

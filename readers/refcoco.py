@@ -18,13 +18,20 @@ from dataclasses import dataclass
 from typing import Iterator, Literal
 
 import orjson
+from rcforge.readers import ReadContext, register
 
 from rcforge import fsio
 from rcforge.boxes import check_size, xywh_to_xyxy
 from rcforge.config import path_field
 from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, filtered_image, rejected_image, image_record
-from rcforge.readers import ReadContext, register
+from rcforge.ledger import (
+    ErrorRow,
+    ImageBuilder,
+    ImageResult,
+    filtered_image,
+    image_record,
+    rejected_image,
+)
 
 SOURCE = "refcoco"
 

@@ -27,14 +27,20 @@ from dataclasses import dataclass
 from typing import Iterator, Literal
 
 import orjson
+from rcforge.readers import ReadContext, register
+from rcforge.readers.visual_genome_batch import _first
 
 from rcforge import fsio
 from rcforge.boxes import check_size, xywh_to_xyxy
 from rcforge.config import path_field
 from rcforge.errors import BadRecord
-from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, rejected_image, image_record
-from rcforge.readers import ReadContext, register
-from rcforge.readers.visual_genome_batch import _first
+from rcforge.ledger import (
+    ErrorRow,
+    ImageBuilder,
+    ImageResult,
+    image_record,
+    rejected_image,
+)
 
 SOURCE = "visual_genome"
 KEY_PREFIX = "vg"
@@ -294,7 +300,7 @@ def _build(config, files, image_data_path, key, image_id, meta, width, height, e
         })
 
     relations = []
-    for i, rel in enumerate(_items(entries.get("relation"), "relationships")):
+    for rel in _items(entries.get("relation"), "relationships"):
         b.read("relation")
         rid = _first(rel, "relationship_id", "id") if isinstance(rel, dict) else None
         desc = f"image_id={image_id} relationship_id={rid}"
@@ -327,7 +333,7 @@ def _build(config, files, image_data_path, key, image_id, meta, width, height, e
         relations.append({"id": rid, "subject_id": ends[0], "predicate": predicate, "object_id": ends[1]})
 
     regions = []
-    for i, reg in enumerate(_items(entries.get("region"), "regions")):
+    for reg in _items(entries.get("region"), "regions"):
         b.read("region")
         rid = _first(reg, "region_id", "id") if isinstance(reg, dict) else None
         desc = f"image_id={image_id} region_id={rid}"

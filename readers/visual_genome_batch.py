@@ -19,7 +19,6 @@ import math
 import struct
 import subprocess
 import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -181,7 +180,8 @@ _ID = [("object_id", pa.int64()), ("id", pa.int64())]
 _TOP = [("image_id", pa.int64()), ("id", pa.int64())]
 _ENTRY_SCHEMAS = {
     "object": pa.schema(_TOP + [("objects", pa.list_(pa.struct(
-        _ID + [("names", pa.list_(pa.string())), ("name", pa.string()), ("synsets", pa.list_(pa.string()))] + _XYWH)))]),
+        _ID + [("names", pa.list_(pa.string())), ("name", pa.string()), ("synsets", pa.list_(pa.string()))]
+        + _XYWH)))]),
     "region": pa.schema(_TOP + [("regions", pa.list_(pa.struct(
         [("region_id", pa.int64()), ("id", pa.int64()), ("phrase", pa.string()), ("width", pa.float64()),
          ("height", pa.float64())] + _XYWH)))]),

@@ -15,12 +15,19 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterator
 
+from rcforge.readers import ReadContext, register
+
 from rcforge import fsio
 from rcforge.boxes import check_size
 from rcforge.config import path_field
 from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, rejected_image, image_record
-from rcforge.readers import ReadContext, register
+from rcforge.ledger import (
+    ErrorRow,
+    ImageBuilder,
+    ImageResult,
+    image_record,
+    rejected_image,
+)
 
 SOURCE = "vqav2"
 

@@ -44,6 +44,7 @@ def read_errors(out: Path, source: str) -> list[dict]:
 def ingest_one(tmp_path: Path, source: str, options: dict, **recipe_top) -> tuple[dict, Path]:
     """Ingest one source through the real pipeline code (no Beam), returning (manifest entry, out dir)."""
     from rcforge.pipelines.ingest import IngestSettings, ingest_source
+
     from rcforge.recipe import recipe_from_mapping
 
     recipe = recipe_from_mapping({"sources": {source: options}, **recipe_top}, base_dir=str(tmp_path))

@@ -6,11 +6,11 @@ import pickle
 import shutil
 
 import pytest
-
 from conftest import SAMPLE, ingest_one, read_errors, read_records, write_json
-from rcforge.errors import InputError
 from rcforge.readers.flickr30k_entities import parse_sentence
 from rcforge.readers.refcoco import load_refs, safe_loads
+
+from rcforge.errors import InputError
 
 
 # -- Flickr30K Entities -------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Visual Genome reader: the real v1.2 excerpt (images 1-3), the v1.0 schema, lockstep fallback, bad records."""
 
 import json
-import pytest
 
+import pytest
 from conftest import SAMPLE, ingest_one, read_errors, read_records, write_json
+
 from rcforge.errors import InputError
 
 VG = SAMPLE / "visual_genome"
