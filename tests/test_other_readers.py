@@ -4,6 +4,7 @@ formats."""
 import json
 import pickle
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import SAMPLE, ingest_one, read_errors, read_records, write_json
@@ -139,4 +140,26 @@ def test_pointqa_point_outside_image_is_rejected(tmp_path):
                             max_bad_fraction=1.0)
     (err,) = read_errors(out, "pointqa")
     assert err["reason"] == "point_outside_image" and err["field"] == "point"
+    assert entry["ledger"]["balanced"]
+
+
+def test_flickr_shared_boxes_and_several_boxes_per_entity(tmp_path):
+    """The real (elided) annotation of image 1000092795: chain 1 has two boxes, one shared with chain 6."""
+    data = Path(__file__).parent / "data" / "flickr30k_entities"
+    root = tmp_path / "f30k"
+    (root / "Sentences").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    shutil.copy(data / "1000092795.txt", root / "Sentences" / "1000092795.txt")
+    shutil.copy(data / "1000092795.xml", root / "Annotations" / "1000092795.xml")
+    (root / "train.txt").write_text("1000092795\n")
+    entry, out = ingest_one(tmp_path, "flickr30k_entities", {"root": str(root), "images": str(root)})
+    (rec,) = read_records(out, "flickr30k_entities")
+    boxes = {o["id"]: o["box"] for o in rec["objects"]}
+    first = rec["captions"][0]["phrases"][0]  # [/EN#1/people Two young guys]
+    assert first["text"] == "Two young guys" and len(first["object_ids"]) == 2
+    assert [boxes[i] for i in first["object_ids"]] == [[158.0, 124.0, 219.0, 335.0], [196.0, 109.0, 261.0, 373.0]]
+    man = rec["captions"][3]["phrases"][0]  # [/EN#6/people A man] shares the second box
+    assert man["object_ids"] == [first["object_ids"][1]]
+    time_phrase = rec["captions"][4]["phrases"][1]  # [/EN#10/other time]: <nobndbox>1</nobndbox>
+    assert time_phrase["no_box"] and not time_phrase["scene"]
     assert entry["ledger"]["balanced"]
