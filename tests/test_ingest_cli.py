@@ -117,3 +117,14 @@ def test_fsspec_urls_for_inputs_and_output(tmp_path):
     assert manifest["sources"]["visual_genome"]["records"] == 3
     parts = fs.glob("/outtest/images/visual_genome/part-*.parquet")
     assert len(parts) == 1 and fs.exists("/outtest/manifest.json")
+
+
+def test_same_records_on_one_and_two_workers(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["ingest", str(SAMPLE_RECIPE), "--out", str(one), "--no-progress"]) == 0
+    assert main(["ingest", str(SAMPLE_RECIPE), "--out", str(two), "--no-progress",
+                 "--direct_running_mode=multi_processing", "--direct_num_workers=2"]) == 0
+    for name in SOURCES:
+        assert read_records(one, name) == read_records(two, name)
+    ledgers = [json.loads((d / "manifest.json").read_text())["sources"] for d in (one, two)]
+    assert {n: s["ledger"] for n, s in ledgers[0].items()} == {n: s["ledger"] for n, s in ledgers[1].items()}
