@@ -286,6 +286,7 @@ def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, prog
         "schema": {"image_record": schemas.SCHEMA_VERSION},
         "recipe_path": recipe.path,
         "recipe": recipe.to_json(),
+        "ingest_fingerprint": recipe.ingest_fingerprint(),
         "seed": recipe.seed,
         "exclusion": {"coco_ids": len(exclude), "rules": exclude_counts,
                       "excluded_images": {n: sum(s["ledger"]["images"]["excluded"].values())

@@ -1,25 +1,101 @@
 """RC tasks: pure functions of (image record, seeded rng, config) -> task instances.
 
-Task modules arrive with the rendering stage; this package holds the registry they use, so that a task is
-registered by an explicit name and a duplicate name fails at import.
+One module per task, registered by name with its frozen dataclass config. A task never formats coordinates and
+never renders text: it picks annotations and returns a `TaskInstance` whose variables hold plain values and
+`Mention`s (pixel boxes or points with the annotation ids behind them). The renderer formats mentions with the
+recipe's coordinate format and fills the task's Jinja templates.
+
+A task either samples from an image (``sample``: called ``per_image`` times with fresh rngs, may return None
+when the image has nothing for it) or, for sources whose annotations are themselves samples (RefCOCO refs,
+VQAv2 questions, Flickr30K captions, PointQA items), enumerates them (``enumerate``: one instance per
+annotation).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
 
-_TASKS: dict[str, tuple[type, Callable]] = {}
+from rcforge.errors import RecipeError
+
+#: task modules, imported on first use
+_MODULES = ("relation", "coarse_spatial", "counting", "detection", "grounding", "flickr_grounded_caption",
+            "pointqa", "vqa")
 
 
-def register(name: str, config_class: type):
-    def wrap(fn):
-        if name in _TASKS:
-            raise ValueError(f"task {name!r} is registered twice")
-        _TASKS[name] = (config_class, fn)
-        return fn
+@dataclass(frozen=True)
+class Mention:
+    """Boxes (pixel xyxy) or points (pixel xy) shown together in the text, and the annotation ids behind them."""
 
-    return wrap
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    points: tuple[tuple[float, float], ...] = ()
+    ids: tuple[str, ...] = ()
+
+
+@dataclass
+class TaskInstance:
+    task: str
+    variant: str
+    question: dict[str, Any]
+    answer: dict[str, Any]
+    #: annotation ids behind the instance that are not in a mention (a region id, a qa id, ...)
+    provenance: list[str] = field(default_factory=list)
+    #: a stable per-annotation id part for enumerated instances ("ref/123")
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    config_class: type
+    #: (variant -> (question variables, answer variables)) the task provides to its templates
+    variables: dict[str, tuple[set, set]]
+    #: ``sample(record, rng, config) -> TaskInstance | None`` for the records of ``sample_sources``
+    sample: Callable[[dict, random.Random, Any], TaskInstance | None] | None
+    sample_sources: tuple[str, ...]
+    #: ``enumerate(record, rng_for, config) -> Iterator[TaskInstance]`` (one per annotation) for the records of
+    #: ``enumerate_sources``; ``rng_for(instance key)`` gives the instance's own seeded rng
+    enumerate: Callable[[dict, Callable[[str], random.Random], Any], Iterator[TaskInstance]] | None
+    enumerate_sources: tuple[str, ...]
+    doc: str
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.sample_sources + self.enumerate_sources))
+
+
+_REGISTRY: dict[str, TaskSpec] = {}
+
+
+def register(name: str, config_class: type, *, variables: dict[str, tuple[set, set]], sample=None,
+             sample_sources: Sequence[str] = (), enumerate=None, enumerate_sources: Sequence[str] = ()) -> TaskSpec:
+    """Register a task under ``name``; a duplicate name is an error."""
+    if name in _REGISTRY:
+        raise ValueError(f"task {name!r} is registered twice")
+    if sample is None and enumerate is None:
+        raise ValueError(f"task {name!r}: give sample and/or enumerate")
+    module_doc = (importlib.import_module(config_class.__module__).__doc__ or "").strip()
+    spec = TaskSpec(name, config_class, variables, sample, tuple(sample_sources), enumerate,
+                    tuple(enumerate_sources), module_doc.splitlines()[0] if module_doc else "")
+    _REGISTRY[name] = spec
+    return spec
+
+
+def _load_all() -> None:
+    for module in _MODULES:
+        importlib.import_module(f"rcforge.rc_tasks.{module}")
+
+
+def get(name: str) -> TaskSpec:
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise RecipeError(f"Unknown task {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def names() -> list[str]:
-    return sorted(_TASKS)
+    _load_all()
+    return sorted(_REGISTRY)

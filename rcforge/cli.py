@@ -15,7 +15,10 @@ from rcforge.errors import RcforgeError
 
 #: subcommand -> (module with add_arguments(parser) and main(args, beam_args), one-line help)
 COMMANDS = {
+    "build": ("rcforge.pipelines.build", "ingest, then render every task into dialogue shards (Parquet)"),
     "ingest": ("rcforge.pipelines.ingest", "read the recipe's annotation files into image records (Parquet)"),
+    "tasks": ("rcforge.tasks_cmd", "list the registered tasks, their variants and options"),
+    "export": ("rcforge.export", "write dialogue shards as LLaVA-style JSON or JSONL"),
     "sources": ("rcforge.sources_cmd", "list the registered dataset readers and their recipe options"),
 }
 

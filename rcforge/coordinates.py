@@ -47,9 +47,17 @@ class Formatter:
     parse_boxes: Callable[[str], list[tuple[float, ...]]]
     #: the size of one unit of the printed numbers, in the normalized frame
     unit: float
+    #: pixel point -> normalized (x, y) in this format's frame
+    normalize_point: Callable[[Sequence[float], int, int], tuple[float, float]] = None  # type: ignore[assignment]
+    #: several boxes of one mention are printed smallest first
+    sort_by_area: bool = False
 
     def box(self, box: Box, width: int, height: int) -> str:
         return self.boxes_text([box], width, height)
+
+    def ordered(self, boxes: list[Box]) -> list[Box]:
+        """The boxes of one mention in the order this format prints them."""
+        return sorted(boxes, key=_area) if self.sort_by_area else list(boxes)
 
 
 # -- pink ---------------------------------------------------------------------------------------------------------
@@ -154,11 +162,22 @@ def _minigpt_parse(text: str):
     return [tuple(float(v) / 100 for v in m) for m in _MINIGPT.findall(text)]
 
 
+def _plain_point(p, w, h):
+    return (_clamp(p[0] / w), _clamp(p[1] / h))
+
+
+def _shikra_point_norm(p, w, h):
+    ox, oy, side = _shikra_frame(w, h)
+    return (_clamp((p[0] + ox) / side), _clamp((p[1] + oy) / side))
+
+
 FORMATTERS: dict[str, Formatter] = {
-    "pink": Formatter("pink", _pink_norm, _pink_boxes, _pink_point, _parse_brackets, 0.001),
-    "shikra": Formatter("shikra", _shikra_norm, _shikra_boxes, _shikra_point, _parse_brackets, 0.001),
-    "qwen": Formatter("qwen", _pink_norm, _qwen_boxes, _qwen_point, _qwen_parse, 0.001),
-    "minigpt_v2": Formatter("minigpt_v2", _pink_norm, _minigpt_boxes, _minigpt_point, _minigpt_parse, 0.01),
+    "pink": Formatter("pink", _pink_norm, _pink_boxes, _pink_point, _parse_brackets, 0.001, _plain_point, True),
+    "shikra": Formatter("shikra", _shikra_norm, _shikra_boxes, _shikra_point, _parse_brackets, 0.001,
+                        _shikra_point_norm),
+    "qwen": Formatter("qwen", _pink_norm, _qwen_boxes, _qwen_point, _qwen_parse, 0.001, _plain_point),
+    "minigpt_v2": Formatter("minigpt_v2", _pink_norm, _minigpt_boxes, _minigpt_point, _minigpt_parse, 0.01,
+                            _plain_point),
 }
 
 

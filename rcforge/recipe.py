@@ -31,7 +31,9 @@ from rcforge import fsio, readers
 from rcforge.config import build_config, check_type, path_field, resolve_path
 from rcforge.errors import RecipeError
 
-TOP_LEVEL_KEYS = ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part", "sources", "exclude")
+TOP_LEVEL_KEYS = ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part", "sources", "exclude", "render")
+RENDER_KEYS = ("coordinates", "per_image", "turns_per_dialogue", "templates", "tasks", "source_weights",
+               "rows_per_shard")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Recipe:
     exclude_coco_id_files: tuple[str, ...] = ()
     path: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    render: Any = None  # rcforge.render.RenderSettings
 
     def __post_init__(self):
         if not 0.0 <= self.max_bad_fraction <= 1.0:
@@ -77,7 +80,17 @@ class Recipe:
             "rows_per_part": self.rows_per_part,
             "sources": {name: conv(cfg) for name, cfg in self.sources.items()},
             "exclude": {"refcoco": conv(list(self.exclude_refs)), "coco_ids": list(self.exclude_coco_id_files)},
+            "render": conv(self.render) if self.render is not None else None,
         }
+
+    def ingest_fingerprint(self) -> str:
+        """A hash of what ingest depends on (not the render section): equal fingerprints can reuse an ingest."""
+        import hashlib
+        import json
+
+        data = self.to_json()
+        data.pop("render", None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def load_recipe(path: str) -> Recipe:
@@ -133,5 +146,49 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
     top = {k: raw[k] for k in ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part") if k in raw}
     hints = typing.get_type_hints(Recipe)
     checked = {k: check_type(v, hints[k], k) for k, v in top.items()}
+    render = render_from_mapping(raw.get("render"), base_dir)
     return Recipe(**checked, sources=sources, exclude_refs=exclude_refs,
-                  exclude_coco_id_files=tuple(resolved_files), path=path, raw=raw)
+                  exclude_coco_id_files=tuple(resolved_files), path=path, raw=raw, render=render)
+
+
+def render_from_mapping(raw: Any, base_dir: str | None):
+    """The ``render`` section: every registered task with weight 1 and its defaults when absent."""
+    from rcforge import coordinates, rc_tasks
+    from rcforge.render import RenderSettings, TaskChoice
+
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise RecipeError("render: expected a mapping")
+    unknown = sorted(set(raw) - set(RENDER_KEYS))
+    if unknown:
+        raise RecipeError(f"render: unknown key {unknown[0]!r}; allowed keys: {', '.join(RENDER_KEYS)}")
+    tasks_raw = raw.get("tasks")
+    if tasks_raw is None:
+        tasks_raw = {name: {} for name in rc_tasks.names()}
+    if not isinstance(tasks_raw, Mapping) or not tasks_raw:
+        raise RecipeError(f"render.tasks: map task names to options; registered: {', '.join(rc_tasks.names())}")
+    tasks = {}
+    for name, options in tasks_raw.items():
+        spec = rc_tasks.get(name)
+        options = dict(options or {})
+        weight = options.pop("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise RecipeError(f"render.tasks.{name}.weight: expected a number >= 0, got {weight!r}")
+        tasks[name] = TaskChoice(name, float(weight), build_config(spec.config_class, options, f"render.tasks.{name}"))
+    source_weights = raw.get("source_weights") or {}
+    for src, w in source_weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise RecipeError(f"render.source_weights.{src}: expected a number >= 0, got {w!r}")
+    fmt = raw.get("coordinates", "pink")
+    coordinates.get(fmt)
+    templates_dir = raw.get("templates")
+    if templates_dir is not None:
+        templates_dir = resolve_path(templates_dir, base_dir)
+        if not fsio.exists(templates_dir):
+            raise RecipeError(f"render.templates: {templates_dir} does not exist")
+    top = {k: raw[k] for k in ("per_image", "turns_per_dialogue", "rows_per_shard") if k in raw}
+    for k, v in top.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "per_image" else 1):
+            raise RecipeError(f"render.{k}: expected an integer >= {0 if k == 'per_image' else 1}, got {v!r}")
+    return RenderSettings(coordinates=fmt, templates=templates_dir, tasks=tasks,
+                          source_weights={k: float(v) for k, v in source_weights.items()}, **top)

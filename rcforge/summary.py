@@ -41,3 +41,20 @@ def print_ingest_summary(manifest: dict, out: str, file=None) -> None:
         console.print("Top rejection reasons: " + "; ".join(f"{s}/{k}: {r} x{n}" for (s, k, r), n in top))
     console.print(f"Records: {out}/images/<source>/part-*.parquet   errors: {out}/errors/   "
                   f"ledger: {out}/manifest.json")
+
+
+def print_build_summary(manifest: dict, out: str, file=None) -> None:
+    console = Console(file=file or sys.stdout, width=110)
+    build = manifest["build"]
+    table = Table(title="rcforge build", title_justify="left")
+    table.add_column("task")
+    table.add_column("dialogues", justify="right")
+    for task, n in build["by_task"].items():
+        table.add_row(task, f"{n:,}")
+    console.print(table)
+    sources = ", ".join(f"{s} {n:,}" for s, n in build["by_source"].items())
+    console.print(f"{build['dialogues']:,} dialogues in {len(build['shards'])} shard(s) ({sources}); coordinates "
+                  f"{build['coordinates']}, seed {build['seed']}"
+                  + ("; ingest reused" if build["reused_ingest"] else "") + ".")
+    console.print(f"Dialogues: {out}/dialogues/   manifest: {out}/manifest.json   "
+                  f"LLaVA JSON: rcforge export llava {out} FILE.json")

@@ -159,9 +159,53 @@ ERROR_RECORD = pa.schema(
     metadata={"rcforge.table": "error", "rcforge.schema_version": SCHEMA_VERSION},
 )
 
+TURN = pa.struct(
+    [
+        pa.field("from", pa.string(), nullable=False),  # "human" | "gpt"
+        pa.field("value", pa.string(), nullable=False),
+    ]
+)
+
+TURN_SOURCE = pa.struct(
+    [
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("template_id", pa.string(), nullable=False),
+    ]
+)
+
+DIALOGUE = pa.schema(
+    [
+        # stable: "<image key>/<k>" for sampled dialogues, "<image key>/<task>/<annotation>" for enumerated ones
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        # path relative to the source's image root (manifest: sources.<name>.image_root)
+        pa.field("image", pa.string(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        # task, variant and template of the first question-answer pair (all pairs: turns)
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("template_id", pa.string(), nullable=False),
+        pa.field("turns", pa.list_(TURN_SOURCE), nullable=False),
+        # LLaVA-style: the first human turn starts with "<image>\n"
+        pa.field("conversations", pa.list_(TURN), nullable=False),
+        # every box printed, normalized xyxy in the coordinate format's frame, in mention order
+        pa.field("boxes", pa.list_(pa.list_(pa.float64(), 4)), nullable=False),
+        pa.field("points", pa.list_(pa.list_(pa.float64(), 2)), nullable=False),
+        # the annotation ids behind every mention and answer item ("object:12", "region:5", "ref:3", "qa:7")
+        pa.field("provenance", pa.list_(pa.string()), nullable=False),
+        pa.field("coordinates", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+    ],
+    metadata={"rcforge.table": "dialogue", "rcforge.schema_version": SCHEMA_VERSION},
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "image_record": IMAGE_RECORD,
     "error": ERROR_RECORD,
+    "dialogue": DIALOGUE,
 }
 
 _HERE = Path(__file__).resolve().parent

@@ -1,0 +1,190 @@
+"""`rcforge build RECIPE --out OUT`: ingest (or reuse it), then render dialogues into balanced Parquet shards.
+
+Layout written (besides ingest's)::
+
+    OUT/dialogues/part-NNNNN-of-MMMMM.parquet   dialogues (rcforge.schemas.DIALOGUE), sorted by id in a shard
+    OUT/manifest.json                           + a "build" section: render settings, template hashes, counts
+
+The Beam pipeline starts from the image-record part paths (a handful of elements) and expands with FlatMap:
+read a part, render each record's dialogues (pure, seeded per record), key each dialogue by a hash of its id
+into one of M shards, group, and write each shard atomically. Shard assignment is a function of the id and
+rows are sorted within a shard, so any runner with any number of workers writes the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import zlib
+
+import apache_beam as beam
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from rcforge import fsio, schemas
+from rcforge.pipelines.ingest import _with_default_runner, ingest
+from rcforge.recipe import Recipe, load_recipe
+from rcforge.render import Renderer
+
+
+def shard_of(dialogue_id: str, shards: int) -> int:
+    return zlib.crc32(dialogue_id.encode()) % shards
+
+
+def shard_name(index: int, shards: int) -> str:
+    return f"part-{index:05d}-of-{shards:05d}.parquet"
+
+
+def read_part(path: str):
+    """Image records of one Parquet part, batch by batch."""
+    with fsspec.open(path, "rb") as f:
+        parquet = pq.ParquetFile(f)
+        for batch in parquet.iter_batches(batch_size=512):
+            yield from batch.to_pylist()
+
+
+def write_shard(out_dir: str, index: int, shards: int, rows: list[dict]) -> tuple[str, int]:
+    rows = sorted(rows, key=lambda r: r["id"])
+    table = pa.Table.from_pylist(rows, schema=schemas.DIALOGUE)
+    fs, path = fsspec.core.url_to_fs(out_dir)
+    fs.makedirs(path, exist_ok=True)
+    final = fsio.join(path, shard_name(index, shards))
+    tmp = fsio.join(path, f".tmp-{shard_name(index, shards)}")
+    with fs.open(tmp, "wb") as f:
+        pq.write_table(table, f, compression="zstd")
+    fs.mv(tmp, final)
+    return final, table.num_rows
+
+
+class RenderFn(beam.DoFn):
+    def __init__(self, renderer: Renderer):
+        self.renderer = renderer
+        self.dialogues = Metrics.counter("rcforge.build", "dialogues")
+        self.images = Metrics.counter("rcforge.build", "images")
+
+    def process(self, record):
+        self.images.inc()
+        for dialogue in self.renderer.dialogues(record):
+            self.dialogues.inc()
+            yield dialogue
+
+
+def estimate_dialogues(manifest: dict, recipe: Recipe) -> int:
+    """An upper-end estimate from the ingest ledger, to choose the number of shards up front."""
+    render = recipe.render
+    total = 0.0
+    for name, entry in manifest["sources"].items():
+        led = entry["ledger"]
+        images = entry["records"]
+        total += images * render.per_image * render.source_weights.get(name, 1.0)
+        for kind in ("ref", "qa", "caption"):
+            tally = led["annotations"].get(kind)
+            if tally:
+                total += 2 * (tally["written"] + tally["repaired"])  # grounding and grounded_caption per ref
+    return int(total)
+
+
+def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_ingest=True, test_pipeline=None):
+    fs, out_path = fsspec.core.url_to_fs(out)
+    manifest_path = fsio.join(out_path, "manifest.json")
+    manifest = None
+    if reuse_ingest and fs.exists(manifest_path):
+        with fs.open(manifest_path) as f:
+            previous = json.load(f)
+        if previous.get("ingest_fingerprint") == recipe.ingest_fingerprint():
+            manifest = previous
+    reused = manifest is not None
+    if manifest is None:
+        manifest = ingest(recipe, out, beam_args=beam_args, progress=progress)
+    renderer = Renderer(recipe.render, recipe.seed)
+    shards = max(1, math.ceil(estimate_dialogues(manifest, recipe) / recipe.render.rows_per_shard))
+    parts = [fsio.join(out_path, p) if "://" not in out else fsio.join(out, p)
+             for entry in manifest["sources"].values() for p in entry["parts"]]
+    dialogues_dir = fsio.join(out, "dialogues")
+    dfs, dpath = fsspec.core.url_to_fs(dialogues_dir)
+    if dfs.exists(dpath):
+        dfs.rm(dpath, recursive=True)
+    started = time.perf_counter()
+
+    def stage(pipeline):
+        return (pipeline
+                | "PartPaths" >> beam.Create(sorted(parts))
+                | "ReadImageRecords" >> beam.FlatMap(read_part)
+                | "RenderDialogues" >> beam.ParDo(RenderFn(renderer))
+                | "KeyByShard" >> beam.Map(lambda d, n=shards: (shard_of(d["id"], n), d))
+                | "GroupShards" >> beam.GroupByKey()
+                | "WriteShards" >> beam.MapTuple(lambda i, rows, n=shards: write_shard(dialogues_dir, i, n, list(rows))))
+
+    if test_pipeline is not None:
+        stage(test_pipeline)
+        test_pipeline.run().wait_until_finish()
+    else:
+        with beam.Pipeline(options=PipelineOptions(_with_default_runner(beam_args or []))) as pipeline:
+            stage(pipeline)
+    # shards that received no dialogue are written empty, so the -of- series is complete
+    written = {p.rsplit("/", 1)[-1] for p in dfs.glob(fsio.join(dpath, "part-*.parquet"))}
+    for i in range(shards):
+        if shard_name(i, shards) not in written:
+            write_shard(dialogues_dir, i, shards, [])
+    counts = _counts(dfs, dpath)
+    manifest["ingest_fingerprint"] = recipe.ingest_fingerprint()
+    manifest["build"] = {
+        "reused_ingest": reused,
+        "coordinates": recipe.render.coordinates,
+        "seed": recipe.seed,
+        "templates": {"root": renderer.templates.root, "sha256": renderer.templates.hashes},
+        "shards": [shard_name(i, shards) for i in range(shards)],
+        "dialogues": counts["total"],
+        "by_task": counts["by_task"],
+        "by_source": counts["by_source"],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    tmp = fsio.join(out_path, ".manifest.json.tmp")
+    with fs.open(tmp, "w") as f:
+        json.dump(manifest, f, indent=2)
+    fs.mv(tmp, manifest_path)
+    return manifest
+
+
+def _counts(fs, dpath) -> dict:
+    by_task, by_source, total = {}, {}, 0
+    for path in sorted(fs.glob(fsio.join(dpath, "part-*.parquet"))):
+        with fs.open(path, "rb") as f:
+            table = pq.read_table(f, columns=["task", "source"])
+        total += table.num_rows
+        for col, out in (("task", by_task), ("source", by_source)):
+            for value, n in zip(*_value_counts(table.column(col))):
+                out[value] = out.get(value, 0) + n
+    return {"total": total, "by_task": dict(sorted(by_task.items())), "by_source": dict(sorted(by_source.items()))}
+
+
+def _value_counts(column):
+    vc = column.value_counts()
+    return vc.field("values").to_pylist(), vc.field("counts").to_pylist()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe YAML (local path or fsspec URL)")
+    parser.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="local worker processes (Beam multi_processing); 0: one in-process worker")
+    parser.add_argument("--fresh-ingest", action="store_true", help="ingest again even if OUT holds this ingest")
+    parser.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
+
+
+def main(args, beam_args, *, test_pipeline=None) -> dict:
+    from rcforge.summary import print_build_summary
+
+    recipe = load_recipe(args.recipe)
+    if args.workers and args.workers > 1:
+        beam_args = [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
+    manifest = build(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,
+                     reuse_ingest=not args.fresh_ingest, test_pipeline=test_pipeline)
+    print_build_summary(manifest, args.out, file=sys.stdout)
+    return manifest

@@ -1,0 +1,45 @@
+"""Object detection: every object of the category of a given object (by box) or of a given name, with boxes.
+
+Over near-duplicate-merged boxes; categories with crowd/ignored boxes are never asked (their complete set of
+boxes is unknown). Runs on Visual Genome and Objects365.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from rcforge.rc_tasks import TaskInstance, register
+from rcforge.rc_tasks.common import all_boxes
+from rcforge.rc_tasks.counting import categories
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """by: "box" and/or "name", drawn uniformly. merge_iou: near-duplicate threshold. max_count: categories
+    with more objects are not asked."""
+
+    by: tuple[Literal["box", "name"], ...] = ("box", "name")
+    merge_iou: float = 0.7
+    max_count: int = 20
+
+
+def sample(record: dict, rng: random.Random, cfg: DetectionConfig) -> TaskInstance | None:
+    """All boxes of one category."""
+    by_name = categories(record, cfg)
+    if not by_name:
+        return None
+    name = rng.choice(sorted(by_name))
+    groups = by_name[name]
+    how = rng.choice(cfg.by)
+    question = {"name": name}
+    if how == "box":
+        question["object"] = rng.choice(groups).mention()
+    return TaskInstance(task="detection", variant=f"by_{how}", question=question,
+                        answer={"boxes": all_boxes(groups), "name": name, "count": len(groups)})
+
+
+SPEC = register("detection", DetectionConfig, sample=sample, sample_sources=("visual_genome", "objects365"),
+                variables={"by_box": ({"object", "name"}, {"boxes", "name", "count"}),
+                           "by_name": ({"name"}, {"boxes", "name", "count"})})

@@ -1,0 +1,74 @@
+"""Visual grounding (``grounding``: expression -> box) and grounded captioning (``grounded_caption``: box ->
+expression).
+
+Expressions come from Visual Genome region descriptions (sampled per image) and RefCOCO / RefCOCO+ / RefCOCOg
+refs (one instance per ref, one of its sentences drawn); bootstrapped Objects365 pairs join through the same
+record fields once that stage exists.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from rcforge.rc_tasks import Mention, TaskInstance, register
+
+
+@dataclass(frozen=True)
+class GroundingConfig:
+    """min_phrase_words: region phrases shorter than this are not used."""
+
+    min_phrase_words: int = 1
+
+
+def _pairs_from_regions(record: dict, rng: random.Random, cfg) -> tuple[str, Mention, list[str]] | None:
+    regions = [r for r in record["regions"] if len(r["phrase"].split()) >= cfg.min_phrase_words]
+    if not regions:
+        return None
+    region = rng.choice(regions)
+    return region["phrase"], Mention(boxes=(tuple(region["box"]),), ids=(f"region:{region['id']}",)), []
+
+
+def _ref_pairs(record: dict, rng_for: Callable[[str], random.Random]):
+    objects = {o["id"]: o for o in record["objects"]}
+    for ref in record["refs"]:
+        obj = objects.get(ref["object_id"])
+        if obj is None or not ref["sentences"]:
+            continue
+        key = f"ref:{ref['ref_id']}"
+        sentence = rng_for(key).choice(ref["sentences"])
+        yield key, sentence["text"], Mention(boxes=(tuple(obj["box"]),), ids=(f"object:{obj['id']}",)), [
+            key, f"sentence:{sentence['sent_id']}"]
+
+
+def _instance(task: str, expression: str, mention: Mention, provenance: list[str], key=None) -> TaskInstance:
+    if task == "grounding":
+        return TaskInstance(task, "expression", question={"expression": expression}, answer={"box": mention},
+                            provenance=provenance, key=key)
+    return TaskInstance(task, "box", question={"box": mention}, answer={"expression": expression},
+                        provenance=provenance, key=key)
+
+
+def _sampler(task):
+    def sample(record: dict, rng: random.Random, cfg: GroundingConfig) -> TaskInstance | None:
+        pair = _pairs_from_regions(record, rng, cfg)
+        return None if pair is None else _instance(task, *pair)
+    sample.__doc__ = f"{task} from a region description of the image"
+    return sample
+
+
+def _enumerator(task):
+    def enumerate_refs(record: dict, rng_for, cfg: GroundingConfig) -> Iterator[TaskInstance]:
+        for key, text, mention, provenance in _ref_pairs(record, rng_for):
+            yield _instance(task, text, mention, provenance, key=key)
+    enumerate_refs.__doc__ = f"{task}, one instance per referring expression"
+    return enumerate_refs
+
+
+GROUNDING = register("grounding", GroundingConfig, sample=_sampler("grounding"), sample_sources=("visual_genome",),
+                     enumerate=_enumerator("grounding"), enumerate_sources=("refcoco",),
+                     variables={"expression": ({"expression"}, {"box"})})
+GROUNDED_CAPTION = register("grounded_caption", GroundingConfig, sample=_sampler("grounded_caption"),
+                            sample_sources=("visual_genome",), enumerate=_enumerator("grounded_caption"),
+                            enumerate_sources=("refcoco",), variables={"box": ({"box"}, {"expression"})})

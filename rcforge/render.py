@@ -1,0 +1,181 @@
+"""Rendering: image record -> dialogues, through the tasks, the coordinate format and the Jinja templates.
+
+Pure and deterministic: every random choice comes from an rng seeded by (recipe seed, source, image key, k), so
+the same recipe and seed give the same dialogues on any runner with any number of workers.
+
+Per image:
+- tasks that enumerate annotations (RefCOCO refs, VQAv2 questions, Flickr30K captions, PointQA items) give one
+  dialogue per annotation, id ``<image key>/<task>/<annotation>``;
+- tasks that sample give ``per_image`` dialogues (times the source's weight; a fractional part is a coin flip),
+  id ``<image key>/<k>``. Each draws its task from the mixture weights among the tasks that apply to the source;
+  a task with nothing to ask about this image passes to the next draw. ``turns_per_dialogue`` packs that many
+  question-answer pairs of one image into one multi-turn dialogue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from rcforge import coordinates, rc_tasks, templating
+from rcforge.errors import RecipeError
+from rcforge.rc_tasks import Mention, TaskInstance
+
+
+def seeded_rng(seed: int, source: str, key: str, k) -> random.Random:
+    digest = hashlib.blake2b(f"{seed}\x1f{source}\x1f{key}\x1f{k}".encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "little"))
+
+
+@dataclass(frozen=True)
+class TaskChoice:
+    name: str
+    weight: float
+    config: Any
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """The recipe's ``render`` section.
+
+    coordinates: the coordinate format (pink, shikra, qwen, minigpt_v2).
+    per_image: sampled dialogues per image (before source weights).
+    turns_per_dialogue: question-answer pairs packed into one sampled dialogue.
+    templates: a folder of template YAML files (the bundled set when absent).
+    tasks: task name -> TaskChoice (weight and the task's config).
+    source_weights: source -> factor on per_image (Objects365 down-weighted, as Pink did).
+    rows_per_shard: target dialogues per output shard.
+    """
+
+    coordinates: str = "pink"
+    per_image: int = 2
+    turns_per_dialogue: int = 1
+    templates: str | None = None
+    tasks: Mapping[str, TaskChoice] = field(default_factory=dict)
+    source_weights: Mapping[str, float] = field(default_factory=dict)
+    rows_per_shard: int = 50000
+
+
+class Renderer:
+    def __init__(self, settings: RenderSettings, seed: int):
+        self.settings = settings
+        self.seed = seed
+        self.formatter = coordinates.get(settings.coordinates)
+        self.specs = {name: rc_tasks.get(name) for name in settings.tasks}
+        required = {(name, v): vars_ for name, spec in self.specs.items() for v, vars_ in spec.variables.items()}
+        self.templates = templating.load(settings.templates, required=required)
+        missing = sorted(f"{t}.{v}" for t, v in required if (t, v) not in self.templates.variants)
+        if missing:
+            raise RecipeError(f"templates in {self.templates.root} lack variants the tasks need: {', '.join(missing)}")
+
+    def __getstate__(self):  # compiled templates do not pickle: rebuild them where the renderer lands
+        return {"settings": self.settings, "seed": self.seed}
+
+    def __setstate__(self, state):
+        self.__init__(state["settings"], state["seed"])
+
+    # -- dialogues -----------------------------------------------------------------------------------------------
+    def dialogues(self, record: dict) -> Iterator[dict]:
+        source, key = record["source"], record["key"]
+        for name, choice in self.settings.tasks.items():
+            spec = self.specs[name]
+            if spec.enumerate is None or source not in spec.enumerate_sources or choice.weight <= 0:
+                continue
+
+            def rng_for(k, name=name):
+                return seeded_rng(self.seed, source, key, f"{name}/{k}")
+
+            for inst in spec.enumerate(record, rng_for, choice.config):
+                dialogue_id = f"{key}/{name}/{inst.key}"
+                yield self._dialogue(record, dialogue_id, [inst], rng_for(f"{inst.key}/render"))
+        sampled = [(name, c) for name, c in self.settings.tasks.items()
+                   if self.specs[name].sample is not None and source in self.specs[name].sample_sources
+                   and c.weight > 0]
+        if not sampled:
+            return
+        expected = self.settings.per_image * self.settings.source_weights.get(source, 1.0)
+        count = int(expected)
+        if expected > count and seeded_rng(self.seed, source, key, "count").random() < expected - count:
+            count += 1
+        for k in range(count):
+            rng = seeded_rng(self.seed, source, key, k)
+            turns = []
+            for _ in range(self.settings.turns_per_dialogue):
+                inst = self._draw(record, rng, sampled)
+                if inst is not None:
+                    turns.append(inst)
+            if turns:
+                yield self._dialogue(record, f"{key}/{k}", turns, rng)
+
+    def _draw(self, record: dict, rng: random.Random, sampled) -> TaskInstance | None:
+        """A weighted draw among the tasks, without replacement, until one has something to ask."""
+        pool = list(sampled)
+        while pool:
+            weights = [c.weight for _, c in pool]
+            index = rng.choices(range(len(pool)), weights=weights)[0]
+            name, choice = pool.pop(index)
+            inst = self.specs[name].sample(record, rng, choice.config)
+            if inst is not None:
+                return inst
+        return None
+
+    def _dialogue(self, record: dict, dialogue_id: str, instances: list[TaskInstance], rng: random.Random) -> dict:
+        w, h = record["width"], record["height"]
+        boxes: list = []
+        points: list = []
+        provenance: list[str] = []
+        conversations, turns = [], []
+        for i, inst in enumerate(instances):
+            variant = self.templates.variant(inst.task, inst.variant)
+            qid = rng.choice(sorted(variant.questions))
+            aid = rng.choice(sorted(variant.answers))
+            question_vars = self._format(inst.question, w, h, boxes, points, provenance)
+            answer_vars = self._format(inst.answer, w, h, boxes, points, provenance)
+            # answer templates may mention question variables (a03 of coarse_spatial.empty names the reference)
+            question = templating.render(variant.questions[qid], question_vars)
+            answer = templating.render(variant.answers[aid], {**question_vars, **answer_vars})
+            conversations.append({"from": "human", "value": ("<image>\n" if i == 0 else "") + question})
+            conversations.append({"from": "gpt", "value": answer})
+            turns.append({"task": inst.task, "variant": inst.variant,
+                          "template_id": f"{inst.task}.{inst.variant}.{qid}+{aid}"})
+            for p in inst.provenance:
+                if p not in provenance:
+                    provenance.append(p)
+        first = turns[0]
+        return {
+            "id": dialogue_id, "source": record["source"], "image": record["image"], "image_id": record["image_id"],
+            "width": w, "height": h, "task": first["task"], "variant": first["variant"],
+            "template_id": first["template_id"], "turns": turns, "conversations": conversations,
+            "boxes": boxes, "points": points, "provenance": provenance,
+            "coordinates": self.formatter.name, "seed": self.seed,
+        }
+
+    def _format(self, variables: dict, w: int, h: int, boxes: list, points: list, provenance: list) -> dict:
+        """Mentions (anywhere in the values) become coordinate text; boxes and points are collected in order."""
+        fmt = self.formatter
+
+        def conv(value):
+            if isinstance(value, Mention):
+                for ident in value.ids:
+                    if ident not in provenance:
+                        provenance.append(ident)
+                parts = []
+                if value.points:
+                    for p in value.points:
+                        points.append(list(fmt.normalize_point(p, w, h)))
+                    parts.append(" ".join(fmt.point_text(p, w, h) for p in value.points))
+                if value.boxes:
+                    ordered = fmt.ordered(list(value.boxes))
+                    for b in ordered:
+                        boxes.append(list(fmt.normalize(b, w, h)))
+                    parts.append(fmt.boxes_text(ordered, w, h))
+                return " ".join(parts)
+            if isinstance(value, dict):
+                return {k: conv(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [conv(v) for v in value]
+            return value
+
+        return {k: conv(v) for k, v in variables.items()}
