@@ -83,3 +83,33 @@ def test_shards_load_with_hugging_face_datasets(built):
     ds = datasets.load_dataset("parquet", data_files=files, split="train")
     assert ds.num_rows == len(_rows(built))
     assert ds[0]["conversations"][0]["from"] == "human"
+
+
+def test_multi_turn_shikra_and_balanced_shards(tmp_path):
+    import yaml
+
+    recipe = yaml.safe_load(SAMPLE_RECIPE.read_text())
+    for src in recipe["sources"].values():
+        for k, v in list(src.items()):
+            if isinstance(v, str) and v.startswith(".."):
+                src[k] = str((SAMPLE_RECIPE.parent / v).resolve())
+    recipe["exclude"]["refcoco"]["root"] = str((SAMPLE_RECIPE.parent / "../sample_data/refcoco").resolve())
+    recipe["render"].update({"coordinates": "shikra", "turns_per_dialogue": 3, "rows_per_shard": 8})
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    assert main(["build", str(path), "--out", str(out), "--no-progress"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    shards = manifest["build"]["shards"]
+    assert len(shards) > 3 and all(s.endswith(f"-of-{len(shards):05d}.parquet") for s in shards)
+    sizes = [pq.read_metadata(out / "dialogues" / s).num_rows for s in shards]
+    assert sum(sizes) == manifest["build"]["dialogues"]
+    rows = _rows(out)
+    sampled = [r for r in rows if r["source"] == "visual_genome"]
+    assert sampled and all(len(r["conversations"]) == 2 * len(r["turns"]) for r in rows)
+    assert max(len(r["turns"]) for r in sampled) == 3
+    assert all(r["coordinates"] == "shikra" for r in rows)
+    # only the first human turn carries the image token
+    for r in rows:
+        humans = [t["value"] for t in r["conversations"] if t["from"] == "human"]
+        assert humans[0].startswith("<image>\n") and not any("<image>" in h for h in humans[1:])
