@@ -6,7 +6,7 @@ Layout written (besides ingest's)::
     OUT/manifest.json                           + a "build" section: render settings, template hashes, counts
 
 The Beam pipeline starts from the image-record part paths (a handful of elements) and expands with FlatMap:
-read a part, render each record's dialogues (pure, seeded per record), key each dialogue by a hash of its id
+into row groups (about a thousand images each, spread over the workers), read one, render each record's dialogues (pure, seeded per record), key each dialogue by a hash of its id
 into one of M shards, group, and write each shard atomically. Shard assignment is a function of the id and
 rows are sorted within a shard, so any runner with any number of workers writes the same files.
 """
@@ -47,6 +47,19 @@ def read_part(path: str):
         parquet = pq.ParquetFile(f)
         for batch in parquet.iter_batches(batch_size=512):
             yield from batch.to_pylist()
+
+
+def row_groups(path: str):
+    """(path, row group) work items: parts hold row groups of about a thousand images each."""
+    with fsspec.open(path, "rb") as f:
+        n = pq.ParquetFile(f).metadata.num_row_groups
+    return [(path, i) for i in range(n)]
+
+
+def read_row_group(item):
+    path, index = item
+    with fsspec.open(path, "rb") as f:
+        yield from pq.ParquetFile(f).read_row_group(index).to_pylist()
 
 
 def write_shard(out_dir: str, index: int, shards: int, rows: list[dict]) -> tuple[str, int]:
@@ -115,7 +128,9 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
     def stage(pipeline):
         return (pipeline
                 | "PartPaths" >> beam.Create(sorted(parts))
-                | "ReadImageRecords" >> beam.FlatMap(read_part)
+                | "RowGroups" >> beam.FlatMap(row_groups)
+                | "SpreadRowGroups" >> beam.Reshuffle()
+                | "ReadImageRecords" >> beam.FlatMap(read_row_group)
                 | "RenderDialogues" >> beam.ParDo(RenderFn(renderer))
                 | "KeyByShard" >> beam.Map(lambda d, n=shards: (shard_of(d["id"], n), d))
                 | "GroupShards" >> beam.GroupByKey()
@@ -179,12 +194,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args, beam_args, *, test_pipeline=None) -> dict:
-    from rcforge.summary import print_build_summary
+    from rcforge.summary import print_build_summary, print_ingest_summary
 
     recipe = load_recipe(args.recipe)
     if args.workers and args.workers > 1:
         beam_args = [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
     manifest = build(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,
                      reuse_ingest=not args.fresh_ingest, test_pipeline=test_pipeline)
+    if not manifest["build"]["reused_ingest"]:
+        print_ingest_summary(manifest, args.out, file=sys.stdout)
     print_build_summary(manifest, args.out, file=sys.stdout)
     return manifest
