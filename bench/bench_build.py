@@ -24,7 +24,7 @@ sources:
   visual_genome: {{root: {root}, images: {root}}}
 render:
   per_image: 4
-  rows_per_shard: 50000
+  rows_per_shard: 10000
 """
 
 

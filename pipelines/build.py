@@ -5,9 +5,11 @@ Layout written (besides ingest's)::
     OUT/dialogues/part-NNNNN-of-MMMMM.parquet   dialogues (rcforge.schemas.DIALOGUE), sorted by id in a shard
     OUT/manifest.json                           + a "build" section: render settings, template hashes, counts
 
-The Beam pipeline starts from the image-record part paths (a handful of elements) and expands with FlatMap:
-into row groups (about a thousand images each, spread over the workers), read one, render each record's dialogues (pure, seeded per record), key each dialogue by a hash of its id
-into one of M shards, group, and write each shard atomically. Shard assignment is a function of the id and
+The Beam pipeline starts from the image-record part paths (a handful of elements) and expands with FlatMap
+into row groups (about a thousand images each, spread over the workers); each row group's records are rendered
+(pure, seeded per record) and their dialogues written as one fragment per shard (shard = a hash of the
+dialogue id, one of M); only (shard, fragment) pairs are grouped, and each shard's fragments are merged, sorted
+by id and written atomically. Shard assignment is a function of the id and
 rows are sorted within a shard, so any runner with any number of workers writes the same files.
 """
 
@@ -62,30 +64,69 @@ def read_row_group(item):
         yield from pq.ParquetFile(f).read_row_group(index).to_pylist()
 
 
-def write_shard(out_dir: str, index: int, shards: int, rows: list[dict]) -> tuple[str, int]:
-    rows = sorted(rows, key=lambda r: r["id"])
-    table = pa.Table.from_pylist(rows, schema=schemas.DIALOGUE)
-    fs, path = fsspec.core.url_to_fs(out_dir)
-    fs.makedirs(path, exist_ok=True)
-    final = fsio.join(path, shard_name(index, shards))
-    tmp = fsio.join(path, f".tmp-{shard_name(index, shards)}")
+def _write_atomic(fs, final: str, table: pa.Table) -> None:
+    tmp = final.rsplit("/", 1)
+    tmp = f"{tmp[0]}/.tmp-{tmp[1]}"
     with fs.open(tmp, "wb") as f:
         pq.write_table(table, f, compression="zstd")
     fs.mv(tmp, final)
+
+
+def write_shard(out_dir: str, index: int, shards: int, rows: list[dict]) -> tuple[str, int]:
+    """One final shard from rows (sorted by id here)."""
+    table = pa.Table.from_pylist(sorted(rows, key=lambda r: r["id"]), schema=schemas.DIALOGUE)
+    fs, path = fsspec.core.url_to_fs(out_dir)
+    fs.makedirs(path, exist_ok=True)
+    final = fsio.join(path, shard_name(index, shards))
+    _write_atomic(fs, final, table)
     return final, table.num_rows
 
 
-class RenderFn(beam.DoFn):
-    def __init__(self, renderer: Renderer):
-        self.renderer = renderer
+class RenderRowGroupFn(beam.DoFn):
+    """Render the records of one row group and write their dialogues as one fragment per shard.
+
+    Dialogues never cross the shuffle: each fragment is written where it is rendered, under a name that is a
+    function of the row group (so a retried or rerun bundle overwrites, never duplicates), and only
+    (shard, fragment path) pairs are grouped.
+    """
+
+    def __init__(self, renderer: Renderer, dialogues_dir: str, shards: int):
+        self.renderer, self.dialogues_dir, self.shards = renderer, dialogues_dir, shards
         self.dialogues = Metrics.counter("rcforge.build", "dialogues")
         self.images = Metrics.counter("rcforge.build", "images")
 
-    def process(self, record):
-        self.images.inc()
-        for dialogue in self.renderer.dialogues(record):
-            self.dialogues.inc()
-            yield dialogue
+    def process(self, item):
+        path, index = item
+        by_shard: dict[int, list[dict]] = {}
+        for record in read_row_group(item):
+            self.images.inc()
+            for dialogue in self.renderer.dialogues(record):
+                self.dialogues.inc()
+                by_shard.setdefault(shard_of(dialogue["id"], self.shards), []).append(dialogue)
+        fs, root = fsspec.core.url_to_fs(self.dialogues_dir)
+        tag = f"{zlib.crc32(path.encode()):08x}-{index:05d}"
+        for shard, rows in sorted(by_shard.items()):
+            folder = fsio.join(root, "_fragments", f"{shard:05d}")
+            fs.makedirs(folder, exist_ok=True)
+            fragment = fsio.join(folder, f"{tag}.parquet")
+            _write_atomic(fs, fragment, pa.Table.from_pylist(rows, schema=schemas.DIALOGUE))
+            yield shard, fragment
+
+
+def merge_fragments(dialogues_dir: str, index: int, shards: int, fragments) -> tuple[str, int]:
+    """The final shard: every fragment of it, sorted by id, written atomically; fragments removed."""
+    fs, root = fsspec.core.url_to_fs(dialogues_dir)
+    tables = []
+    for fragment in sorted(fragments):
+        with fs.open(fragment, "rb") as f:
+            tables.append(pq.read_table(f, schema=schemas.DIALOGUE))
+    table = pa.concat_tables(tables) if tables else schemas.DIALOGUE.empty_table()
+    table = table.sort_by("id")  # byte order of UTF-8 = code point order = Python's sorted()
+    final = fsio.join(root, shard_name(index, shards))
+    _write_atomic(fs, final, table)
+    for fragment in fragments:
+        fs.rm(fragment)
+    return final, table.num_rows
 
 
 def estimate_dialogues(manifest: dict, recipe: Recipe) -> int:
@@ -130,11 +171,10 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
                 | "PartPaths" >> beam.Create(sorted(parts))
                 | "RowGroups" >> beam.FlatMap(row_groups)
                 | "SpreadRowGroups" >> beam.Reshuffle()
-                | "ReadImageRecords" >> beam.FlatMap(read_row_group)
-                | "RenderDialogues" >> beam.ParDo(RenderFn(renderer))
-                | "KeyByShard" >> beam.Map(lambda d, n=shards: (shard_of(d["id"], n), d))
-                | "GroupShards" >> beam.GroupByKey()
-                | "WriteShards" >> beam.MapTuple(lambda i, rows, n=shards: write_shard(dialogues_dir, i, n, list(rows))))
+                | "RenderToFragments" >> beam.ParDo(RenderRowGroupFn(renderer, dialogues_dir, shards))
+                | "GroupFragments" >> beam.GroupByKey()
+                | "MergeShards" >> beam.MapTuple(
+                    lambda i, fragments, n=shards: merge_fragments(dialogues_dir, i, n, list(fragments))))
 
     if test_pipeline is not None:
         stage(test_pipeline)
@@ -147,6 +187,8 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
     for i in range(shards):
         if shard_name(i, shards) not in written:
             write_shard(dialogues_dir, i, shards, [])
+    if dfs.exists(fsio.join(dpath, "_fragments")):
+        dfs.rm(fsio.join(dpath, "_fragments"), recursive=True)
     counts = _counts(dfs, dpath)
     manifest["ingest_fingerprint"] = recipe.ingest_fingerprint()
     manifest["build"] = {

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rcforge.rc_tasks import Mention, TaskInstance, register
-from rcforge.rc_tasks.common import Group, items, merge_near_duplicates
+from rcforge.rc_tasks.common import Group, items, merged
 
 DIRECTIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 ANSWER_FORMS = ("boxes", "names", "pairs")
@@ -49,7 +49,7 @@ def in_quadrant(direction: str, centre: tuple[float, float], ref: tuple[float, f
 
 def sample(record: dict, rng: random.Random, cfg: CoarseSpatialConfig) -> TaskInstance | None:
     """Objects in one quadrant around a reference object or region."""
-    groups, _, _ = merge_near_duplicates(record["objects"], cfg.merge_iou)
+    groups, _, _ = merged(record, cfg.merge_iou)
     if not groups:
         return None
     kinds = [k for k in cfg.references if k == "object" or record["regions"]]

@@ -34,6 +34,19 @@ def category(obj: dict) -> str:
     return obj["names"][0]
 
 
+def merged(record: dict, threshold: float) -> tuple[list[Group], int, set[str]]:
+    """`merge_near_duplicates` of a record's objects, computed once per record and threshold.
+
+    Several dialogues of one image ask counting, detection and spatial questions over the same groups; the
+    result is kept on the record (under ``_merged``) for the renderer's later draws. Callers must not change
+    the groups.
+    """
+    memo = record.setdefault("_merged", {})
+    if threshold not in memo:
+        memo[threshold] = merge_near_duplicates(record["objects"], threshold)
+    return memo[threshold]
+
+
 def merge_near_duplicates(objects: list[dict], threshold: float) -> tuple[list[Group], int, set[str]]:
     """Groups of same-category objects whose IoU with the group's first box is >= ``threshold``.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rcforge.rc_tasks import TaskInstance, register
-from rcforge.rc_tasks.common import all_boxes, merge_near_duplicates
+from rcforge.rc_tasks.common import all_boxes, merged
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class CountingConfig:
 
 
 def categories(record: dict, cfg) -> dict[str, list]:
-    groups, _, ignored = merge_near_duplicates(record["objects"], cfg.merge_iou)
+    groups, _, ignored = merged(record, cfg.merge_iou)
     by_name = defaultdict(list)
     for g in groups:
         if g.name not in ignored:
