@@ -31,9 +31,9 @@ render:
 def _loop(out: str) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from rcforge.pipelines.build import read_part
 
     from rcforge import schemas
-    from rcforge.pipelines.build import read_part
     from rcforge.recipe import load_recipe
     from rcforge.render import Renderer
 
@@ -53,6 +53,7 @@ def _loop(out: str) -> int:
 
 def _build(out: str, workers: int) -> int:
     from rcforge.pipelines.build import build
+
     from rcforge.recipe import load_recipe
 
     args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"] if workers > 1 else []
@@ -74,6 +75,7 @@ def main(root: str) -> None:
     with open(os.path.join(out, "recipe.yaml"), "w") as f:
         f.write(RECIPE.format(root=os.path.abspath(root)))
     from rcforge.pipelines.ingest import ingest
+
     from rcforge.recipe import load_recipe
 
     ingest(load_recipe(os.path.join(out, "recipe.yaml")), out, progress=False)

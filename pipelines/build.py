@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
+from rcforge.pipelines.ingest import _with_default_runner, ingest
 
 from rcforge import fsio, schemas
-from rcforge.pipelines.ingest import _with_default_runner, ingest
 from rcforge.recipe import Recipe, load_recipe
 from rcforge.render import Renderer
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rcforge.boxes import iou
 from rcforge.rc_tasks import Mention
+
+from rcforge.boxes import iou
 
 
 @dataclass

@@ -28,7 +28,13 @@ from typing import Iterator, Literal
 
 import orjson
 from rcforge.readers import ReadContext, register
-from rcforge.readers.visual_genome_batch import _first
+from rcforge.readers.visual_genome_batch import (
+    _entry_image_id,
+    _first,
+    _image_path,
+    _norm,
+    _opt_int,
+)
 
 from rcforge import fsio
 from rcforge.boxes import check_size, xywh_to_xyxy
@@ -73,15 +79,8 @@ class VisualGenomeConfig:
     mode: Literal["auto", "processes", "columnar", "per_image"] = "auto"
 
 
-def _norm(text) -> str:
-    return " ".join(str(text).split()).lower()
 
 
-def _entry_image_id(entry: dict):
-    """Top-level image id of an entry of any VG file/version."""
-    if "image_id" in entry:
-        return entry["image_id"]
-    return entry.get("id")
 
 
 def _get(d: dict, *names, field: str):
@@ -145,22 +144,8 @@ class _Secondary:
                 yield orjson.loads(body)
 
 
-def _image_path(meta: dict, image_id, layout: str) -> str:
-    if layout == "url":
-        url = meta.get("url") or ""
-        parts = [p for p in url.split("/") if p]
-        if len(parts) >= 2:
-            return f"{parts[-2]}/{parts[-1]}"
-    return f"{image_id}.jpg"
 
 
-def _opt_int(value) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _items(entry: dict | None, key: str) -> list:

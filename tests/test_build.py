@@ -5,8 +5,8 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SAMPLE_RECIPE
+
 from rcforge.cli import main
 
 TASKS = ["coarse_spatial", "counting", "detection", "flickr_grounded_caption", "grounded_caption", "grounding",

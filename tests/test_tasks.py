@@ -3,12 +3,11 @@
 import random
 
 import pytest
-
-from rcforge import coordinates
-from rcforge.boxes import iou
 from rcforge.rc_tasks import get as get_task
 from rcforge.rc_tasks.coarse_spatial import in_quadrant
 from rcforge.rc_tasks.common import merge_near_duplicates
+
+from rcforge import coordinates
 from rcforge.recipe import render_from_mapping
 from rcforge.render import Renderer
 
