@@ -31,6 +31,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from rcforge.pipelines.ingest import _with_default_runner, ingest
 
 from rcforge import fsio, schemas
+from rcforge.errors import TooManyBadRecords
+from rcforge.ledger import ErrorRow
 from rcforge.recipe import Recipe, load_recipe
 from rcforge.render import Renderer
 
@@ -90,21 +92,44 @@ class RenderRowGroupFn(beam.DoFn):
     (shard, fragment path) pairs are grouped.
     """
 
-    def __init__(self, renderer: Renderer, dialogues_dir: str, shards: int):
-        self.renderer, self.dialogues_dir, self.shards = renderer, dialogues_dir, shards
+    def __init__(self, renderer: Renderer, dialogues_dir: str, errors_dir: str, shards: int):
+        self.renderer, self.dialogues_dir, self.errors_dir, self.shards = renderer, dialogues_dir, errors_dir, shards
         self.dialogues = Metrics.counter("rcforge.build", "dialogues")
         self.images = Metrics.counter("rcforge.build", "images")
+        self.failures = Metrics.counter("rcforge.build", "render_errors")
 
     def process(self, item):
         path, index = item
         by_shard: dict[int, list[dict]] = {}
+        ledger = {"images": 0, "images_without_dialogues": 0, "dialogues": 0, "render_errors": 0}
+        errors = []
         for record in read_row_group(item):
             self.images.inc()
-            for dialogue in self.renderer.dialogues(record):
+            ledger["images"] += 1
+            try:
+                dialogues = list(self.renderer.dialogues(record))
+            except Exception as err:  # dead letter: the record, stage and reason go to OUT/errors/render
+                self.failures.inc()
+                ledger["render_errors"] += 1
+                errors.append(ErrorRow(record["source"], record["key"], path, f"row group {index}", "", "render",
+                                       "image", type(err).__name__, str(err)[:500]).__dict__)
+                continue
+            if not dialogues:
+                ledger["images_without_dialogues"] += 1
+            for dialogue in dialogues:
                 self.dialogues.inc()
+                ledger["dialogues"] += 1
                 by_shard.setdefault(shard_of(dialogue["id"], self.shards), []).append(dialogue)
         fs, root = fsspec.core.url_to_fs(self.dialogues_dir)
         tag = f"{zlib.crc32(path.encode()):08x}-{index:05d}"
+        ledger_dir = fsio.join(root, "_fragments", "ledger")
+        fs.makedirs(ledger_dir, exist_ok=True)
+        with fs.open(fsio.join(ledger_dir, f"{tag}.json"), "w") as f:
+            json.dump(ledger, f)
+        if errors:
+            efs, eroot = fsspec.core.url_to_fs(self.errors_dir)
+            efs.makedirs(eroot, exist_ok=True)
+            _write_atomic(efs, fsio.join(eroot, f"{tag}.parquet"), pa.Table.from_pylist(errors, schemas.ERROR_RECORD))
         for shard, rows in sorted(by_shard.items()):
             folder = fsio.join(root, "_fragments", f"{shard:05d}")
             fs.makedirs(folder, exist_ok=True)
@@ -161,9 +186,11 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
     parts = [fsio.join(out_path, p) if "://" not in out else fsio.join(out, p)
              for entry in manifest["sources"].values() for p in entry["parts"]]
     dialogues_dir = fsio.join(out, "dialogues")
+    errors_dir = fsio.join(out, "errors", "render")
     dfs, dpath = fsspec.core.url_to_fs(dialogues_dir)
-    if dfs.exists(dpath):
-        dfs.rm(dpath, recursive=True)
+    for folder in (dpath, fsspec.core.url_to_fs(errors_dir)[1]):
+        if dfs.exists(folder):
+            dfs.rm(folder, recursive=True)
     started = time.perf_counter()
 
     def stage(pipeline):
@@ -171,7 +198,7 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
                 | "PartPaths" >> beam.Create(sorted(parts))
                 | "RowGroups" >> beam.FlatMap(row_groups)
                 | "SpreadRowGroups" >> beam.Reshuffle()
-                | "RenderToFragments" >> beam.ParDo(RenderRowGroupFn(renderer, dialogues_dir, shards))
+                | "RenderToFragments" >> beam.ParDo(RenderRowGroupFn(renderer, dialogues_dir, errors_dir, shards))
                 | "GroupFragments" >> beam.GroupByKey()
                 | "MergeShards" >> beam.MapTuple(
                     lambda i, fragments, n=shards: merge_fragments(dialogues_dir, i, n, list(fragments))))
@@ -187,9 +214,17 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
     for i in range(shards):
         if shard_name(i, shards) not in written:
             write_shard(dialogues_dir, i, shards, [])
+    ledger = {"images": 0, "images_without_dialogues": 0, "dialogues": 0, "render_errors": 0}
+    for path in dfs.glob(fsio.join(dpath, "_fragments", "ledger", "*.json")):
+        with dfs.open(path) as f:
+            for k, v in json.load(f).items():
+                ledger[k] += v
     if dfs.exists(fsio.join(dpath, "_fragments")):
         dfs.rm(fsio.join(dpath, "_fragments"), recursive=True)
     counts = _counts(dfs, dpath)
+    ledger["images_with_dialogues"] = ledger["images"] - ledger["images_without_dialogues"] - ledger["render_errors"]
+    ledger["balanced"] = ledger["dialogues"] == counts["total"] and ledger["images"] == sum(
+        entry["records"] for entry in manifest["sources"].values())
     manifest["ingest_fingerprint"] = recipe.ingest_fingerprint()
     manifest["build"] = {
         "reused_ingest": reused,
@@ -198,6 +233,7 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
         "templates": {"root": renderer.templates.root, "sha256": renderer.templates.hashes},
         "shards": [shard_name(i, shards) for i in range(shards)],
         "dialogues": counts["total"],
+        "ledger": ledger,
         "by_task": counts["by_task"],
         "by_source": counts["by_source"],
         "seconds": round(time.perf_counter() - started, 3),
@@ -206,6 +242,10 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
     with fs.open(tmp, "w") as f:
         json.dump(manifest, f, indent=2)
     fs.mv(tmp, manifest_path)
+    failed, images = ledger["render_errors"], max(1, ledger["images"])
+    if failed and (recipe.on_bad_records == "error" or failed / images > recipe.max_bad_fraction):
+        raise TooManyBadRecords(f"render: {failed} of {ledger['images']} image records failed to render; see "
+                                f"{errors_dir}/")
     return manifest
 
 

@@ -53,6 +53,10 @@ def print_build_summary(manifest: dict, out: str, file=None) -> None:
         table.add_row(task, f"{n:,}")
     console.print(table)
     sources = ", ".join(f"{s} {n:,}" for s, n in build["by_source"].items())
+    led = build["ledger"]
+    console.print(f"{led['images']:,} image records: {led['images_with_dialogues']:,} with dialogues, "
+                  f"{led['images_without_dialogues']:,} with nothing any task could ask, "
+                  f"{led['render_errors']:,} failed (errors/render/)")
     console.print(f"{build['dialogues']:,} dialogues in {len(build['shards'])} shard(s) ({sources}); coordinates "
                   f"{build['coordinates']}, seed {build['seed']}"
                   + ("; ingest reused" if build["reused_ingest"] else "") + ".")

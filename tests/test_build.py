@@ -113,3 +113,38 @@ def test_multi_turn_shikra_and_balanced_shards(tmp_path):
     for r in rows:
         humans = [t["value"] for t in r["conversations"] if t["from"] == "human"]
         assert humans[0].startswith("<image>\n") and not any("<image>" in h for h in humans[1:])
+
+
+def test_render_failures_go_to_errors_and_are_counted(tmp_path, monkeypatch):
+    from rcforge.errors import TooManyBadRecords
+    from rcforge.render import Renderer
+
+    real = Renderer.dialogues
+
+    def flaky(self, record):
+        if record["key"] == "vg/2":
+            raise ValueError("boom on vg/2")
+        return real(self, record)
+
+    monkeypatch.setattr(Renderer, "dialogues", flaky)
+    out = tmp_path / "out"
+    with pytest.raises(TooManyBadRecords, match="1 of 8 image records failed"):
+        main_raising(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    led = manifest["build"]["ledger"]
+    assert led["render_errors"] == 1 and led["images"] == 8 and led["balanced"]
+    (error,) = pq.read_table(next((out / "errors" / "render").glob("*.parquet"))).to_pylist()
+    assert error["key"] == "vg/2" and error["reason"] == "ValueError" and "boom" in error["message"]
+    assert not any(r["id"].startswith("vg/2/") for r in _rows(out))
+
+
+def main_raising(argv):
+    """The build command without the CLI's error printing, so the test sees the exception."""
+    import argparse
+
+    from rcforge.pipelines import build as build_cmd
+
+    parser = argparse.ArgumentParser()
+    build_cmd.add_arguments(parser)
+    args, rest = parser.parse_known_args(argv[1:])
+    return build_cmd.main(args, rest)
