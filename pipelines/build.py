@@ -16,6 +16,7 @@ rows are sorted within a shard, so any runner with any number of workers writes 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -31,7 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from rcforge.pipelines.ingest import _with_default_runner, ingest
 
 from rcforge import fsio, schemas
-from rcforge.errors import TooManyBadRecords
+from rcforge.errors import RecipeError, TooManyBadRecords
 from rcforge.ledger import ErrorRow
 from rcforge.recipe import Recipe, load_recipe
 from rcforge.render import Renderer
@@ -272,6 +273,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="local worker processes (Beam multi_processing); 0: one in-process worker")
     parser.add_argument("--fresh-ingest", action="store_true", help="ingest again even if OUT holds this ingest")
+    parser.add_argument("--templates", help="a folder of template YAML files (overrides render.templates)")
+    parser.add_argument("--coordinates", help="coordinate format (overrides render.coordinates)")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
 
 
@@ -279,6 +282,20 @@ def main(args, beam_args, *, test_pipeline=None) -> dict:
     from rcforge.summary import print_build_summary, print_ingest_summary
 
     recipe = load_recipe(args.recipe)
+    overrides = {}
+    if args.templates:
+        from rcforge.config import resolve_path
+
+        overrides["templates"] = resolve_path(args.templates, None)
+        if not fsio.exists(overrides["templates"]):
+            raise RecipeError(f"--templates: {overrides['templates']} does not exist")
+    if args.coordinates:
+        from rcforge import coordinates
+
+        coordinates.get(args.coordinates)
+        overrides["coordinates"] = args.coordinates
+    if overrides:
+        recipe = dataclasses.replace(recipe, render=dataclasses.replace(recipe.render, **overrides))
     if args.workers and args.workers > 1:
         beam_args = [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
     manifest = build(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,

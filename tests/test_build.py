@@ -148,3 +148,30 @@ def main_raising(argv):
     build_cmd.add_arguments(parser)
     args, rest = parser.parse_known_args(argv[1:])
     return build_cmd.main(args, rest)
+
+
+def test_tasks_command_and_template_override(tmp_path, capsys):
+    import shutil
+
+    from rcforge.templating import default_root
+
+    assert main(["tasks"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"{t}:" in listed for t in TASKS) and "frequent_keep" in listed
+    # a user's own template set: the bundled one with one paraphrase changed
+    mine = tmp_path / "mine"
+    shutil.copytree(default_root(), mine, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (mine / "vqa.yaml").write_text(
+        "variants:\n  answer:\n    question_vars: [question]\n    answer_vars: [answer]\n"
+        "    questions:\n      mine: 'MINE {{ question }}'\n    answers:\n      a: '{{ answer }}'\n")
+    out = tmp_path / "out"
+    assert main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress", "--templates", str(mine),
+                 "--coordinates", "qwen"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["build"]["coordinates"] == "qwen"
+    assert manifest["build"]["templates"]["root"] == str(mine)
+    rows = _rows(out)
+    vqa = [r for r in rows if r["task"] == "vqa"]
+    assert len(vqa) == 3 and all(r["template_id"] == "vqa.answer.mine+a" for r in vqa)
+    assert all(r["conversations"][0]["value"].startswith("<image>\nMINE ") for r in vqa)
+    assert any("<box>(" in r["conversations"][1]["value"] for r in rows if r["task"] == "grounding")
