@@ -636,9 +636,10 @@ class Mismatch(Exception):
 
 
 def read_batches(files: dict[str, str], image_data_path: str, layout: str, emitted: set,
-                 parallel: bool, batch: int = BATCH) -> Iterator[BatchResult]:
+                 parallel: bool, batch: int | None = None) -> Iterator[BatchResult]:
     """Yield `BatchResult`s while every file agrees with image_data.json; raise `Mismatch` at the first batch
     where one does not (nothing of that batch has been yielded; ``emitted`` holds the image ids yielded)."""
+    batch = batch or BATCH
     image_batches = _image_batches(image_data_path, batch)
     streams = {kind: _Stream(kind, path, batch, parallel) for kind, path in files.items()}
     try:

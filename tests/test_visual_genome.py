@@ -214,3 +214,18 @@ def test_fast_and_careful_extraction_lanes_agree(tmp_path, kind, name):
     if kind == "relation":
         entries[0]["relationships"][3]["predicate"] = "  Sitting\n ON "
     assert _FAST[kind](entries).to_pylist() == _careful(kind, entries).to_pylist()
+
+
+def test_mismatch_after_some_batches_continues_per_image_without_loss(tmp_path, monkeypatch):
+    from rcforge.readers import visual_genome_batch
+
+    monkeypatch.setattr(visual_genome_batch, "BATCH", 1)  # image 1 goes through the columnar path
+    objects = json.loads((VG / "objects.json").read_text())
+    objects[1], objects[2] = objects[2], objects[1]  # images 2 and 3 out of order
+    root = _vg_copy(tmp_path, objects=objects)
+    (tmp_path / "ref").mkdir()
+    _, ref_out = ingest_one(tmp_path / "ref", "visual_genome", {"root": str(VG), "images": str(VG),
+                                                                 "mode": "per_image"})
+    entry, out = ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root), "mode": "columnar"})
+    assert read_records(out, "visual_genome") == read_records(ref_out, "visual_genome")
+    assert entry["ledger"]["balanced"] and entry["ledger"]["images"]["read"] == 3
