@@ -19,6 +19,7 @@ COMMANDS = {
     "ingest": ("rcforge.pipelines.ingest", "read the recipe's annotation files into image records (Parquet)"),
     "tasks": ("rcforge.tasks_cmd", "list the registered tasks, their variants and options"),
     "export": ("rcforge.export", "write dialogue shards as LLaVA-style JSON or JSONL"),
+    "stats": ("rcforge.stats", "corpus statistics of a build (DuckDB over the shards)"),
     "sources": ("rcforge.sources_cmd", "list the registered dataset readers and their recipe options"),
 }
 

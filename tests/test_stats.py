@@ -1,0 +1,41 @@
+"""rcforge stats: the DuckDB figures against an independent count over the shards with pyarrow."""
+
+import json
+import re
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import SAMPLE_RECIPE
+from rcforge.cli import main
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("stats") / "out"
+    assert main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_stats_match_an_independent_count(built, tmp_path):
+    file = tmp_path / "stats.json"
+    assert main(["stats", str(built), "--json", str(file)]) == 0
+    figures = json.loads(file.read_text())
+    rows = []
+    for part in sorted((built / "dialogues").glob("part-*.parquet")):
+        rows.extend(pq.read_table(part).to_pylist())
+    assert figures["dialogues"] == len(rows)
+    assert figures["boxes"] == sum(len(r["boxes"]) for r in rows)
+    by_task = Counter((r["source"], r["task"]) for r in rows)
+    assert {(f["source"], f["task"]): f["records"] for f in figures["by_task"]} == dict(by_task)
+    chars = Counter()
+    for r in rows:
+        chars[(r["source"], r["task"])] += sum(len(t["value"]) for t in r["conversations"])
+    assert {(f["source"], f["task"]): f["characters"] for f in figures["by_task"]} == dict(chars)
+    counting = Counter(int(re.search(r"\d+", r["conversations"][1]["value"]).group()) for r in rows
+                       if r["task"] == "counting")
+    assert {c["count"]: c["n"] for c in figures["counting_answers"]} == dict(counting)
+    assert sum(map(sum, figures["box_centre_heatmap_8x8"])) == figures["boxes"]
+    assert sum(b["n"] for b in figures["box_area_histogram"]) == figures["boxes"]
+    assert sum(t["n"] for t in figures["template_usage"]) == len(rows)
