@@ -20,6 +20,8 @@ COMMANDS = {
     "tasks": ("rcforge.tasks_cmd", "list the registered tasks, their variants and options"),
     "export": ("rcforge.export", "write dialogue shards as LLaVA-style JSON or JSONL"),
     "stats": ("rcforge.stats", "corpus statistics of a build (DuckDB over the shards)"),
+    "report": ("rcforge.report", "an HTML page of plots of a build's statistics"),
+    "preview": ("rcforge.preview", "an HTML gallery of sampled dialogues with their boxes drawn on the images"),
     "validate": ("rcforge.validate", "check shards against the schema, the coordinate format and the ledgers"),
     "sources": ("rcforge.sources_cmd", "list the registered dataset readers and their recipe options"),
 }

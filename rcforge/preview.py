@@ -1,0 +1,151 @@
+"""`rcforge preview OUT --html FILE [--n 50] [--task T] [--seed S]`: a gallery of sampled dialogues with every box
+of the dialogue drawn on its image, each box in the colour of its mention in the text.
+
+A self-contained HTML page: images are embedded (JPEG thumbnails), nothing is fetched. The sample is a seeded
+draw over the shards (DuckDB); an image that cannot be read is shown as missing, with its path.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+
+import fsspec
+
+from rcforge import coordinates, fsio
+from rcforge.stats import _connect
+
+COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990",
+           "#800000", "#808000", "#000075"]
+THUMB = 512
+
+
+def sample(out: str, n: int, task: str | None, seed: int) -> list[dict]:
+    con = _connect(out)
+    where = "WHERE task = $task" if task else ""
+    params = {"seed": str(seed), **({"task": task} if task else {})}
+    cursor = con.execute(f"SELECT id, source, image, width, height, task, variant, template_id, conversations, "
+                         f"boxes, points, coordinates FROM d {where} ORDER BY md5(id || $seed) LIMIT {int(n)}",
+                         params)
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def to_pixels(fmt: coordinates.Formatter, values, w: int, h: int):
+    """Normalized values in the format's frame back to pixels (Shikra's frame is the padded square)."""
+    if fmt.name == "shikra":
+        side = max(w, h)
+        off = (side - min(w, h)) // 2
+        ox, oy = (off, 0) if w < h else (0, off)
+        return [v * side - (ox if i % 2 == 0 else oy) for i, v in enumerate(values)]
+    return [v * (w if i % 2 == 0 else h) for i, v in enumerate(values)]
+
+
+def draw(image_bytes: bytes | None, row: dict) -> str | None:
+    """The image with the dialogue's boxes and points drawn, as a data URL (None when it cannot be read)."""
+    from PIL import Image, ImageDraw, UnidentifiedImageError
+
+    if image_bytes is None:
+        return None
+    try:
+        img = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    except (UnidentifiedImageError, OSError):
+        return None
+    fmt = coordinates.get(row["coordinates"])
+    w, h = row["width"], row["height"]
+    scale = img.width / w
+    pen = ImageDraw.Draw(img)
+    width = max(2, img.width // 200)
+    for i, box in enumerate(row["boxes"]):
+        x1, y1, x2, y2 = (v * scale for v in to_pixels(fmt, box, w, h))
+        pen.rectangle([x1, y1, x2, y2], outline=COLOURS[i % len(COLOURS)], width=width)
+    for j, point in enumerate(row["points"]):
+        x, y = (v * scale for v in to_pixels(fmt, point, w, h))
+        r = width * 3
+        pen.ellipse([x - r, y - r, x + r, y + r], outline="#ffffff", fill=COLOURS[(len(row["boxes"]) + j) % 12])
+    img.thumbnail((THUMB, THUMB))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def colour_text(text: str, fmt: coordinates.Formatter, start: int) -> tuple[str, int]:
+    """HTML of a turn with each printed box in the colour of its drawn box; returns the next box index."""
+    import re
+
+    pattern = {"pink": r"\[[^\[\]]*\]", "shikra": r"\[[^\[\]]*\]", "qwen": r"<box>\([^<]*\)</box>",
+               "minigpt_v2": r"\{(?:<\d+>)+\}"}[fmt.name]
+    out, pos, index = [], 0, start
+    for m in re.finditer(pattern, text):
+        n = len(fmt.parse_boxes(m.group()))
+        out.append(html.escape(text[pos:m.start()]))
+        if n == 0:  # a point, or bracketed text that is no box
+            out.append(html.escape(m.group()))
+        elif n == 1:
+            out.append(f'<b style="color:{COLOURS[index % 12]}">{html.escape(m.group())}</b>')
+        else:  # Shikra's [a;b]: one bracket, several boxes
+            out.append(f'<b style="color:{COLOURS[index % 12]}">{html.escape(m.group())}</b>')
+        index += n
+        pos = m.end()
+    out.append(html.escape(text[pos:]))
+    return "".join(out).replace("\n", "<br>"), index
+
+
+def render_html(out: str, rows: list[dict]) -> str:
+    fs, path = fsspec.core.url_to_fs(out)
+    with fs.open(fsio.join(path, "manifest.json")) as f:
+        manifest = json.load(f)
+    roots = {name: entry.get("image_root") or "" for name, entry in manifest["sources"].items()}
+    cards = []
+    for row in rows:
+        image_path = fsio.join(roots.get(row["source"], ""), row["image"])
+        try:
+            data = fsio.read_bytes(image_path, "image")
+        except Exception:  # a missing image is shown as missing, whatever the filesystem says
+            data = None
+        url = draw(data, row)
+        fmt = coordinates.get(row["coordinates"])
+        index, turns = 0, []
+        for turn in row["conversations"]:
+            text, index = colour_text(turn["value"], fmt, index)
+            turns.append(f'<p class="{turn["from"]}"><span class="who">{turn["from"]}</span> {text}</p>')
+        figure = (f'<img src="{url}" alt="{html.escape(row["image"])}">' if url else
+                  f'<div class="missing">image missing:<br>{html.escape(image_path)}</div>')
+        cards.append(f'<div class="card" data-id="{html.escape(row["id"])}">{figure}<div class="text">'
+                     f'<div class="meta">{html.escape(row["id"])} · {html.escape(row["template_id"])}</div>'
+                     f'{"".join(turns)}</div></div>')
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>rcforge preview</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; }}
+.card {{ display: flex; gap: 1em; background: white; border: 1px solid #ddd; border-radius: 6px; padding: 0.8em;
+        margin-bottom: 1em; }}
+.card img {{ max-width: 512px; max-height: 512px; }}
+.missing {{ width: 320px; height: 200px; display: flex; align-items: center; justify-content: center;
+           background: #eee; color: #900; text-align: center; font-size: 0.9em; word-break: break-all;
+           padding: 0.5em; box-sizing: border-box; }}
+.text {{ flex: 1; }} .meta {{ color: #666; font-size: 0.8em; margin-bottom: 0.4em; }}
+.who {{ font-weight: bold; text-transform: uppercase; font-size: 0.75em; color: #555; margin-right: 0.4em; }}
+.human {{ background: #f2f6ff; padding: 0.3em; }} .gpt {{ background: #f5fff2; padding: 0.3em; }}
+</style></head><body>
+<h1>rcforge preview</h1><p>{len(rows)} dialogues from {html.escape(str(out))}</p>
+{"".join(cards)}
+</body></html>
+"""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("out", help="a build's output folder")
+    parser.add_argument("--html", required=True, help="the HTML file to write")
+    parser.add_argument("--n", type=int, default=50, help="how many dialogues")
+    parser.add_argument("--task", help="only this task")
+    parser.add_argument("--seed", type=int, default=0, help="which sample")
+
+
+def main(args, rest) -> None:
+    rows = sample(args.out, args.n, args.task, args.seed)
+    with fsspec.open(args.html, "w", encoding="utf-8") as f:
+        f.write(render_html(args.out, rows))
+    print(f"wrote {len(rows)} dialogues to {args.html}")

@@ -1,0 +1,23 @@
+"""Preview internals: boxes drawn where the text says, in the text's colours."""
+
+import pytest
+
+from rcforge import coordinates
+from rcforge.preview import COLOURS, colour_text, to_pixels
+
+
+@pytest.mark.parametrize("name", ["pink", "shikra", "qwen", "minigpt_v2"])
+def test_normalized_boxes_map_back_to_pixels(name):
+    fmt = coordinates.get(name)
+    for w, h in ((800, 600), (333, 500)):
+        box = (12.0, 30.0, 200.0, 310.0)
+        assert to_pixels(fmt, fmt.normalize(box, w, h), w, h) == pytest.approx(box)
+
+
+def test_each_printed_box_gets_the_colour_of_its_drawn_box():
+    fmt = coordinates.get("pink")
+    text, index = colour_text("Where is [0.1,0.2,0.3,0.4] next to [0.5,0.5,0.6,0.6] at [0.500,0.250]?", fmt, 0)
+    assert index == 2
+    assert f'<b style="color:{COLOURS[0]}">[0.1,0.2,0.3,0.4]</b>' in text
+    assert f'<b style="color:{COLOURS[1]}">[0.5,0.5,0.6,0.6]</b>' in text
+    assert "[0.500,0.250]" in text and text.count("<b ") == 2  # a point is not a box
