@@ -39,3 +39,26 @@ def test_stats_match_an_independent_count(built, tmp_path):
     assert sum(map(sum, figures["box_centre_heatmap_8x8"])) == figures["boxes"]
     assert sum(b["n"] for b in figures["box_area_histogram"]) == figures["boxes"]
     assert sum(t["n"] for t in figures["template_usage"]) == len(rows)
+
+
+def test_token_counts_with_a_tokenizer_built_offline(built, tmp_path):
+    """A word-level tokenizer trained here (no download): tokens must equal whitespace words."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    rows = []
+    for part in sorted((built / "dialogues").glob("part-*.parquet")):
+        rows.extend(pq.read_table(part).to_pylist())
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.train_from_iterator((t["value"] for r in rows for t in r["conversations"]),
+                            trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    folder = tmp_path / "tok"
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(folder)
+    file = tmp_path / "stats.json"
+    assert main(["stats", str(built), "--json", str(file), "--tokenizer", str(folder)]) == 0
+    figures = json.loads(file.read_text())
+    expected = Counter()
+    for r in rows:
+        expected[(r["source"], r["task"])] += sum(len(t["value"].split()) for t in r["conversations"])
+    assert {(f["source"], f["task"]): f["tokens"] for f in figures["by_task"]} == dict(expected)
