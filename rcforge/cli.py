@@ -17,6 +17,7 @@ from rcforge.errors import RcforgeError
 COMMANDS = {
     "build": ("rcforge.pipelines.build", "ingest, then render every task into dialogue shards (Parquet)"),
     "ingest": ("rcforge.pipelines.ingest", "read the recipe's annotation files into image records (Parquet)"),
+    "refilter": ("rcforge.pipelines.refilter", "pairs for another IoU threshold from bootstrap candidates, no model"),
     "tasks": ("rcforge.tasks_cmd", "list the registered tasks, their variants and options"),
     "export": ("rcforge.export", "write dialogue shards as LLaVA-style JSON or JSONL"),
     "stats": ("rcforge.stats", "corpus statistics of a build (DuckDB over the shards)"),

@@ -202,10 +202,68 @@ DIALOGUE = pa.schema(
     metadata={"rcforge.table": "dialogue", "rcforge.schema_version": SCHEMA_VERSION},
 )
 
+CANDIDATE = pa.schema(
+    [
+        # the image record's key ("objects365/420917") and the annotated object
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("image", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("object_id", pa.int64(), nullable=False),
+        pa.field("category", pa.string(), nullable=False),
+        # the original box (pixel xyxy), which a kept pair keeps
+        pa.field("box", BOX, nullable=False),
+        # which of the N descriptions drawn for this box
+        pa.field("sample", pa.int32(), nullable=False),
+        pa.field("description", pa.string()),
+        # the box the description grounds back to (pixel xyxy); null on a format error
+        pa.field("predicted_box", OPTIONAL_BOX),
+        pa.field("iou", pa.float64(), nullable=False),
+        # best IoU of the predicted box with another box of the same category in the image (uniqueness)
+        pa.field("other_iou", pa.float64(), nullable=False),
+        pa.field("format_error", pa.bool_(), nullable=False),
+        # describe | ground: which stage's reply did not parse
+        pa.field("error_stage", pa.string()),
+        pa.field("raw_describe", pa.string()),
+        pa.field("raw_ground", pa.string()),
+        pa.field("backend", pa.string(), nullable=False),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("model_revision", pa.string()),
+        pa.field("describe_template", pa.string(), nullable=False),
+        pa.field("ground_template", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+    ],
+    metadata={"rcforge.table": "candidate", "rcforge.schema_version": SCHEMA_VERSION},
+)
+
+PAIR = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("image", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("object_id", pa.int64(), nullable=False),
+        pa.field("category", pa.string(), nullable=False),
+        # the ORIGINAL box of the object, as Pink keeps it (not the re-grounded one)
+        pa.field("box", BOX, nullable=False),
+        pa.field("description", pa.string(), nullable=False),
+        pa.field("iou", pa.float64(), nullable=False),
+        pa.field("sample", pa.int32(), nullable=False),
+        pa.field("backend", pa.string(), nullable=False),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("lambda", pa.float64(), nullable=False),
+    ],
+    metadata={"rcforge.table": "pair", "rcforge.schema_version": SCHEMA_VERSION},
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "image_record": IMAGE_RECORD,
     "error": ERROR_RECORD,
     "dialogue": DIALOGUE,
+    "candidate": CANDIDATE,
+    "pair": PAIR,
 }
 
 _HERE = Path(__file__).resolve().parent

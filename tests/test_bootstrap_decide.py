@@ -1,0 +1,72 @@
+"""The self-consistency decision and refilter, on candidates with known IoUs (no model needed)."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rcforge import schemas
+from rcforge.bootstrap.decide import decide, survival
+from rcforge.cli import main
+
+
+def candidates(rows):
+    base = {"source": "objects365", "image": "x.jpg", "width": 100, "height": 100, "category": "cup",
+            "box": [10.0, 10.0, 50.0, 50.0], "sample": 0, "description": "a cup", "predicted_box": [10.0, 10.0, 50.0, 50.0],
+            "other_iou": 0.0, "format_error": False, "error_stage": None, "raw_describe": "", "raw_ground": "",
+            "backend": "fake", "model_id": "fake", "model_revision": None, "describe_template": "d",
+            "ground_template": "g", "seed": 0}
+    return pa.Table.from_pylist([{**base, **r} for r in rows], schema=schemas.CANDIDATE)
+
+
+def test_iou_at_lambda_is_kept_and_the_original_box_is_stored():
+    table = candidates([
+        {"key": "o/1", "object_id": 1, "iou": 0.5, "predicted_box": [12.0, 12.0, 60.0, 60.0]},
+        {"key": "o/1", "object_id": 2, "iou": 0.4999},
+    ])
+    (pair,) = decide(table, 0.5).to_pylist()
+    assert pair["object_id"] == 1 and pair["box"] == [10.0, 10.0, 50.0, 50.0] and pair["lambda"] == 0.5
+
+
+def test_uniqueness_format_errors_and_best_of_n():
+    table = candidates([
+        {"key": "o/1", "object_id": 1, "iou": 0.9, "other_iou": 0.8, "description": "a cup"},   # ambiguous
+        {"key": "o/1", "object_id": 2, "iou": 0.0, "format_error": True, "predicted_box": None,
+         "error_stage": "ground", "description": "the mug"},
+        {"key": "o/2", "object_id": 3, "iou": 0.6, "sample": 0, "description": "left cup"},
+        {"key": "o/2", "object_id": 3, "iou": 0.8, "sample": 1, "description": "the red cup on the left"},
+    ])
+    pairs = decide(table, 0.5).to_pylist()
+    assert [(p["object_id"], p["description"]) for p in pairs] == [(3, "the red cup on the left")]
+    without = decide(table, 0.5, uniqueness=False).to_pylist()
+    assert [p["object_id"] for p in without] == [1, 3]
+    # object 1 is ambiguous until lambda passes its other IoU (0.8); object 3's best IoU is 0.8
+    assert [s["pairs"] for s in survival(table, [0.0, 0.7, 0.85, 1.0])] == [1, 1, 1, 0]
+
+
+def test_refilter_equals_a_fresh_decision_at_other_lambdas(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 5000
+    rows = [{"key": f"o/{i // 10}", "object_id": i // 2, "sample": i % 2, "iou": float(rng.random()),
+             "other_iou": float(rng.random() * 0.6), "format_error": bool(rng.random() < 0.05)} for i in range(n)]
+    folder = tmp_path / "out" / "bootstrap" / "candidates"
+    folder.mkdir(parents=True)
+    table = candidates(rows)
+    # objects never straddle shards
+    pq.write_table(table.slice(0, 2500), folder / "part-00000.parquet")
+    pq.write_table(table.slice(2500), folder / "part-00001.parquet")
+    for lam in (0.3, 0.5, 0.7):
+        target = tmp_path / f"lam{lam}"
+        assert main(["refilter", str(tmp_path / "out"), "--lambda", str(lam), "--out", str(target)]) == 0
+        got = pa.concat_tables([pq.read_table(p) for p in sorted((target / "bootstrap" / "pairs").glob("*.parquet"))])
+        order = [("key", "ascending"), ("object_id", "ascending")]
+        assert got.sort_by(order).equals(decide(table, lam).sort_by(order))
+        summary = json.loads((target / "bootstrap" / "refilter.json").read_text())
+        assert summary["pairs"] == got.num_rows and summary["candidates"] == n
+
+
+def test_lambda_out_of_range():
+    with pytest.raises(ValueError):
+        decide(candidates([{"key": "o/1", "object_id": 1, "iou": 0.5}]), 1.5)
