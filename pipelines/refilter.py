@@ -14,10 +14,11 @@ import time
 
 import fsspec
 import pyarrow.parquet as pq
+from rcforge.bootstrap.decide import decide
 
 from rcforge import fsio, schemas
-from rcforge.bootstrap.decide import decide
 from rcforge.errors import InputError
+
 
 def refilter(out: str, lam: float, *, target: str | None = None, uniqueness: bool = True) -> dict:
     fs, path = fsspec.core.url_to_fs(out)

@@ -6,7 +6,6 @@ The plots are inline SVG written here (bar charts and a heatmap): no script, no 
 from __future__ import annotations
 
 import html
-import json
 
 import fsspec
 
@@ -75,6 +74,17 @@ def render_html(out: str, figures: dict) -> str:
         bar_chart("Template usage (top 25)", [t["template_id"] for t in figures["template_usage"][:25]],
                   [t["n"] for t in figures["template_usage"][:25]], width=760),
     ]
+    boot = figures.get("bootstrap")
+    if boot:
+        plots += [
+            bar_chart("Bootstrap: pairs surviving at each lambda", [f'{x["lambda"]:.1f}' for x in boot["survival_curve"]],
+                      [x["pairs"] for x in boot["survival_curve"]]),
+            bar_chart("Bootstrap: IoU of re-grounded boxes",
+                      [f'{b["iou_from"]:.1f}-{b["iou_to"]:.1f}' for b in boot["iou_histogram"]],
+                      [b["n"] for b in boot["iou_histogram"]]),
+            bar_chart("Bootstrap: description length (words)", [str(w["words"]) for w in boot["description_words"]],
+                      [w["n"] for w in boot["description_words"]]),
+        ]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rcforge report</title>
 <style>
@@ -84,7 +94,9 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; }}
 .bar {{ fill: #4363d8; }}
 </style></head><body>
 <h1>rcforge report</h1>
-<p>{figures["dialogues"]:,} dialogues, {figures["boxes"]:,} boxes, from {html.escape(str(out))}</p>
+<p>{figures["dialogues"]:,} dialogues, {figures["boxes"]:,} boxes{
+    f', {boot["candidates"]:,} bootstrap candidates ({boot["format_error_rate"]:.1%} format errors)' if boot else ''
+}, from {html.escape(str(out))}</p>
 <div class="plots">{"".join(plots)}</div>
 </body></html>
 """

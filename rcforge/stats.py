@@ -19,19 +19,25 @@ from rcforge import fsio
 from rcforge.errors import InputError
 
 
-def _connect(out: str):
+def _shards(out: str, *parts: str) -> list[str]:
+    fs, path = fsspec.core.url_to_fs(out)
+    shards = sorted(fs.glob(fsio.join(path, *parts, "part-*.parquet")))
+    if "://" in str(out):
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        shards = [f"{protocol}://{s}" for s in shards]
+    return shards
+
+
+def _connect(out: str, view: str = "d", parts: tuple[str, ...] = ("dialogues",)):
     import duckdb
 
     con = duckdb.connect()
-    fs, path = fsspec.core.url_to_fs(out)
-    shards = sorted(fs.glob(fsio.join(path, "dialogues", "part-*.parquet")))
+    shards = _shards(out, *parts)
     if not shards:
-        raise InputError(f"stats: no dialogue shards under {out}/dialogues (run rcforge build first)")
+        raise InputError(f"stats: no shards under {out}/{'/'.join(parts)}")
     if "://" in str(out):
-        con.register_filesystem(fs)
-        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        shards = [f"{protocol}://{s}" for s in shards]
-    con.read_parquet(shards).create_view("d")
+        con.register_filesystem(fsspec.core.url_to_fs(out)[0])
+    con.read_parquet(shards).create_view(view)
     return con
 
 
@@ -71,8 +77,44 @@ SQL = {
 }
 QUERIES = list(SQL.values())
 
+#: bootstrap candidates (view c): the survival curve counts objects keeping a pair at each lambda, with the
+#: uniqueness rule of rcforge.bootstrap.decide
+BOOTSTRAP_SQL = {
+    "totals": """SELECT count(*) AS candidates, count(DISTINCT (key, object_id)) AS objects,
+                        avg(CASE WHEN format_error THEN 1.0 ELSE 0.0 END) AS format_error_rate FROM c""",
+    "iou": """SELECT least(floor(iou * 10), 9)::INT AS bucket, count(*) AS n FROM c WHERE NOT format_error
+              GROUP BY 1 ORDER BY 1""",
+    "survival": """SELECT l.lam AS lambda,
+                          count(DISTINCT CASE WHEN c.key IS NOT NULL THEN (c.key, c.object_id) END) AS pairs
+                   FROM (SELECT (range / 10.0) AS lam FROM range(0, 11)) l
+                   LEFT JOIN c ON NOT c.format_error AND c.iou >= l.lam
+                        AND NOT (c.other_iou > 0 AND c.other_iou >= l.lam)
+                   GROUP BY 1 ORDER BY 1""",
+    "description_words": """SELECT least(len(string_split(trim(description), ' ')), 20) AS words, count(*) AS n
+                            FROM c WHERE description IS NOT NULL AND trim(description) <> '' GROUP BY 1 ORDER BY 1""",
+}
+
+
+def compute_bootstrap(out: str) -> dict | None:
+    if not _shards(out, "bootstrap", "candidates"):
+        return None
+    con = _connect(out, "c", ("bootstrap", "candidates"))
+    r = {name: _rows(con, sql) for name, sql in BOOTSTRAP_SQL.items()}
+    return {**r["totals"][0],
+            "iou_histogram": [{"iou_from": b["bucket"] / 10, "iou_to": (b["bucket"] + 1) / 10, "n": b["n"]}
+                              for b in r["iou"]],
+            "survival_curve": [{"lambda": float(x["lambda"]), "pairs": x["pairs"]} for x in r["survival"]],
+            "description_words": r["description_words"]}
+
 
 def compute(out: str) -> dict:
+    bootstrap = compute_bootstrap(out)
+    if not _shards(out, "dialogues"):
+        if bootstrap is None:
+            raise InputError(f"stats: neither dialogue shards nor bootstrap candidates under {out}")
+        return {"dialogues": 0, "boxes": 0, "by_task": [], "box_area_histogram": [],
+                "box_aspect_log2_histogram": [], "box_centre_heatmap_8x8": [[0] * 8 for _ in range(8)],
+                "counting_answers": [], "template_usage": [], "bootstrap": bootstrap}
     con = _connect(out)
     r = {name: _rows(con, sql) for name, sql in SQL.items()}
     heatmap = [[0] * 8 for _ in range(8)]
@@ -89,6 +131,7 @@ def compute(out: str) -> dict:
         "box_centre_heatmap_8x8": heatmap,
         "counting_answers": r["counts"],
         "template_usage": r["templates"],
+        "bootstrap": bootstrap,
     }
 
 
@@ -151,8 +194,15 @@ def main(args, rest) -> None:
     console.print(table)
     if figures["counting_answers"]:
         console.print("Counting answers: " + ", ".join(f"{r['count']}: {r['n']}" for r in figures["counting_answers"]))
-    console.print("Box areas (share of the image): " + ", ".join(
-        f"{b['area_from']:.1f}-{b['area_to']:.1f}: {b['n']}" for b in figures["box_area_histogram"]))
+    if figures["box_area_histogram"]:
+        console.print("Box areas (share of the image): " + ", ".join(
+            f"{b['area_from']:.1f}-{b['area_to']:.1f}: {b['n']}" for b in figures["box_area_histogram"]))
+    boot = figures.get("bootstrap")
+    if boot:
+        console.print(f"Bootstrap: {boot['candidates']:,} candidates for {boot['objects']:,} objects, "
+                      f"{boot['format_error_rate']:.1%} format errors")
+        console.print("Pairs surviving at each lambda: " + ", ".join(
+            f"{s['lambda']:.1f}: {s['pairs']:,}" for s in boot["survival_curve"]))
     if args.json:
         with fsspec.open(args.json, "w") as f:
             json.dump(figures, f, indent=2, default=float)

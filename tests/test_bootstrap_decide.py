@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from rcforge.bootstrap.decide import decide, survival
 
 from rcforge import schemas
-from rcforge.bootstrap.decide import decide, survival
 from rcforge.cli import main
 
 
@@ -70,3 +70,23 @@ def test_refilter_equals_a_fresh_decision_at_other_lambdas(tmp_path):
 def test_lambda_out_of_range():
     with pytest.raises(ValueError):
         decide(candidates([{"key": "o/1", "object_id": 1, "iou": 0.5}]), 1.5)
+
+
+def test_stats_of_bootstrap_output_match_the_decision(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = [{"key": f"o/{i // 6}", "object_id": i // 2, "sample": i % 2, "iou": float(rng.random()),
+             "other_iou": float(rng.random() * 0.6) if i % 3 else 0.0, "format_error": bool(rng.random() < 0.1),
+             "description": "a cup " * (1 + i % 4)} for i in range(3000)]
+    table = candidates(rows)
+    folder = tmp_path / "out" / "bootstrap" / "candidates"
+    folder.mkdir(parents=True)
+    pq.write_table(table, folder / "part-00000.parquet")
+    file = tmp_path / "stats.json"
+    assert main(["stats", str(tmp_path / "out"), "--json", str(file)]) == 0
+    boot = json.loads(file.read_text())["bootstrap"]
+    assert boot["candidates"] == 3000 and boot["objects"] == 1500
+    assert boot["format_error_rate"] == pytest.approx(sum(r["format_error"] for r in rows) / 3000)
+    assert boot["survival_curve"] == [{"lambda": s["lambda"], "pairs": s["pairs"]} for s in survival(table)]
+    assert sum(b["n"] for b in boot["iou_histogram"]) == sum(not r["format_error"] for r in rows)
+    words = {w["words"]: w["n"] for w in boot["description_words"]}
+    assert words == {2: 750, 4: 750, 6: 750, 8: 750}

@@ -3,8 +3,8 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SAMPLE_RECIPE
+
 from rcforge.cli import main
 from rcforge.validate import validate
 
