@@ -129,23 +129,56 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; 
 .text {{ flex: 1; }} .meta {{ color: #666; font-size: 0.8em; margin-bottom: 0.4em; }}
 .who {{ font-weight: bold; text-transform: uppercase; font-size: 0.75em; color: #555; margin-right: 0.4em; }}
 .human {{ background: #f2f6ff; padding: 0.3em; }} .gpt {{ background: #f5fff2; padding: 0.3em; }}
+.candidate {{ background: #fff8ec; padding: 0.3em; }}
 </style></head><body>
-<h1>rcforge preview</h1><p>{len(rows)} dialogues from {html.escape(str(out))}</p>
+<h1>rcforge preview</h1><p>{len(rows)} items from {html.escape(str(out))}</p>
 {"".join(cards)}
 </body></html>
 """
 
 
+def sample_candidates(out: str, n: int, seed: int) -> list[dict]:
+    """Bootstrap candidates as preview rows: the original box and the re-grounded one, the description as text."""
+    from rcforge.stats import _connect
+
+    con = _connect(out, "c", ("bootstrap", "candidates"))
+    cursor = con.execute(f"SELECT * FROM c ORDER BY md5(key || '/' || object_id || '/' || sample || $seed) "
+                         f"LIMIT {int(n)}", {"seed": str(seed)})
+    names = [c[0] for c in cursor.description]
+    rows = []
+    for values in cursor.fetchall():
+        c = dict(zip(names, values))
+        w, h = c["width"], c["height"]
+        boxes = [c["box"]] + ([c["predicted_box"]] if c["predicted_box"] else [])
+        fmt = coordinates.get("pink")
+        norm = [list(fmt.normalize(b, w, h)) for b in boxes]
+        text = (f"{c['category']} {fmt.box(c['box'], w, h)} -> \"{c['description'] or ''}\" -> "
+                + (fmt.box(c["predicted_box"], w, h) if c["predicted_box"] else f"format error ({c['error_stage']})")
+                + f" IoU {c['iou']:.2f}" + (f", other {c['other_iou']:.2f}" if c["other_iou"] else ""))
+        rows.append({"id": f"{c['key']}/object:{c['object_id']}/sample:{c['sample']}", "source": c["source"],
+                     "image": c["image"], "width": w, "height": h, "template_id": c["backend"],
+                     "conversations": [{"from": "candidate", "value": text}], "boxes": norm, "points": [],
+                     "coordinates": "pink"})
+    return rows
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("out", help="a build's output folder")
+    parser.add_argument("out", help="a build's (or a bootstrap run's) output folder")
     parser.add_argument("--html", required=True, help="the HTML file to write")
     parser.add_argument("--n", type=int, default=50, help="how many dialogues")
     parser.add_argument("--task", help="only this task")
     parser.add_argument("--seed", type=int, default=0, help="which sample")
+    parser.add_argument("--bootstrap", action="store_true",
+                        help="show bootstrap candidates (the default when OUT has no dialogues)")
 
 
 def main(args, rest) -> None:
-    rows = sample(args.out, args.n, args.task, args.seed)
+    from rcforge.stats import _shards
+
+    if args.bootstrap or not _shards(args.out, "dialogues"):
+        rows, what = sample_candidates(args.out, args.n, args.seed), "bootstrap candidates"
+    else:
+        rows, what = sample(args.out, args.n, args.task, args.seed), "dialogues"
     with fsspec.open(args.html, "w", encoding="utf-8") as f:
         f.write(render_html(args.out, rows))
-    print(f"wrote {len(rows)} dialogues to {args.html}")
+    print(f"wrote {len(rows)} {what} to {args.html}")

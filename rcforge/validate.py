@@ -29,7 +29,7 @@ def validate(out: str, *, max_listed: int = 20) -> list[str]:
     with fs.open(manifest_path) as f:
         manifest = json.load(f)
     problems: list[str] = []
-    for name, entry in manifest["sources"].items():
+    for name, entry in manifest.get("sources", {}).items():
         if not entry["ledger"]["balanced"]:
             problems.append(f"ingest ledger of {name} does not balance")
         for part in entry["parts"]:
@@ -46,7 +46,36 @@ def validate(out: str, *, max_listed: int = 20) -> list[str]:
     for shard in shards:
         if _check_schema(fs, shard, schemas.DIALOGUE, problems):
             _check_dialogues(fs, shard, problems, max_listed)
+    for shard in sorted(fs.glob(fsio.join(path, "bootstrap", "candidates", "part-*.parquet"))):
+        _check_schema(fs, shard, schemas.CANDIDATE, problems)
+    for shard in sorted(fs.glob(fsio.join(path, "bootstrap", "pairs", "part-*.parquet"))):
+        if _check_schema(fs, shard, schemas.PAIR, problems):
+            _check_pairs(fs, shard, problems)
     return problems
+
+
+def _check_pairs(fs, path, problems) -> None:
+    """Every kept pair has a description, a box inside its image, and an IoU at least its lambda."""
+    import numpy as np
+
+    with fs.open(path, "rb") as f:
+        table = pq.read_table(f, columns=["key", "object_id", "width", "height", "box", "description", "iou",
+                                          "lambda"])
+    if not table.num_rows:
+        return
+    box = np.asarray(table.column("box").combine_chunks().flatten()).reshape(-1, 4)
+    w = table.column("width").to_numpy()
+    h = table.column("height").to_numpy()
+    bad_box = ~((0 <= box[:, 0]) & (box[:, 0] < box[:, 2]) & (box[:, 2] <= w) &
+                (0 <= box[:, 1]) & (box[:, 1] < box[:, 3]) & (box[:, 3] <= h))
+    bad_iou = table.column("iou").to_numpy() < table.column("lambda").to_numpy()
+    empty = np.array([not (d or "").strip() for d in table.column("description").to_pylist()])
+    for mask, what in ((bad_box, "a box outside its image"), (bad_iou, "an IoU below its lambda"),
+                       (empty, "an empty description")):
+        if mask.any():
+            first = int(np.flatnonzero(mask)[0])
+            problems.append(f"{path}: {int(mask.sum())} pair(s) with {what}, e.g. "
+                            f"{table.column('key')[first].as_py()} object {table.column('object_id')[first].as_py()}")
 
 
 def _check_schema(fs, path, schema, problems) -> bool:

@@ -90,3 +90,35 @@ def test_stats_of_bootstrap_output_match_the_decision(tmp_path):
     assert sum(b["n"] for b in boot["iou_histogram"]) == sum(not r["format_error"] for r in rows)
     words = {w["words"]: w["n"] for w in boot["description_words"]}
     assert words == {2: 750, 4: 750, 6: 750, 8: 750}
+
+
+def test_preview_and_validate_on_bootstrap_output(tmp_path):
+    """Candidates on the sample's VG images (the ingest gives the image roots), refiltered, then inspected."""
+    from conftest import SAMPLE_RECIPE
+
+    out = tmp_path / "out"
+    assert main(["ingest", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
+    rows = [{"key": "vg/1", "source": "visual_genome", "image": "1.jpg", "width": 800, "height": 600,
+             "object_id": 1058498, "category": "clock", "box": [421.0, 91.0, 500.0, 430.0],
+             "description": "the tall green clock", "predicted_box": [425.0, 95.0, 498.0, 420.0], "iou": 0.88},
+            {"key": "vg/1", "source": "visual_genome", "image": "1.jpg", "width": 800, "height": 600,
+             "object_id": 5046, "category": "street", "box": [77.0, 328.0, 791.0, 590.0],
+             "description": None, "predicted_box": None, "iou": 0.0, "format_error": True, "error_stage": "ground"}]
+    folder = out / "bootstrap" / "candidates"
+    folder.mkdir(parents=True)
+    pq.write_table(candidates(rows), folder / "part-00000.parquet")
+    assert main(["refilter", str(out), "--lambda", "0.5"]) == 0
+    assert main(["validate", str(out)]) == 0
+    html_file = tmp_path / "boot.html"
+    assert main(["preview", str(out), "--html", str(html_file)]) == 0
+    page = html_file.read_text()
+    assert page.count('class="card"') == 2 and page.count("data:image/jpeg;base64,") == 2
+    assert "the tall green clock" in page and "format error (ground)" in page
+    # a pair that breaks its lambda is reported
+    pairs = next((out / "bootstrap" / "pairs").glob("*.parquet"))
+    table = pq.read_table(pairs)
+    table = table.set_column(table.schema.get_field_index("iou"), "iou", pa.array([0.1]))
+    pq.write_table(table.cast(schemas.PAIR), pairs)
+    from rcforge.validate import validate
+
+    assert any("IoU below its lambda" in p for p in validate(str(out)))
