@@ -55,7 +55,7 @@ def make(out: str, rows: int, shard_rows: int = 1_000_000, seed: int = 0) -> Non
         turns = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), pa.StructArray.from_arrays(
             [task, pa.array(["v"] * n), pa.array(["t.v.q01+a01"] * n)], fields=list(schemas.TURN_SOURCE)))
         table = pa.Table.from_arrays([
-            ids, source, pa.array(["x.jpg"] * n), pa.array(["1"] * n), pa.array(np.full(n, 640, np.int32)),
+            ids, ids, source, pa.array(["x.jpg"] * n), pa.array(["1"] * n), pa.array(np.full(n, 640, np.int32)),
             pa.array(np.full(n, 480, np.int32)), task, pa.array(["v"] * n),
             _arr(np.char.add("t.v.q", rng.integers(1, 11, n).astype(str))), turns, conversations, boxes,
             empty_lists, pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, dtype=np.int32)), pa.array([], pa.string())),

@@ -145,7 +145,7 @@ class Renderer:
                     provenance.append(p)
         first = turns[0]
         return {
-            "id": dialogue_id, "source": record["source"], "image": record["image"], "image_id": record["image_id"],
+            "id": dialogue_id, "key": record["key"], "source": record["source"], "image": record["image"], "image_id": record["image_id"],
             "width": w, "height": h, "task": first["task"], "variant": first["variant"],
             "template_id": first["template_id"], "turns": turns, "conversations": conversations,
             "boxes": boxes, "points": points, "provenance": provenance,

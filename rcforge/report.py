@@ -71,6 +71,10 @@ def render_html(out: str, figures: dict) -> str:
                   [str(b["log2_bucket"]) for b in figures["box_aspect_log2_histogram"]],
                   [b["n"] for b in figures["box_aspect_log2_histogram"]]),
         heatmap("Where box centres fall (8x8 grid over the image)", figures["box_centre_heatmap_8x8"]),
+        bar_chart("Top predicates asked about", [f'{p["predicate"]} ({p["task"]})' for p in figures["top_predicates"]],
+                  [p["n"] for p in figures["top_predicates"]]),
+        bar_chart("Top categories asked about", [f'{c["category"]} ({c["task"]})' for c in figures["top_categories"]],
+                  [c["n"] for c in figures["top_categories"]]),
         bar_chart("Template usage (top 25)", [t["template_id"] for t in figures["template_usage"][:25]],
                   [t["n"] for t in figures["template_usage"][:25]], width=760),
     ]

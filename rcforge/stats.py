@@ -5,7 +5,9 @@ Nothing loads the corpus into Python objects: every figure is one SQL query over
 
 Figures, per source and per task: records, turns, characters, boxes per dialogue, the share of empty answers
 (coarse_spatial's ``empty`` variant); over all boxes: an area histogram, an aspect-ratio histogram and a coarse
-8x8 heatmap of box centres; for counting: the histogram of answered counts; template usage.
+8x8 heatmap of box centres; for counting: the histogram of answered counts; template usage; the predicates
+and categories most asked about (the dialogues' provenance joined to the image records); for bootstrap output:
+candidates, format-error rate, IoU histogram, the survival curve over lambda, description lengths.
 """
 
 from __future__ import annotations
@@ -107,6 +109,23 @@ def compute_bootstrap(out: str) -> dict | None:
             "description_words": r["description_words"]}
 
 
+#: the annotations behind the dialogues (view i: the image records), through the dialogues' provenance
+ANNOTATION_SQL = {
+    "top_predicates": """
+        WITH p AS (SELECT d.key, d.task, split_part(x, ':', 2)::BIGINT AS rid
+                   FROM d, unnest(d.provenance) AS t(x) WHERE x LIKE 'relation:%'),
+             r AS (SELECT key, unnest(relations) AS rel FROM i)
+        SELECT p.task, r.rel.predicate AS predicate, count(*) AS n FROM p JOIN r ON p.key = r.key AND p.rid = r.rel.id
+        GROUP BY ALL ORDER BY n DESC, predicate LIMIT 25""",
+    "top_categories": """
+        WITH p AS (SELECT d.key, d.task, split_part(x, ':', 2)::BIGINT AS oid
+                   FROM d, unnest(d.provenance) AS t(x) WHERE x LIKE 'object:%'),
+             o AS (SELECT key, unnest(objects) AS obj FROM i)
+        SELECT p.task, o.obj.names[1] AS category, count(*) AS n FROM p JOIN o ON p.key = o.key AND p.oid = o.obj.id
+        GROUP BY ALL ORDER BY n DESC, category LIMIT 25""",
+}
+
+
 def compute(out: str) -> dict:
     bootstrap = compute_bootstrap(out)
     if not _shards(out, "dialogues"):
@@ -114,9 +133,14 @@ def compute(out: str) -> dict:
             raise InputError(f"stats: neither dialogue shards nor bootstrap candidates under {out}")
         return {"dialogues": 0, "boxes": 0, "by_task": [], "box_area_histogram": [],
                 "box_aspect_log2_histogram": [], "box_centre_heatmap_8x8": [[0] * 8 for _ in range(8)],
-                "counting_answers": [], "template_usage": [], "bootstrap": bootstrap}
+                "counting_answers": [], "template_usage": [], "top_predicates": [], "top_categories": [],
+                "bootstrap": bootstrap}
     con = _connect(out)
     r = {name: _rows(con, sql) for name, sql in SQL.items()}
+    images = _shards(out, "images", "*")
+    if images:
+        con.read_parquet(images).create_view("i")
+        r.update({name: _rows(con, sql) for name, sql in ANNOTATION_SQL.items()})
     heatmap = [[0] * 8 for _ in range(8)]
     for cell in r["heat"]:
         heatmap[cell["row"]][cell["col"]] = cell["n"]
@@ -131,6 +155,8 @@ def compute(out: str) -> dict:
         "box_centre_heatmap_8x8": heatmap,
         "counting_answers": r["counts"],
         "template_usage": r["templates"],
+        "top_predicates": r.get("top_predicates", []),
+        "top_categories": r.get("top_categories", []),
         "bootstrap": bootstrap,
     }
 
@@ -194,6 +220,12 @@ def main(args, rest) -> None:
     console.print(table)
     if figures["counting_answers"]:
         console.print("Counting answers: " + ", ".join(f"{r['count']}: {r['n']}" for r in figures["counting_answers"]))
+    if figures["top_predicates"]:
+        console.print("Top predicates: " + ", ".join(f"{p['predicate']} ({p['task']}) {p['n']}"
+                                                     for p in figures["top_predicates"][:10]))
+    if figures["top_categories"]:
+        console.print("Top categories: " + ", ".join(f"{c['category']} ({c['task']}) {c['n']}"
+                                                     for c in figures["top_categories"][:10]))
     if figures["box_area_histogram"]:
         console.print("Box areas (share of the image): " + ", ".join(
             f"{b['area_from']:.1f}-{b['area_to']:.1f}: {b['n']}" for b in figures["box_area_histogram"]))

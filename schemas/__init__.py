@@ -178,6 +178,8 @@ DIALOGUE = pa.schema(
     [
         # stable: "<image key>/<k>" for sampled dialogues, "<image key>/<task>/<annotation>" for enumerated ones
         pa.field("id", pa.string(), nullable=False),
+        # the image record's key ("vg/1"): joins a dialogue to its annotations in OUT/images
+        pa.field("key", pa.string(), nullable=False),
         pa.field("source", pa.string(), nullable=False),
         # path relative to the source's image root (manifest: sources.<name>.image_root)
         pa.field("image", pa.string(), nullable=False),

@@ -62,3 +62,30 @@ def test_token_counts_with_a_tokenizer_built_offline(built, tmp_path):
     for r in rows:
         expected[(r["source"], r["task"])] += sum(len(t["value"].split()) for t in r["conversations"])
     assert {(f["source"], f["task"]): f["tokens"] for f in figures["by_task"]} == dict(expected)
+
+
+def test_top_predicates_and_categories_follow_the_provenance(built, tmp_path):
+    file = tmp_path / "stats.json"
+    assert main(["stats", str(built), "--json", str(file)]) == 0
+    figures = json.loads(file.read_text())
+    records = {}
+    for part in sorted((built / "images").glob("*/part-*.parquet")):
+        for r in pq.read_table(part).to_pylist():
+            records[r["key"]] = r
+    predicates, categories = Counter(), Counter()
+    for part in sorted((built / "dialogues").glob("part-*.parquet")):
+        for d in pq.read_table(part).to_pylist():
+            rec = records[d["key"]]
+            for p in d["provenance"]:
+                kind, _, ident = p.partition(":")
+                # ids the record does not hold (PointQA names VG objects of another source) are not counted
+                if kind == "relation":
+                    for rel in (r for r in rec["relations"] if r["id"] == int(ident)):
+                        predicates[(d["task"], rel["predicate"])] += 1
+                elif kind == "object":
+                    for obj in (o for o in rec["objects"] if o["id"] == int(ident)):
+                        categories[(d["task"], obj["names"][0])] += 1
+    assert {(p["task"], p["predicate"]): p["n"] for p in figures["top_predicates"]} == \
+        dict(sorted(predicates.items(), key=lambda kv: -kv[1])[:25])
+    got = {(c["task"], c["category"]): c["n"] for c in figures["top_categories"]}
+    assert len(got) == min(25, len(categories)) and all(categories[k] == n for k, n in got.items())
