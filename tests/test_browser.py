@@ -50,7 +50,7 @@ def test_report_in_a_browser(chromium, pages, tmp_path):
     shot, dom, console = _open(chromium, pages / "report.html", tmp_path, "report")
     assert console == []
     assert shot.stat().st_size > 20000
-    assert len(re.findall(r'<svg class="plot"', dom)) == 9
+    assert len(re.findall(r'<svg class="plot"', dom)) == 11
     assert "Dialogues per task" in dom and "flickr_grounded_caption" in dom
 
 
