@@ -1,0 +1,150 @@
+"""The bootstrap pipeline: describe each selected box, ground the description again, write every candidate.
+
+    image records -> select boxes -> RunInference(describe) -> parse -> RunInference(ground) -> parse -> IoU
+      -> OUT/bootstrap/candidates/part-RRR-CCCCC.parquet -> decide (lambda) -> OUT/bootstrap/pairs/
+
+Every candidate is written with its IoU, the best IoU with another box of the same category, format-error flag,
+raw replies, backend, model id/revision, template ids and seed, so another lambda is `rcforge refilter`, never a
+second GPU run. Resumable by image key: shards are written atomically, a rerun skips the images already in
+candidate shards and writes its own shards (run RRR), so a killed run loses nothing that was written and
+duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import apache_beam as beam
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.ml.inference.base import RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
+from rcforge.bootstrap.handlers import BootstrapHandler
+from rcforge.bootstrap.selection import SelectionConfig, score, select
+from rcforge.pipelines.build import read_row_group, row_groups
+from rcforge.pipelines.ingest import _with_default_runner
+from rcforge.pipelines.refilter import refilter
+
+from rcforge import fsio, schemas
+from rcforge.errors import InputError
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    sources: tuple[str, ...] = ("objects365",)
+    selection: SelectionConfig = SelectionConfig()
+    lam: float = 0.5
+    uniqueness: bool = True
+    seed: int = 0
+    chunks: int = 16
+
+
+def done_keys(out: str) -> set[str]:
+    fs, path = fsspec.core.url_to_fs(out)
+    keys: set[str] = set()
+    for shard in fs.glob(fsio.join(path, "bootstrap", "candidates", "part-*.parquet")):
+        with fs.open(shard, "rb") as f:
+            keys.update(pq.read_table(f, columns=["key"]).column("key").to_pylist())
+    return keys
+
+
+def _run_number(out: str) -> int:
+    """One more than the highest run number among the candidate shards (0 for the first run)."""
+    fs, path = fsspec.core.url_to_fs(out)
+    runs = [int(p.rsplit("/", 1)[-1].split("-")[1]) for p in fs.glob(fsio.join(path, "bootstrap", "candidates",
+                                                                               "part-*.parquet"))]
+    return max(runs, default=-1) + 1
+
+
+def candidate(request: dict, description, raw_describe, predicted, raw_ground, error_stage, describe, ground,
+              seed) -> dict:
+    own, other = score(request, predicted)
+    return {
+        "key": request["key"], "source": request["source"], "image": request["image"],
+        "width": request["width"], "height": request["height"], "object_id": request["object_id"],
+        "category": request["category"], "box": request["box"], "sample": request["sample"],
+        "description": description, "predicted_box": predicted, "iou": own, "other_iou": other,
+        "format_error": error_stage is not None, "error_stage": error_stage, "raw_describe": raw_describe,
+        "raw_ground": raw_ground, "backend": describe.backend, "model_id": describe.model_id,
+        "model_revision": describe.revision, "describe_template": describe.template_id,
+        "ground_template": ground.template_id, "seed": seed,
+    }
+
+
+def _write_chunk(out: str, run: int, chunk: int, rows) -> str:
+    fs, path = fsspec.core.url_to_fs(out)
+    folder = fsio.join(path, "bootstrap", "candidates")
+    fs.makedirs(folder, exist_ok=True)
+    rows = sorted(rows, key=lambda r: (r["key"], r["object_id"], r["sample"]))
+    name = f"part-{run:03d}-{chunk:05d}.parquet"
+    tmp, final = fsio.join(folder, f".tmp-{name}"), fsio.join(folder, name)
+    with fs.open(tmp, "wb") as f:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schemas.CANDIDATE), f, compression="zstd")
+    fs.mv(tmp, final)
+    return final
+
+
+def run_bootstrap(out: str, describe: BootstrapHandler, ground: BootstrapHandler, settings: BootstrapSettings, *,
+                  beam_args=None, test_pipeline=None) -> dict:
+    import json
+
+    fs, path = fsspec.core.url_to_fs(out)
+    manifest_path = fsio.join(path, "manifest.json")
+    if not fs.exists(manifest_path):
+        raise InputError(f"bootstrap: {out} has no manifest.json (run rcforge ingest first)")
+    with fs.open(manifest_path) as f:
+        manifest = json.load(f)
+    missing = [s for s in settings.sources if s not in manifest["sources"]]
+    if missing:
+        raise InputError(f"bootstrap: {out} has no image records for {', '.join(missing)}")
+    parts = sorted(fsio.join(path, p) for s in settings.sources for p in manifest["sources"][s]["parts"])
+    skip = frozenset(done_keys(out))
+    run = _run_number(out)
+    seed, chunks = settings.seed, settings.chunks
+
+    def after_describe(result):
+        request, raw = result.example, result.inference
+        description = describe.parse(raw, request)
+        if description is None:
+            return beam.pvalue.TaggedOutput("failed", candidate(request, None, raw, None, None, "describe",
+                                                                describe, ground, seed))
+        return {**request, "description": description, "raw_describe": raw}
+
+    def after_ground(result):
+        request, raw = result.example, result.inference
+        box = ground.parse(raw, request)
+        return candidate(request, request["description"], request["raw_describe"], box, raw,
+                         None if box is not None else "ground", describe, ground, seed)
+
+    def stage(p):
+        requests = (p
+                    | "PartPaths" >> beam.Create(parts)
+                    | "RowGroups" >> beam.FlatMap(row_groups)
+                    | "Spread" >> beam.Reshuffle()
+                    | "Records" >> beam.FlatMap(read_row_group)
+                    | "NotDoneYet" >> beam.Filter(lambda r: r["key"] not in skip)
+                    | "SelectBoxes" >> beam.FlatMap(select, settings.selection))
+        described = (requests
+                     | "Describe" >> RunInference(describe)
+                     | "ParseDescription" >> beam.Map(after_describe).with_outputs("failed", main="ok"))
+        grounded = (described.ok
+                    | "Ground" >> RunInference(ground)
+                    | "ParseBox" >> beam.Map(after_ground))
+        return ((grounded, described.failed)
+                | "Candidates" >> beam.Flatten()
+                | "ByImageChunk" >> beam.Map(lambda c: (zlib.crc32(c["key"].encode()) % chunks, c))
+                | "GroupChunks" >> beam.GroupByKey()
+                | "WriteCandidates" >> beam.MapTuple(lambda chunk, rows: _write_chunk(out, run, chunk, list(rows))))
+
+    if test_pipeline is not None:
+        stage(test_pipeline)
+        test_pipeline.run().wait_until_finish()
+    else:
+        with beam.Pipeline(options=PipelineOptions(_with_default_runner(beam_args or []))) as p:
+            stage(p)
+    summary = refilter(out, settings.lam, uniqueness=settings.uniqueness)
+    summary["skipped_images_already_done"] = len(skip)
+    summary["run"] = run
+    return summary
