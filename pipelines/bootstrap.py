@@ -88,14 +88,8 @@ def _write_chunk(out: str, run: int, chunk: int, rows) -> str:
 
 def run_bootstrap(out: str, describe: BootstrapHandler, ground: BootstrapHandler, settings: BootstrapSettings, *,
                   beam_args=None, test_pipeline=None) -> dict:
-    import json
-
     fs, path = fsspec.core.url_to_fs(out)
-    manifest_path = fsio.join(path, "manifest.json")
-    if not fs.exists(manifest_path):
-        raise InputError(f"bootstrap: {out} has no manifest.json (run rcforge ingest first)")
-    with fs.open(manifest_path) as f:
-        manifest = json.load(f)
+    manifest = fsio.load_manifest(out, "bootstrap", "rcforge ingest")
     missing = [s for s in settings.sources if s not in manifest["sources"]]
     if missing:
         raise InputError(f"bootstrap: {out} has no image records for {', '.join(missing)}")

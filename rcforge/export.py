@@ -26,11 +26,7 @@ def add_arguments(parser) -> None:
 
 def export_llava(out: str, file: str, *, relative: bool = False) -> int:
     fs, path = fsspec.core.url_to_fs(out)
-    manifest_path = fsio.join(path, "manifest.json")
-    if not fs.exists(manifest_path):
-        raise InputError(f"export: {out} has no manifest.json (run rcforge build first)")
-    with fs.open(manifest_path) as f:
-        manifest = json.load(f)
+    manifest = fsio.load_manifest(out, "export", "rcforge build")
     roots = {name: entry.get("image_root") or "" for name, entry in manifest["sources"].items()}
     shards = sorted(fs.glob(fsio.join(path, "dialogues", "part-*.parquet")))
     if not shards:

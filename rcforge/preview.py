@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 
 import fsspec
 
@@ -94,9 +93,7 @@ def colour_text(text: str, fmt: coordinates.Formatter, start: int) -> tuple[str,
 
 
 def render_html(out: str, rows: list[dict]) -> str:
-    fs, path = fsspec.core.url_to_fs(out)
-    with fs.open(fsio.join(path, "manifest.json")) as f:
-        manifest = json.load(f)
+    manifest = fsio.load_manifest(out, "preview")
     roots = {name: entry.get("image_root") or "" for name, entry in manifest["sources"].items()}
     cards = []
     for row in rows:

@@ -11,23 +11,17 @@ Checks:
 
 from __future__ import annotations
 
-import json
 import sys
 
 import fsspec
 import pyarrow.parquet as pq
 
 from rcforge import coordinates, fsio, schemas
-from rcforge.errors import InputError
 
 
 def validate(out: str, *, max_listed: int = 20) -> list[str]:
     fs, path = fsspec.core.url_to_fs(out)
-    manifest_path = fsio.join(path, "manifest.json")
-    if not fs.exists(manifest_path):
-        raise InputError(f"validate: {out} has no manifest.json")
-    with fs.open(manifest_path) as f:
-        manifest = json.load(f)
+    manifest = fsio.load_manifest(out, "validate")
     problems: list[str] = []
     for name, entry in manifest.get("sources", {}).items():
         if not entry["ledger"]["balanced"]:
