@@ -39,6 +39,8 @@ class BootstrapSettings:
     uniqueness: bool = True
     seed: int = 0
     chunks: int = 16
+    #: only these image keys (all when None)
+    only_keys: frozenset | None = None
 
 
 def done_keys(out: str) -> set[str]:
@@ -118,7 +120,8 @@ def run_bootstrap(out: str, describe: BootstrapHandler, ground: BootstrapHandler
                     | "RowGroups" >> beam.FlatMap(row_groups)
                     | "Spread" >> beam.Reshuffle()
                     | "Records" >> beam.FlatMap(read_row_group)
-                    | "NotDoneYet" >> beam.Filter(lambda r: r["key"] not in skip)
+                    | "NotDoneYet" >> beam.Filter(lambda r, only=settings.only_keys: r["key"] not in skip
+                                                  and (only is None or r["key"] in only))
                     | "SelectBoxes" >> beam.FlatMap(select, settings.selection))
         described = (requests
                      | "Describe" >> RunInference(describe)
