@@ -13,7 +13,7 @@ from typing import Any
 
 from apache_beam.ml.inference.base import PredictionResult
 from rcforge.bootstrap import florence2
-from rcforge.bootstrap.handlers import BootstrapHandler
+from rcforge.bootstrap.handlers import UNREADABLE, BootstrapHandler
 
 from rcforge import fsio
 
@@ -59,12 +59,25 @@ class _Florence2(BootstrapHandler):
     def prompt(self, request: dict) -> str:
         raise NotImplementedError
 
+    def readable(self, batch: list[dict]) -> tuple[list[dict], list, list[PredictionResult]]:
+        """(requests whose image reads, their images, results for those whose image does not)."""
+        batch = sorted(batch, key=lambda r: (r["source"], r["image"]))
+        cache: dict = {}
+        ok, images, failed = [], [], []
+        for r in batch:
+            try:
+                images.append(self._image(r, cache))
+                ok.append(r)
+            except Exception as err:  # a missing or broken image is this request's error, not the run's
+                failed.append(PredictionResult(r, f"{UNREADABLE}{type(err).__name__}: {err}"))
+        return ok, images, failed
+
     def run_inference(self, batch, model: LoadedModel, inference_args: dict[str, Any] | None = None):
         import torch
 
-        batch = sorted(batch, key=lambda r: (r["source"], r["image"]))
-        cache: dict = {}
-        images = [self._image(r, cache) for r in batch]
+        batch, images, failed = self.readable(batch)
+        if not batch:
+            return failed
         inputs = model.processor(text=[self.prompt(r) for r in batch], images=images, return_tensors="pt",
                                  padding=True).to(model.device)
         if "pixel_values" in inputs and model.device.startswith("cuda"):
@@ -73,7 +86,7 @@ class _Florence2(BootstrapHandler):
             out = model.model.generate(**inputs, max_new_tokens=self.max_new_tokens,
                                        min_new_tokens=self.min_new_tokens, do_sample=False, num_beams=1)
         raws = model.processor.batch_decode(out, skip_special_tokens=False)
-        return [PredictionResult(r, raw) for r, raw in zip(batch, raws)]
+        return [PredictionResult(r, raw) for r, raw in zip(batch, raws)] + failed
 
 
 class Florence2Describe(_Florence2):

@@ -15,6 +15,9 @@ from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler
 
+#: the raw reply recorded for a request whose image could not be read (its candidate has error_stage "image")
+UNREADABLE = "<image unreadable> "
+
 
 class BootstrapHandler(ModelHandler):
     """Base of the backends' handlers: identifies the model and template, and parses its own replies."""

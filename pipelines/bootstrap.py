@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
-from rcforge.bootstrap.handlers import BootstrapHandler
+from rcforge.bootstrap.handlers import UNREADABLE, BootstrapHandler
 from rcforge.bootstrap.selection import SelectionConfig, score, select
 from rcforge.pipelines.build import read_row_group, row_groups
 from rcforge.pipelines.ingest import _with_default_runner
@@ -102,9 +102,10 @@ def run_bootstrap(out: str, describe: BootstrapHandler, ground: BootstrapHandler
 
     def after_describe(result):
         request, raw = result.example, result.inference
-        description = describe.parse(raw, request)
+        description = None if raw.startswith(UNREADABLE) else describe.parse(raw, request)
         if description is None:
-            return beam.pvalue.TaggedOutput("failed", candidate(request, None, raw, None, None, "describe",
+            stage_failed = "image" if raw.startswith(UNREADABLE) else "describe"
+            return beam.pvalue.TaggedOutput("failed", candidate(request, None, raw, None, None, stage_failed,
                                                                 describe, ground, seed))
         return {**request, "description": description, "raw_describe": raw}
 

@@ -15,6 +15,7 @@ from rcforge.errors import RcforgeError
 
 #: subcommand -> (module with add_arguments(parser) and main(args, beam_args), one-line help)
 COMMANDS = {
+    "bootstrap": ("rcforge.pipelines.bootstrap_cmd", "describe boxes, ground the descriptions, keep pairs with IoU >= lambda"),
     "build": ("rcforge.pipelines.build", "ingest, then render every task into dialogue shards (Parquet)"),
     "ingest": ("rcforge.pipelines.ingest", "read the recipe's annotation files into image records (Parquet)"),
     "refilter": ("rcforge.pipelines.refilter", "pairs for another IoU threshold from bootstrap candidates, no model"),

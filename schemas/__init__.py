@@ -225,7 +225,7 @@ CANDIDATE = pa.schema(
         # best IoU of the predicted box with another box of the same category in the image (uniqueness)
         pa.field("other_iou", pa.float64(), nullable=False),
         pa.field("format_error", pa.bool_(), nullable=False),
-        # describe | ground: which stage's reply did not parse
+        # image | describe | ground: the image did not read, or which stage's reply did not parse
         pa.field("error_stage", pa.string()),
         pa.field("raw_describe", pa.string()),
         pa.field("raw_ground", pa.string()),
