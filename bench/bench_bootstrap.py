@@ -1,0 +1,118 @@
+"""Bootstrap throughput: the pipeline's handlers, batched as RunInference batches them, against a per-box
+batch-1 loop (Pink's pattern).
+
+    python bench/bench_bootstrap.py --size base --boxes 16 --device cpu      # or --device cuda, --size large
+
+Builds a Florence-2 of base (or large) size with random weights from a config (no download; a small in-process
+tokenizer, so only the embedding is smaller than the real one), 768x768 inputs (577 image tokens), forces
+``--tokens`` new tokens per reply (realistic description/grounding lengths), and times both ways on the same
+synthetic images and boxes. Reports boxes/s and the ratio (target on a GPU: >= 10x).
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+
+def build_model(folder: str, size: str) -> str:
+    import torch
+    from test_florence2_handlers import (
+        tiny_florence2,  # the tokenizer and processor recipe of the tests
+    )
+    from transformers import (
+        BartConfig,
+        CLIPImageProcessor,
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        Florence2Processor,
+        Florence2VisionConfig,
+    )
+
+    tiny_florence2(folder)
+    processor = Florence2Processor.from_pretrained(folder)
+    tok = processor.tokenizer
+    text = dict(d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+                decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072) if size == "base" else \
+        dict(d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
+             decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096)
+    config = Florence2Config(
+        vision_config=Florence2VisionConfig(projection_dim=text["d_model"]),
+        text_config=BartConfig(vocab_size=len(tok), max_position_embeddings=1024, pad_token_id=tok.pad_token_id,
+                               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                               decoder_start_token_id=tok.eos_token_id, **text),
+        image_token_id=tok.convert_tokens_to_ids("<image>"))
+    torch.manual_seed(0)
+    Florence2ForConditionalGeneration(config).save_pretrained(folder)
+    images = CLIPImageProcessor(size={"height": 768, "width": 768}, crop_size={"height": 768, "width": 768},
+                                do_center_crop=False, image_seq_length=577)
+    Florence2Processor(image_processor=images, tokenizer=tok, post_processor_config={
+        "phrase_grounding": {"banned_grounding_tokens": []}, "pure_text": {}}).save_pretrained(folder)
+    return folder
+
+
+def requests(root: str, n_boxes: int) -> list[dict]:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    out = []
+    per_image = 8
+    for i in range((n_boxes + per_image - 1) // per_image):
+        Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(os.path.join(root, f"{i}.jpg"))
+        for j in range(min(per_image, n_boxes - i * per_image)):
+            x, y = 40 * j, 30 * j
+            out.append({"key": f"bench/{i}", "source": "bench", "image": f"{i}.jpg", "width": 640, "height": 480,
+                        "object_id": j, "category": "thing", "box": [x, y, x + 200.0, y + 150.0], "sample": 0,
+                        "others": []})
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", choices=["base", "large"], default="base")
+    ap.add_argument("--boxes", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=20)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    from apache_beam.ml.inference.base import PredictionResult  # noqa: F401  (Beam is imported as the pipeline does)
+    from rcforge.bootstrap.florence2_handlers import Florence2Describe, Florence2Ground
+
+    work = tempfile.mkdtemp(prefix="rcforge-bench-bootstrap-")
+    model_dir = build_model(os.path.join(work, "model"), args.size)
+    reqs = requests(work, args.boxes)
+    roots = {"bench": work}
+    kw = dict(image_roots=roots, device=args.device, max_new_tokens=args.tokens, min_new_tokens=args.tokens)
+
+    # per-box, batch-1 loop (Pink's pattern): describe then ground, one box at a time
+    d1, g1 = Florence2Describe(model_dir, batch_size=1, **kw), Florence2Ground(model_dir, batch_size=1, **kw)
+    model = d1.load_model()
+    started = time.perf_counter()
+    for r in reqs:
+        (res,) = d1.run_inference([r], model)
+        (res,) = g1.run_inference([{**r, "description": d1.parse(res.inference, r) or "a thing"}], model)
+    loop = time.perf_counter() - started
+
+    # the pipeline's handlers, batched
+    db, gb = Florence2Describe(model_dir, batch_size=args.batch_size, **kw), \
+        Florence2Ground(model_dir, batch_size=args.batch_size, **kw)
+    started = time.perf_counter()
+    for i in range(0, len(reqs), args.batch_size):
+        chunk = reqs[i:i + args.batch_size]
+        described = db.run_inference(chunk, model)
+        gb.run_inference([{**res.example, "description": db.parse(res.inference, res.example) or "a thing"}
+                          for res in described], model)
+    batched = time.perf_counter() - started
+    print(json.dumps({"size": args.size, "device": args.device, "boxes": len(reqs), "tokens": args.tokens,
+                      "loop_boxes_per_s": round(len(reqs) / loop, 3),
+                      "batched_boxes_per_s": round(len(reqs) / batched, 3),
+                      "speedup": round(loop / batched, 2)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
