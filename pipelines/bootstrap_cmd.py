@@ -14,7 +14,7 @@ from rcforge.bootstrap.selection import SelectionConfig
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 
 from rcforge import fsio
-from rcforge.errors import RecipeError
+from rcforge.errors import InputError, RecipeError
 
 BACKENDS = ("florence2", "kosmos2")
 
@@ -58,10 +58,9 @@ def main(args, beam_args) -> dict:
     from rcforge.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
-    fs_manifest = None
     try:
         fs_manifest = fsio.load_manifest(args.out, "bootstrap")
-    except Exception:  # no earlier ingest in OUT: ingest below
+    except InputError:  # no earlier ingest in OUT: ingest below
         fs_manifest = None
     if fs_manifest is None or fs_manifest.get("ingest_fingerprint") != recipe.ingest_fingerprint():
         fs_manifest = ingest(recipe, args.out, beam_args=beam_args, progress=True)
