@@ -13,7 +13,12 @@ from typing import Any
 
 from apache_beam.ml.inference.base import PredictionResult
 from rcforge.bootstrap import florence2
-from rcforge.bootstrap.handlers import UNREADABLE, BootstrapHandler
+from rcforge.bootstrap.handlers import (
+    UNREADABLE,
+    BootstrapHandler,
+    DescribeStage,
+    GroundStage,
+)
 
 from rcforge import fsio
 
@@ -27,6 +32,7 @@ class LoadedModel:
 
 class _Florence2(BootstrapHandler):
     backend = "florence2"
+    formats = florence2
 
     def __init__(self, model_id: str, *, image_roots: dict[str, str], revision: str | None = None,
                  device: str = "cpu", max_new_tokens: int = 32, min_new_tokens: int = 0, batch_size: int = 16):
@@ -56,7 +62,7 @@ class _Florence2(BootstrapHandler):
             cache[key] = Image.open(io.BytesIO(data)).convert("RGB")
         return cache[key]
 
-    def prompt(self, request: dict) -> str:
+    def prompt(self, request: dict) -> str:  # from the stage mixin
         raise NotImplementedError
 
     def readable(self, batch: list[dict]) -> tuple[list[dict], list, list[PredictionResult]]:
@@ -89,21 +95,9 @@ class _Florence2(BootstrapHandler):
         return [PredictionResult(r, raw) for r, raw in zip(batch, raws)] + failed
 
 
-class Florence2Describe(_Florence2):
-    stage = "describe"
-
-    def prompt(self, request: dict) -> str:
-        return florence2.describe_prompt(request["box"], request["width"], request["height"])
-
-    def parse(self, raw: str, request: dict):
-        return florence2.parse_description(raw)
+class Florence2Describe(DescribeStage, _Florence2):
+    pass
 
 
-class Florence2Ground(_Florence2):
-    stage = "ground"
-
-    def prompt(self, request: dict) -> str:
-        return florence2.ground_prompt(request["description"])
-
-    def parse(self, raw: str, request: dict):
-        return florence2.parse_grounding(raw, request["width"], request["height"])
+class Florence2Ground(GroundStage, _Florence2):
+    pass

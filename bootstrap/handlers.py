@@ -33,3 +33,29 @@ class BootstrapHandler(ModelHandler):
     def parse(self, raw: str, request: dict) -> Any:
         """A description (describe) or a pixel box [x1, y1, x2, y2] (ground); None when the reply does not parse."""
         raise NotImplementedError
+
+
+class DescribeStage:
+    """Mixin: the describe stage of a backend whose region formats module is ``formats``."""
+
+    stage = "describe"
+    formats: Any  # set by the backend base class
+
+    def prompt(self, request: dict) -> str:
+        return self.formats.describe_prompt(request["box"], request["width"], request["height"])
+
+    def parse(self, raw: str, request: dict):
+        return self.formats.parse_description(raw)
+
+
+class GroundStage:
+    """Mixin: the ground stage of a backend whose region formats module is ``formats``."""
+
+    stage = "ground"
+    formats: Any  # set by the backend base class
+
+    def prompt(self, request: dict) -> str:
+        return self.formats.ground_prompt(request["description"])
+
+    def parse(self, raw: str, request: dict):
+        return self.formats.parse_grounding(raw, request["width"], request["height"])

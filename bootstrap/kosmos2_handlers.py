@@ -13,10 +13,12 @@ from typing import Any
 from apache_beam.ml.inference.base import PredictionResult
 from rcforge.bootstrap import kosmos2
 from rcforge.bootstrap.florence2_handlers import LoadedModel, _Florence2
+from rcforge.bootstrap.handlers import DescribeStage, GroundStage
 
 
 class _Kosmos2(_Florence2):
     backend = "kosmos2"
+    formats = kosmos2
 
     def load_model(self) -> LoadedModel:
         import torch
@@ -50,23 +52,9 @@ class _Kosmos2(_Florence2):
         return [PredictionResult(r, self.prompt(r) + raw) for r, raw in zip(batch, raws)] + failed
 
 
-class Kosmos2Describe(_Kosmos2):
-    stage = "describe"
-
-    def prompt(self, request: dict) -> str:
-        return kosmos2.describe_prompt(request["box"], request["width"], request["height"])
-
-    def parse(self, raw: str, request: dict):
-        return kosmos2.parse_description(raw)
+class Kosmos2Describe(DescribeStage, _Kosmos2):
+    pass
 
 
-class Kosmos2Ground(_Kosmos2):
-    stage = "ground"
-
-    def prompt(self, request: dict) -> str:
-        return kosmos2.ground_prompt(request["description"])
-
-    def parse(self, raw: str, request: dict):
-        prompt = kosmos2.ground_prompt(request["description"])
-        return kosmos2.parse_grounding(raw[len(prompt):] if raw.startswith(prompt) else raw,
-                                       request["width"], request["height"])
+class Kosmos2Ground(GroundStage, _Kosmos2):
+    """The reply holds the prompt, which has no ``<object>``: the first box is the model's."""

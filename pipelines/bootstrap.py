@@ -20,11 +20,10 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import RunInference
-from apache_beam.options.pipeline_options import PipelineOptions
 from rcforge.bootstrap.handlers import UNREADABLE, BootstrapHandler
 from rcforge.bootstrap.selection import SelectionConfig, score, select
 from rcforge.pipelines.build import read_row_group, row_groups
-from rcforge.pipelines.ingest import _with_default_runner
+from rcforge.pipelines.ingest import run_pipeline
 from rcforge.pipelines.refilter import refilter
 
 from rcforge import fsio, schemas
@@ -136,12 +135,7 @@ def run_bootstrap(out: str, describe: BootstrapHandler, ground: BootstrapHandler
                 | "GroupChunks" >> beam.GroupByKey()
                 | "WriteCandidates" >> beam.MapTuple(lambda chunk, rows: _write_chunk(out, run, chunk, list(rows))))
 
-    if test_pipeline is not None:
-        stage(test_pipeline)
-        test_pipeline.run().wait_until_finish()
-    else:
-        with beam.Pipeline(options=PipelineOptions(_with_default_runner(beam_args or []))) as p:
-            stage(p)
+    run_pipeline(stage, beam_args, test_pipeline)
     summary = refilter(out, settings.lam, uniqueness=settings.uniqueness)
     summary["skipped_images_already_done"] = len(skip)
     summary["run"] = run

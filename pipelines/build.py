@@ -28,8 +28,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
-from rcforge.pipelines.ingest import _with_default_runner, ingest
+from rcforge.pipelines.ingest import ingest, run_pipeline
 
 from rcforge import fsio, schemas
 from rcforge.errors import RecipeError, TooManyBadRecords
@@ -204,12 +203,7 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
                 | "MergeShards" >> beam.MapTuple(
                     lambda i, fragments, n=shards: merge_fragments(dialogues_dir, i, n, list(fragments))))
 
-    if test_pipeline is not None:
-        stage(test_pipeline)
-        test_pipeline.run().wait_until_finish()
-    else:
-        with beam.Pipeline(options=PipelineOptions(_with_default_runner(beam_args or []))) as pipeline:
-            stage(pipeline)
+    run_pipeline(stage, beam_args, test_pipeline)
     # shards that received no dialogue are written empty, so the -of- series is complete
     written = {p.rsplit("/", 1)[-1] for p in dfs.glob(fsio.join(dpath, "part-*.parquet"))}
     for i in range(shards):

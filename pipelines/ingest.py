@@ -268,13 +268,7 @@ def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, prog
     if fs.exists(ledger_dir):
         fs.rm(ledger_dir, recursive=True)
     started = time.perf_counter()
-    if test_pipeline is not None:
-        build_pipeline(test_pipeline, recipe, settings, exclude)
-        test_pipeline.run().wait_until_finish()
-    else:
-        options = PipelineOptions(_with_default_runner(beam_args or []))
-        with beam.Pipeline(options=options) as pipeline:
-            build_pipeline(pipeline, recipe, settings, exclude)
+    run_pipeline(lambda p: build_pipeline(p, recipe, settings, exclude), beam_args, test_pipeline)
     sources = {}
     for name in sorted(recipe.sources):
         with fs.open(fsio.join(ledger_dir, f"{name}.json")) as f:
@@ -304,6 +298,17 @@ def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, prog
         json.dump(manifest, f, indent=2)
     fs.mv(tmp, fsio.join(out_path, "manifest.json"))
     return manifest
+
+
+def run_pipeline(stage, beam_args: list[str] | None, test_pipeline: beam.Pipeline | None = None) -> None:
+    """Build ``stage(pipeline)`` and run it to completion: on ``test_pipeline`` when given, else on a pipeline
+    made from the Beam arguments (FnApiRunner unless ``--runner`` says otherwise)."""
+    if test_pipeline is not None:
+        stage(test_pipeline)
+        test_pipeline.run().wait_until_finish()
+        return
+    with beam.Pipeline(options=PipelineOptions(_with_default_runner(beam_args or []))) as pipeline:
+        stage(pipeline)
 
 
 def _with_default_runner(beam_args: list[str]) -> list[str]:

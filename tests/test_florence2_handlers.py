@@ -12,16 +12,21 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 
+def bpe_tokenizer(texts, special_tokens, vocab_size):
+    """A byte-level BPE tokenizer trained here on a few texts (no download)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(list(texts) * 10, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return tok
+
+
 def tiny_florence2(folder):
     """A random Florence-2 with a tokenizer trained in-process; saved like a hub checkpoint."""
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
+    from tokenizers import processors
     from transformers import (
         BartConfig,
         CLIPImageProcessor,
@@ -32,13 +37,8 @@ def tiny_florence2(folder):
         PreTrainedTokenizerFast,
     )
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>",
-                                                                   "<image>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["a red car on the street", "a man in a grey jacket", "a clock on a pole"] * 10, trainer)
+    tok = bpe_tokenizer(["a red car on the street", "a man in a grey jacket", "a clock on a pole"],
+                        ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<image>"], 400)
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    unk_token="<unk>", mask_token="<mask>")
@@ -99,7 +99,6 @@ def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):
 
 def tiny_kosmos2(folder):
     """A random Kosmos-2 with a tokenizer trained in-process; saved like a hub checkpoint."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         CLIPImageProcessor,
         Kosmos2Config,
@@ -108,12 +107,8 @@ def tiny_kosmos2(folder):
         PreTrainedTokenizerFast,
     )
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(["a red car on the street It is", "a man in a grey jacket"] * 10,
-                            trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = bpe_tokenizer(["a red car on the street It is", "a man in a grey jacket"],
+                        ["<s>", "<pad>", "</s>", "<unk>"], 300)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    unk_token="<unk>")
     processor = Kosmos2Processor(CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}),
