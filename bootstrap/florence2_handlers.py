@@ -2,8 +2,10 @@
 
 ``describe`` prompts ``<REGION_TO_DESCRIPTION>`` with the box as ``<loc_N>`` tokens; ``ground`` prompts
 ``<CAPTION_TO_PHRASE_GROUNDING>`` with the description; replies are decoded with special tokens kept and parsed by
-`rcforge.bootstrap.florence2`. Batches are sorted by image so an image is read once per batch; the model is put
-in eval mode without gradients (its outputs must pickle across Beam workers) and in half precision on CUDA.
+`rcforge.bootstrap.florence2`. Batches are sorted by image, and each image is read, preprocessed and passed
+through the vision tower once for all of its boxes in the batch (the text encoder and decoder still run per box:
+their prompts differ). The model is put in eval mode without gradients (its outputs must pickle across Beam
+workers) and in half precision on CUDA.
 """
 
 from __future__ import annotations
@@ -65,33 +67,74 @@ class _Florence2(BootstrapHandler):
     def prompt(self, request: dict) -> str:  # from the stage mixin
         raise NotImplementedError
 
-    def readable(self, batch: list[dict]) -> tuple[list[dict], list, list[PredictionResult]]:
-        """(requests whose image reads, their images, results for those whose image does not)."""
+    def readable(self, batch: list[dict]) -> tuple[list[dict], list, list[int], list[PredictionResult]]:
+        """(requests whose image reads, their distinct images, each request's index into them, results for the
+        requests whose image does not read). Requests of one image are adjacent, and the image is read once."""
         batch = sorted(batch, key=lambda r: (r["source"], r["image"]))
         cache: dict = {}
-        ok, images, failed = [], [], []
+        ok, images, index, failed = [], [], [], []
         for r in batch:
             try:
-                images.append(self._image(r, cache))
-                ok.append(r)
+                image = self._image(r, cache)
             except Exception as err:  # a missing or broken image is this request's error, not the run's
                 failed.append(PredictionResult(r, f"{UNREADABLE}{type(err).__name__}: {err}"))
-        return ok, images, failed
+                continue
+            if not images or images[-1] is not image:
+                images.append(image)
+            index.append(len(images) - 1)
+            ok.append(r)
+        return ok, images, index, failed
+
+    def text_inputs(self, model: LoadedModel, batch: list[dict]):
+        """The processor's token inputs for the prompts, without preprocessing any real image.
+
+        The processor insists on one image per prompt, and resizing and normalizing one costs tens of ms on a
+        CPU (more than a GPU's whole generate step for it). Florence-2 and Kosmos-2 put a fixed number of image
+        tokens in every prompt whatever the image, so 1x1 stand-ins, not resized, give the same token ids (a test
+        compares them with the processor's on real images); the pixels come from `encode_images`.
+        """
+        from PIL import Image
+
+        stand_in = Image.new("RGB", (1, 1))
+        inputs = model.processor(text=[self.prompt(r) for r in batch], images=[stand_in] * len(batch),
+                                 return_tensors="pt", padding=True, do_resize=False)
+        inputs.pop("pixel_values", None)
+        return inputs.to(model.device)
+
+    def encode_images(self, model: LoadedModel, images: list, index: list[int]):
+        """The vision tower's features, computed once per distinct image and repeated for each of its requests."""
+        import torch
+
+        pixels = model.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        pixels = pixels.to(model.device, model.model.dtype)
+        features = model.model.get_image_features(pixel_values=pixels)
+        features = getattr(features, "pooler_output", features)  # an output object (transformers 5) or a tensor
+        return features[torch.tensor(index, device=features.device)]
+
+    def generate(self, model: LoadedModel, inputs, features):
+        """Florence-2: the image features take the places of the image tokens, the text encoder runs on the
+        merged sequence (its prompt differs per box), and the decoder generates from the encoder's outputs."""
+        embeds = model.model.get_input_embeddings()(inputs["input_ids"])
+        mask = (inputs["input_ids"] == model.model.config.image_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(mask, features.to(embeds.dtype))
+        encoded = model.model.get_encoder()(inputs_embeds=embeds, attention_mask=inputs["attention_mask"])
+        return model.model.generate(encoder_outputs=encoded, attention_mask=inputs["attention_mask"],
+                                    max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
+                                    do_sample=False, num_beams=1)
+
+    def decode(self, model: LoadedModel, inputs, out) -> list[str]:
+        return model.processor.batch_decode(out, skip_special_tokens=False)
 
     def run_inference(self, batch, model: LoadedModel, inference_args: dict[str, Any] | None = None):
         import torch
 
-        batch, images, failed = self.readable(batch)
+        batch, images, index, failed = self.readable(batch)
         if not batch:
             return failed
-        inputs = model.processor(text=[self.prompt(r) for r in batch], images=images, return_tensors="pt",
-                                 padding=True).to(model.device)
-        if "pixel_values" in inputs and model.device.startswith("cuda"):
-            inputs["pixel_values"] = inputs["pixel_values"].half()
+        inputs = self.text_inputs(model, batch)
         with torch.inference_mode():
-            out = model.model.generate(**inputs, max_new_tokens=self.max_new_tokens,
-                                       min_new_tokens=self.min_new_tokens, do_sample=False, num_beams=1)
-        raws = model.processor.batch_decode(out, skip_special_tokens=False)
+            out = self.generate(model, inputs, self.encode_images(model, images, index))
+        raws = self.decode(model, inputs, out)
         return [PredictionResult(r, raw) for r, raw in zip(batch, raws)] + failed
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from apache_beam.ml.inference.base import PredictionResult
 from rcforge.bootstrap import kosmos2
 from rcforge.bootstrap.florence2_handlers import LoadedModel, _Florence2
-from rcforge.bootstrap.handlers import DescribeStage, GroundStage
+from rcforge.bootstrap.handlers import UNREADABLE, DescribeStage, GroundStage
 
 
 class _Kosmos2(_Florence2):
@@ -32,24 +32,24 @@ class _Kosmos2(_Florence2):
         processor.tokenizer.padding_side = "left"  # batched decoder prompts
         return LoadedModel(model, processor, self.device)
 
-    def run_inference(self, batch, model: LoadedModel, inference_args: dict[str, Any] | None = None):
-        import torch
+    def generate(self, model: LoadedModel, inputs, features):
+        """Kosmos-2 takes the image embeddings directly; they fill the positions its position mask marks."""
+        return model.model.generate(image_embeds=features, input_ids=inputs["input_ids"],
+                                    attention_mask=inputs["attention_mask"],
+                                    image_embeds_position_mask=inputs["image_embeds_position_mask"],
+                                    max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
+                                    do_sample=False, num_beams=1)
 
-        batch, images, failed = self.readable(batch)
-        if not batch:
-            return failed
-        inputs = model.processor(text=[self.prompt(r) for r in batch], images=images, return_tensors="pt",
-                                 padding=True).to(model.device)
-        pixels = inputs["pixel_values"].half() if model.device.startswith("cuda") else inputs["pixel_values"]
-        with torch.inference_mode():
-            out = model.model.generate(pixel_values=pixels, input_ids=inputs["input_ids"],
-                                       attention_mask=inputs["attention_mask"],
-                                       image_embeds_position_mask=inputs["image_embeds_position_mask"],
-                                       max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
-                                       do_sample=False, num_beams=1)
+    def decode(self, model: LoadedModel, inputs, out) -> list[str]:
+        """The new tokens only (the decoded prompt would carry the image tokens)."""
         prompt_length = inputs["input_ids"].shape[1]
-        raws = model.processor.batch_decode(out[:, prompt_length:], skip_special_tokens=False)
-        return [PredictionResult(r, self.prompt(r) + raw) for r, raw in zip(batch, raws)] + failed
+        return model.processor.batch_decode(out[:, prompt_length:], skip_special_tokens=False)
+
+    def run_inference(self, batch, model: LoadedModel, inference_args: dict[str, Any] | None = None):
+        """The replies with their prompt in front: the parsers read the prompt's phrase and the model's object."""
+        results = super().run_inference(batch, model, inference_args)
+        return [r if r.inference.startswith(UNREADABLE) else PredictionResult(r.example, self.prompt(r.example)
+                                                                               + r.inference) for r in results]
 
 
 class Kosmos2Describe(DescribeStage, _Kosmos2):

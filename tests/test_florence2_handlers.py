@@ -164,3 +164,62 @@ def test_bootstrap_command_with_a_tiny_florence2(tmp_path):
     missing = [r for r in rows if r["key"] == "vg/3"]
     assert missing and all(r["error_stage"] == "image" and r["format_error"] for r in missing)
     assert main(["stats", str(out)]) == 0 and main(["validate", str(out)]) == 0
+
+
+def _requests_on_two_images(root):
+    """Five boxes on two images (three and two), and one on an image that does not exist."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("a.jpg", "b.jpg"):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / name)
+    boxes = {"a.jpg": [[0, 0, 30, 20], [10, 5, 60, 40], [32, 24, 64, 48]], "b.jpg": [[5, 5, 50, 30], [0, 20, 40, 48]],
+             "missing.jpg": [[0, 0, 10, 10]]}
+    return [{"key": f"t/{name}", "source": "t", "image": name, "width": 64, "height": 48, "object_id": i,
+             "category": "thing", "box": box, "sample": 0, "others": [], "description": "a red car"}
+            for name in ("b.jpg", "a.jpg", "missing.jpg") for i, box in enumerate(boxes[name])]
+
+
+@pytest.mark.parametrize("backend", ["florence2", "kosmos2"])
+@pytest.mark.parametrize("stage", ["describe", "ground"])
+def test_each_image_is_encoded_once_and_replies_match_the_processor_path(tmp_path, backend, stage):
+    """The handlers run the vision tower once per distinct image; their replies equal the plain path's
+    (processor on every prompt's image, then generate from pixels) token for token."""
+    from PIL import Image
+    from rcforge.bootstrap import florence2_handlers, kosmos2_handlers
+    from rcforge.bootstrap.handlers import UNREADABLE
+
+    build = tiny_florence2 if backend == "florence2" else tiny_kosmos2
+    classes = {("florence2", "describe"): florence2_handlers.Florence2Describe,
+               ("florence2", "ground"): florence2_handlers.Florence2Ground,
+               ("kosmos2", "describe"): kosmos2_handlers.Kosmos2Describe,
+               ("kosmos2", "ground"): kosmos2_handlers.Kosmos2Ground}
+    model_dir = str(build(tmp_path / "model"))
+    handler = classes[backend, stage](model_dir, image_roots={"t": str(tmp_path)}, max_new_tokens=5,
+                                      min_new_tokens=5)
+    loaded = handler.load_model()
+    requests = _requests_on_two_images(tmp_path)
+
+    calls = []
+    vision = loaded.model.get_image_features
+    loaded.model.get_image_features = lambda **kw: calls.append(kw["pixel_values"].shape[0]) or vision(**kw)
+    results = handler.run_inference(requests, loaded)
+    loaded.model.get_image_features = vision
+    assert calls == [2]  # one vision pass over the two readable images, not one per box
+
+    by_box = {(r.example["image"], r.example["object_id"]): r.inference for r in results}
+    assert len(by_box) == len(requests) and by_box["missing.jpg", 0].startswith(UNREADABLE)
+    readable = sorted((r for r in requests if r["image"] != "missing.jpg"), key=lambda r: r["image"])
+    images = [Image.open(tmp_path / r["image"]).convert("RGB") for r in readable]
+    plain = loaded.processor(text=[handler.prompt(r) for r in readable], images=images, return_tensors="pt",
+                             padding=True)
+    assert torch.equal(handler.text_inputs(loaded, readable)["input_ids"], plain["input_ids"])
+    with torch.inference_mode():
+        out = loaded.model.generate(**plain, max_new_tokens=5, min_new_tokens=5, do_sample=False, num_beams=1)
+    if backend == "kosmos2":
+        out = out[:, plain["input_ids"].shape[1]:]
+    expected = loaded.processor.batch_decode(out, skip_special_tokens=False)
+    if backend == "kosmos2":
+        expected = [handler.prompt(r) + e for r, e in zip(readable, expected)]
+    assert [by_box[r["image"], r["object_id"]] for r in readable] == expected
