@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 def build_model(folder: str, size: str) -> str:
     import torch
-    from test_florence2_handlers import (
+    from tiny_models import (
         tiny_florence2,  # the tokenizer and processor recipe of the tests
     )
     from transformers import (

@@ -10,40 +10,21 @@ workers) and in half precision on CUDA.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from apache_beam.ml.inference.base import PredictionResult
 from rcforge.bootstrap import florence2
 from rcforge.bootstrap.handlers import (
-    UNREADABLE,
-    BootstrapHandler,
     DescribeStage,
     GroundStage,
+    ImageHandler,
+    LoadedModel,
 )
 
-from rcforge import fsio
 
-
-class LoadedModel:
-    """The model and its processor (Beam needs a weak-referenceable object)."""
-
-    def __init__(self, model, processor, device):
-        self.model, self.processor, self.device = model, processor, device
-
-
-class _Florence2(BootstrapHandler):
+class _Florence2(ImageHandler):
     backend = "florence2"
     formats = florence2
-
-    def __init__(self, model_id: str, *, image_roots: dict[str, str], revision: str | None = None,
-                 device: str = "cpu", max_new_tokens: int = 32, min_new_tokens: int = 0, batch_size: int = 16):
-        super().__init__(model_id, revision=revision)
-        self.image_roots, self.device = image_roots, device
-        self.max_new_tokens, self.min_new_tokens, self.batch_size = max_new_tokens, min_new_tokens, batch_size
-
-    def batch_elements_kwargs(self):
-        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
 
     def load_model(self) -> LoadedModel:
         import torch
@@ -54,36 +35,6 @@ class _Florence2(BootstrapHandler):
         model = model.to(self.device).eval().requires_grad_(False)
         processor = AutoProcessor.from_pretrained(self.model_id, revision=self.revision)
         return LoadedModel(model, processor, self.device)
-
-    def _image(self, request: dict, cache: dict):
-        from PIL import Image
-
-        key = (request["source"], request["image"])
-        if key not in cache:
-            data = fsio.read_bytes(fsio.join(self.image_roots[request["source"]], request["image"]), "image")
-            cache[key] = Image.open(io.BytesIO(data)).convert("RGB")
-        return cache[key]
-
-    def prompt(self, request: dict) -> str:  # from the stage mixin
-        raise NotImplementedError
-
-    def readable(self, batch: list[dict]) -> tuple[list[dict], list, list[int], list[PredictionResult]]:
-        """(requests whose image reads, their distinct images, each request's index into them, results for the
-        requests whose image does not read). Requests of one image are adjacent, and the image is read once."""
-        batch = sorted(batch, key=lambda r: (r["source"], r["image"]))
-        cache: dict = {}
-        ok, images, index, failed = [], [], [], []
-        for r in batch:
-            try:
-                image = self._image(r, cache)
-            except Exception as err:  # a missing or broken image is this request's error, not the run's
-                failed.append(PredictionResult(r, f"{UNREADABLE}{type(err).__name__}: {err}"))
-                continue
-            if not images or images[-1] is not image:
-                images.append(image)
-            index.append(len(images) - 1)
-            ok.append(r)
-        return ok, images, index, failed
 
     def text_inputs(self, model: LoadedModel, batch: list[dict]):
         """The processor's token inputs for the prompts, without preprocessing any real image.

@@ -11,9 +11,12 @@ not a tuple or a dict.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
-from apache_beam.ml.inference.base import ModelHandler
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from rcforge import fsio
 
 #: the raw reply recorded for a request whose image could not be read (its candidate has error_stage "image")
 UNREADABLE = "<image unreadable> "
@@ -33,6 +36,56 @@ class BootstrapHandler(ModelHandler):
     def parse(self, raw: str, request: dict) -> Any:
         """A description (describe) or a pixel box [x1, y1, x2, y2] (ground); None when the reply does not parse."""
         raise NotImplementedError
+
+
+class LoadedModel:
+    """The model and its processor (Beam needs a weak-referenceable object)."""
+
+    def __init__(self, model, processor, device):
+        self.model, self.processor, self.device = model, processor, device
+
+
+class ImageHandler(BootstrapHandler):
+    """A handler of a transformers model that reads the requests' images (from the sources' image roots) and
+    generates greedily, at most ``max_new_tokens`` (at least ``min_new_tokens``) per reply, in batches of up to
+    ``batch_size`` requests."""
+
+    def __init__(self, model_id: str, *, image_roots: dict[str, str], revision: str | None = None,
+                 device: str = "cpu", max_new_tokens: int = 32, min_new_tokens: int = 0, batch_size: int = 16,
+                 template_id: str = ""):
+        super().__init__(model_id, revision=revision, template_id=template_id)
+        self.image_roots, self.device = image_roots, device
+        self.max_new_tokens, self.min_new_tokens, self.batch_size = max_new_tokens, min_new_tokens, batch_size
+
+    def batch_elements_kwargs(self):
+        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+
+    def _image(self, request: dict, cache: dict):
+        from PIL import Image
+
+        key = (request["source"], request["image"])
+        if key not in cache:
+            data = fsio.read_bytes(fsio.join(self.image_roots[request["source"]], request["image"]), "image")
+            cache[key] = Image.open(io.BytesIO(data)).convert("RGB")
+        return cache[key]
+
+    def readable(self, batch: list[dict]) -> tuple[list[dict], list, list[int], list[PredictionResult]]:
+        """(requests whose image reads, their distinct images, each request's index into them, results for the
+        requests whose image does not read). Requests of one image are adjacent, and the image is read once."""
+        batch = sorted(batch, key=lambda r: (r["source"], r["image"]))
+        cache: dict = {}
+        ok, images, index, failed = [], [], [], []
+        for r in batch:
+            try:
+                image = self._image(r, cache)
+            except Exception as err:  # a missing or broken image is this request's error, not the run's
+                failed.append(PredictionResult(r, f"{UNREADABLE}{type(err).__name__}: {err}"))
+                continue
+            if not images or images[-1] is not image:
+                images.append(image)
+            index.append(len(images) - 1)
+            ok.append(r)
+        return ok, images, index, failed
 
 
 class DescribeStage:

@@ -12,8 +12,13 @@ from typing import Any
 
 from apache_beam.ml.inference.base import PredictionResult
 from rcforge.bootstrap import kosmos2
-from rcforge.bootstrap.florence2_handlers import LoadedModel, _Florence2
-from rcforge.bootstrap.handlers import UNREADABLE, DescribeStage, GroundStage
+from rcforge.bootstrap.florence2_handlers import _Florence2
+from rcforge.bootstrap.handlers import (
+    UNREADABLE,
+    DescribeStage,
+    GroundStage,
+    LoadedModel,
+)
 
 
 class _Kosmos2(_Florence2):

@@ -1,55 +1,92 @@
-"""`rcforge bootstrap RECIPE --out OUT --model PATH_OR_HUB_ID [--backend florence2|kosmos2] [--device cuda|cpu]
-[--batch-size N] [--lambda 0.5]`: ingest (or reuse it), then describe -> ground -> IoU on the recipe's sources.
+"""`rcforge bootstrap RECIPE --out OUT [--model PATH_OR_HUB_ID] [--backend florence2|kosmos2|chat]
+[--device cuda|cpu] [--batch-size N] [--lambda 0.5] ...`: ingest (or reuse it), then describe -> ground -> IoU
+on the recipe's sources.
 
-The recipe's ``bootstrap`` options are given as flags for now: sources (default objects365), selection (Pink's
-defaults), samples per box, lambda, the uniqueness rule.
+Every option is a key of the recipe's ``bootstrap`` section (`rcforge.bootstrap.options`); a flag given on the
+command line overrides the recipe's value for this run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
+from rcforge.bootstrap.options import BACKENDS, BootstrapOptions
 from rcforge.bootstrap.selection import SelectionConfig
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 
 from rcforge import fsio
 from rcforge.errors import InputError, RecipeError
 
-BACKENDS = ("florence2", "kosmos2")
 
-
-def handlers(backend: str, model: str, roots: dict, args):
-    common = {"image_roots": roots, "device": args.device, "batch_size": args.batch_size,
-              "max_new_tokens": args.max_new_tokens}
-    if backend == "florence2":
+def handlers(options: BootstrapOptions, roots: dict):
+    """The backend's describe and ground handlers."""
+    common = {"image_roots": roots, "device": options.device, "batch_size": options.batch_size,
+              "max_new_tokens": options.max_new_tokens, "revision": options.revision}
+    model = options.model
+    if options.backend == "florence2":
         from rcforge.bootstrap.florence2_handlers import (
             Florence2Describe,
             Florence2Ground,
         )
 
         return Florence2Describe(model, **common), Florence2Ground(model, **common)
-    if backend == "kosmos2":
+    if options.backend == "kosmos2":
         from rcforge.bootstrap.kosmos2_handlers import Kosmos2Describe, Kosmos2Ground
 
         return Kosmos2Describe(model, **common), Kosmos2Ground(model, **common)
-    raise RecipeError(f"Unknown backend {backend!r}; registered: {', '.join(BACKENDS)}")
+    if options.backend == "chat":
+        from rcforge.bootstrap import chat
+        from rcforge.bootstrap.chat_handlers import ChatDescribe, ChatGround
+
+        prompts = chat.load_prompts(options.chat_prompts)
+        return ChatDescribe(model, prompts=prompts, **common), ChatGround(model, prompts=prompts, **common)
+    raise RecipeError(f"Unknown backend {options.backend!r}; registered: {', '.join(BACKENDS)}")
+
+
+#: flag -> option; each flag's default is None (not given: the recipe's value stands)
+FLAGS = {
+    "--model": ("model", str, "a local model folder or a hub id"),
+    "--backend": ("backend", str, f"one of {', '.join(BACKENDS)}"),
+    "--revision": ("revision", str, "a hub revision of the model"),
+    "--chat-prompts": ("chat_prompts", str, "chat backend: a bundled prompt set (pink, llava, qwen2-vl, "
+                                            "qwen2.5-vl) or a YAML file"),
+    "--device": ("device", str, "cuda or cpu"),
+    "--batch-size": ("batch_size", int, "requests per model call"),
+    "--max-new-tokens": ("max_new_tokens", int, "the longest reply"),
+    "--sources": ("sources", str, "comma-separated sources to bootstrap"),
+    "--lambda": ("lam", float, "IoU threshold (refilter changes it without a model)"),
+    "--samples": ("samples", int, "descriptions drawn per box (the best IoU wins)"),
+    "--max-annotations": ("max_annotations", int, "skip images with more objects"),
+    "--min-area": ("min_area", float, "skip smaller boxes (px^2)"),
+}
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("recipe", help="recipe YAML")
+    parser.add_argument("recipe", help="recipe YAML (its bootstrap section holds the defaults of the flags below)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--model", required=True, help="a local model folder or a hub id")
-    parser.add_argument("--backend", choices=BACKENDS, default="florence2")
-    parser.add_argument("--device", default="cpu", help="cuda or cpu")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--lambda", dest="lam", type=float, default=0.5, help="IoU threshold (refilter changes it)")
-    parser.add_argument("--sources", default="objects365", help="comma-separated sources to bootstrap")
-    parser.add_argument("--samples", type=int, default=1, help="descriptions drawn per box (the best IoU wins)")
-    parser.add_argument("--max-annotations", type=int, default=15, help="skip images with more objects")
-    parser.add_argument("--min-area", type=float, default=2000.0, help="skip smaller boxes (px^2)")
-    parser.add_argument("--no-uniqueness", action="store_true")
+    for flag, (dest, kind, text) in FLAGS.items():
+        parser.add_argument(flag, dest=dest, type=kind, default=None, help=text,
+                            choices=BACKENDS if dest == "backend" else None)
+    parser.add_argument("--no-uniqueness", dest="uniqueness", action="store_const", const=False, default=None,
+                        help="keep pairs whose description also fits another box of the same category")
+
+
+def effective_options(recipe_options: BootstrapOptions | None, args) -> BootstrapOptions:
+    """The recipe's options with the flags given on the command line in their place."""
+    options = recipe_options or BootstrapOptions()
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(BootstrapOptions)
+             if getattr(args, f.name, None) is not None}
+    if isinstance(given.get("sources"), str):
+        given["sources"] = tuple(s.strip() for s in given["sources"].split(",") if s.strip())
+    try:
+        options = dataclasses.replace(options, **given)
+    except ValueError as err:
+        raise RecipeError(f"bootstrap: {err}") from None
+    if not options.model:
+        raise RecipeError("bootstrap: no model: give --model or the recipe's bootstrap.model")
+    return options
 
 
 def main(args, beam_args) -> dict:
@@ -58,6 +95,7 @@ def main(args, beam_args) -> dict:
     from rcforge.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
+    options = effective_options(recipe.bootstrap, args)
     try:
         fs_manifest = fsio.load_manifest(args.out, "bootstrap")
     except InputError:  # no earlier ingest in OUT: ingest below
@@ -65,12 +103,12 @@ def main(args, beam_args) -> dict:
     if fs_manifest is None or fs_manifest.get("ingest_fingerprint") != recipe.ingest_fingerprint():
         fs_manifest = ingest(recipe, args.out, beam_args=beam_args, progress=True)
     roots = {name: entry.get("image_root") or "" for name, entry in fs_manifest["sources"].items()}
-    describe, ground = handlers(args.backend, args.model, roots, args)
+    describe, ground = handlers(options, roots)
     settings = BootstrapSettings(
-        sources=tuple(s.strip() for s in args.sources.split(",") if s.strip()),
-        selection=SelectionConfig(max_annotations=args.max_annotations, min_area=args.min_area,
-                                  samples=args.samples),
-        lam=args.lam, uniqueness=not args.no_uniqueness, seed=recipe.seed)
+        sources=options.sources,
+        selection=SelectionConfig(max_annotations=options.max_annotations, min_area=options.min_area,
+                                  skip_ignored=options.skip_ignored, samples=options.samples),
+        lam=options.lam, uniqueness=options.uniqueness, seed=recipe.seed)
     summary = run_bootstrap(args.out, describe, ground, settings, beam_args=beam_args)
     print(json.dumps(summary, indent=2), file=sys.stdout)
     return summary

@@ -31,7 +31,8 @@ from rcforge import fsio, readers
 from rcforge.config import build_config, check_type, path_field, resolve_path
 from rcforge.errors import RecipeError
 
-TOP_LEVEL_KEYS = ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part", "sources", "exclude", "render")
+TOP_LEVEL_KEYS = ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part", "sources", "exclude", "render",
+                  "bootstrap")
 RENDER_KEYS = ("coordinates", "per_image", "turns_per_dialogue", "templates", "tasks", "source_weights",
                "rows_per_shard")
 
@@ -58,6 +59,7 @@ class Recipe:
     path: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
     render: Any = None  # rcforge.render.RenderSettings
+    bootstrap: Any = None  # rcforge.bootstrap.options.BootstrapOptions
 
     def __post_init__(self):
         if not 0.0 <= self.max_bad_fraction <= 1.0:
@@ -81,15 +83,18 @@ class Recipe:
             "sources": {name: conv(cfg) for name, cfg in self.sources.items()},
             "exclude": {"refcoco": conv(list(self.exclude_refs)), "coco_ids": list(self.exclude_coco_id_files)},
             "render": conv(self.render) if self.render is not None else None,
+            "bootstrap": conv(self.bootstrap) if self.bootstrap is not None else None,
         }
 
     def ingest_fingerprint(self) -> str:
-        """A hash of what ingest depends on (not the render section): equal fingerprints can reuse an ingest."""
+        """A hash of what ingest depends on (not the render or bootstrap sections): equal fingerprints can reuse an
+        ingest."""
         import hashlib
         import json
 
         data = self.to_json()
         data.pop("render", None)
+        data.pop("bootstrap", None)
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -147,8 +152,12 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
     hints = typing.get_type_hints(Recipe)
     checked = {k: check_type(v, hints[k], k) for k, v in top.items()}
     render = render_from_mapping(raw.get("render"), base_dir)
+    from rcforge.bootstrap.options import options_from_mapping
+
+    bootstrap = options_from_mapping(raw.get("bootstrap"), base_dir)
     return Recipe(**checked, sources=sources, exclude_refs=exclude_refs,
-                  exclude_coco_id_files=tuple(resolved_files), path=path, raw=raw, render=render)
+                  exclude_coco_id_files=tuple(resolved_files), path=path, raw=raw, render=render,
+                  bootstrap=bootstrap)
 
 
 def render_from_mapping(raw: Any, base_dir: str | None):

@@ -60,7 +60,7 @@ class TemplateSet:
                               f"found: {', '.join(have) or 'none'}") from None
 
 
-def _environment() -> ImmutableSandboxedEnvironment:
+def environment() -> ImmutableSandboxedEnvironment:
     return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
                                          keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
 
@@ -83,7 +83,7 @@ def load(root: str | None = None, *, required: dict[tuple[str, str], tuple[set, 
     files = sorted(p for p in fs.glob(fsio.join(path, "*.yaml")))
     if not files:
         raise RecipeError(f"templates: no *.yaml template files in {root}")
-    env = _environment()
+    env = environment()
     variants: dict[tuple[str, str], Variant] = {}
     hashes = {}
     for file in files:
@@ -121,22 +121,29 @@ def _variant(env, file, task, vname, spec, provided) -> Variant:
         for tid, source in entries.items():
             if not isinstance(source, str) or not source.strip():
                 raise RecipeError(f"{where}, {kind[:-1]} {tid}: empty template")
-            try:
-                parsed = env.parse(source)
-            except jinja2.TemplateSyntaxError as err:
-                raise RecipeError(f"{where}, {kind[:-1]} {tid}: {err.message} (line {err.lineno})") from None
-            used = jinja2.meta.find_undeclared_variables(parsed)
-            missing = set(must) - used
-            if missing:
-                raise RecipeError(f"{where}, {kind[:-1]} {tid}: must use {', '.join(sorted(missing))}")
-            if allowed is not None and not used <= allowed:
-                extra = sorted(used - allowed)
-                raise RecipeError(f"{where}, {kind[:-1]} {tid}: unknown variable(s) {', '.join(extra)}; the task "
-                                  f"provides: {', '.join(sorted(allowed))}")
-            compiled[kind][str(tid)] = env.from_string(source)
+            compiled[kind][str(tid)], _ = compile_checked(env, source, f"{where}, {kind[:-1]} {tid}", must=must,
+                                                          allowed=allowed)
             sources[f"{kind[0]}:{tid}"] = source
     return Variant(task=task, name=vname, question_vars=qvars, answer_vars=avars, questions=compiled["questions"],
                    answers=compiled["answers"], sources=sources)
+
+
+def compile_checked(env, source: str, where: str, *, must=(), allowed: set | None = None):
+    """(compiled template, the variables it uses); a `RecipeError` naming ``where`` when it does not parse, omits
+    one of ``must`` or uses a variable outside ``allowed``."""
+    try:
+        parsed = env.parse(source)
+    except jinja2.TemplateSyntaxError as err:
+        raise RecipeError(f"{where}: {err.message} (line {err.lineno})") from None
+    used = jinja2.meta.find_undeclared_variables(parsed)
+    missing = set(must) - used
+    if missing:
+        raise RecipeError(f"{where}: must use {', '.join(sorted(missing))}")
+    if allowed is not None and not used <= allowed:
+        extra = sorted(used - allowed)
+        raise RecipeError(f"{where}: unknown variable(s) {', '.join(extra)}; the task provides: "
+                          f"{', '.join(sorted(allowed))}")
+    return env.from_string(source), used
 
 
 def render(template: jinja2.Template, variables: dict[str, Any]) -> str:

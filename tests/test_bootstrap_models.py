@@ -1,68 +1,16 @@
-"""The Florence-2 handlers with a tiny random Florence-2 built from a config here (no download), through the real
-bootstrap pipeline on the sample's Visual Genome images."""
+"""The three bootstrap backends (Florence-2, Kosmos-2, chat) with tiny random models built from configs (no
+download), through their real handlers and the real bootstrap pipeline on the sample's Visual Genome images."""
 
 import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE_RECIPE
+from conftest import SAMPLE, SAMPLE_RECIPE
+from tiny_models import tiny_florence2, tiny_kosmos2, tiny_llava
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-
-
-def bpe_tokenizer(texts, special_tokens, vocab_size):
-    """A byte-level BPE tokenizer trained here on a few texts (no download)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(list(texts) * 10, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return tok
-
-
-def tiny_florence2(folder):
-    """A random Florence-2 with a tokenizer trained in-process; saved like a hub checkpoint."""
-    from tokenizers import processors
-    from transformers import (
-        BartConfig,
-        CLIPImageProcessor,
-        Florence2Config,
-        Florence2ForConditionalGeneration,
-        Florence2Processor,
-        Florence2VisionConfig,
-        PreTrainedTokenizerFast,
-    )
-
-    tok = bpe_tokenizer(["a red car on the street", "a man in a grey jacket", "a clock on a pole"],
-                        ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<image>"], 400)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", mask_token="<mask>")
-    fast.add_tokens([f"<loc_{i}>" for i in range(1000)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=fast.backend_tokenizer, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
-                                   extra_special_tokens={"image_token": "<image>"})
-    side = 64
-    images = CLIPImageProcessor(size={"height": side, "width": side}, crop_size={"height": side, "width": side},
-                                do_center_crop=False, image_seq_length=1 + (side // 32) ** 2)
-    processor = Florence2Processor(image_processor=images, tokenizer=fast, post_processor_config={
-        "phrase_grounding": {"banned_grounding_tokens": []}, "pure_text": {}})
-    vision = Florence2VisionConfig(depths=[1, 1, 1, 1], embed_dim=[16, 16, 32, 32], num_heads=[2, 2, 2, 2],
-                                   num_groups=[2, 2, 2, 2], projection_dim=32, window_size=2)
-    text = BartConfig(vocab_size=len(fast), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                      decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
-                      pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-                      decoder_start_token_id=fast.eos_token_id)
-    torch.manual_seed(0)
-    model = Florence2ForConditionalGeneration(Florence2Config(
-        vision_config=vision, text_config=text, image_token_id=fast.convert_tokens_to_ids("<image>")))
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
 
 
 def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):
@@ -95,34 +43,6 @@ def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):
     assert all(r["raw_describe"].startswith("</s>") for r in rows)  # what the real model decoded
     # a random model's replies rarely parse: each is a counted format error, never a crash
     assert summary["format_errors"] == sum(r["format_error"] for r in rows)
-
-
-def tiny_kosmos2(folder):
-    """A random Kosmos-2 with a tokenizer trained in-process; saved like a hub checkpoint."""
-    from transformers import (
-        CLIPImageProcessor,
-        Kosmos2Config,
-        Kosmos2ForConditionalGeneration,
-        Kosmos2Processor,
-        PreTrainedTokenizerFast,
-    )
-
-    tok = bpe_tokenizer(["a red car on the street It is", "a man in a grey jacket"],
-                        ["<s>", "<pad>", "</s>", "<unk>"], 300)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
-    processor = Kosmos2Processor(CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}),
-                                 fast, num_patch_index_tokens=1024)
-    config = Kosmos2Config(
-        text_config={"vocab_size": len(processor.tokenizer), "embed_dim": 32, "layers": 1, "attention_heads": 2,
-                     "ffn_dim": 64, "max_position_embeddings": 256},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 28, "patch_size": 14},
-        latent_query_num=4)
-    torch.manual_seed(0)
-    Kosmos2ForConditionalGeneration(config).save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
 
 
 def test_kosmos2_handlers_run_the_pipeline_end_to_end(tmp_path):
@@ -223,3 +143,93 @@ def test_each_image_is_encoded_once_and_replies_match_the_processor_path(tmp_pat
     if backend == "kosmos2":
         expected = [handler.prompt(r) + e for r, e in zip(readable, expected)]
     assert [by_box[r["image"], r["object_id"]] for r in readable] == expected
+
+
+def test_chat_replies_equal_the_processors_chat_path(tmp_path):
+    """The chat handlers send each box's chat through the processor's own chat template and decode the new tokens;
+    a batch mixing two images and a missing one gives what a hand-written loop over the same chats gives."""
+    from PIL import Image
+    from rcforge.bootstrap import chat
+    from rcforge.bootstrap.chat_handlers import ChatDescribe, ChatGround
+    from rcforge.bootstrap.handlers import UNREADABLE
+
+    model_dir = str(tiny_llava(tmp_path / "llava"))
+    prompts = chat.load_prompts("llava")
+    for cls in (ChatDescribe, ChatGround):
+        handler = cls(model_dir, prompts=prompts, image_roots={"t": str(tmp_path)}, max_new_tokens=4,
+                      min_new_tokens=4)
+        loaded = handler.load_model()
+        requests = _requests_on_two_images(tmp_path)
+        results = {(r.example["image"], r.example["object_id"]): r for r in handler.run_inference(requests, loaded)}
+        assert results["missing.jpg", 0].inference.startswith(UNREADABLE)
+        for r in requests:
+            if r["image"] == "missing.jpg":
+                continue
+            text = handler.text({**r, "frame": [r["width"], r["height"]]})
+            assert (cls is ChatDescribe) == ("[0." in text) and (cls is ChatGround) == ("a red car" in text)
+            chat_text = loaded.processor.apply_chat_template(chat.messages(prompts, text), add_generation_prompt=True,
+                                                             tokenize=False)
+            inputs = loaded.processor(text=[chat_text], images=[Image.open(tmp_path / r["image"]).convert("RGB")],
+                                      return_tensors="pt")
+            with torch.inference_mode():
+                out = loaded.model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+            expected = loaded.processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            assert results[r["image"], r["object_id"]].inference == expected
+            assert results[r["image"], r["object_id"]].example["frame"] == [64, 48]
+
+
+def test_bootstrap_with_the_chat_backend_from_the_recipes_bootstrap_section(tmp_path, capsys):
+    """`rcforge bootstrap RECIPE --out OUT` with no flags: model, backend, prompts and selection come from the
+    recipe; a flag overrides one key."""
+    import yaml
+
+    from rcforge.cli import main
+
+    model_dir = str(tiny_llava(tmp_path / "llava"))
+    vg = SAMPLE / "visual_genome"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "sources": {"visual_genome": {"root": str(vg), "images": str(vg / "images"), "image_layout": "flat"}},
+        "bootstrap": {"model": model_dir, "backend": "chat", "chat_prompts": "llava", "sources": ["visual_genome"],
+                      "max_annotations": 100, "min_area": 40000, "max_new_tokens": 4, "lambda": 0.3,
+                      "batch_size": 4}}))
+    out = tmp_path / "out"
+    assert main(["bootstrap", str(recipe), "--out", str(out)]) == 0
+    rows = pa.concat_tables([pq.read_table(p) for p in (out / "bootstrap" / "candidates").glob("*.parquet")]).to_pylist()
+    objects = json.loads((vg / "objects.json").read_text())
+    expected = sum(1 for e in objects for o in e["objects"] if o["w"] * o["h"] >= 40000)
+    assert len(rows) == expected > 0
+    assert {r["backend"] for r in rows} == {"chat"} and {r["model_id"] for r in rows} == {model_dir}
+    assert {r["describe_template"].split("#")[0] for r in rows} == {"llava.describe"}
+    assert {r["ground_template"].split("#")[0] for r in rows} == {"llava.ground"}
+    readable = [r for r in rows if r["error_stage"] != "image"]
+    assert readable and all(r["raw_describe"] is not None for r in readable)
+    summary = json.loads((out / "bootstrap" / "refilter.json").read_text())
+    assert summary["lambda"] == 0.3 and summary["candidates"] == len(rows)
+    assert summary["format_errors"] == sum(r["format_error"] for r in rows)
+
+    # a flag wins over the recipe's key; the rerun skips every image already done
+    capsys.readouterr()
+    assert main(["bootstrap", str(recipe), "--out", str(out), "--lambda", "0.7"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(printed[printed.index("{"):])
+    assert summary["lambda"] == 0.7 and summary["skipped_images_already_done"] == len({r["key"] for r in rows})
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"backend": "gpt"}, "bootstrap.backend"),
+    ({"lambda": 1.5}, "lambda must be within"),
+    ({"lam": 0.5}, "key is 'lambda'"),
+    ({"batch_size": 0}, "batch_size must be at least 1"),
+    ({"backend": "chat", "chat_prompts": "nope.yaml"}, "neither a bundled set"),
+    ({"samples": "two"}, "bootstrap.samples: expected an integer"),
+])
+def test_bad_bootstrap_sections_name_the_key(tmp_path, section, message):
+    from rcforge.errors import RecipeError
+    from rcforge.recipe import recipe_from_mapping
+
+    vg = SAMPLE / "visual_genome"
+    with pytest.raises(RecipeError, match=message):
+        recipe_from_mapping({"sources": {"visual_genome": {"root": str(vg), "images": str(vg / "images")}},
+                             "bootstrap": section},
+                            base_dir=str(tmp_path))

@@ -1,0 +1,79 @@
+"""The recipe's ``bootstrap`` section: which model describes and grounds which boxes, and how strictly pairs are
+kept. Every key has a flag of the same name on `rcforge bootstrap` that overrides it for one run::
+
+    bootstrap:
+      model: microsoft/Florence-2-large   # a local folder or a hub id (required here or as --model)
+      backend: florence2                  # florence2 | kosmos2 | chat
+      revision: null                      # a hub revision, recorded with every candidate
+      chat_prompts: pink                  # chat backend: a bundled prompt set or a YAML file
+      device: cuda
+      batch_size: 16
+      max_new_tokens: 32
+      sources: [objects365]
+      lambda: 0.5                         # IoU threshold; `rcforge refilter` changes it without a model
+      uniqueness: true                    # drop a pair whose description also fits another box of its category
+      samples: 1                          # descriptions per box; the best re-grounded one is kept
+      max_annotations: 15                 # Pink's selection: skip denser images,
+      min_area: 2000                      # boxes under 2000 px^2,
+      skip_ignored: true                  # and crowd / ignored boxes
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rcforge.errors import RecipeError
+
+BACKENDS = ("florence2", "kosmos2", "chat")
+
+
+@dataclass(frozen=True)
+class BootstrapOptions:
+    model: str | None = None
+    backend: Literal["florence2", "kosmos2", "chat"] = "florence2"
+    revision: str | None = None
+    chat_prompts: str = "pink"
+    device: str = "cpu"
+    batch_size: int = 16
+    max_new_tokens: int = 32
+    sources: tuple[str, ...] = ("objects365",)
+    lam: float = 0.5
+    uniqueness: bool = True
+    samples: int = 1
+    max_annotations: int = 15
+    min_area: float = 2000.0
+    skip_ignored: bool = True
+
+    def __post_init__(self):
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lambda must be within [0, 1], got {self.lam}")
+        for name in ("batch_size", "max_new_tokens", "samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.sources:
+            raise ValueError("sources must name at least one source")
+
+
+def options_from_mapping(raw, base_dir: str | None) -> BootstrapOptions:
+    """The ``bootstrap`` section checked (``lambda`` is the key of the ``lam`` option); defaults when absent."""
+    from rcforge.bootstrap import chat
+
+    from rcforge.config import build_config, resolve_path
+
+    if raw is None:
+        return BootstrapOptions()
+    if not isinstance(raw, dict):
+        raise RecipeError("bootstrap: expected a mapping of options")
+    if "lam" in raw:
+        raise RecipeError("bootstrap: unknown key 'lam'; the IoU threshold's key is 'lambda'")
+    mapping = {("lam" if k == "lambda" else k): v for k, v in raw.items()}
+    if isinstance(mapping.get("sources"), str):
+        mapping["sources"] = [mapping["sources"]]
+    prompts = mapping.get("chat_prompts")
+    if isinstance(prompts, str) and prompts not in chat.bundled():
+        mapping["chat_prompts"] = resolve_path(prompts, base_dir)
+    options = build_config(BootstrapOptions, mapping, "bootstrap", base_dir)
+    if options.backend == "chat":
+        chat.load_prompts(options.chat_prompts)  # a bad prompt set fails with the recipe, not mid-run
+    return options
