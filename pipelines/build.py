@@ -28,6 +28,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
+from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
 from rcforge.pipelines.ingest import ingest, run_pipeline
 
 from rcforge import fsio, schemas
@@ -84,6 +85,10 @@ def write_shard(out_dir: str, index: int, shards: int, rows: list[dict]) -> tupl
     return final, table.num_rows
 
 
+#: the build ledger: images = with dialogues + without dialogues + render errors + skipped for want of a pair
+LEDGER_KEYS = ("images", "images_without_dialogues", "dialogues", "render_errors", "images_skipped_unpaired")
+
+
 class RenderRowGroupFn(beam.DoFn):
     """Render the records of one row group and write their dialogues as one fragment per shard.
 
@@ -92,20 +97,30 @@ class RenderRowGroupFn(beam.DoFn):
     (shard, fragment path) pairs are grouped.
     """
 
-    def __init__(self, renderer: Renderer, dialogues_dir: str, errors_dir: str, shards: int):
+    def __init__(self, renderer: Renderer, dialogues_dir: str, errors_dir: str, shards: int, pairs=None):
         self.renderer, self.dialogues_dir, self.errors_dir, self.shards = renderer, dialogues_dir, errors_dir, shards
+        self.pairs = pairs  # rcforge.bootstrap.pairs.PairIndex: kept bootstrap pairs added to the records' refs
         self.dialogues = Metrics.counter("rcforge.build", "dialogues")
         self.images = Metrics.counter("rcforge.build", "images")
         self.failures = Metrics.counter("rcforge.build", "render_errors")
 
+    def setup(self):
+        if self.pairs is not None:
+            self.pairs.load()
+
     def process(self, item):
         path, index = item
         by_shard: dict[int, list[dict]] = {}
-        ledger = {"images": 0, "images_without_dialogues": 0, "dialogues": 0, "render_errors": 0}
+        ledger = dict.fromkeys(LEDGER_KEYS, 0)
         errors = []
         for record in read_row_group(item):
             self.images.inc()
             ledger["images"] += 1
+            if self.pairs is not None:
+                record = self.pairs.attach(record)
+                if record is None:  # its source renders only images with a kept pair
+                    ledger["images_skipped_unpaired"] += 1
+                    continue
             try:
                 dialogues = list(self.renderer.dialogues(record))
             except Exception as err:  # dead letter: the record, stage and reason go to OUT/errors/render
@@ -154,7 +169,7 @@ def merge_fragments(dialogues_dir: str, index: int, shards: int, fragments) -> t
     return final, table.num_rows
 
 
-def estimate_dialogues(manifest: dict, recipe: Recipe) -> int:
+def estimate_dialogues(manifest: dict, recipe: Recipe, pairs: int = 0) -> int:
     """An upper-end estimate from the ingest ledger, to choose the number of shards up front."""
     render = recipe.render
     total = 0.0
@@ -166,7 +181,7 @@ def estimate_dialogues(manifest: dict, recipe: Recipe) -> int:
             tally = led["annotations"].get(kind)
             if tally:
                 total += 2 * (tally["written"] + tally["repaired"])  # grounding and grounded_caption per ref
-    return int(total)
+    return int(total) + 2 * pairs
 
 
 def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_ingest=True, test_pipeline=None):
@@ -182,7 +197,13 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
     if manifest is None:
         manifest = ingest(recipe, out, beam_args=beam_args, progress=progress)
     renderer = Renderer(recipe.render, recipe.seed)
-    shards = max(1, math.ceil(estimate_dialogues(manifest, recipe) / recipe.render.rows_per_shard))
+    pairs = None
+    if recipe.render.bootstrap_pairs is not None:
+        from rcforge.bootstrap.pairs import PairIndex
+
+        pairs = PairIndex(recipe.render.bootstrap_pairs)
+    shards = max(1, math.ceil(estimate_dialogues(manifest, recipe, len(pairs) if pairs else 0)
+                              / recipe.render.rows_per_shard))
     parts = [fsio.join(out_path, p) if "://" not in out else fsio.join(out, p)
              for entry in manifest["sources"].values() for p in entry["parts"]]
     dialogues_dir = fsio.join(out, "dialogues")
@@ -198,7 +219,8 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
                 | "PartPaths" >> beam.Create(sorted(parts))
                 | "RowGroups" >> beam.FlatMap(row_groups)
                 | "SpreadRowGroups" >> beam.Reshuffle()
-                | "RenderToFragments" >> beam.ParDo(RenderRowGroupFn(renderer, dialogues_dir, errors_dir, shards))
+                | "RenderToFragments" >> beam.ParDo(RenderRowGroupFn(renderer, dialogues_dir, errors_dir, shards,
+                                                                           pairs))
                 | "GroupFragments" >> beam.GroupByKey()
                 | "MergeShards" >> beam.MapTuple(
                     lambda i, fragments, n=shards: merge_fragments(dialogues_dir, i, n, list(fragments))))
@@ -209,7 +231,7 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
     for i in range(shards):
         if shard_name(i, shards) not in written:
             write_shard(dialogues_dir, i, shards, [])
-    ledger = {"images": 0, "images_without_dialogues": 0, "dialogues": 0, "render_errors": 0}
+    ledger = dict.fromkeys(LEDGER_KEYS, 0)
     for path in dfs.glob(fsio.join(dpath, "_fragments", "ledger", "*.json")):
         with dfs.open(path) as f:
             for k, v in json.load(f).items():
@@ -217,7 +239,8 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
     if dfs.exists(fsio.join(dpath, "_fragments")):
         dfs.rm(fsio.join(dpath, "_fragments"), recursive=True)
     counts = _counts(dfs, dpath)
-    ledger["images_with_dialogues"] = ledger["images"] - ledger["images_without_dialogues"] - ledger["render_errors"]
+    ledger["images_with_dialogues"] = (ledger["images"] - ledger["images_without_dialogues"] - ledger["render_errors"]
+                                       - ledger["images_skipped_unpaired"])
     ledger["balanced"] = ledger["dialogues"] == counts["total"] and ledger["images"] == sum(
         entry["records"] for entry in manifest["sources"].values())
     manifest["ingest_fingerprint"] = recipe.ingest_fingerprint()
@@ -226,6 +249,9 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
         "coordinates": recipe.render.coordinates,
         "seed": recipe.seed,
         "templates": {"root": renderer.templates.root, "sha256": renderer.templates.hashes},
+        "bootstrap_pairs": None if pairs is None else {
+            **bootstrap_pairs_summary(recipe.render.bootstrap_pairs.folder), "pairs": len(pairs),
+            "only_paired_sources": list(recipe.render.bootstrap_pairs.only_paired_sources)},
         "shards": [shard_name(i, shards) for i in range(shards)],
         "dialogues": counts["total"],
         "ledger": ledger,

@@ -1,9 +1,10 @@
 """Visual grounding (``grounding``: expression -> box) and grounded captioning (``grounded_caption``: box ->
 expression).
 
-Expressions come from Visual Genome region descriptions (sampled per image) and RefCOCO / RefCOCO+ / RefCOCOg
-refs (one instance per ref, one of its sentences drawn); bootstrapped Objects365 pairs join through the same
-record fields once that stage exists.
+Expressions come from Visual Genome region descriptions (sampled per image), RefCOCO / RefCOCO+ / RefCOCOg refs
+(one instance per ref, one of its sentences drawn) and kept bootstrap pairs (`rcforge.bootstrap.pairs` adds them
+to the records' refs with split "bootstrap" when the recipe's ``render.bootstrap_pairs`` names them; their
+provenance is ``pair:<object id>``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from rcforge.rc_tasks import Mention, TaskInstance, register
+
+#: the split of the refs that kept bootstrap pairs become (rcforge.bootstrap.pairs.SPLIT)
+BOOTSTRAP_SPLIT = "bootstrap"
+#: records that carry refs: RefCOCO's own, and the bootstrapped sources' pairs when a recipe adds them
+REF_SOURCES = ("refcoco", "objects365", "visual_genome")
 
 
 @dataclass(frozen=True)
@@ -36,10 +42,11 @@ def _ref_pairs(record: dict, rng_for: Callable[[str], random.Random]):
         obj = objects.get(ref["object_id"])
         if obj is None or not ref["sentences"]:
             continue
-        key = f"ref:{ref['ref_id']}"
+        bootstrapped = ref["split"] == BOOTSTRAP_SPLIT
+        key = f"pair:{ref['object_id']}" if bootstrapped else f"ref:{ref['ref_id']}"
         sentence = rng_for(key).choice(ref["sentences"])
         yield key, sentence["text"], Mention(boxes=(tuple(obj["box"]),), ids=(f"object:{obj['id']}",)), [
-            key, f"sentence:{sentence['sent_id']}"]
+            key, f"{'sample' if bootstrapped else 'sentence'}:{sentence['sent_id']}"]
 
 
 def _instance(task: str, expression: str, mention: Mention, provenance: list[str], key=None) -> TaskInstance:
@@ -67,8 +74,8 @@ def _enumerator(task):
 
 
 GROUNDING = register("grounding", GroundingConfig, sample=_sampler("grounding"), sample_sources=("visual_genome",),
-                     enumerate=_enumerator("grounding"), enumerate_sources=("refcoco",),
+                     enumerate=_enumerator("grounding"), enumerate_sources=REF_SOURCES,
                      variables={"expression": ({"expression"}, {"box"})})
 GROUNDED_CAPTION = register("grounded_caption", GroundingConfig, sample=_sampler("grounded_caption"),
                             sample_sources=("visual_genome",), enumerate=_enumerator("grounded_caption"),
-                            enumerate_sources=("refcoco",), variables={"box": ({"box"}, {"expression"})})
+                            enumerate_sources=REF_SOURCES, variables={"box": ({"box"}, {"expression"})})

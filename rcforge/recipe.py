@@ -34,7 +34,7 @@ from rcforge.errors import RecipeError
 TOP_LEVEL_KEYS = ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part", "sources", "exclude", "render",
                   "bootstrap")
 RENDER_KEYS = ("coordinates", "per_image", "turns_per_dialogue", "templates", "tasks", "source_weights",
-               "rows_per_shard")
+               "rows_per_shard", "bootstrap_pairs")
 
 
 @dataclass(frozen=True)
@@ -200,4 +200,28 @@ def render_from_mapping(raw: Any, base_dir: str | None):
         if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "per_image" else 1):
             raise RecipeError(f"render.{k}: expected an integer >= {0 if k == 'per_image' else 1}, got {v!r}")
     return RenderSettings(coordinates=fmt, templates=templates_dir, tasks=tasks,
-                          source_weights={k: float(v) for k, v in source_weights.items()}, **top)
+                          source_weights={k: float(v) for k, v in source_weights.items()},
+                          bootstrap_pairs=pairs_from_mapping(raw.get("bootstrap_pairs"), base_dir), **top)
+
+
+def pairs_from_mapping(raw: Any, base_dir: str | None):
+    """``render.bootstrap_pairs``: a folder holding bootstrap/pairs/ (``from``), and the sources whose images
+    render only when they have a pair (``only_paired_sources``)."""
+    from rcforge.bootstrap.pairs import PairsSource
+
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"from": raw}
+    if not isinstance(raw, Mapping):
+        raise RecipeError("render.bootstrap_pairs: expected a folder or a mapping with 'from'")
+    unknown = sorted(set(raw) - {"from", "only_paired_sources"})
+    if unknown:
+        raise RecipeError(f"render.bootstrap_pairs: unknown key {unknown[0]!r}; allowed keys: from, "
+                          f"only_paired_sources")
+    if not isinstance(raw.get("from"), str):
+        raise RecipeError("render.bootstrap_pairs.from: expected the folder that holds bootstrap/pairs/")
+    folder = resolve_path(raw["from"], base_dir)
+    only = raw.get("only_paired_sources") or ()
+    only = (only,) if isinstance(only, str) else only
+    return PairsSource(folder, tuple(check_type(only, tuple[str, ...], "render.bootstrap_pairs.only_paired_sources")))

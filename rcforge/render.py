@@ -47,6 +47,7 @@ class RenderSettings:
     tasks: task name -> TaskChoice (weight and the task's config).
     source_weights: source -> factor on per_image (Objects365 down-weighted, as Pink did).
     rows_per_shard: target dialogues per output shard.
+    bootstrap_pairs: kept bootstrap pairs to render as referring expressions (rcforge.bootstrap.pairs.PairsSource).
     """
 
     coordinates: str = "pink"
@@ -56,6 +57,7 @@ class RenderSettings:
     tasks: Mapping[str, TaskChoice] = field(default_factory=dict)
     source_weights: Mapping[str, float] = field(default_factory=dict)
     rows_per_shard: int = 50000
+    bootstrap_pairs: Any = None
 
 
 class Renderer:

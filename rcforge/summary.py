@@ -56,7 +56,14 @@ def print_build_summary(manifest: dict, out: str, file=None) -> None:
     led = build["ledger"]
     console.print(f"{led['images']:,} image records: {led['images_with_dialogues']:,} with dialogues, "
                   f"{led['images_without_dialogues']:,} with nothing any task could ask, "
-                  f"{led['render_errors']:,} failed (errors/render/)")
+                  f"{led['render_errors']:,} failed (errors/render/)"
+                  + (f", {led['images_skipped_unpaired']:,} skipped without a bootstrap pair"
+                     if led.get("images_skipped_unpaired") else ""))
+    if build.get("bootstrap_pairs"):
+        info = build["bootstrap_pairs"]
+        decided = info.get("refilter", {})
+        console.print(f"Bootstrap pairs: {info['pairs']:,} from {info['from']}"
+                      + (f" (lambda {decided['lambda']})" if "lambda" in decided else ""))
     console.print(f"{build['dialogues']:,} dialogues in {len(build['shards'])} shard(s) ({sources}); coordinates "
                   f"{build['coordinates']}, seed {build['seed']}"
                   + ("; ingest reused" if build["reused_ingest"] else "") + ".")

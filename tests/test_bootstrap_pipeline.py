@@ -132,3 +132,83 @@ def test_refilter_equals_a_fresh_run_and_resume_after_a_kill(tmp_path):
     after = _table(out, "candidates").sort_by(order)
     keys = ["key", "object_id", "sample", "iou", "description"]
     assert after.select(keys).equals(before.select(keys))  # nothing lost, nothing twice
+
+
+def test_kept_pairs_render_as_grounding_and_grounded_caption(tmp_path):
+    """A recipe's render.bootstrap_pairs makes each kept pair a referring expression of its ORIGINAL box; with
+    only_paired_sources, an image without a pair is skipped and counted."""
+    import yaml
+    from rcforge.bootstrap.pairs import PairIndex, PairsSource
+
+    from rcforge.cli import main
+
+    out = _ingested(tmp_path)
+    _manifest(out, tmp_path)
+    _run(out)  # pairs: objects 1 and 2 on image 1, 6 on image 2
+    pairs = {r["object_id"]: r for r in _table(out, "pairs").to_pylist()}
+    source = json.loads((tmp_path / "o365.json").read_text())
+    source["images"].append({"id": 3, "file_name": "c.jpg", "width": 640, "height": 480})
+    source["annotations"].append({"id": 8, "image_id": 3, "category_id": 1, "bbox": [0, 0, 50, 50], "iscrowd": 0})
+    annotations = write_json(tmp_path / "o365_with_3.json", source)
+    recipe = tmp_path / "recipe.yaml"
+    render = {"per_image": 1, "tasks": {"grounding": {}, "grounded_caption": {}, "counting": {}},
+              "bootstrap_pairs": {"from": str(out)}}
+    recipe.write_text(yaml.safe_dump({"sources": {"objects365": {"annotations": str(annotations),
+                                                                 "images": str(tmp_path)}}, "render": render}))
+    built = tmp_path / "built"
+    assert main(["build", str(recipe), "--out", str(built), "--no-progress"]) == 0
+    rows = pa.concat_tables([pq.read_table(p) for p in (built / "dialogues").glob("part-*.parquet")]).to_pylist()
+    for task, asked, answered in (("grounding", 0, 1), ("grounded_caption", 1, 0)):  # conversation turn indices
+        mine = {next(p for p in r["provenance"] if p.startswith("pair:")): r for r in rows if r["task"] == task}
+        assert sorted(mine) == ["pair:1", "pair:2", "pair:6"]
+        for oid, pair in pairs.items():
+            dialogue = mine[f"pair:{oid}"]
+            assert pair["description"] in dialogue["conversations"][asked]["value"]
+            x1, y1, x2, y2 = pair["box"]  # the original box, printed in Pink's notation
+            printed = f"[{x1 / 640:.3f},{y1 / 480:.3f},{x2 / 640:.3f},{y2 / 480:.3f}]"
+            assert printed in dialogue["conversations"][answered]["value"]
+            assert dialogue["key"] == pair["key"] and f"sample:{pair['sample']}" in dialogue["provenance"]
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert manifest["build"]["bootstrap_pairs"]["pairs"] == 3
+    assert manifest["build"]["bootstrap_pairs"]["refilter"]["lambda"] == 0.5
+    assert {r["key"] for r in rows} >= {pairs[1]["key"], pairs[6]["key"]}
+    unpaired = {r["key"] for r in rows} - {p["key"] for p in pairs.values()}
+    assert unpaired  # image 3 still renders (counting) without only_paired_sources
+
+    render["bootstrap_pairs"]["only_paired_sources"] = ["objects365"]
+    recipe.write_text(yaml.safe_dump({"sources": {"objects365": {"annotations": str(annotations),
+                                                                 "images": str(tmp_path)}}, "render": render}))
+    assert main(["build", str(recipe), "--out", str(built), "--no-progress"]) == 0
+    rows = pa.concat_tables([pq.read_table(p) for p in (built / "dialogues").glob("part-*.parquet")]).to_pylist()
+    assert {r["key"] for r in rows} == {p["key"] for p in pairs.values()}
+    ledger = json.loads((built / "manifest.json").read_text())["build"]["ledger"]
+    assert ledger["images_skipped_unpaired"] == 1 and ledger["balanced"]
+    assert main(["validate", str(built)]) == 0
+
+    # the index pickles as its folder and loads again where it lands (Beam workers)
+    import pickle
+
+    index = pickle.loads(pickle.dumps(PairIndex(PairsSource(str(out)))))
+    assert [r["object_id"] for r in index.refs(pairs[1]["key"])] == [1, 2] and index.refs("nope/0") == []
+
+
+def test_bad_bootstrap_pairs_settings_are_named(tmp_path, capsys):
+    import pytest
+
+    from rcforge.cli import main
+    from rcforge.errors import RecipeError
+    from rcforge.recipe import recipe_from_mapping
+
+    out = _ingested(tmp_path)
+    sources = {"objects365": {"annotations": str(tmp_path / "o365.json"), "images": str(tmp_path)}}
+    with pytest.raises(RecipeError, match="unknown key 'lambda'"):
+        recipe_from_mapping({"sources": sources, "render": {"bootstrap_pairs": {"from": "x", "lambda": 1}}})
+    with pytest.raises(RecipeError, match="only_paired_sources: expected a list"):
+        recipe_from_mapping({"sources": sources, "render": {"bootstrap_pairs": {"from": "x",
+                                                                                "only_paired_sources": 3}}})
+    import yaml
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"sources": sources, "render": {"bootstrap_pairs": str(out)}}))
+    assert main(["build", str(recipe), "--out", str(tmp_path / "built"), "--no-progress"]) != 0
+    assert f"no pairs under {out}/bootstrap/pairs" in capsys.readouterr().err
