@@ -14,9 +14,6 @@ its own copy, and batching across boxes is what this backend relies on.
 
 from __future__ import annotations
 
-from typing import Any
-
-from apache_beam.ml.inference.base import PredictionResult
 from rcforge.bootstrap import chat
 from rcforge.bootstrap.handlers import ImageHandler, LoadedModel
 
@@ -48,24 +45,21 @@ class _Chat(ImageHandler):
     def text(self, request: dict) -> str:
         raise NotImplementedError
 
-    def run_inference(self, batch, model: LoadedModel, inference_args: dict[str, Any] | None = None):
-        import torch
+    def prepare(self, model: LoadedModel, batch, images, index):
+        """Each request's frame (kept on the request for the parse step) and its chat, rendered by the processor's
+        own chat template."""
+        for i, r in enumerate(batch):  # new dicts in the batch's own list: Beam's elements stay untouched
+            batch[i] = {**r, "frame": list(self.frame(r, model.processor.image_processor))}
+        return [model.processor.apply_chat_template(chat.messages(self.prompts, self.text(r)),
+                                                    add_generation_prompt=True, tokenize=False) for r in batch]
 
-        batch, images, index, failed = self.readable(batch)
-        if not batch:
-            return failed
-        batch = [{**r, "frame": list(self.frame(r, model.processor.image_processor))} for r in batch]
-        texts = [model.processor.apply_chat_template(chat.messages(self.prompts, self.text(r)),
-                                                     add_generation_prompt=True, tokenize=False) for r in batch]
-        inputs = model.processor(text=texts, images=[images[i] for i in index], return_tensors="pt",
-                                 padding=True).to(model.device)
+    def generate_rows(self, model: LoadedModel, batch, images, index, prepared, rows, sample):
+        inputs = model.processor(text=[prepared[i] for i in rows], images=[images[index[i]] for i in rows],
+                                 return_tensors="pt", padding=True).to(model.device)
         if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
             inputs["pixel_values"] = inputs["pixel_values"].to(model.model.dtype)
-        with torch.inference_mode():
-            out = model.model.generate(**inputs, max_new_tokens=self.max_new_tokens,
-                                       min_new_tokens=self.min_new_tokens, do_sample=False, num_beams=1)
-        raws = model.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        return [PredictionResult(r, raw) for r, raw in zip(batch, raws)] + failed
+        out = model.model.generate(**inputs, **self.generation_kwargs(sample))
+        return model.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 def _frame(request: dict) -> tuple[int, int]:

@@ -10,9 +10,6 @@ workers) and in half precision on CUDA.
 
 from __future__ import annotations
 
-from typing import Any
-
-from apache_beam.ml.inference.base import PredictionResult
 from rcforge.bootstrap import florence2
 from rcforge.bootstrap.handlers import (
     DescribeStage,
@@ -62,7 +59,10 @@ class _Florence2(ImageHandler):
         features = getattr(features, "pooler_output", features)  # an output object (transformers 5) or a tensor
         return features[torch.tensor(index, device=features.device)]
 
-    def generate(self, model: LoadedModel, inputs, features):
+    def prepare(self, model: LoadedModel, batch, images, index):
+        return self.encode_images(model, images, index)
+
+    def generate(self, model: LoadedModel, inputs, features, sample: bool):
         """Florence-2: the image features take the places of the image tokens, the text encoder runs on the
         merged sequence (its prompt differs per box), and the decoder generates from the encoder's outputs."""
         embeds = model.model.get_input_embeddings()(inputs["input_ids"])
@@ -70,23 +70,16 @@ class _Florence2(ImageHandler):
         embeds = embeds.masked_scatter(mask, features.to(embeds.dtype))
         encoded = model.model.get_encoder()(inputs_embeds=embeds, attention_mask=inputs["attention_mask"])
         return model.model.generate(encoder_outputs=encoded, attention_mask=inputs["attention_mask"],
-                                    max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
-                                    do_sample=False, num_beams=1)
+                                    **self.generation_kwargs(sample))
 
     def decode(self, model: LoadedModel, inputs, out) -> list[str]:
         return model.processor.batch_decode(out, skip_special_tokens=False)
 
-    def run_inference(self, batch, model: LoadedModel, inference_args: dict[str, Any] | None = None):
-        import torch
-
-        batch, images, index, failed = self.readable(batch)
-        if not batch:
-            return failed
-        inputs = self.text_inputs(model, batch)
-        with torch.inference_mode():
-            out = self.generate(model, inputs, self.encode_images(model, images, index))
-        raws = self.decode(model, inputs, out)
-        return [PredictionResult(r, raw) for r, raw in zip(batch, raws)] + failed
+    def generate_rows(self, model: LoadedModel, batch, images, index, prepared, rows, sample):
+        requests = [batch[i] for i in rows]
+        inputs = self.text_inputs(model, requests)
+        out = self.generate(model, inputs, prepared[rows], sample)
+        return self.decode(model, inputs, out)
 
 
 class Florence2Describe(DescribeStage, _Florence2):

@@ -12,6 +12,7 @@ not a tuple or a dict.
 from __future__ import annotations
 
 import io
+import zlib
 from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
@@ -44,21 +45,91 @@ class LoadedModel:
     def __init__(self, model, processor, device):
         self.model, self.processor, self.device = model, processor, device
 
+    def call(self, fn, *args):
+        """``fn(self, *args)``. When Beam shares the model across processes, the handler holds a proxy of this
+        object and this one method runs where the model is: the handler sends its inference function and
+        inputs, and gets back plain strings."""
+        return fn(self, *args)
+
 
 class ImageHandler(BootstrapHandler):
     """A handler of a transformers model that reads the requests' images (from the sources' image roots) and
-    generates greedily, at most ``max_new_tokens`` (at least ``min_new_tokens``) per reply, in batches of up to
-    ``batch_size`` requests."""
+    generates at most ``max_new_tokens`` (at least ``min_new_tokens``) per reply, in batches of up to
+    ``batch_size`` requests.
+
+    Decoding is greedy, except for the describe stage's extra samples (``sample`` > 0 when the selection draws
+    several descriptions per box): those are sampled (``temperature``, ``top_p``), each in its own generate
+    call under its own seed, a hash of (run seed, image key, object id, sample). So a box's descriptions are the
+    same whatever batch it lands in, on any runner, and greedy rows keep their batch.
+
+    Backends implement ``prepare`` (work shared by the whole batch, e.g. encoding each image once) and
+    ``generate_rows`` (the raw replies of some rows of the batch).
+    """
 
     def __init__(self, model_id: str, *, image_roots: dict[str, str], revision: str | None = None,
                  device: str = "cpu", max_new_tokens: int = 32, min_new_tokens: int = 0, batch_size: int = 16,
-                 template_id: str = ""):
+                 template_id: str = "", temperature: float = 0.7, top_p: float = 0.9,
+                 share_model_across_processes: bool | None = None):
         super().__init__(model_id, revision=revision, template_id=template_id)
         self.image_roots, self.device = image_roots, device
         self.max_new_tokens, self.min_new_tokens, self.batch_size = max_new_tokens, min_new_tokens, batch_size
+        self.temperature, self.top_p = temperature, top_p
+        # one model in memory for all of a machine's worker processes: the default on a GPU
+        self.shared = device.startswith("cuda") if share_model_across_processes is None \
+            else share_model_across_processes
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+
+    def share_model_across_processes(self) -> bool:
+        return self.shared
+
+    def sample_seed(self, request: dict) -> int | None:
+        """None for a greedy row; the row's own seed for an extra sampled description."""
+        if self.stage != "describe" or not request.get("sample"):
+            return None
+        text = f"{request.get('seed', 0)}/{request['key']}/{request['object_id']}/{request['sample']}"
+        return zlib.crc32(text.encode())
+
+    def generation_kwargs(self, sample: bool) -> dict:
+        common = {"max_new_tokens": self.max_new_tokens, "min_new_tokens": self.min_new_tokens, "num_beams": 1}
+        if sample:
+            return {**common, "do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
+        return {**common, "do_sample": False}
+
+    def prepare(self, model, batch: list[dict], images: list, index: list[int]):
+        return None
+
+    def generate_rows(self, model, batch: list[dict], images: list, index: list[int], prepared, rows: list[int],
+                      sample: bool) -> list[str]:
+        raise NotImplementedError
+
+    def run_inference(self, batch, model, inference_args: dict[str, Any] | None = None):
+        batch, images, index, failed = self.readable(batch)
+        if not batch:
+            return failed
+        return [PredictionResult(r, raw) for r, raw in model.call(self.infer, batch, images, index)] + failed
+
+    def infer(self, model, batch: list[dict], images: list, index: list[int]) -> list[tuple[dict, str]]:
+        """(request, raw reply) for a batch of readable requests (runs where the model is). ``prepare`` may put
+        new request dicts in the batch list (the chat backend adds each request's coordinate frame)."""
+        import torch
+
+        raws: list = [None] * len(batch)
+        seeds = [self.sample_seed(r) for r in batch]
+        groups = [([i for i, s in enumerate(seeds) if s is None], None)]
+        groups += [([i], s) for i, s in enumerate(seeds) if s is not None]
+        with torch.inference_mode():
+            prepared = self.prepare(model, batch, images, index)
+            for rows, seed in groups:
+                if not rows:
+                    continue
+                if seed is not None:
+                    torch.manual_seed(seed)
+                for i, raw in zip(rows, self.generate_rows(model, batch, images, index, prepared, rows,
+                                                           sample=seed is not None)):
+                    raws[i] = raw
+        return list(zip(batch, raws))
 
     def _image(self, request: dict, cache: dict):
         from PIL import Image

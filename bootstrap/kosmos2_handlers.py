@@ -37,13 +37,12 @@ class _Kosmos2(_Florence2):
         processor.tokenizer.padding_side = "left"  # batched decoder prompts
         return LoadedModel(model, processor, self.device)
 
-    def generate(self, model: LoadedModel, inputs, features):
+    def generate(self, model: LoadedModel, inputs, features, sample: bool):
         """Kosmos-2 takes the image embeddings directly; they fill the positions its position mask marks."""
         return model.model.generate(image_embeds=features, input_ids=inputs["input_ids"],
                                     attention_mask=inputs["attention_mask"],
                                     image_embeds_position_mask=inputs["image_embeds_position_mask"],
-                                    max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
-                                    do_sample=False, num_beams=1)
+                                    **self.generation_kwargs(sample))
 
     def decode(self, model: LoadedModel, inputs, out) -> list[str]:
         """The new tokens only (the decoded prompt would carry the image tokens)."""

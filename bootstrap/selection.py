@@ -27,8 +27,9 @@ class SelectionConfig:
             raise ValueError("samples must be at least 1")
 
 
-def select(record: dict, cfg: SelectionConfig) -> list[dict]:
-    """One request per selected box and sample, with the image's other boxes of the same category."""
+def select(record: dict, cfg: SelectionConfig, seed: int = 0) -> list[dict]:
+    """One request per selected box and sample, with the image's other boxes of the same category and the run's
+    seed (extra samples are drawn under a seed derived from it)."""
     objects = record["objects"]
     if len(objects) > cfg.max_annotations:
         return []
@@ -42,7 +43,8 @@ def select(record: dict, cfg: SelectionConfig) -> list[dict]:
         for sample in range(cfg.samples):
             requests.append({"key": record["key"], "source": record["source"], "image": record["image"],
                              "width": record["width"], "height": record["height"], "object_id": obj["id"],
-                             "category": category, "box": list(obj["box"]), "sample": sample, "others": others})
+                             "category": category, "box": list(obj["box"]), "sample": sample, "others": others,
+                             "seed": seed})
     return requests
 
 

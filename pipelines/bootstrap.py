@@ -122,7 +122,7 @@ def run_bootstrap(out: str, describe: BootstrapHandler, ground: BootstrapHandler
                     | "Records" >> beam.FlatMap(read_row_group)
                     | "NotDoneYet" >> beam.Filter(lambda r, only=settings.only_keys: r["key"] not in skip
                                                   and (only is None or r["key"] in only))
-                    | "SelectBoxes" >> beam.FlatMap(select, settings.selection))
+                    | "SelectBoxes" >> beam.FlatMap(select, settings.selection, seed))
         described = (requests
                      | "Describe" >> RunInference(describe)
                      | "ParseDescription" >> beam.Map(after_describe).with_outputs("failed", main="ok"))

@@ -233,3 +233,60 @@ def test_bad_bootstrap_sections_name_the_key(tmp_path, section, message):
         recipe_from_mapping({"sources": {"visual_genome": {"root": str(vg), "images": str(vg / "images")}},
                              "bootstrap": section},
                             base_dir=str(tmp_path))
+
+
+def test_extra_samples_are_drawn_under_their_own_seed_whatever_the_batch(tmp_path):
+    """With several descriptions per box, sample 0 is the greedy one and samples 1.. are sampled under a seed
+    of (run seed, image, object, sample): the same replies in any batch and order; a new run seed, new ones."""
+    from rcforge.bootstrap.florence2_handlers import Florence2Describe
+
+    handler = Florence2Describe(str(tiny_florence2(tmp_path / "model")), image_roots={"t": str(tmp_path)},
+                                max_new_tokens=6, min_new_tokens=6)
+    loaded = handler.load_model()
+    base = [r for r in _requests_on_two_images(tmp_path) if r["image"] != "missing.jpg"]
+    requests = [{**r, "sample": s, "seed": 7} for r in base[:2] for s in range(3)] + [{**r, "seed": 7}
+                                                                                     for r in base[2:]]
+
+    def replies(batches):
+        return {(r.example["image"], r.example["object_id"], r.example["sample"]): r.inference
+                for b in batches for r in handler.run_inference(b, loaded)}
+
+    together = replies([requests])
+    assert together == replies([requests[::-1]]) == replies([requests[i:i + 2] for i in range(0, len(requests), 2)])
+    greedy = replies([[{**r, "sample": 0} for r in base[:2]]])
+    assert all(together[box] == raw for box, raw in greedy.items()) and len(greedy) == 2
+    first = base[0]["image"], base[0]["object_id"]
+    assert len({together[(*first, s)] for s in range(3)}) == 3  # three different descriptions of one box
+    reseeded = replies([[{**r, "seed": 8} for r in requests]])
+    assert reseeded[(*first, 1)] != together[(*first, 1)] and reseeded[(*first, 0)] == together[(*first, 0)]
+
+
+def test_a_model_shared_across_processes_gives_the_same_candidates(tmp_path):
+    """share_model_across_processes (the default on a GPU): Beam keeps one model for all worker processes and the
+    handlers call into it through a proxy; the candidates equal those of a model per process."""
+    from rcforge.bootstrap.chat_handlers import ChatDescribe, ChatGround
+    from rcforge.bootstrap.selection import SelectionConfig
+    from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
+
+    from rcforge.cli import main
+
+    model_dir = str(tiny_llava(tmp_path / "llava"))
+    tables = []
+    for shared in (False, True):
+        out = tmp_path / f"out-{shared}"
+        assert main(["ingest", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
+        roots = {n: e["image_root"] for n, e in json.loads((out / "manifest.json").read_text())["sources"].items()}
+        common = {"image_roots": roots, "max_new_tokens": 4, "min_new_tokens": 4, "batch_size": 3,
+                  "share_model_across_processes": shared, "prompts": "llava"}
+        settings = BootstrapSettings(sources=("visual_genome",), selection=SelectionConfig(
+            max_annotations=100, min_area=30000, samples=2), chunks=2, only_keys=frozenset({"vg/1", "vg/2"}))
+        run_bootstrap(str(out), ChatDescribe(model_dir, **common), ChatGround(model_dir, **common), settings)
+        table = pa.concat_tables([pq.read_table(p) for p in (out / "bootstrap" / "candidates").glob("*.parquet")])
+        tables.append(table.sort_by([("key", "ascending"), ("object_id", "ascending"), ("sample", "ascending")]))
+    assert tables[0].num_rows > 0 and tables[0].equals(tables[1])
+    rows = tables[0].to_pylist()
+    by_box = {}
+    for r in rows:
+        by_box.setdefault((r["key"], r["object_id"]), []).append(r["raw_describe"])
+    assert all(len(v) == 2 for v in by_box.values())
+    assert any(a != b for a, b in by_box.values())  # the second description of a box is sampled, not a copy
