@@ -94,6 +94,9 @@ def prompts_from_mapping(name: str, raw, where: str) -> ChatPrompts:
     scale = raw.get("box_scale", "unit")
     if scale not in SCALES:
         raise RecipeError(f"{where}.box_scale: {scale!r} is not one of {', '.join(SCALES)}")
+    decimals = raw.get("box_decimals", 3)
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 6:
+        raise RecipeError(f"{where}.box_decimals: expected an integer from 0 to 6, got {decimals!r}")
     env = templating.environment()
     ids = {}
     for stage, allowed, must in (("describe", DESCRIBE_VARS, ()), ("ground", GROUND_VARS, ("description",))):
@@ -108,7 +111,7 @@ def prompts_from_mapping(name: str, raw, where: str) -> ChatPrompts:
     description = raw.get("description_pattern")
     return ChatPrompts(
         name=name, describe=raw["describe"], ground=raw["ground"], describe_id=ids["describe"],
-        ground_id=ids["ground"], box_scale=scale, box_decimals=int(raw.get("box_decimals", 3)),
+        ground_id=ids["ground"], box_scale=scale, box_decimals=decimals,
         box_separator=str(raw.get("box_separator", ",")), system=raw.get("system"), box_pattern=box_pattern,
         description_pattern=_regex(description, 1, f"{where}.description_pattern") if description else None)
 
@@ -134,7 +137,7 @@ def _axes(scale: str, width: int, height: int, frame: tuple[int, int]):
     if scale == "unit":
         return (1 / width, 0, 1.0), (1 / height, 0, 1.0)
     if scale == "unit_square":  # the image padded to a centred square, as LLaVA-1.5 and Shikra do
-        ox, oy, side = coordinates._shikra_frame(width, height)
+        ox, oy, side = coordinates.square_frame(width, height)
         return (1 / side, ox, 1.0), (1 / side, oy, 1.0)
     if scale == "bins1000":
         return (1000 / width, 0, 1000.0), (1000 / height, 0, 1000.0)

@@ -2,8 +2,8 @@
 with its `AutoProcessor`), e.g. LLaVA-1.5, Qwen2-VL, Qwen2.5-VL.
 
 Each request becomes a chat (an optional system message, then the image and the prompt set's describe or ground
-prompt), rendered by the processor's own chat template; batches are padded on the left and generated greedily;
-only the new tokens are decoded, without special tokens. The prompt set (`rcforge.bootstrap.chat`) says how boxes
+prompt), rendered by the processor's own chat template; batches are padded on the left and generated greedily
+(extra samples per box are sampled, see `ImageHandler`); only the new tokens are decoded, without special tokens. The prompt set (`rcforge.bootstrap.chat`) says how boxes
 are written and read back. The coordinate frame of each request (the resized image's size for the ``resized``
 scale) is attached to the request as ``frame``, so the pipeline's parse step reads a reply without the model.
 
@@ -20,22 +20,16 @@ from rcforge.bootstrap.handlers import ImageHandler, LoadedModel
 
 class _Chat(ImageHandler):
     backend = "chat"
+    model_class = "AutoModelForImageTextToText"
+    cuda_dtype = "bfloat16"  # chat models are trained in bf16; fp16 overflows in some
 
     def __init__(self, model_id: str, *, prompts: chat.ChatPrompts | str = "pink", **kwargs):
         self.prompts = chat.load_prompts(prompts) if isinstance(prompts, str) else prompts
         template_id = self.prompts.describe_id if self.stage == "describe" else self.prompts.ground_id
         super().__init__(model_id, template_id=template_id, **kwargs)
 
-    def load_model(self) -> LoadedModel:
-        import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        model = AutoModelForImageTextToText.from_pretrained(self.model_id, revision=self.revision, dtype=dtype)
-        model = model.to(self.device).eval().requires_grad_(False)
-        processor = AutoProcessor.from_pretrained(self.model_id, revision=self.revision)
+    def configure(self, model, processor) -> None:
         processor.tokenizer.padding_side = "left"  # batched decoder-only prompts
-        return LoadedModel(model, processor, self.device)
 
     def frame(self, request: dict, image_processor) -> tuple[int, int]:
         if self.prompts.box_scale != "resized":

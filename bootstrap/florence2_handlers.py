@@ -22,16 +22,7 @@ from rcforge.bootstrap.handlers import (
 class _Florence2(ImageHandler):
     backend = "florence2"
     formats = florence2
-
-    def load_model(self) -> LoadedModel:
-        import torch
-        from transformers import AutoProcessor, Florence2ForConditionalGeneration
-
-        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-        model = Florence2ForConditionalGeneration.from_pretrained(self.model_id, revision=self.revision, dtype=dtype)
-        model = model.to(self.device).eval().requires_grad_(False)
-        processor = AutoProcessor.from_pretrained(self.model_id, revision=self.revision)
-        return LoadedModel(model, processor, self.device)
+    model_class = "Florence2ForConditionalGeneration"
 
     def text_inputs(self, model: LoadedModel, batch: list[dict]):
         """The processor's token inputs for the prompts, without preprocessing any real image.

@@ -12,12 +12,15 @@ not a tuple or a dict.
 from __future__ import annotations
 
 import io
+import threading
 import zlib
 from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from rcforge import fsio
+
+_SAMPLING = threading.Lock()
 
 #: the raw reply recorded for a request whose image could not be read (its candidate has error_stage "image")
 UNREADABLE = "<image unreadable> "
@@ -48,7 +51,7 @@ class LoadedModel:
     def call(self, fn, *args):
         """``fn(self, *args)``. When Beam shares the model across processes, the handler holds a proxy of this
         object and this one method runs where the model is: the handler sends its inference function and
-        inputs, and gets back plain strings."""
+        inputs, and gets back (request, reply) pairs."""
         return fn(self, *args)
 
 
@@ -77,6 +80,27 @@ class ImageHandler(BootstrapHandler):
         # one model in memory for all of a machine's worker processes: the default on a GPU
         self.shared = device.startswith("cuda") if share_model_across_processes is None \
             else share_model_across_processes
+
+    #: the transformers class that loads the model, and its dtype on CUDA (float32 on the CPU)
+    model_class = "AutoModelForImageTextToText"
+    cuda_dtype = "float16"
+
+    def load_model(self) -> LoadedModel:
+        """The model (eval mode, no gradients: its outputs must pickle across Beam workers) and its processor,
+        from a local folder or a hub id."""
+        import torch
+        import transformers
+
+        dtype = getattr(torch, self.cuda_dtype) if self.device.startswith("cuda") else torch.float32
+        model = getattr(transformers, self.model_class).from_pretrained(self.model_id, revision=self.revision,
+                                                                       dtype=dtype)
+        model = model.to(self.device).eval().requires_grad_(False)
+        processor = transformers.AutoProcessor.from_pretrained(self.model_id, revision=self.revision)
+        self.configure(model, processor)
+        return LoadedModel(model, processor, self.device)
+
+    def configure(self, model, processor) -> None:
+        """Backend-specific processor settings."""
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}
@@ -124,10 +148,13 @@ class ImageHandler(BootstrapHandler):
             for rows, seed in groups:
                 if not rows:
                     continue
-                if seed is not None:
-                    torch.manual_seed(seed)
-                for i, raw in zip(rows, self.generate_rows(model, batch, images, index, prepared, rows,
-                                                           sample=seed is not None)):
+                if seed is None:
+                    replies = self.generate_rows(model, batch, images, index, prepared, rows, sample=False)
+                else:  # the global RNG: one seeded draw at a time (a shared model serves several threads)
+                    with _SAMPLING:
+                        torch.manual_seed(seed)
+                        replies = self.generate_rows(model, batch, images, index, prepared, rows, sample=True)
+                for i, raw in zip(rows, replies):
                     raws[i] = raw
         return list(zip(batch, raws))
 

@@ -24,18 +24,11 @@ from rcforge.bootstrap.handlers import (
 class _Kosmos2(_Florence2):
     backend = "kosmos2"
     formats = kosmos2
+    model_class = "Kosmos2ForConditionalGeneration"
 
-    def load_model(self) -> LoadedModel:
-        import torch
-        from transformers import AutoProcessor, Kosmos2ForConditionalGeneration
-
-        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-        model = Kosmos2ForConditionalGeneration.from_pretrained(self.model_id, revision=self.revision, dtype=dtype)
-        model = model.to(self.device).eval().requires_grad_(False)
-        processor = AutoProcessor.from_pretrained(self.model_id, revision=self.revision)
+    def configure(self, model, processor) -> None:
         processor.num_image_tokens = model.config.latent_query_num
         processor.tokenizer.padding_side = "left"  # batched decoder prompts
-        return LoadedModel(model, processor, self.device)
 
     def generate(self, model: LoadedModel, inputs, features, sample: bool):
         """Kosmos-2 takes the image embeddings directly; they fill the positions its position mask marks."""

@@ -91,14 +91,14 @@ def _parse_brackets(text: str) -> list[tuple[float, ...]]:
 
 
 # -- shikra -------------------------------------------------------------------------------------------------------
-def _shikra_frame(w: int, h: int):
+def square_frame(w: int, h: int):
     side = max(w, h)
     off = (side - min(w, h)) // 2
     return (off, 0, side) if w < h else (0, off, side)
 
 
 def _shikra_norm(box: Box, w: int, h: int):
-    ox, oy, side = _shikra_frame(w, h)
+    ox, oy, side = square_frame(w, h)
     return (_clamp((box[0] + ox) / side), _clamp((box[1] + oy) / side), _clamp((box[2] + ox) / side),
             _clamp((box[3] + oy) / side))
 
@@ -109,7 +109,7 @@ def _shikra_boxes(boxes: list[Box], w: int, h: int) -> str:
 
 
 def _shikra_point(p, w, h) -> str:
-    ox, oy, side = _shikra_frame(w, h)
+    ox, oy, side = square_frame(w, h)
     return _three((_clamp((p[0] + ox) / side), _clamp((p[1] + oy) / side)))
 
 
@@ -167,7 +167,7 @@ def _plain_point(p, w, h):
 
 
 def _shikra_point_norm(p, w, h):
-    ox, oy, side = _shikra_frame(w, h)
+    ox, oy, side = square_frame(w, h)
     return (_clamp((p[0] + ox) / side), _clamp((p[1] + oy) / side))
 
 

@@ -118,6 +118,7 @@ def test_the_resized_frame_is_the_processors_own():
     ({"describe": "{{ box }}", "ground": "{{ description }}", "box_scale": "percent"}, "box_scale"),
     ({"describe": "{{ box }}", "ground": "{{ description }}", "colour": 1}, "unknown key 'colour'"),
     ({"describe": "{{ box ", "ground": "{{ description }}"}, "x.describe"),
+    ({"describe": "{{ box }}", "ground": "{{ description }}", "box_decimals": "two"}, "box_decimals"),
 ])
 def test_bad_prompt_sets_are_refused_at_load(mapping, message):
     with pytest.raises(RecipeError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -1,6 +1,6 @@
 """Tiny randomly initialized models built offline from configs (no download), saved like hub checkpoints, for the
 bootstrap tests and the benchmark: Florence-2, Kosmos-2 and a LLaVA (the chat backend's image-text-to-text
-family). Their tokenizers are byte-level BPEs trained here on a few phrases. ../shared/NOTES.md lists the traps."""
+family). Their tokenizers are byte-level BPEs trained here on a few phrases. The shared NOTES.md lists the traps."""
 
 
 def bpe_tokenizer(texts, special_tokens, vocab_size):
