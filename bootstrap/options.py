@@ -13,6 +13,8 @@ kept. Every key has a flag of the same name on `rcforge bootstrap` that override
       lambda: 0.5                         # IoU threshold; `rcforge refilter` changes it without a model
       uniqueness: true                    # drop a pair whose description also fits another box of its category
       samples: 1                          # descriptions per box; the best re-grounded one is kept
+      temperature: 0.7                    # sampling of the extra descriptions (samples > 1)
+      top_p: 0.9
       max_annotations: 15                 # Pink's selection: skip denser images,
       min_area: 2000                      # boxes under 2000 px^2,
       skip_ignored: true                  # and crowd / ignored boxes
@@ -41,6 +43,8 @@ class BootstrapOptions:
     lam: float = 0.5
     uniqueness: bool = True
     samples: int = 1
+    temperature: float = 0.7
+    top_p: float = 0.9
     max_annotations: int = 15
     min_area: float = 2000.0
     skip_ignored: bool = True
@@ -51,6 +55,8 @@ class BootstrapOptions:
         for name in ("batch_size", "max_new_tokens", "samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"temperature must be > 0 and top_p within (0, 1], got {self.temperature}, {self.top_p}")
         if not self.sources:
             raise ValueError("sources must name at least one source")
 

@@ -23,7 +23,8 @@ from rcforge.errors import InputError, RecipeError
 def handlers(options: BootstrapOptions, roots: dict):
     """The backend's describe and ground handlers."""
     common = {"image_roots": roots, "device": options.device, "batch_size": options.batch_size,
-              "max_new_tokens": options.max_new_tokens, "revision": options.revision}
+              "max_new_tokens": options.max_new_tokens, "revision": options.revision,
+              "temperature": options.temperature, "top_p": options.top_p}
     model = options.model
     if options.backend == "florence2":
         from rcforge.bootstrap.florence2_handlers import (
@@ -58,6 +59,8 @@ FLAGS = {
     "--sources": ("sources", str, "comma-separated sources to bootstrap"),
     "--lambda": ("lam", float, "IoU threshold (refilter changes it without a model)"),
     "--samples": ("samples", int, "descriptions drawn per box (the best IoU wins)"),
+    "--temperature": ("temperature", float, "sampling temperature of the extra descriptions (--samples > 1)"),
+    "--top-p": ("top_p", float, "nucleus sampling of the extra descriptions"),
     "--max-annotations": ("max_annotations", int, "skip images with more objects"),
     "--min-area": ("min_area", float, "skip smaller boxes (px^2)"),
 }

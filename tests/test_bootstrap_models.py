@@ -221,6 +221,7 @@ def test_bootstrap_with_the_chat_backend_from_the_recipes_bootstrap_section(tmp_
     ({"lambda": 1.5}, "lambda must be within"),
     ({"lam": 0.5}, "key is 'lambda'"),
     ({"batch_size": 0}, "batch_size must be at least 1"),
+    ({"temperature": 0}, "temperature must be > 0"),
     ({"backend": "chat", "chat_prompts": "nope.yaml"}, "neither a bundled set"),
     ({"samples": "two"}, "bootstrap.samples: expected an integer"),
 ])
