@@ -40,8 +40,11 @@ def build_model(folder: str, size: str) -> str:
                 decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072) if size == "base" else \
         dict(d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
              decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096)
+    # DaViT: the config's defaults are Florence-2-base's tower; large doubles every stage's width
+    vision = {} if size == "base" else dict(embed_dim=[256, 512, 1024, 2048], num_heads=[8, 16, 32, 64],
+                                            num_groups=[8, 16, 32, 64])
     config = Florence2Config(
-        vision_config=Florence2VisionConfig(projection_dim=text["d_model"]),
+        vision_config=Florence2VisionConfig(projection_dim=text["d_model"], **vision),
         text_config=BartConfig(vocab_size=len(tok), max_position_embeddings=1024, pad_token_id=tok.pad_token_id,
                                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                decoder_start_token_id=tok.eos_token_id, **text),

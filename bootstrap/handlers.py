@@ -103,7 +103,9 @@ class ImageHandler(BootstrapHandler):
         """Backend-specific processor settings."""
 
     def batch_elements_kwargs(self):
-        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+        """Full batches of ``batch_size`` (the last of a bundle may be smaller): Beam's adaptive batching would
+        start at one request and grow, and small batches waste an accelerator."""
+        return {"min_batch_size": self.batch_size, "max_batch_size": self.batch_size}
 
     def share_model_across_processes(self) -> bool:
         return self.shared
