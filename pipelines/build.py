@@ -127,7 +127,7 @@ class RenderRowGroupFn(beam.DoFn):
                 self.failures.inc()
                 ledger["render_errors"] += 1
                 errors.append(ErrorRow(record["source"], record["key"], path, f"row group {index}", "", "render",
-                                       "image", type(err).__name__, str(err)[:500]).__dict__)
+                                       "image", type(err).__name__, str(err)[:500]).row())
                 continue
             if not dialogues:
                 ledger["images_without_dialogues"] += 1

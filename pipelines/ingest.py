@@ -74,9 +74,11 @@ class Ledgerkeeper:
             led.items[kind].read += n
         for error in result.errors:
             if error.kind != "image":
-                led.items[error.kind].rejected[error.reason] += 1
+                led.items[error.kind].rejected[error.reason] += error.items
         for (kind, reason), n in result.repairs.items():
             led.items[kind].repairs[reason] += n
+        for kind, n in result.items_adopted.items():
+            led.items[kind].adopted += n
         filtered_items = Counter()
         for (kind, reason), n in result.items_filtered.items():
             led.items[kind].filtered[reason] += n
@@ -181,7 +183,7 @@ def ingest_source(name: str, config, settings: IngestSettings, exclude: frozense
         written.inc()
 
     def write_error(error):
-        errors.write(error.__dict__)
+        errors.write(error.row())
         bad.inc()
 
     def write_table(table):

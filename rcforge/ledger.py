@@ -34,6 +34,9 @@ class Tally:
     filtered: Counter = field(default_factory=Counter)
     excluded: Counter = field(default_factory=Counter)
     repairs: Counter = field(default_factory=Counter)
+    #: objects taken from another file's copy (VG relationship endpoints missing from objects.json); they are
+    #: also counted as read and written, so this is a subset, not a term of the balance
+    adopted: int = 0
 
     def accounted(self) -> int:
         return (self.written + self.repaired + sum(self.rejected.values()) + sum(self.filtered.values())
@@ -51,6 +54,7 @@ class Tally:
             "filtered": dict(sorted(self.filtered.items())),
             "excluded": dict(sorted(self.excluded.items())),
             "repairs": dict(sorted(self.repairs.items())),
+            "adopted": self.adopted,
             "balanced": self.balanced(),
         }
 
@@ -62,6 +66,7 @@ class Tally:
         self.filtered.update(other.filtered)
         self.excluded.update(other.excluded)
         self.repairs.update(other.repairs)
+        self.adopted += other.adopted
 
 
 @dataclass
@@ -100,6 +105,13 @@ class ErrorRow:
     kind: str
     reason: str
     message: str
+    #: how many items of ``kind`` this row rejects (an orphaned entry of a per-image file holds several); not a
+    #: column of the errors output, where the message says the number
+    items: int = 1
+
+    def row(self) -> dict:
+        """The row of the errors output (schema `rcforge.schemas.ERROR_RECORD`)."""
+        return {k: v for k, v in self.__dict__.items() if k != "items"}
 
     def describe(self) -> str:
         where = f"{self.file}, {self.record}" + (f", field {self.field}" if self.field else "")
@@ -123,6 +135,7 @@ class ImageResult:
     items_repaired: Counter = field(default_factory=Counter)
     items_filtered: Counter = field(default_factory=Counter)  # (kind, reason) -> n
     repairs: Counter = field(default_factory=Counter)  # (kind, reason) -> n
+    items_adopted: Counter = field(default_factory=Counter)
     filtered: str | None = None
     coco_id: int | None = None
     #: entries of an annotation file whose image the source does not list: counted as items, not as an image
@@ -157,6 +170,10 @@ class ImageBuilder:
     def filter(self, kind: str, reason: str) -> None:
         """An item left out on purpose (not bad): counted as filtered with ``reason``."""
         self.result.items_filtered[(kind, reason)] += 1
+
+    def adopted(self, kind: str) -> None:
+        """An item taken from another file's copy of it (read and written as usual, and counted as adopted)."""
+        self.result.items_adopted[kind] += 1
 
     def repaired(self, kind: str, reason: str) -> None:
         self.result.items_repaired[kind] += 1

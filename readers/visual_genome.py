@@ -28,16 +28,18 @@ from typing import Iterator, Literal
 
 import orjson
 from rcforge.readers import ReadContext, register
+from rcforge.readers import visual_genome_contract as contract
 from rcforge.readers.visual_genome_batch import (
     _entry_image_id,
-    _first,
+    _extract_attribute,
     _image_path,
-    _norm,
-    _opt_int,
+    check_image,
+    endpoint_problem,
+    items_of,
 )
 
 from rcforge import fsio
-from rcforge.boxes import check_size, xywh_to_xyxy
+from rcforge.boxes import canonical_box, xywh_to_xyxy
 from rcforge.config import path_field
 from rcforge.errors import BadRecord
 from rcforge.ledger import (
@@ -81,13 +83,6 @@ class VisualGenomeConfig:
 
 
 
-
-
-def _get(d: dict, *names, field: str):
-    for n in names:
-        if n in d and d[n] is not None:
-            return d[n]
-    raise BadRecord("missing_field", f"missing field {field!r}", field=field)
 
 
 class _Secondary:
@@ -139,8 +134,9 @@ class _Secondary:
             for entry in self._iter:
                 yield entry
             return
+        known = {str(i) for i in known_ids}
         for image_id, body in self._db.execute("SELECT image_id, body FROM e ORDER BY seq"):
-            if image_id not in known_ids:
+            if image_id not in known:
                 yield orjson.loads(body)
 
 
@@ -149,10 +145,7 @@ class _Secondary:
 
 
 def _items(entry: dict | None, key: str) -> list:
-    if entry is None:
-        return []
-    value = entry.get(key)
-    return value if isinstance(value, list) else []
+    return items_of(entry, key)
 
 
 @register(SOURCE, VisualGenomeConfig)
@@ -191,32 +184,24 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     secondaries = {kind: _Secondary(path, kind, ctx.work_dir, keyed=skip > 0) for kind, path in files.items()}
     list_key = {"object": "objects", "relation": "relationships", "region": "regions", "attribute": "attributes"}
 
-    seen: set[str] = {str(i) for i in emitted}
+    seen: set = set(emitted)
     for index, meta in enumerate(fsio.iter_json(image_data_path, "item", what="Visual Genome image_data file")):
         if index < skip:
             continue  # already read by the columnar path
-        image_id = _entry_image_id(meta) if isinstance(meta, dict) else None
+        image_id = _entry_image_id(meta)
         entries = {kind: sec.take(image_id) for kind, sec in secondaries.items()}
         record_desc = f"image_data[{index}] (image_id={image_id})"
         key = f"{KEY_PREFIX}/{image_id}"
         counts = Counter({k: len(_items(entries.get(k), list_key[k])) for k in ("object", "relation", "region")})
-        if image_id is None or isinstance(image_id, bool) or not isinstance(image_id, int):
-            yield rejected_image(SOURCE, key, image_data_path, record_desc,
-                                 BadRecord("missing_field", "image entry has no integer image_id", field="image_id"),
-                                 items_read=counts)
-            continue
-        if str(image_id) in seen:
-            yield rejected_image(SOURCE, key, image_data_path, record_desc,
-                                 BadRecord("duplicate_image_id", f"image_id {image_id} appears twice",
-                                           field="image_id"), items_read=counts)
-            continue
-        seen.add(str(image_id))
         try:
-            width, height = check_size(meta.get("width"), meta.get("height"))
+            image = check_image(meta, seen)
         except BadRecord as err:
             yield rejected_image(SOURCE, key, image_data_path, record_desc, err, items_read=counts)
             continue
-        yield _build(config, files, image_data_path, key, image_id, meta, width, height, entries)
+        image_id = image["image_id"]
+        seen.add(image_id)
+        yield _build(config, files, image_data_path, key, image_id, image, image["width"], image["height"],
+                     entries)
 
     known = seen
     for kind, sec in secondaries.items():
@@ -231,7 +216,7 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
             result.errors.append(ErrorRow(
                 source=SOURCE, key=f"{KEY_PREFIX}/{orphan_id}", file=sec.path, record=f"image_id={orphan_id}",
                 field="image_id", stage="join", kind=kind, reason="unknown_image",
-                message=f"{n} {kind}(s) for image {orphan_id}, which image_data.json does not list"))
+                message=f"{n} {kind}(s) for image {orphan_id}, which image_data.json does not list", items=n))
             yield result
 
 
@@ -240,109 +225,111 @@ def _build(config, files, image_data_path, key, image_id, meta, width, height, e
 
     attributes: dict = {}
     for att in _items(entries.get("attribute"), "attributes"):
-        oid = _first(att, "object_id", "id")
-        values = att.get("attributes") or []
-        if oid is not None and values:
-            attributes[oid] = list(dict.fromkeys(_norm(v) for v in values if str(v).strip()))
+        cols = {"id": [], "attributes": []}
+        _extract_attribute(att, cols)
+        if cols["id"][0] is not None and cols["attributes"][0]:
+            attributes[cols["id"][0]] = cols["attributes"][0]
 
-    objects = []
+    objects: list[dict] = []
     object_ids: set = set()
     rejected_objects: set = set()
-    for i, obj in enumerate(_items(entries.get("object"), "objects")):
+    for obj in _items(entries.get("object"), "objects"):
         b.read("object")
-        oid = _first(obj, "object_id", "id") if isinstance(obj, dict) else None
-        desc = f"image_id={image_id} object_id={oid}" if oid is not None else f"image_id={image_id} objects[{i}]"
+        oid = None
         try:
             if not isinstance(obj, dict):
                 raise BadRecord("malformed_record", "object entry is not a mapping")
-            if oid is None or isinstance(oid, bool) or not isinstance(oid, int):
-                raise BadRecord("missing_field", "object has no integer object_id", field="object_id")
+            oid = contract.OBJECT.value(obj, "object_id")
             if oid in object_ids:
                 raise BadRecord("duplicate_object_id", f"object_id {oid} appears twice in the image",
                                 field="object_id")
-            names = obj.get("names")
-            if names is None:
-                names = [obj["name"]] if obj.get("name") is not None else []
-            names = [_norm(n) for n in names if str(n).strip()]
-            if not names:
-                raise BadRecord("missing_field", "object has no name", field="names")
-            xyxy = xywh_to_xyxy(_get(obj, "x", field="x"), _get(obj, "y", field="y"),
-                                _get(obj, "w", field="w"), _get(obj, "h", field="h"), field="xywh")
+            names = contract.object_names(obj)
+            synsets = list(contract.OBJECT.value(obj, "synsets"))
+            xyxy = xywh_to_xyxy(*contract.object_xywh(obj), field="xywh")
         except BadRecord as err:
-            b.reject("object", err, desc, file=files["object"])
-            if isinstance(oid, int):
+            b.reject("object", err, f"image_id={image_id} object_id={oid}", file=files["object"])
+            if oid is not None:
                 rejected_objects.add(oid)
             continue
-        box = b.box("object", xyxy, desc, file=files["object"], field="xywh")
+        box = b.box("object", xyxy, f"image_id={image_id} object_id={oid}", file=files["object"], field="xywh")
         if box is None:
             rejected_objects.add(oid)
             continue
         object_ids.add(oid)
-        objects.append({
-            "id": oid, "names": names, "category_id": None, "box": box, "ignore": False,
-            "attributes": attributes.get(oid, []),
-            "synsets": [str(s) for s in (obj.get("synsets") or [])],
-        })
+        objects.append({"id": oid, "names": names, "category_id": None, "box": box, "ignore": False,
+                        "attributes": attributes.get(oid, []), "synsets": synsets})
 
     relations = []
     for rel in _items(entries.get("relation"), "relationships"):
         b.read("relation")
-        rid = _first(rel, "relationship_id", "id") if isinstance(rel, dict) else None
-        desc = f"image_id={image_id} relationship_id={rid}"
+        rid = None
         try:
             if not isinstance(rel, dict):
                 raise BadRecord("malformed_record", "relationship entry is not a mapping")
-            if rid is None or not isinstance(rid, int):
-                raise BadRecord("missing_field", "relationship has no integer relationship_id",
-                                field="relationship_id")
-            predicate = _norm(rel.get("predicate") or "")
-            if not predicate:
-                raise BadRecord("relation_missing_predicate", "relationship has an empty predicate",
-                                field="predicate")
-            ends = []
-            for end in ("subject", "object"):
-                ref = rel.get(end)
-                if not isinstance(ref, dict):
-                    raise BadRecord("missing_field", f"relationship has no {end}", field=end)
-                eid = _first(ref, "object_id", "id")
-                if eid in rejected_objects:
-                    raise BadRecord("relation_object_rejected",
-                                    f"{end} object {eid} was rejected", field=f"{end}.object_id")
-                if eid not in object_ids:
-                    raise BadRecord("relation_unknown_object",
-                                    f"{end} object {eid} is not among the image's objects", field=f"{end}.object_id")
-                ends.append(eid)
+            rid = contract.RELATION.value(rel, "relationship_id")
+            predicate = contract.RELATION.value(rel, "predicate")
+            ends = [_endpoint(rel, end, b, image_id, files, attributes, objects, object_ids, rejected_objects)
+                    for end in ("subject", "object")]
         except BadRecord as err:
-            b.reject("relation", err, desc, file=files["relation"])
+            b.reject("relation", err, f"image_id={image_id} relationship_id={rid}", file=files["relation"])
             continue
         relations.append({"id": rid, "subject_id": ends[0], "predicate": predicate, "object_id": ends[1]})
 
     regions = []
     for reg in _items(entries.get("region"), "regions"):
         b.read("region")
-        rid = _first(reg, "region_id", "id") if isinstance(reg, dict) else None
-        desc = f"image_id={image_id} region_id={rid}"
+        rid = None
         try:
             if not isinstance(reg, dict):
                 raise BadRecord("malformed_record", "region entry is not a mapping")
-            if rid is None or not isinstance(rid, int):
-                raise BadRecord("missing_field", "region has no integer region_id", field="region_id")
-            phrase = " ".join(str(reg.get("phrase") or "").split())
-            if not phrase:
-                raise BadRecord("region_missing_phrase", "region has an empty phrase", field="phrase")
-            xyxy = xywh_to_xyxy(_get(reg, "x", field="x"), _get(reg, "y", field="y"),
-                                _get(reg, "width", "w", field="width"), _get(reg, "height", "h", field="height"),
-                                field="xywh")
+            rid = contract.REGION.value(reg, "region_id")
+            phrase = contract.REGION.value(reg, "phrase")
+            xyxy = xywh_to_xyxy(*contract.region_xywh(reg), field="xywh")
         except BadRecord as err:
-            b.reject("region", err, desc, file=files["region"])
+            b.reject("region", err, f"image_id={image_id} region_id={rid}", file=files["region"])
             continue
-        box = b.box("region", xyxy, desc, file=files["region"], field="xywh")
+        box = b.box("region", xyxy, f"image_id={image_id} region_id={rid}", file=files["region"], field="xywh")
         if box is None:
             continue
         regions.append({"id": rid, "phrase": phrase, "box": box})
 
-    coco_id = _opt_int(meta.get("coco_id"))
+    coco_id = meta["coco_id"]
     record = image_record(key, SOURCE, image_id, _image_path(meta, image_id, config.image_layout), width, height,
-                          coco_id=coco_id, vg_id=image_id, flickr_id=_opt_int(meta.get("flickr_id")),
+                          coco_id=coco_id, vg_id=image_id, flickr_id=meta["flickr_id"],
                           objects=objects, relations=relations, regions=regions)
     return b.finish(record, coco_id=coco_id)
+
+
+def _endpoint(rel, end, b, image_id, files, attributes, objects, object_ids, rejected_objects) -> int:
+    """The object id a relationship endpoint refers to; an endpoint that objects.json lacks is adopted.
+
+    Visual Genome 1.0 lists most relationship endpoints only inside the relationship (106 of the 156
+    relationships of its first five images), each with its own name and box. Such an endpoint becomes an object of
+    the image, keyed by its object id (an entry of objects.json with that id always wins), counted as an object
+    read from the relationships file and as ``adopted`` in the ledger. An endpoint whose own copy breaks the
+    contract rejects the relationship (reason ``relation_endpoint_invalid``).
+    """
+    eid, problem = endpoint_problem(rel, end)
+    if problem:
+        raise BadRecord(problem[0], problem[2], field=problem[1])
+    if eid in rejected_objects:
+        raise BadRecord("relation_object_rejected", f"{end} object {eid} was rejected", field=f"{end}.object_id")
+    if eid in object_ids:
+        return eid
+    ref = rel[end]
+    try:
+        names = contract.object_names(ref)
+        synsets = list(contract.OBJECT.value(ref, "synsets"))
+        xyxy = xywh_to_xyxy(*contract.object_xywh(ref), field="xywh")
+        box, repair = canonical_box(xyxy, b.width, b.height, field="xywh")
+    except BadRecord as err:
+        raise BadRecord("relation_endpoint_invalid", f"{end} object {eid} is not in objects.json and its own copy "
+                        f"cannot be adopted: {err.message}", field=f"{end}.{err.field}") from None
+    b.read("object")
+    b.adopted("object")
+    if repair:
+        b.repaired("object", repair)
+    object_ids.add(eid)
+    objects.append({"id": eid, "names": names, "category_id": None, "box": box, "ignore": False,
+                    "attributes": attributes.get(eid, []), "synsets": synsets})
+    return eid

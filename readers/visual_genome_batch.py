@@ -26,8 +26,10 @@ import numpy as np
 import pyarrow as pa
 
 from rcforge import fsio, schemas
-from rcforge.errors import InputError
+from rcforge.contract import MAX_TEXT, missing
+from rcforge.errors import BadRecord, InputError
 from rcforge.ledger import ErrorRow, SourceLedger
+from rcforge.readers import visual_genome_contract as contract
 
 BATCH = 500
 SOURCE = "visual_genome"
@@ -36,62 +38,12 @@ KEY_PREFIX = "vg"
 LIST_KEY = {"object": "objects", "relation": "relationships", "region": "regions", "attribute": "attributes"}
 
 
-def _norm(text) -> str:
-    return " ".join(str(text).split()).lower()
-
-
 def _entry_image_id(entry):
     if not isinstance(entry, dict):
         return None
     return entry["image_id"] if "image_id" in entry else entry.get("id")
 
 
-def _first(d: dict, *names):
-    """The first of ``names`` whose value is not null (how every VG version's alternative keys are read)."""
-    for n in names:
-        v = d.get(n)
-        if v is not None:
-            return v
-    return None
-
-
-def _int(v):
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def _coords(d: dict, names: tuple) -> tuple[list, tuple | None]:
-    """The four numbers of a box ``names`` in ``d``, and the first problem (reason, field, message) if any."""
-    values = []
-    for group in names:
-        value = None
-        for n in group:
-            if n in d and d[n] is not None:
-                value = d[n]
-                break
-        if value is None:
-            return [None] * 4, ("missing_field", group[0], f"missing field {group[0]!r}")
-        values.append(value)
-    out = []
-    for value, part in zip(values, ("x", "y", "w", "h")):
-        if isinstance(value, bool):
-            return [None] * 4, ("box_missing_value", f"xywh.{part}", f"xywh.{part} is {value!r}")
-        if not isinstance(value, (int, float)):
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                return [None] * 4, ("box_not_a_number", f"xywh.{part}", f"xywh.{part} is {value!r}, not a number")
-        value = float(value)
-        if not math.isfinite(value):
-            return [None] * 4, ("box_not_finite", f"xywh.{part}", f"xywh.{part} is {value!r}")
-        out.append(value)
-    return out, None
-
-
-OBJ_XYWH = (("x",), ("y",), ("w",), ("h",))
-REG_XYWH = (("x",), ("y",), ("width", "w"), ("height", "h"))
-
-
-# -- per-file extraction (runs in a worker process) ------------------------------------------------------------------
 def extract(kind: str, entries: list) -> pa.RecordBatch:
     """Columns of one batch of entries of one file; ``img`` indexes the entry within the batch.
 
@@ -104,6 +56,24 @@ def extract(kind: str, entries: list) -> pa.RecordBatch:
     except _Unusual:
         batch = _careful(kind, entries)
     return _with_ids(batch, [_entry_image_id(e) for e in entries])
+
+
+class NotAList:
+    """Stands for an entry's item list that is not a list (``"objects": "abc"``): one malformed item, rejected
+    and counted, never read as no items."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def items_of(entry, key: str) -> list:
+    """The items of one per-image entry under ``key``; a value that is not a list is one malformed item."""
+    if not isinstance(entry, dict):
+        return []
+    value = entry.get(key)
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [NotAList(value)]
 
 
 def _with_ids(batch: pa.RecordBatch, image_ids: list) -> pa.RecordBatch:
@@ -129,36 +99,22 @@ def _careful(kind: str, entries: list) -> pa.RecordBatch:
     elif kind == "region":
         cols["phrase"] = []
     elif kind == "relation":
-        cols.update({"predicate": [], "subject_id": [], "object_id": [], "subject_missing": [],
-                     "object_missing": []})
+        cols.update({"predicate": [], "subject_id": [], "object_id": [], "subject_problem": [],
+                     "object_problem": []})
     elif kind == "attribute":
         cols["attributes"] = []
     key = LIST_KEY[kind]
     for k, entry in enumerate(entries):
-        items = entry.get(key) if isinstance(entry, dict) else None
-        if not isinstance(items, list):
-            continue
-        for item in items:
+        for item in items_of(entry, key):
             cols["img"].append(k)
             problem = None
-            if kind == "object":
-                problem = _extract_object(item, cols)
-            elif kind == "region":
-                problem = _extract_region(item, cols)
-            elif kind == "relation":
-                problem = _extract_relation(item, cols)
-            else:
-                ok = isinstance(item, dict)
-                cols["id"].append(_int(_first(item, "object_id", "id")) if ok else None)
-                values = (item.get("attributes") or []) if ok else []
-                cols["attributes"].append(list(dict.fromkeys(_norm(v) for v in values if str(v).strip())))
+            problem = _EXTRACT[kind](item, cols)
             cols["p_reason"].append(problem[0] if problem else None)
             cols["p_field"].append(problem[1] if problem else None)
             cols["p_msg"].append(problem[2] if problem else None)
     types = {"img": pa.int32(), "id": pa.int64(), "x": pa.float64(), "y": pa.float64(), "w": pa.float64(),
              "h": pa.float64(), "names": pa.list_(pa.string()), "synsets": pa.list_(pa.string()),
-             "attributes": pa.list_(pa.string()), "subject_id": pa.int64(), "object_id": pa.int64(),
-             "subject_missing": pa.bool_(), "object_missing": pa.bool_()}
+             "attributes": pa.list_(pa.string()), "subject_id": pa.int64(), "object_id": pa.int64()}
     arrays = {name: pa.array(values, type=types.get(name, pa.string())) for name, values in cols.items()}
     return pa.RecordBatch.from_pydict(arrays)
 
@@ -294,22 +250,35 @@ def _problem_columns(m: int, checks: list) -> tuple[pa.Array, pa.Array, pa.Array
     return (pa.array(reason, pa.string()), pa.array(field, pa.string()), pa.array(message, pa.string()))
 
 
-def _coord_checks(arrays: list[pa.Array], names: list[str]) -> tuple[list, list[pa.Array]]:
-    """Missing and non-finite coordinates as checks, and the arrays with those rows nulled."""
+def _coord_checks(arrays: list[pa.Array], names: list[str], what: str) -> tuple[list, list[pa.Array]]:
+    """Missing coordinates as checks (the contract's message), the arrays with those rows' boxes nulled.
+
+    JSON has no infinities and the fast lane reads JSON, so every present value is finite; anything else would
+    have failed Arrow's typed read and taken the careful lane.
+    """
     checks = []
     valid = [a.is_valid().to_numpy(zero_copy_only=False) for a in arrays]
+    bad = np.zeros(len(valid[0]), dtype=bool)
     for v, name in zip(valid, names):
-        checks.append((~v, "missing_field", name, f"missing field {name!r}"))
-    values = [a.fill_null(0.0).to_numpy(zero_copy_only=False) for a in arrays]
-    bad = np.zeros(len(values[0]), dtype=bool)
-    for vals, v, part in zip(values, valid, "xywh"):
-        finite = np.isfinite(vals)
-        checks.append((~finite, "box_not_finite", f"xywh.{part}", f"xywh.{part} is not finite"))
-        bad |= ~finite | ~v
+        checks.append((~v, "missing_field", name, missing(what, name).message))
+        bad |= ~v
     if bad.any():  # as in the careful lane: a box with a bad coordinate keeps none of them
         mask = pa.array(bad)
         arrays = [_pc().if_else(mask, pa.scalar(None, pa.float64()), a) for a in arrays]
     return checks, arrays
+
+
+def _usual_ids(*arrays: pa.Array) -> None:
+    """The fast lane handles ids in the contract's range only; a negative id goes to the careful lane."""
+    for arr in arrays:
+        if len(arr) and arr.null_count < len(arr) and _pc().min(arr).as_py() < contract.ID_RANGE[0]:
+            raise _Unusual()
+
+
+def _usual_text(arr: pa.Array) -> None:
+    """Text past the contract's length limit goes to the careful lane, which rejects it with its message."""
+    if len(arr) and arr.null_count < len(arr) and _pc().max(_pc().utf8_length(arr)).as_py() > MAX_TEXT:
+        raise _Unusual()
 
 
 def _coalesce(items: pa.StructArray, *names: str) -> pa.Array:
@@ -325,15 +294,19 @@ def _fast_objects(table: pa.Table) -> pa.RecordBatch:
     img, items = _items_of("object", table)
     m = len(img)
     ids = _coalesce(items, "object_id", "id")
+    _usual_ids(ids)
     names, name = items.field("names"), items.field("name")
+    _usual_text(name)
+    _usual_text(pc.list_flatten(names))
+    _usual_text(pc.list_flatten(items.field("synsets")))
     one = pa.ListArray.from_arrays(
         pa.array(np.concatenate([[0], np.cumsum(_valid(name))]).astype(np.int32)), name.drop_null())
     names = _strings_or_empty(pc.if_else(names.is_valid(), names, one), normalize=True, drop_empty=True)
     coords, = [[items.field(c) for c in "xywh"]]
-    coord_checks, coords = _coord_checks(coords, ["x", "y", "w", "h"])
+    coord_checks, coords = _coord_checks(coords, ["x", "y", "w", "h"], contract.OBJECT.what)
     no_name = pc.list_value_length(names).to_numpy(zero_copy_only=False) == 0
     reason, field, message = _problem_columns(m, [
-        (~_valid(ids), "missing_field", "object_id", "object has no integer object_id"),
+        (~_valid(ids), "missing_field", "object_id", missing(contract.OBJECT.what, "object_id").message),
         (no_name, "missing_field", "names", "object has no name"), *coord_checks])
     return pa.RecordBatch.from_pydict({
         "img": pa.array(img, pa.int32()), "id": ids, "p_reason": reason, "p_field": field, "p_msg": message,
@@ -346,13 +319,18 @@ def _fast_regions(table: pa.Table) -> pa.RecordBatch:
     img, items = _items_of("region", table)
     m = len(img)
     ids = _coalesce(items, "region_id", "id")
-    phrase = _normalize(items.field("phrase"), lower=False)
+    _usual_ids(ids)
+    _usual_text(items.field("phrase"))
+    phrase_raw = items.field("phrase")
+    phrase = _normalize(phrase_raw, lower=False)
     coords = [items.field("x"), items.field("y"), _coalesce(items, "width", "w"), _coalesce(items, "height", "h")]
-    coord_checks, coords = _coord_checks(coords, ["x", "y", "width", "height"])
+    coord_checks, coords = _coord_checks(coords, ["x", "y", "width", "height"], contract.REGION.what)
     empty = pc.equal(phrase, "").to_numpy(zero_copy_only=False) if m else np.zeros(0, bool)
+    no_phrase = ~_valid(phrase_raw) if m else np.zeros(0, bool)
     reason, field, message = _problem_columns(m, [
-        (~_valid(ids), "missing_field", "region_id", "region has no integer region_id"),
-        (empty, "region_missing_phrase", "phrase", "region has an empty phrase"), *coord_checks])
+        (~_valid(ids), "missing_field", "region_id", missing(contract.REGION.what, "region_id").message),
+        (no_phrase, "missing_field", "phrase", missing(contract.REGION.what, "phrase").message),
+        (empty, "region_missing_phrase", "phrase", "phrase is empty"), *coord_checks])
     return pa.RecordBatch.from_pydict({
         "img": pa.array(img, pa.int32()), "id": ids, "p_reason": reason, "p_field": field, "p_msg": message,
         "x": coords[0], "y": coords[1], "w": coords[2], "h": coords[3], "phrase": phrase})
@@ -363,28 +341,45 @@ def _fast_relations(table: pa.Table) -> pa.RecordBatch:
     img, items = _items_of("relation", table)
     m = len(img)
     ids = _coalesce(items, "relationship_id", "id")
-    predicate = _normalize(items.field("predicate"), lower=True)
+    _usual_ids(ids)
+    predicate_raw = items.field("predicate")
+    _usual_text(predicate_raw)
+    predicate = _normalize(predicate_raw, lower=True)
     empty = pc.equal(predicate, "").to_numpy(zero_copy_only=False) if m else np.zeros(0, bool)
+    no_predicate = ~_valid(predicate_raw) if m else np.zeros(0, bool)
     reason, field, message = _problem_columns(m, [
-        (~_valid(ids), "missing_field", "relationship_id", "relationship has no integer relationship_id"),
-        (empty, "relation_missing_predicate", "predicate", "relationship has an empty predicate")])
+        (~_valid(ids), "missing_field", "relationship_id",
+         missing(contract.RELATION.what, "relationship_id").message),
+        (no_predicate, "missing_field", "predicate", missing(contract.RELATION.what, "predicate").message),
+        (empty, "relation_missing_predicate", "predicate", "predicate is empty")])
     ends = {}
     for end in ("subject", "object"):
         ref = items.field(end)
-        ends[f"{end}_missing"] = ref.is_null()
-        ends[f"{end}_id"] = _coalesce(ref, "object_id", "id")
+        eid = _coalesce(ref, "object_id", "id")
+        _usual_ids(eid)
+        no_ref = ref.is_null().to_numpy(zero_copy_only=False)
+        no_id = ~no_ref & ~_valid(eid)
+        problem = np.full(m, None, dtype=object)
+        problem[no_ref] = "\x1f".join(("missing_field", end, f"relationship has no {end}"))
+        problem[no_id] = "\x1f".join(("missing_field", f"{end}.object_id",
+                                       f"{end}: {missing(contract.ENDPOINT.what, 'object_id').message}"))
+        ends[f"{end}_id"] = eid
+        ends[f"{end}_problem"] = pa.array(problem, pa.string())
     return pa.RecordBatch.from_pydict({
         "img": pa.array(img, pa.int32()), "id": ids, "p_reason": reason, "p_field": field, "p_msg": message,
         "predicate": predicate, "subject_id": ends["subject_id"], "object_id": ends["object_id"],
-        "subject_missing": ends["subject_missing"], "object_missing": ends["object_missing"]})
+        "subject_problem": ends["subject_problem"], "object_problem": ends["object_problem"]})
 
 
 def _fast_attributes(table: pa.Table) -> pa.RecordBatch:
     img, items = _items_of("attribute", table)
     m = len(img)
     none = pa.nulls(m, pa.string())
+    ids = _coalesce(items, "object_id", "id")
+    _usual_ids(ids)
+    _usual_text(_pc().list_flatten(items.field("attributes")))
     return pa.RecordBatch.from_pydict({
-        "img": pa.array(img, pa.int32()), "id": _coalesce(items, "object_id", "id"), "p_reason": none,
+        "img": pa.array(img, pa.int32()), "id": ids, "p_reason": none,
         "p_field": none, "p_msg": none,
         "attributes": _strings_or_empty(items.field("attributes"), normalize=True, drop_empty=True, dedupe=True)})
 _FROM_TABLE = {"object": _fast_objects, "region": _fast_regions, "relation": _fast_relations,
@@ -392,72 +387,101 @@ _FROM_TABLE = {"object": _fast_objects, "region": _fast_regions, "relation": _fa
 _FAST = {kind: (lambda entries, kind=kind: _FROM_TABLE[kind](_table_of(kind, entries))) for kind in _FROM_TABLE}
 
 
+class _Problems:
+    """The first contract problem of an item, in the order its fields are read; each field is still read (with
+    None for one that fails), so the careful lane's columns equal the fast lane's whatever the problem."""
+
+    def __init__(self):
+        self.first: tuple[str, str, str] | None = None
+
+    def take(self, read, default=None):
+        try:
+            return read()
+        except BadRecord as err:
+            if self.first is None:
+                self.first = (err.reason, err.field, err.message)
+            return default
+
+
 def _extract_object(obj, cols):
+    """One object through the contract (`visual_genome_contract.OBJECT`), in the reference path's order: id,
+    (duplicate id: the joiner), names, coordinates."""
     if not isinstance(obj, dict):
         _pad(cols, ("id", "names", "synsets", "x", "y", "w", "h"))
         return ("malformed_record", "", "object entry is not a mapping")
-    oid = _int(_first(obj, "object_id", "id"))
-    cols["id"].append(oid)
-    names = obj.get("names")
-    if names is None:
-        names = [obj["name"]] if obj.get("name") is not None else []
-    names = [_norm(n) for n in names if str(n).strip()]
-    cols["names"].append(names)
-    cols["synsets"].append([str(s) for s in (obj.get("synsets") or [])])
-    xywh, problem = _coords(obj, OBJ_XYWH)
+    p = _Problems()
+    cols["id"].append(p.take(lambda: contract.OBJECT.value(obj, "object_id")))
+    cols["names"].append(p.take(lambda: contract.object_names(obj), []))
+    cols["synsets"].append(p.take(lambda: list(contract.OBJECT.value(obj, "synsets")), []))
+    xywh = [p.take(lambda n=n: contract.OBJECT.value(obj, n)) for n in "xywh"]
+    if any(v is None for v in xywh):
+        xywh = [None] * 4  # a box with a bad coordinate keeps none of them
     for part, v in zip("xywh", xywh):
         cols[part].append(v)
-    # the order of the reference path: id, (duplicate id: joiner), names, coordinates
-    if oid is None:
-        return ("missing_field", "object_id", "object has no integer object_id")
-    if not names:
-        return ("missing_field", "names", "object has no name")
-    return problem
+    return p.first
 
 
 def _extract_region(reg, cols):
     if not isinstance(reg, dict):
         _pad(cols, ("id", "phrase", "x", "y", "w", "h"))
         return ("malformed_record", "", "region entry is not a mapping")
-    rid = _int(_first(reg, "region_id", "id"))
-    cols["id"].append(rid)
-    phrase = " ".join(str(reg.get("phrase") or "").split())
-    cols["phrase"].append(phrase)
-    xywh, problem = _coords(reg, REG_XYWH)
+    p = _Problems()
+    cols["id"].append(p.take(lambda: contract.REGION.value(reg, "region_id")))
+    cols["phrase"].append(p.take(lambda: contract.REGION.value(reg, "phrase"),
+                                 " ".join(reg["phrase"].split()) if isinstance(reg.get("phrase"), str) else ""))
+    xywh = [p.take(lambda n=n: contract.REGION.value(reg, n)) for n in ("x", "y", "width", "height")]
+    if any(v is None for v in xywh):
+        xywh = [None] * 4
     for part, v in zip("xywh", xywh):
         cols[part].append(v)
-    if rid is None:
-        return ("missing_field", "region_id", "region has no integer region_id")
-    if not phrase:
-        return ("region_missing_phrase", "phrase", "region has an empty phrase")
-    return problem
+    return p.first
+
+
+def endpoint_problem(rel: dict, end: str) -> tuple[int | None, tuple | None]:
+    """A relationship endpoint's object id, or the problem with it (no mapping, no integer id)."""
+    ref = rel.get(end)
+    if not isinstance(ref, dict):
+        return None, ("missing_field", end, f"relationship has no {end}")
+    try:
+        return contract.ENDPOINT.value(ref, "object_id"), None
+    except BadRecord as err:
+        return None, (err.reason, f"{end}.{err.field}", f"{end}: {err.message}")
 
 
 def _extract_relation(rel, cols):
     if not isinstance(rel, dict):
-        _pad(cols, ("id", "predicate", "subject_id", "object_id"))
-        cols["subject_missing"].append(False)
-        cols["object_missing"].append(False)
+        _pad(cols, ("id", "predicate", "subject_id", "object_id", "subject_problem", "object_problem"))
         return ("malformed_record", "", "relationship entry is not a mapping")
-    rid = _int(_first(rel, "relationship_id", "id"))
-    cols["id"].append(rid)
-    predicate = _norm(rel.get("predicate") or "")
-    cols["predicate"].append(predicate)
+    p = _Problems()
+    cols["id"].append(p.take(lambda: contract.RELATION.value(rel, "relationship_id")))
+    cols["predicate"].append(p.take(lambda: contract.RELATION.value(rel, "predicate"), ""))
     for end in ("subject", "object"):
-        ref = rel.get(end)
-        cols[f"{end}_missing"].append(not isinstance(ref, dict))
-        # an id that is not an integer names no object: it fails the membership check in the joiner
-        cols[f"{end}_id"].append(_int(_first(ref, "object_id", "id")) if isinstance(ref, dict) else None)
-    if rid is None:
-        return ("missing_field", "relationship_id", "relationship has no integer relationship_id")
-    if not predicate:
-        return ("relation_missing_predicate", "predicate", "relationship has an empty predicate")
+        eid, end_problem = endpoint_problem(rel, end)
+        cols[f"{end}_id"].append(eid)
+        cols[f"{end}_problem"].append("\x1f".join(end_problem) if end_problem else None)
+    return p.first
+
+
+def _extract_attribute(att, cols):
+    oid, values = None, []
+    if isinstance(att, dict):
+        try:
+            oid = contract.ATTRIBUTE.value(att, "object_id")
+            values = list(contract.ATTRIBUTE.value(att, "attributes"))
+        except BadRecord:
+            oid, values = None, []  # an attribute entry that breaks the contract attaches to no object
+    cols["id"].append(oid)
+    cols["attributes"].append(values)
     return None
 
 
 def _pad(cols, names):
     for n in names:
         cols[n].append(None)
+
+
+_EXTRACT = {"object": _extract_object, "region": _extract_region, "relation": _extract_relation,
+            "attribute": _extract_attribute}
 
 
 class _NotSplittable(Exception):
@@ -654,7 +678,13 @@ def read_batches(files: dict[str, str], image_data_path: str, layout: str, emitt
             for kind, b in secondary.items():
                 if b is None or _ids(b) != ids:
                     raise Mismatch(f"{kind} file disagrees with image_data.json")
-            yield _join(images, secondary, files, image_data_path, layout, emitted)
+            before = set(emitted)
+            try:
+                result = _join(images, secondary, files, image_data_path, layout, emitted)
+            except NeedsAdoption:
+                emitted.intersection_update(before)
+                raise Mismatch("relationships name objects that objects.json lacks") from None
+            yield result
     finally:
         for s in streams.values():
             s.close()
@@ -669,13 +699,24 @@ def _ids(batch: pa.RecordBatch) -> list:
 def _image_batches(path: str, batch: int):
     entries, offset = [], 0
     for entry in fsio.iter_json(path, "item", what="Visual Genome image_data file"):
-        entries.append(entry if isinstance(entry, dict) else {})
+        entries.append(entry)
         if len(entries) >= batch:
             yield {"image_ids": [_entry_image_id(e) for e in entries], "meta": entries, "offset": offset}
             offset += len(entries)
             entries = []
     if entries:
         yield {"image_ids": [_entry_image_id(e) for e in entries], "meta": entries, "offset": offset}
+
+
+def check_image(meta, seen) -> dict:
+    """An image_data entry through the contract (`visual_genome_contract.IMAGE`): image id first, then whether it
+    was seen before, then the rest; `BadRecord` at the first problem."""
+    if not isinstance(meta, dict):
+        raise BadRecord("malformed_record", "image entry is not a mapping")
+    image_id = contract.IMAGE.value(meta, "image_id")
+    if image_id in seen:
+        raise BadRecord("duplicate_image_id", f"image_id {image_id} appears twice", field="image_id")
+    return contract.IMAGE.parse(meta)
 
 
 def _image_path(meta: dict, image_id, layout: str) -> str:
@@ -685,28 +726,6 @@ def _image_path(meta: dict, image_id, layout: str) -> str:
         if len(parts) >= 2:
             return f"{parts[-2]}/{parts[-1]}"
     return f"{image_id}.jpg"
-
-
-def _opt_int(value):
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _size(value):
-    """check_size for one value: (int, None) or (None, reason)."""
-    if value is None or isinstance(value, bool):
-        return None, "image_size_missing"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None, "image_size_invalid"
-    if not math.isfinite(number) or number <= 0 or number != int(number):
-        return None, "image_size_invalid"
-    return int(number), None
 
 
 def _join(images: dict, sec: dict[str, pa.RecordBatch], files, image_data_path, layout, emitted) -> BatchResult:
@@ -719,20 +738,14 @@ def _join(images: dict, sec: dict[str, pa.RecordBatch], files, image_data_path, 
     image_reason: list[str | None] = [None] * n
     for k, (image_id, meta) in enumerate(zip(images["image_ids"], images["meta"])):
         desc = f"image_data[{images['offset'] + k}] (image_id={image_id})"
-        if _int(image_id) is None:
-            image_reason[k] = ("missing_field", "image_id", "image entry has no integer image_id")
-        elif image_id in emitted:
-            image_reason[k] = ("duplicate_image_id", "image_id", f"image_id {image_id} appears twice")
+        try:
+            image = check_image(meta, emitted)
+        except BadRecord as err:
+            image_reason[k] = (err.reason, err.field, err.message)
         else:
-            emitted.add(image_id)
-            w, r1 = _size(meta.get("width"))
-            h, r2 = _size(meta.get("height"))
-            if r1 or r2:
-                field = "width" if r1 else "height"
-                image_reason[k] = (r1 or r2, field, f"{field} is {meta.get(field)!r}"
-                                   if (r1 or r2) == "image_size_invalid" else f"{field} is missing")
-            else:
-                widths[k], heights[k], ok[k] = w, h, True
+            emitted.add(image["image_id"])
+            widths[k], heights[k], ok[k] = image["width"], image["height"], True
+            images["meta"][k] = image
         if image_reason[k]:
             reason, fld, msg = image_reason[k]
             ledger.images.rejected[reason] += 1
@@ -752,7 +765,7 @@ def _join(images: dict, sec: dict[str, pa.RecordBatch], files, image_data_path, 
     idx = np.flatnonzero(ok)
     metas = [images["meta"][k] for k in idx]
     ids = [images["image_ids"][k] for k in idx]
-    coco = [_opt_int(m.get("coco_id")) for m in metas]
+    coco = [m["coco_id"] for m in metas]
     table = pa.Table.from_arrays([
         pa.array([f"{KEY_PREFIX}/{i}" for i in ids], pa.string()),
         pa.array([SOURCE] * len(ids), pa.string()),
@@ -761,7 +774,7 @@ def _join(images: dict, sec: dict[str, pa.RecordBatch], files, image_data_path, 
         pa.array(widths[idx].astype(np.int32)), pa.array(heights[idx].astype(np.int32)),
         pa.nulls(len(ids), pa.string()),
         pa.array(coco, pa.int64()), pa.array(ids, pa.int64()),
-        pa.array([_opt_int(m.get("flickr_id")) for m in metas], pa.int64()),
+        pa.array([m["flickr_id"] for m in metas], pa.int64()),
         objects_col.take(pa.array(idx)), relations_col.take(pa.array(idx)), regions_col.take(pa.array(idx)),
         _empty_lists(schemas.CAPTION, len(ids)), _empty_lists(schemas.REFERRING, len(ids)),
         _empty_lists(schemas.QA, len(ids)),
@@ -905,11 +918,8 @@ def _objects(b, attrs, images, ok, W, H, file, ledger, errors, kept, repaired, r
     ], fields=list(schemas.OBJECT))
     offsets = np.concatenate([[0], np.cumsum(kept["object"])]).astype(np.int32)
     col = pa.ListArray.from_arrays(pa.array(offsets), struct, type=pa.list_(schemas.OBJECT))
-    span = int(oid.max()) + 1 if m else 1
-    keys_kept = img[good].astype(np.int64) * span + oid[good]
     rej_mask = live & ~good & (oid >= 0)
-    keys_rej = img[rej_mask].astype(np.int64) * span + oid[rej_mask]
-    return col, (keys_kept, span), keys_rej
+    return col, (img[good], oid[good]), (img[rej_mask], oid[rej_mask])
 
 
 def _regions(b, images, ok, W, H, file, ledger, errors, kept, repaired, rejected_per_image):
@@ -951,6 +961,23 @@ def _regions(b, images, ok, W, H, file, ledger, errors, kept, repaired, rejected
     return pa.ListArray.from_arrays(pa.array(offsets), struct, type=pa.list_(schemas.REGION))
 
 
+class NeedsAdoption(Exception):
+    """A relationship of the batch names an object that objects.json lacks: the per-image path adopts it (the
+    rule lives there only), so the caller hands this batch and the rest of the file to that path."""
+
+
+def _pair_keys(*pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+    """(image, object id) pairs as int64 keys without overflow: ids are coded densely first."""
+    ids = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
+    _, codes = np.unique(ids, return_inverse=True)
+    width = int(codes.max()) + 1 if len(codes) else 1
+    out, offset = [], 0
+    for img, oid in pairs:
+        out.append(img.astype(np.int64) * width + codes[offset:offset + len(oid)])
+        offset += len(oid)
+    return out
+
+
 def _relations(b, images, ok, keys_kept, keys_rejected, file, ledger, errors, kept, rejected_per_image):
     n = len(images["image_ids"])
     img = _count_read("relation", b, ok, ledger)
@@ -965,26 +992,23 @@ def _relations(b, images, ok, keys_kept, keys_rejected, file, ledger, errors, ke
             if p:
                 reasons[r], fields[r], messages[r] = p, pf[r], pm[r]
     live = ok[img] if m else np.zeros(0, dtype=bool)
-    kept_keys, span = keys_kept
-    for end in ("subject", "object"):
-        missing = b.column(f"{end}_missing").to_numpy(zero_copy_only=False) if m else np.zeros(0, dtype=bool)
-        eid_col = b.column(f"{end}_id")
-        eid = _np(eid_col, np.int64, -1).astype(np.int64)
-        in_range = (eid >= 0) & (eid < span)
-        key = img.astype(np.int64) * span + np.where(in_range, eid, 0)
-        is_kept = in_range & np.isin(key, kept_keys)
-        is_rej = in_range & np.isin(key, keys_rejected)
+    ends = {end: _np(b.column(f"{end}_id"), np.int64, -1).astype(np.int64) for end in ("subject", "object")}
+    kept_keys, rej_keys, subject_keys, object_keys = _pair_keys(
+        keys_kept, keys_rejected, (img, ends["subject"]), (img, ends["object"]))
+    for end, key in (("subject", subject_keys), ("object", object_keys)):
+        end_problems = b.column(f"{end}_problem").to_pylist() if m else []
+        eid = ends[end]
+        is_kept = np.isin(key, kept_keys)
+        is_rej = np.isin(key, rej_keys)
+        for r, problem in enumerate(end_problems):
+            if problem and live[r] and reasons[r] == "":
+                reasons[r], fields[r], messages[r] = problem.split("\x1f")
         open_ = live & (reasons == "")
-        for r in np.flatnonzero(open_ & missing):
-            reasons[r], fields[r], messages[r] = "missing_field", end, f"relationship has no {end}"
-        open_ &= ~missing
         for r in np.flatnonzero(open_ & is_rej):
             reasons[r], fields[r] = "relation_object_rejected", f"{end}.object_id"
             messages[r] = f"{end} object {eid[r]} was rejected"
-        shown = eid_col.to_pylist() if (open_ & ~is_rej & ~is_kept).any() else None
-        for r in np.flatnonzero(open_ & ~is_rej & ~is_kept):
-            reasons[r], fields[r] = "relation_unknown_object", f"{end}.object_id"
-            messages[r] = f"{end} object {shown[r]} is not among the image's objects"
+        if (open_ & ~is_rej & ~is_kept).any():
+            raise NeedsAdoption()
     bad = live & (reasons != "")
     _reject_rows("relation", np.flatnonzero(bad), reasons, fields, messages, b, images, file, ledger, errors,
                  rejected_per_image)

@@ -102,9 +102,10 @@ def test_bad_records_go_to_errors_with_reasons_and_balance(tmp_path):
     errors = read_errors(out, "visual_genome")
     reasons = {(e["kind"], e["reason"]) for e in errors}
     assert {("object", "box_zero_area"), ("object", "box_outside_image"), ("object", "box_negative_size"),
-            ("object", "missing_field"), ("relation", "relation_unknown_object"),
-            ("image", "duplicate_image_id")} <= reasons
+            ("object", "missing_field"), ("image", "duplicate_image_id")} <= reasons
     led = entry["ledger"]
+    # the relationship's subject 424242 is not in objects.json: its own copy is adopted as an object
+    assert led["annotations"]["object"]["adopted"] == 1
     assert led["balanced"]
     assert led["images"]["rejected"] == {"duplicate_image_id": 1}
     assert led["images"]["repaired"] == 1  # image 1 lost objects and had one clipped
@@ -114,6 +115,10 @@ def test_bad_records_go_to_errors_with_reasons_and_balance(tmp_path):
     rec1 = next(r for r in read_records(out, "visual_genome") if r["key"] == "vg/1")
     clipped = next(o for o in rec1["objects"] if o["id"] == objs1[3]["object_id"])
     assert clipped["box"][2] == 800.0
+    adopted = next(o for o in rec1["objects"] if o["id"] == 424242)
+    subject = rels[0]["relationships"][1]["subject"]
+    assert adopted["box"] == [subject["x"], subject["y"], subject["x"] + subject["w"], subject["y"] + subject["h"]]
+
 
 
 def test_truncated_file_names_file_and_offset(tmp_path):
@@ -195,8 +200,8 @@ def test_columnar_paths_give_the_reference_records_errors_and_ledger(tmp_path, f
     assert outcomes["processes"] == outcomes["per_image"]
     if fixture == "bad":
         reasons = {r for _, r, *_ in outcomes["per_image"][1]}
-        assert {"duplicate_object_id", "box_not_a_number", "relation_missing_predicate", "region_missing_phrase",
-                "image_size_missing", "duplicate_image_id", "missing_field"} <= reasons
+        assert {"duplicate_object_id", "wrong_type", "relation_missing_predicate", "region_missing_phrase",
+                "duplicate_image_id", "missing_field"} <= reasons
 
 
 @pytest.mark.parametrize("kind, name", [("object", "objects"), ("relation", "relationships"),
