@@ -201,24 +201,38 @@ def iter_json(path: str, prefix: str, *, what: str = "JSON file", kv: bool = Fal
     array (fine) from a container of the wrong type or a missing key (``required``), which are `InputError`s
     naming the file and the expected shape. A wrong shape is never read as an empty file.
     """
-    yielded = False
-    with open_binary(path, what) as handle:
-        counter = _CountingReader(handle, f"{what} {path}")
-        try:
-            stream = ijson.kvitems(counter, prefix, use_float=True, buf_size=CHUNK) if kv else \
-                ijson.items(counter, prefix, use_float=True, buf_size=CHUNK)
-            for value in stream:
-                yielded = True
-                yield value
-        except ijson.IncompleteJSONError as err:
-            raise InputError(f"{what} {path}: truncated or malformed JSON near byte {counter.offset}: "
-                             f"{_short(err)}") from None
-        except ijson.JSONError as err:
-            raise InputError(f"{what} {path}: malformed JSON near byte {counter.offset}: {_short(err)}") from None
-        except UnicodeDecodeError as err:
-            raise InputError(f"{what} {path}: not UTF-8 text near byte {counter.offset}: {err.reason}") from None
+    yielded = 0
+    backend = ijson
+    while True:
+        with open_binary(path, what) as handle:
+            counter = _CountingReader(handle, f"{what} {path}")
+            try:
+                stream = backend.kvitems(counter, prefix, use_float=True, buf_size=CHUNK) if kv else \
+                    backend.items(counter, prefix, use_float=True, buf_size=CHUNK)
+                for index, value in enumerate(stream):
+                    if index < yielded:
+                        continue  # already yielded before the parser was switched
+                    yielded += 1
+                    yield value
+                break
+            except ijson.JSONError as err:
+                if "integer overflow" in str(err) and backend is ijson:
+                    # yajl stops at an integer beyond 64 bits; the pure-Python parser reads it (slowly, for this
+                    # file only), and the contract then rejects the record that holds it
+                    backend = _python_backend()
+                    continue
+                kind = "truncated or malformed" if isinstance(err, ijson.IncompleteJSONError) else "malformed"
+                raise InputError(f"{what} {path}: {kind} JSON near byte {counter.offset}: {_short(err)}") from None
+            except UnicodeDecodeError as err:
+                raise InputError(f"{what} {path}: not UTF-8 text near byte {counter.offset}: {err.reason}") from None
     if not yielded:
         check_shape(path, prefix, what=what, kv=kv, required=required)
+
+
+def _python_backend():
+    import ijson.backends.python as python_backend
+
+    return python_backend
 
 
 def check_shape(path: str, prefix: str, *, what: str, kv: bool = False, required: bool = True) -> None:

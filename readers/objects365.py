@@ -14,7 +14,6 @@ zero-area box is rejected with a reason, as is an unknown category id or an anno
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -23,10 +22,9 @@ from typing import Iterator, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
-from rcforge.readers import ReadContext, register
+from rcforge.readers import ReadContext, coco_contract, register
 
 from rcforge import fsio
-from rcforge.boxes import check_size
 from rcforge.config import path_field
 from rcforge.errors import BadRecord, InputError
 from rcforge.ledger import (
@@ -59,14 +57,16 @@ class Objects365Config:
 
 
 def _object(ann_id, category_id, x, y, w, h, iscrowd, b: ImageBuilder, categories: dict, file: str):
+    """One annotation that passed the contract (`coco_contract.annotation`), joined to its category and image."""
     desc = f"annotations[id={ann_id}]"
     b.read("object")
     try:
+        if category_id in categories.bad:
+            raise BadRecord("category_rejected", f"category_id {category_id}: {categories.bad[category_id]}",
+                            field="category_id")
         if category_id not in categories:
             raise BadRecord("unknown_category_id", f"category_id {category_id!r} is not in categories",
                             field="category_id")
-        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (x, y, w, h)):
-            raise BadRecord("box_missing_value", "bbox is missing or not four numbers", field="bbox")
     except BadRecord as err:
         b.reject("object", err, desc, file=file)
         return None
@@ -81,16 +81,23 @@ def _record(image_id: int, file_name: str, width: int, height: int, objects: lis
     return image_record(f"{SOURCE}/{image_id}", SOURCE, image_id, file_name, width, height, objects=objects)
 
 
-def _bbox4(bbox):
-    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-        return (None, None, None, None)
-    out = []
-    for v in bbox:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            out.append(None)
-        else:
-            out.append(float(v))
-    return tuple(out)
+class _Categories(dict):
+    """Usable categories (id -> name), with ``bad``: the categories that broke the contract (id -> why)."""
+
+    def __init__(self, good: dict, bad: dict):
+        super().__init__(good)
+        self.bad = bad
+
+
+def _bad_annotation(seq: int, ann, err: BadRecord, file: str, result: ImageResult) -> None:
+    """An annotation that breaks the contract: one rejected object, keyed by its image when that is readable."""
+    image_id = ann.get("image_id") if isinstance(ann, dict) else None
+    ann_id = ann.get("id") if isinstance(ann, dict) else None
+    key = f"{SOURCE}/{image_id}" if isinstance(image_id, int) and not isinstance(image_id, bool) else f"{SOURCE}/?"
+    result.items_read["object"] += 1
+    result.items_rejected["object"] += 1
+    result.errors.append(ErrorRow(SOURCE, key, file, f"annotations[{seq}] (id={ann_id!r:.30})", err.field, "read",
+                                  "object", err.reason, err.message))
 
 
 def _image_result(image: dict, anns, categories: dict, file: str, duplicate: bool) -> ImageResult:
@@ -101,12 +108,9 @@ def _image_result(image: dict, anns, categories: dict, file: str, duplicate: boo
         return rejected_image(SOURCE, key, file, desc, BadRecord("duplicate_image_id",
                               f"image id {image_id} appears more than once", field="id"),
                               items_read=Counter(object=len(anns)))
-    try:
-        width, height = check_size(image.get("width"), image.get("height"))
-        if not image.get("file_name"):
-            raise BadRecord("missing_field", "image has no file_name", field="file_name")
-    except BadRecord as err:
-        return rejected_image(SOURCE, key, file, desc, err, items_read=Counter(object=len(anns)))
+    if image.get("problem"):
+        return rejected_image(SOURCE, key, file, desc, image["problem"], items_read=Counter(object=len(anns)))
+    width, height = image["width"], image["height"]
     b = ImageBuilder(SOURCE, key, file, width, height)
     objects = []
     for ann_id, category_id, x, y, w, h, iscrowd in anns:
@@ -126,14 +130,26 @@ def _orphans(image_id, anns, file: str) -> ImageResult:
     return result
 
 
-def _categories(items, file) -> dict:
-    categories = {}
-    for cat in items:
-        if isinstance(cat, dict) and isinstance(cat.get("id"), int):
-            categories[cat["id"]] = str(cat.get("name", cat["id"])).strip()
-    if not categories:
-        raise InputError(f"Objects365 file {file}: no categories")
-    return categories
+def _categories(items, file) -> _Categories:
+    good, bad = coco_contract.categories(items, file)
+    if not good:
+        raise InputError(f"Objects365 file {file}: no usable categories")
+    return _Categories(good, bad)
+
+
+def _image_entry(seq: int, img) -> tuple[int | None, dict]:
+    """(image id or None, the checked image: id, file_name, width, height, and ``problem`` when it broke the
+    contract after its id)."""
+    if not isinstance(img, dict):
+        return None, {"problem": BadRecord("malformed_record", "image entry is not a mapping")}
+    try:
+        image_id = coco_contract.IMAGE.value(img, "id")
+    except BadRecord as err:
+        return None, {"problem": err}
+    try:
+        return image_id, coco_contract.IMAGE.parse(img)
+    except BadRecord as err:
+        return image_id, {"id": image_id, "file_name": "", "width": 0, "height": 0, "problem": err}
 
 
 # -- in memory ---------------------------------------------------------------------------------------------------
@@ -141,29 +157,33 @@ def _read_in_memory(path: str) -> Iterator[ImageResult]:
     import orjson
 
     data = fsio.read_bytes(path, "Objects365 annotation file")
+    fsio.check_depth(data, f"Objects365 annotation file {path}")
     try:
         dataset = orjson.loads(data)
     except orjson.JSONDecodeError as err:
         raise InputError(f"Objects365 annotation file {path}: truncated or malformed JSON near byte {err.pos}: "
                          f"{err.msg}") from None
     del data
-    if not isinstance(dataset, dict) or not isinstance(dataset.get("images"), list) \
-            or not isinstance(dataset.get("annotations"), list):
-        raise InputError(f"Objects365 annotation file {path}: not a COCO file (needs 'images' and 'annotations')")
-    categories = _categories(dataset.get("categories") or [], path)
+    _check_coco_shape(dataset, path)
+    categories = _categories(dataset["categories"], path)
     # Grouped here rather than with pycocotools' index, which raises KeyError on one malformed annotation
     # where we must reject that record and go on.
     by_image = defaultdict(list)
-    for ann in dataset["annotations"]:
-        ann = ann if isinstance(ann, dict) else {}
-        by_image[ann.get("image_id")].append(
-            (ann.get("id"), ann.get("category_id"), *_bbox4(ann.get("bbox")), ann.get("iscrowd", 0)))
+    bad_anns = ImageResult(source=SOURCE, key=f"{SOURCE}/?", record=None, orphan=True)
+    for seq, ann in enumerate(dataset["annotations"]):
+        try:
+            a = coco_contract.annotation(ann)
+        except BadRecord as err:
+            _bad_annotation(seq, ann, err, path, bad_anns)
+            continue
+        by_image[a["image_id"]].append((a["id"], a["category_id"], *a["bbox"], a["iscrowd"]))
+    if bad_anns.errors:
+        yield bad_anns
     good = []
-    for seq, image in enumerate(dataset["images"]):
-        image_id = _int_or_none(image.get("id")) if isinstance(image, dict) else None
+    for seq, img in enumerate(dataset["images"]):
+        image_id, image = _image_entry(seq, img)
         if image_id is None:
-            yield rejected_image(SOURCE, f"{SOURCE}/?", path, f"images[{seq}]",
-                                 BadRecord("missing_field", "image has no integer id", field="id"))
+            yield rejected_image(SOURCE, f"{SOURCE}/?", path, f"images[{seq}]", image["problem"])
             continue
         good.append((image_id, seq, image))
     seen = set()
@@ -178,8 +198,8 @@ def _read_in_memory(path: str) -> Iterator[ImageResult]:
 
 
 # -- streaming ---------------------------------------------------------------------------------------------------
-IMAGE_SPILL = pa.schema([("id", pa.int64()), ("file_name", pa.string()), ("width", pa.float64()),
-                         ("height", pa.float64()), ("seq", pa.int64())])
+IMAGE_SPILL = pa.schema([("id", pa.int64()), ("file_name", pa.string()), ("width", pa.int64()),
+                         ("height", pa.int64()), ("seq", pa.int64()), ("problem", pa.string())])
 ANN_SPILL = pa.schema([("id", pa.int64()), ("image_id", pa.int64()), ("category_id", pa.int64()),
                        ("x", pa.float64()), ("y", pa.float64()), ("w", pa.float64()), ("h", pa.float64()),
                        ("iscrowd", pa.int8()), ("seq", pa.int64())])
@@ -223,40 +243,46 @@ class _Spill:
             return ipc.open_stream(source).read_all()
 
 
-def _int_or_none(v):
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+def _check_coco_shape(dataset, path: str) -> None:
+    """The file-level contract (`coco_contract.FILE`): an object with arrays under images, annotations and
+    categories; anything else is an `InputError` naming the file and the expected shape."""
+    expected = coco_contract.FILE.describe()
+    if not isinstance(dataset, dict):
+        raise InputError(f"Objects365 annotation file {path}: expected {expected}, found "
+                         f"{'an array' if isinstance(dataset, list) else type(dataset).__name__}")
+    for key in coco_contract.FILE.arrays:
+        if not isinstance(dataset.get(key), list):
+            found = "none" if key not in dataset else type(dataset[key]).__name__
+            raise InputError(f"Objects365 annotation file {path}: expected an array at key {key!r}, found {found} "
+                             f"(the file must be {expected})")
 
 
 def _read_streaming(path: str, work_dir: str, partitions: int) -> Iterator[ImageResult]:
     what = "Objects365 annotation file"
+    fsio.check_shape(path, "images.item", what=what)
+    fsio.check_shape(path, "annotations.item", what=what)
     categories = _categories(fsio.iter_json(path, "categories.item", what=what), path)
     n = partitions or max(8, fsio.size(path) // (64 << 20))
     images = _Spill(work_dir, "images", IMAGE_SPILL, n, "id")
     bad_images: list[ImageResult] = []
     for seq, img in enumerate(fsio.iter_json(path, "images.item", what=what)):
-        image_id = _int_or_none(img.get("id")) if isinstance(img, dict) else None
+        image_id, image = _image_entry(seq, img)
         if image_id is None:
-            bad_images.append(rejected_image(SOURCE, f"{SOURCE}/?", path, f"images[{seq}]",
-                                             BadRecord("missing_field", "image has no integer id", field="id")))
+            bad_images.append(rejected_image(SOURCE, f"{SOURCE}/?", path, f"images[{seq}]", image["problem"]))
             continue
-        w, h = img.get("width"), img.get("height")
-        images.add(image_id, str(img.get("file_name") or ""),
-                   float(w) if isinstance(w, (int, float)) and not isinstance(w, bool) else None,
-                   float(h) if isinstance(h, (int, float)) and not isinstance(h, bool) else None, seq)
+        problem = image.get("problem")
+        images.add(image_id, image["file_name"], image["width"], image["height"], seq,
+                   None if problem is None else "\x1f".join((problem.reason, problem.field, problem.message)))
     images.close()
     anns = _Spill(work_dir, "annotations", ANN_SPILL, n, "image_id")
     bad_anns = ImageResult(source=SOURCE, key=f"{SOURCE}/?", record=None, orphan=True)
     for seq, ann in enumerate(fsio.iter_json(path, "annotations.item", what=what)):
-        image_id = _int_or_none(ann.get("image_id")) if isinstance(ann, dict) else None
-        if image_id is None:
-            bad_anns.items_read["object"] += 1
-            bad_anns.items_rejected["object"] += 1
-            bad_anns.errors.append(ErrorRow(SOURCE, bad_anns.key, path, f"annotations[{seq}]", "image_id", "read",
-                                            "object", "missing_field", "annotation has no integer image_id"))
+        try:
+            a = coco_contract.annotation(ann)
+        except BadRecord as err:
+            _bad_annotation(seq, ann, err, path, bad_anns)
             continue
-        x, y, w, h = _bbox4(ann.get("bbox"))
-        anns.add(_int_or_none(ann.get("id")), image_id, _int_or_none(ann.get("category_id")), x, y, w, h,
-                 1 if ann.get("iscrowd") else 0, seq)
+        anns.add(a["id"], a["image_id"], a["category_id"], *a["bbox"], 1 if a["iscrowd"] else 0, seq)
     anns.close()
     yield from bad_images
     if bad_anns.errors:
@@ -277,6 +303,7 @@ def _group_partition(images: pa.Table, anns: pa.Table, categories: dict, path: s
     file_names = images.column("file_name").to_pylist()
     widths = images.column("width").to_pylist()
     heights = images.column("height").to_pylist()
+    problems = images.column("problem").to_pylist()
     used = np.zeros(len(rows), dtype=bool)
     previous = None
     for i, image_id in enumerate(img_ids.tolist()):
@@ -285,6 +312,9 @@ def _group_partition(images: pa.Table, anns: pa.Table, categories: dict, path: s
         s, e = (int(starts[i]), int(ends[i])) if not duplicate else (0, 0)
         used[s:e] = True
         image = {"id": image_id, "file_name": file_names[i], "width": widths[i], "height": heights[i]}
+        if problems[i]:
+            reason, field, message = problems[i].split("\x1f")
+            image["problem"] = BadRecord(reason, message, field=field)
         yield _image_result(image, rows[s:e], categories, path, duplicate)
     if not used.all():
         orphan_idx = np.flatnonzero(~used)

@@ -15,10 +15,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterator
 
-from rcforge.readers import ReadContext, register
+from rcforge.contract import F, FileShape, Int, ItemContract, Scalar, Text, wrong_type
+from rcforge.readers import ReadContext, coco_contract, register
 
 from rcforge import fsio
-from rcforge.boxes import check_size
 from rcforge.config import path_field
 from rcforge.errors import BadRecord, InputError
 from rcforge.ledger import (
@@ -30,6 +30,37 @@ from rcforge.ledger import (
 )
 
 SOURCE = "vqav2"
+
+#: the contract of the two VQAv2 files (and the optional COCO image table, `coco_contract.IMAGE_SIZE`)
+FILES = {"questions": FileShape("object", arrays=("questions",)),
+         "annotations": FileShape("object", arrays=("annotations",))}
+QUESTION = ItemContract("question", (
+    F("question_id", Int()),
+    F("image_id", Int()),
+    F("question", Text(nonempty=True)),
+))
+ANSWER_ENTRY = ItemContract("answer", (F("answer", Scalar()),))
+ANNOTATION = ItemContract("annotation", (
+    F("question_id", Int()),
+    F("multiple_choice_answer", Scalar(), required=False),
+    F("question_type", Text(), required=False),
+    F("answer_type", Text(), required=False),
+))
+
+
+def _answers(ann: dict) -> list[str]:
+    value = ann.get("answers")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise wrong_type("answers", "a list of {answer: ...} entries", value)
+    out = []
+    for i, entry in enumerate(value):
+        try:
+            out.append(ANSWER_ENTRY.parse(entry)["answer"])
+        except BadRecord as err:
+            raise BadRecord(err.reason, f"answers[{i}]: {err.message}", field=f"answers[{i}].{err.field}") from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -73,15 +104,14 @@ def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
     questions: dict[int, tuple[int, str]] = {}
     bad: list[ErrorRow] = []
     for i, q in enumerate(fsio.iter_json(config.questions, "questions.item", what=what_q)):
-        qid = q.get("question_id") if isinstance(q, dict) else None
-        image_id = q.get("image_id") if isinstance(q, dict) else None
-        text = " ".join(str(q.get("question") or "").split()) if isinstance(q, dict) else ""
-        if not isinstance(qid, int) or not isinstance(image_id, int) or not text:
-            field = "question_id" if not isinstance(qid, int) else "image_id" if not isinstance(image_id, int) \
-                else "question"
-            bad.append(ErrorRow(SOURCE, f"{SOURCE}/{image_id}", config.questions, f"questions[{i}]", field, "read",
-                                "qa", "missing_field", f"question lacks a usable {field}"))
+        try:
+            parsed = QUESTION.parse(q)
+        except BadRecord as err:
+            image_id = q.get("image_id") if isinstance(q, dict) else None
+            bad.append(ErrorRow(SOURCE, f"{SOURCE}/{image_id!r:.30}", config.questions, f"questions[{i}]", err.field,
+                                "read", "qa", err.reason, err.message))
             continue
+        qid, image_id, text = parsed["question_id"], parsed["image_id"], parsed["question"]
         if qid in questions:
             bad.append(ErrorRow(SOURCE, f"{SOURCE}/{image_id}", config.questions, f"question_id={qid}",
                                 "question_id", "read", "qa", "duplicate_question_id", f"question {qid} repeats"))
@@ -91,7 +121,17 @@ def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
     per_image: dict[int, list[dict]] = defaultdict(list)
     answered: set[int] = set()
     for i, ann in enumerate(fsio.iter_json(config.annotations, "annotations.item", what=what_a)):
-        qid = ann.get("question_id") if isinstance(ann, dict) else None
+        try:
+            parsed = ANNOTATION.parse(ann)
+            qid = parsed["question_id"]
+            answers = _answers(ann)
+        except BadRecord as err:
+            qid = ann.get("question_id") if isinstance(ann, dict) else None
+            if isinstance(qid, int) and qid in questions and qid not in answered:
+                answered.add(qid)  # its question is rejected with the annotation: one qa item
+            bad.append(ErrorRow(SOURCE, f"{SOURCE}/?", config.annotations, f"annotations[{i}] (question_id={qid!r:.30})",
+                                err.field, "read", "qa", err.reason, err.message))
+            continue
         if qid not in questions or qid in answered:
             reason = "duplicate_annotation" if qid in answered else "unknown_question"
             bad.append(ErrorRow(SOURCE, f"{SOURCE}/?", config.annotations, f"annotations[{i}] (question_id={qid})",
@@ -102,15 +142,13 @@ def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
             continue
         answered.add(qid)
         image_id, text = questions[qid]
-        answers = [" ".join(str(a.get("answer", "")).split()) for a in (ann.get("answers") or [])
-                   if isinstance(a, dict)]
-        best = ann.get("multiple_choice_answer")
+        best = parsed["multiple_choice_answer"]
         if best is None and answers:
             best = Counter(answers).most_common(1)[0][0]
         per_image[image_id].append({
             "id": str(qid), "kind": "vqav2", "question": text, "point_question": None,
-            "answer": None if best is None else str(best), "answers": answers,
-            "question_type": ann.get("question_type"), "answer_type": ann.get("answer_type"),
+            "answer": best, "answers": answers,
+            "question_type": parsed["question_type"], "answer_type": parsed["answer_type"],
             "point": None, "box": None, "object_ids": []})
     unanswered = [qid for qid in questions if qid not in answered]
     for qid in unanswered:
@@ -125,19 +163,27 @@ def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
         result.items_rejected["qa"] = len(bad)
         yield result
 
-    sizes: dict[int, tuple] = {}
+    sizes: dict[int, tuple | BadRecord] = {}
     if config.image_info:
         for img in fsio.iter_json(config.image_info, "images.item", what="image_info file"):
-            if isinstance(img, dict) and img.get("id") in per_image:
-                sizes[img["id"]] = (img.get("width"), img.get("height"))
+            image_id = img.get("id") if isinstance(img, dict) else None
+            if image_id not in per_image or image_id in sizes:
+                continue  # not asked about, or listed twice (the first entry wins)
+            try:
+                parsed = coco_contract.IMAGE_SIZE.parse(img)
+                sizes[image_id] = (parsed["width"], parsed["height"])
+            except BadRecord as err:
+                sizes[image_id] = err
 
     for image_id in sorted(per_image):
         qas = per_image[image_id]
         key = f"{SOURCE}/{image_id}"
         file_name = f"COCO_{subtype}_{image_id:012d}.jpg" if subtype else f"{image_id:012d}.jpg"
         try:
+            if isinstance(sizes.get(image_id), BadRecord):
+                raise sizes[image_id]
             if image_id in sizes:
-                width, height = check_size(*sizes[image_id])
+                width, height = sizes[image_id]
             else:
                 width, height = image_size_from_file(fsio.join(config.images, file_name))
         except BadRecord as err:

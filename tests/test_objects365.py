@@ -55,7 +55,7 @@ def test_memory_and_streaming_paths_agree_and_account_for_everything(tmp_path):
     assert crowd["ignore"] is True and crowd["box"] == [90.0, 10.0, 100.0, 20.0]
     reasons = {(k, r) for k, r, _ in errors}
     assert reasons == {("object", "box_zero_area"), ("object", "unknown_category_id"), ("object", "unknown_image"),
-                       ("object", "box_missing_value"), ("image", "duplicate_image_id")}
+                       ("object", "wrong_type"), ("image", "duplicate_image_id")}
     assert ledger["balanced"]
     assert ledger["annotations"]["object"]["read"] == 7
     assert ledger["annotations"]["object"]["repaired"] == 1

@@ -1,0 +1,329 @@
+"""Generated bad inputs over every source and the recipe: each case runs the real `rcforge ingest` command.
+
+Record-level cases put one wrong-typed or out-of-range value into one field of one record. The command must exit
+0 without a traceback, reject that record (an error row naming the file and the field), keep the ledger
+balanced, and write every other image record exactly as the clean input does.
+
+File-level cases break a whole file (wrong top-level shape, a missing key, truncated JSON or gzip, bytes that are
+not UTF-8, nesting past the limit). The command must exit 1 with one line naming the file, and no traceback.
+
+Recipe cases give a recipe value of the wrong type; the command must exit 1 naming the key, before reading data.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from rcforge import cli
+
+from conftest import SAMPLE
+
+BIG = 2**63
+
+# -- the clean inputs: the bundled sample, with a second image where the sample has one ----------------------------
+
+
+def _vg(root: Path) -> dict:
+    shutil.copytree(SAMPLE / "visual_genome", root, ignore=shutil.ignore_patterns("images"))
+    return {"visual_genome": {"root": str(root), "images": str(root), "image_layout": "flat"}}
+
+
+def _o365(root: Path) -> dict:
+    data = json.loads((SAMPLE / "objects365" / "objv2_train_reassembled_from_quotes.json").read_text())
+    image = copy.deepcopy(data["images"][0])
+    image["id"] += 1
+    image["file_name"] = "objects365_v2_second.jpg"
+    data["images"].append(image)
+    for ann in list(data["annotations"]):
+        twin = dict(ann, id=ann["id"] + 10_000, image_id=image["id"])
+        data["annotations"].append(twin)
+    root.mkdir(parents=True)
+    (root / "o365.json").write_text(json.dumps(data))
+    return {"objects365": {"annotations": str(root / "o365.json"), "images": str(root)}}
+
+
+def _vqa(root: Path) -> dict:
+    questions = json.loads((SAMPLE / "vqav2" / "questions.json").read_text())
+    annotations = json.loads((SAMPLE / "vqav2" / "annotations.json").read_text())
+    first = questions["questions"][0]
+    extra_q = dict(first, image_id=first["image_id"] + 1, question_id=first["question_id"] + 100_000_000)
+    questions["questions"].append(extra_q)
+    extra_a = dict(annotations["annotations"][0], question_id=extra_q["question_id"])
+    annotations["annotations"].append(extra_a)
+    root.mkdir(parents=True)
+    (root / "questions.json").write_text(json.dumps(questions))
+    (root / "annotations.json").write_text(json.dumps(annotations))
+    ids = dict.fromkeys(q["image_id"] for q in questions["questions"])
+    images = [{"id": i, "width": 640, "height": 480} for i in ids]
+    (root / "image_info.json").write_text(json.dumps({"images": images}))
+    return {"vqav2": {"questions": str(root / "questions.json"), "annotations": str(root / "annotations.json"),
+                      "image_info": str(root / "image_info.json"), "images": str(root)}}
+
+
+def _pointqa(root: Path) -> dict:
+    local = json.loads((SAMPLE / "pointqa" / "localqa_dataset.json").read_text())
+    look = json.loads((SAMPLE / "pointqa" / "looktwiceqa_dataset.json").read_text())
+    local["2"] = copy.deepcopy(local["1"])
+    root.mkdir(parents=True)
+    (root / "local.json").write_text(json.dumps(local))
+    (root / "looktwice.json").write_text(json.dumps(look))
+    shutil.copy(SAMPLE / "visual_genome" / "image_data.json", root / "image_data.json")
+    return {"pointqa": {"local": str(root / "local.json"), "looktwice": str(root / "looktwice.json"),
+                        "image_data": str(root / "image_data.json"), "images": str(root), "image_layout": "flat"}}
+
+
+SOURCES = {"visual_genome": _vg, "objects365": _o365, "vqav2": _vqa, "pointqa": _pointqa}
+
+# -- record-level cases: (source, file, path to the value, bad value) ----------------------------------------------
+
+BAD_ID = ["7", 1.5, True, [1], {"a": 1}, -1, BIG]
+BAD_TEXT = [7, ["a"], {"a": 1}, True]
+BAD_TEXT_LIST = ["sneakers", [1], {"a": 1}, 7]
+BAD_NUMBER = ["12", True, [1], {"x": 1}]
+BAD_SIZE = ["800", 0, -5, 1.5, True, BIG]
+
+# (source, file, path, field named in the error, bad values)
+FIELDS = [
+    ("visual_genome", "objects.json", (0, "objects", 0, "object_id"), "object_id", BAD_ID),
+    ("visual_genome", "objects.json", (0, "objects", 0, "names"), "names", BAD_TEXT_LIST),
+    ("visual_genome", "objects.json", (0, "objects", 0, "x"), "x", BAD_NUMBER),
+    ("visual_genome", "objects.json", (0, "objects", 0, "h"), "h", BAD_NUMBER),
+    ("visual_genome", "objects.json", (0, "objects", 0, "synsets"), "synsets", BAD_TEXT_LIST),
+    ("visual_genome", "relationships.json", (0, "relationships", 0, "predicate"), "predicate", BAD_TEXT),
+    ("visual_genome", "relationships.json", (0, "relationships", 0, "relationship_id"), "relationship_id", BAD_ID),
+    ("visual_genome", "relationships.json", (0, "relationships", 0, "subject", "object_id"), "subject.object_id",
+     BAD_ID),
+    ("visual_genome", "region_descriptions.json", (0, "regions", 0, "phrase"), "phrase", BAD_TEXT),
+    ("visual_genome", "region_descriptions.json", (0, "regions", 0, "width"), "width", BAD_NUMBER),
+    ("visual_genome", "image_data.json", (0, "width"), "width", BAD_SIZE),
+    ("visual_genome", "image_data.json", (0, "coco_id"), "coco_id", BAD_ID),
+    ("objects365", "o365.json", ("annotations", 0, "bbox"), "bbox", ["1,2,3,4", [1, 2, 3], [1, "2", 3, 4],
+                                                                      {"x": 1}, 7]),
+    ("objects365", "o365.json", ("annotations", 0, "id"), "id", BAD_ID),
+    ("objects365", "o365.json", ("annotations", 0, "category_id"), "category_id", BAD_ID),
+    ("objects365", "o365.json", ("annotations", 0, "iscrowd"), "iscrowd", ["yes", 2, [1], {"a": 1}]),
+    ("objects365", "o365.json", ("images", 0, "width"), "width", BAD_SIZE),
+    ("objects365", "o365.json", ("images", 0, "file_name"), "file_name", BAD_TEXT),
+    ("objects365", "o365.json", ("images", 0, "id"), "id", BAD_ID),
+    ("vqav2", "questions.json", ("questions", 0, "question"), "question", BAD_TEXT),
+    ("vqav2", "questions.json", ("questions", 0, "image_id"), "image_id", BAD_ID),
+    ("vqav2", "questions.json", ("questions", 0, "question_id"), "question_id", BAD_ID),
+    ("vqav2", "annotations.json", ("annotations", 0, "multiple_choice_answer"), "multiple_choice_answer",
+     [{"a": 1}, ["x"]]),
+    ("vqav2", "annotations.json", ("annotations", 0, "answers"), "answers", ["yes", {"a": 1}, 7]),
+    ("vqav2", "image_info.json", ("images", 0, "width"), "width", BAD_SIZE),
+    ("pointqa", "local.json", ("1", 0, "question"), "question", BAD_TEXT),
+    ("pointqa", "local.json", ("1", 0, "points", 0, "x"), "point", BAD_NUMBER),
+    ("pointqa", "local.json", ("1", 0, "all_objs", 0, "w"), "all_objs", BAD_NUMBER),
+    ("pointqa", "local.json", ("1", 0, "points", 0, "ans"), "ans", [{"a": 1}, ["x"]]),
+    ("pointqa", "looktwice.json", ("1", 0, "bbox", "x"), "bbox", BAD_NUMBER),
+]
+
+#: the image whose record the mutated value belongs to: it may change (lose an item); no other record may
+OWNER = {"visual_genome": "vg/1", "objects365": "objects365/420917", "vqav2": "vqav2/458752", "pointqa": "pointqa/1"}
+
+RECORD_CASES = [pytest.param(src, file, path, field, value, id=f"{src}-{file}-{'.'.join(map(str, path))}-{value!r}"[:90])
+                for src, file, path, field, values in FIELDS for value in values]
+
+
+def _set(data, path, value):
+    for step in path[:-1]:
+        data = data[step]
+    data[path[-1]] = value
+
+
+def _run(tmp_path: Path, sources: dict, capsys, **top) -> tuple[int, str, Path]:
+    out = tmp_path / "out"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"sources": sources, "max_bad_fraction": 1.0, **top}))
+    code = cli.main(["ingest", str(recipe), "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err, out
+
+
+def _records(out: Path, source: str) -> dict:
+    rows = {}
+    for part in sorted((out / "images" / source).glob("part-*.parquet")):
+        for row in pq.read_table(part).to_pylist():
+            rows[row["key"]] = row
+    return rows
+
+
+def _errors(out: Path, source: str) -> list[dict]:
+    rows = []
+    for part in sorted((out / "errors" / source).glob("part-*.parquet")):
+        rows.extend(pq.read_table(part).to_pylist())
+    return rows
+
+
+_clean_cache: dict = {}
+
+
+def _clean(tmp_path_factory, source: str, capsys) -> dict:
+    if source not in _clean_cache:
+        tmp = tmp_path_factory.mktemp(f"clean-{source}")
+        code, text, out = _run(tmp, SOURCES[source](tmp / "data"), capsys)
+        assert code == 0, text
+        _clean_cache[source] = _records(out, source)
+        assert len(_clean_cache[source]) >= 2
+    return _clean_cache[source]
+
+
+@pytest.mark.parametrize("source, file, path, field, value", RECORD_CASES)
+def test_a_bad_value_rejects_its_record_and_nothing_else(tmp_path, tmp_path_factory, capsys, source, file, path,
+                                                         field, value):
+    clean = _clean(tmp_path_factory, source, capsys)
+    sources = SOURCES[source](tmp_path / "data")
+    target = tmp_path / "data" / file
+    data = json.loads(target.read_text())
+    _set(data, path, value)
+    target.write_text(json.dumps(data))
+    code, text, out = _run(tmp_path, sources, capsys)
+    assert "Traceback" not in text
+    assert code == 0, text
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sources"][source]["ledger"]["balanced"]
+    errors = _errors(out, source)
+    named = [e for e in errors if e["file"].endswith(file) and field.split(".")[-1] in e["field"]]
+    assert named, f"no error row names {file} and {field}: {errors}"
+    assert all(e["record"] and e["reason"] for e in named)
+    records = _records(out, source)
+    touched = {e["key"] for e in errors} | {OWNER[source]}
+    for key, row in clean.items():
+        if key not in touched:
+            assert records.get(key) == row, f"{key} changed"
+    # the bad value never reaches a record
+    for row in records.values():
+        assert repr(value) not in json.dumps(row, default=str) or isinstance(value, (int, float))
+
+
+# -- file-level cases ---------------------------------------------------------------------------------------------
+
+
+def _wrong_top(data):
+    return {"entries": data} if isinstance(data, list) else list(data.values())
+
+
+def _deep(_):
+    return json.loads("[" * 70 + "]" * 70)
+
+
+FILE_CASES = [
+    ("visual_genome", "image_data.json", "json", _wrong_top, "an array"),
+    ("visual_genome", "objects.json", "json", _wrong_top, "an array"),
+    ("visual_genome", "relationships.json", "json", _wrong_top, "an array"),
+    ("visual_genome", "region_descriptions.json", "json", _wrong_top, "an array"),
+    ("visual_genome", "objects.json", "json", _deep, "nested deeper"),
+    ("visual_genome", "image_data.json", "truncate", None, "image_data.json"),
+    ("visual_genome", "objects.json", "latin1", None, "objects.json"),
+    ("objects365", "o365.json", "json", lambda d: {**d, "images": {"0": d["images"][0]}}, "images"),
+    ("objects365", "o365.json", "json", lambda d: {k: v for k, v in d.items() if k != "annotations"}, "annotations"),
+    ("objects365", "o365.json", "json", lambda d: {**d, "categories": "all"}, "categories"),
+    ("objects365", "o365.json", "json", lambda d: d["images"], "object"),
+    ("objects365", "o365.json", "json", _deep, "nested deeper"),
+    ("objects365", "o365.json", "truncate", None, "o365.json"),
+    ("objects365", "o365.json", "empty", None, "o365.json"),
+    ("vqav2", "questions.json", "json", lambda d: d["questions"], "questions"),
+    ("vqav2", "questions.json", "json", lambda d: {**d, "questions": {"a": 1}}, "questions"),
+    ("vqav2", "annotations.json", "json", lambda d: {**d, "annotations": "none"}, "annotations"),
+    ("vqav2", "annotations.json", "truncate", None, "annotations.json"),
+    ("vqav2", "questions.json", "latin1", None, "questions.json"),
+    ("pointqa", "local.json", "json", lambda d: list(d.values()), "object"),
+    ("pointqa", "looktwice.json", "json", lambda d: 7, "object"),
+    ("pointqa", "local.json", "deep", None, "nested deeper"),
+    ("pointqa", "image_data.json", "json", _wrong_top, "array"),
+]
+
+
+def _mutate_file(path: Path, how: str, fn) -> None:
+    raw = path.read_bytes()
+    if how == "json":
+        path.write_text(json.dumps(fn(json.loads(raw))))
+    elif how == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "latin1":
+        text = raw.decode()
+        cut = text.index('"', len(text) // 2) + 1
+        path.write_bytes(text[:cut].encode() + "caf\xe9".encode("latin-1") + text[cut:].encode())
+    elif how == "deep":
+        path.write_text('{"1": ' + "[" * 200 + "]" * 200 + "}")
+
+
+@pytest.mark.parametrize("source, file, how, fn, says", [pytest.param(*c, id=f"{c[0]}-{c[1]}-{c[2]}-{i}")
+                                                         for i, c in enumerate(FILE_CASES)])
+def test_a_broken_file_is_one_clear_error_naming_it(tmp_path, capsys, source, file, how, fn, says):
+    sources = SOURCES[source](tmp_path / "data")
+    _mutate_file(tmp_path / "data" / file, how, fn)
+    code, text, _ = _run(tmp_path, sources, capsys)
+    assert "Traceback" not in text
+    assert code == 1, text
+    assert file in text and says in text, text
+
+
+def test_a_truncated_gzip_is_one_clear_error(tmp_path, capsys):
+    sources = _vg(tmp_path / "data")
+    raw = gzip.compress((tmp_path / "data" / "objects.json").read_bytes())
+    (tmp_path / "data" / "objects.json").unlink()
+    (tmp_path / "data" / "objects.json.gz").write_bytes(raw[: len(raw) // 2])
+    sources["visual_genome"]["objects"] = "objects.json.gz"
+    code, text, _ = _run(tmp_path, sources, capsys)
+    assert "Traceback" not in text and code == 1 and "objects.json.gz" in text, text
+
+
+# -- the recipe ---------------------------------------------------------------------------------------------------
+
+RECIPE_CASES = [
+    ({"render": {"source_weights": [1, 2]}}, "render.source_weights"),
+    ({"render": {"source_weights": {"visual_genom": 1}}}, "visual_genom"),
+    ({"render": {"tasks": {"counting": 3}}}, "render.tasks.counting"),
+    ({"render": {"tasks": ["counting"]}}, "render.tasks"),
+    ({"render": {"per_image": "6"}}, "render.per_image"),
+    ({"render": {"coordinates": 7}}, "render.coordinates"),
+    ({"render": {"templates": 7}}, "render.templates"),
+    ({"seed": 2**64}, "seed"),
+    ({"seed": -1}, "seed"),
+    ({"seed": "0"}, "seed"),
+    ({"max_bad_fraction": "0.1"}, "max_bad_fraction"),
+    ({"on_bad_records": "ignore"}, "on_bad_records"),
+    ({"rows_per_part": 0}, "rows_per_part"),
+    ({"exclude": []}, "exclude"),
+    ({"exclude": {"coco_ids": 7}}, "exclude.coco_ids"),
+    ({"render": {"bootstrap_pairs": 7}}, "render.bootstrap_pairs"),
+    ({"bootstrap": {"lambda": "high"}}, "bootstrap"),
+]
+
+
+@pytest.mark.parametrize("top, key", [pytest.param(*c, id=c[1] + f"-{i}") for i, c in enumerate(RECIPE_CASES)])
+def test_a_recipe_value_of_the_wrong_type_names_its_key(tmp_path, capsys, top, key):
+    sources = _vg(tmp_path / "data")
+    out = tmp_path / "out"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"sources": sources, **top}))
+    code = cli.main(["build", str(recipe), "--out", str(out), "--no-progress"])
+    text = "".join(capsys.readouterr())
+    assert "Traceback" not in text
+    assert code == 1 and key in text, text
+    assert not (out / "images").exists()  # found before anything was read or written
+
+
+@pytest.mark.parametrize("content, says", [
+    ("[true, 458752.9]", "exclude.coco_ids"),
+    ('{"ids": [1]}', "exclude.coco_ids"),
+    ("[1, \"x\"]", "exclude.coco_ids"),
+    ("[" * 100 + "]" * 100, "nested deeper"),
+])
+def test_a_bad_coco_ids_file_is_an_error_naming_it(tmp_path, capsys, content, says):
+    sources = _vg(tmp_path / "data")
+    (tmp_path / "ids.json").write_text(content)
+    code, text, _ = _run(tmp_path, sources, capsys, exclude={"coco_ids": str(tmp_path / "ids.json")})
+    assert "Traceback" not in text and code == 1 and "ids.json" in text and says in text, text
