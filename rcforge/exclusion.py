@@ -8,12 +8,43 @@ matched against ``coco_id`` of every record of every source.
 
 from __future__ import annotations
 
-import json
-
 from rcforge import fsio
-from rcforge.errors import InputError
+from rcforge.contract import Int
+from rcforge.errors import BadRecord, InputError
 from rcforge.readers.refcoco import load_refs
 from rcforge.recipe import Recipe
+
+#: an id in an exclusion file: an integer, never a float, boolean or string (no coercion)
+COCO_ID = Int()
+
+
+def _coco_ids(path: str) -> set[int]:
+    """A file of COCO ids: a JSON array of integers, or one integer a line. Anything else (``true``, ``458752.9``,
+    ``"x"``, an object) is an `InputError` naming the file and the entry, never coerced: a coerced id would
+    exclude the wrong image and let an evaluation image through."""
+    what = "exclude.coco_ids file"
+    text = fsio.read_text(path, what).strip()
+    if text.startswith(("[", "{")):
+        values = fsio.load_json(path, what)
+        if not isinstance(values, list):
+            raise InputError(f"{what} {path}: expected a JSON array of COCO image ids, found "
+                             f"{type(values).__name__}")
+    else:
+        values = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    values.append(int(line.strip()))
+                except ValueError:
+                    raise InputError(f"{what} {path}: line {number} ({line.strip()[:40]!r}) is not an integer "
+                                     "COCO image id") from None
+    ids = set()
+    for i, value in enumerate(values):
+        try:
+            ids.add(COCO_ID.check(value, f"[{i}]"))
+        except BadRecord as err:
+            raise InputError(f"{what} {path}: entry {err.message}") from None
+    return ids
 
 
 def excluded_coco_ids(recipe: Recipe) -> tuple[frozenset[int], dict[str, int]]:
@@ -27,12 +58,7 @@ def excluded_coco_ids(recipe: Recipe) -> tuple[frozenset[int], dict[str, int]]:
         counts[f"refcoco:{cfg.dataset}({cfg.split_by}):{','.join(cfg.splits)}"] = len(rule_ids)
         ids |= rule_ids
     for path in recipe.exclude_coco_id_files:
-        text = fsio.read_text(path, "exclude.coco_ids file").strip()
-        try:
-            values = json.loads(text) if text.startswith("[") else [line for line in text.split() if line]
-            rule_ids = {int(v) for v in values}
-        except (ValueError, TypeError) as err:
-            raise InputError(f"exclude.coco_ids file {path}: expected a JSON list or one id a line ({err})") from None
+        rule_ids = _coco_ids(path)
         counts[f"coco_ids:{path}"] = len(rule_ids)
         ids |= rule_ids
     return frozenset(ids), counts

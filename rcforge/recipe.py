@@ -31,6 +31,8 @@ from rcforge import fsio, readers
 from rcforge.config import build_config, check_type, path_field, resolve_path
 from rcforge.errors import RecipeError
 
+#: seeds are stored in every dialogue row as a signed 64-bit integer
+SEED_MAX = 2**63 - 1
 TOP_LEVEL_KEYS = ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part", "sources", "exclude", "render",
                   "bootstrap")
 RENDER_KEYS = ("coordinates", "per_image", "turns_per_dialogue", "templates", "tasks", "source_weights",
@@ -127,7 +129,8 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
         spec = readers.get(name)
         sources[name] = build_config(spec.config_class, options, f"sources.{name}", base_dir)
 
-    exclude_raw = raw.get("exclude") or {}
+    exclude_raw = raw.get("exclude")
+    exclude_raw = {} if exclude_raw is None else exclude_raw
     if not isinstance(exclude_raw, Mapping):
         raise RecipeError("recipe: 'exclude' must be a mapping (keys: refcoco, coco_ids)")
     unknown = sorted(set(exclude_raw) - {"refcoco", "coco_ids"})
@@ -141,6 +144,8 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
     id_files = exclude_raw.get("coco_ids") or []
     if isinstance(id_files, str):
         id_files = [id_files]
+    if not isinstance(id_files, list) or not all(isinstance(f, str) for f in id_files):
+        raise RecipeError(f"exclude.coco_ids: expected a file or a list of files, got {id_files!r:.60}")
     resolved_files = []
     for i, f in enumerate(id_files):
         p = resolve_path(f, base_dir)
@@ -151,6 +156,8 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
     top = {k: raw[k] for k in ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part") if k in raw}
     hints = typing.get_type_hints(Recipe)
     checked = {k: check_type(v, hints[k], k) for k, v in top.items()}
+    if "seed" in checked and not 0 <= checked["seed"] <= SEED_MAX:
+        raise RecipeError(f"seed: {checked['seed']} is outside [0, 2**63 - 1] (it is stored as a 64-bit integer)")
     render = render_from_mapping(raw.get("render"), base_dir)
     from rcforge.bootstrap.options import options_from_mapping
 
@@ -179,16 +186,31 @@ def render_from_mapping(raw: Any, base_dir: str | None):
     tasks = {}
     for name, options in tasks_raw.items():
         spec = rc_tasks.get(name)
+        if options is not None and not isinstance(options, Mapping):
+            raise RecipeError(f"render.tasks.{name}: expected a mapping of options (or nothing), got {options!r:.60}")
         options = dict(options or {})
         weight = options.pop("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
             raise RecipeError(f"render.tasks.{name}.weight: expected a number >= 0, got {weight!r}")
         tasks[name] = TaskChoice(name, float(weight), build_config(spec.config_class, options, f"render.tasks.{name}"))
-    source_weights = raw.get("source_weights") or {}
+    source_weights = raw.get("source_weights")
+    source_weights = {} if source_weights is None else source_weights
+    if not isinstance(source_weights, Mapping):
+        raise RecipeError(f"render.source_weights: expected a mapping of source name to weight, got "
+                          f"{source_weights!r:.60}")
+    from rcforge import readers
+
+    for src in source_weights:
+        if src not in readers.names():
+            raise RecipeError(f"render.source_weights: unknown source {src!r}; registered: "
+                              f"{', '.join(readers.names())}")
     for src, w in source_weights.items():
         if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
             raise RecipeError(f"render.source_weights.{src}: expected a number >= 0, got {w!r}")
     fmt = raw.get("coordinates", "pink")
+    if not isinstance(fmt, str):
+        raise RecipeError(f"render.coordinates: expected a format name, got {fmt!r:.60}; registered: "
+                          f"{', '.join(coordinates.FORMATTERS)}")
     coordinates.get(fmt)
     templates_dir = raw.get("templates")
     if templates_dir is not None:

@@ -12,18 +12,19 @@ release's ``*_imgs.json`` split files) restrict the images read; others are filt
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
+from rcforge.contract import F, FileShape, Int, ItemContract, Num, Scalar, Text, TextList
 from rcforge.readers import ReadContext, register
+from rcforge.readers import visual_genome_contract as vg_contract
 from rcforge.readers.vqav2 import image_size_from_file
 
 from rcforge import fsio
-from rcforge.boxes import check_point, check_size, xywh_to_xyxy
+from rcforge.boxes import check_point, xywh_to_xyxy
 from rcforge.config import path_field
-from rcforge.errors import BadRecord
+from rcforge.errors import BadRecord, InputError
 from rcforge.ledger import (
     ImageBuilder,
     ImageResult,
@@ -33,6 +34,12 @@ from rcforge.ledger import (
 )
 
 SOURCE = "pointqa"
+
+#: the contract: each file maps an image id to a list of entries (LocalQA) or to entries (LookTwiceQA)
+FILES = {"local": FileShape("object"), "looktwice": FileShape("object"), "image_data": FileShape("array")}
+POINT = ItemContract("point", (F("x", Num()), F("y", Num()), F("ans", Scalar(), required=False)))
+VG_OBJECT = ItemContract("object", (F("x", Num()), F("y", Num()), F("w", Num()), F("h", Num()),
+                                    F("object_id", Int(), required=False)))
 
 
 @dataclass(frozen=True)
@@ -61,16 +68,37 @@ class PointQAConfig:
 def _keep_list(path):
     if not path:
         return None
-    return {str(v) for v in json.loads(fsio.read_text(path, "image list"))}
+    values = fsio.load_json(path, "PointQA image list")
+    if not isinstance(values, list) or not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in values):
+        raise InputError(f"PointQA image list {path}: expected a JSON array of image ids")
+    return {str(v) for v in values}
 
 
-def _vg_box(obj: dict, field: str):
+def _vg_box(obj, field: str):
     if not isinstance(obj, dict):
-        raise BadRecord("missing_field", f"{field} is not a VG object", field=field)
+        raise BadRecord("wrong_type", f"{field} is not a VG object (a mapping with x, y, w, h)", field=field)
     try:
-        return xywh_to_xyxy(obj["x"], obj["y"], obj["w"], obj["h"], field=field)
-    except KeyError as err:
-        raise BadRecord("missing_field", f"{field} lacks {err}", field=field) from None
+        parsed = VG_OBJECT.parse(obj)
+    except BadRecord as err:
+        raise BadRecord(err.reason, f"{field}: {err.message}", field=f"{field}.{err.field}") from None
+    return xywh_to_xyxy(parsed["x"], parsed["y"], parsed["w"], parsed["h"], field=field), parsed["object_id"]
+
+
+def _point(point, field: str, width: int, height: int):
+    if not isinstance(point, dict):
+        raise BadRecord("missing_field", "no point", field=field)
+    try:
+        parsed = POINT.parse(point)
+    except BadRecord as err:
+        raise BadRecord(err.reason, f"{field}: {err.message}", field=f"{field}.{err.field}") from None
+    return check_point(parsed["x"], parsed["y"], width, height, field=field), parsed["ans"]
+
+
+def _question(entry: dict, *names: str) -> str:
+    for name in names:
+        if entry.get(name) is not None:
+            return Text(nonempty=True).check(entry[name], name)
+    raise BadRecord("missing_field", "no question", field=names[0])
 
 
 @register(SOURCE, PointQAConfig)
@@ -104,11 +132,14 @@ def read(config: PointQAConfig, ctx: ReadContext) -> Iterator[ImageResult]:
         if not kept:
             yield filtered_image(SOURCE, key, "not_in_split")
             continue
-        m = meta.get(image_id, {})
+        m = meta.get(image_id)
         try:
-            if m:
-                width, height = check_size(m.get("width"), m.get("height"))
+            vg_id = Int().check(int(image_id), "image_id") if image_id.isdigit() else None
+            if m is not None:
+                m = vg_contract.IMAGE.parse(m)
+                width, height = m["width"], m["height"]
             else:
+                m = {"coco_id": None, "url": ""}
                 width, height = image_size_from_file(fsio.join(config.images, f"{image_id}.jpg"))
         except BadRecord as err:
             yield rejected_image(SOURCE, key, config.image_data or config.images, f"image_id={image_id}", err,
@@ -119,14 +150,14 @@ def read(config: PointQAConfig, ctx: ReadContext) -> Iterator[ImageResult]:
         for kind, path, (i, entry) in kept:
             for qa in _qa_items(kind, image_id, i, entry, b, path):
                 qas.append(qa)
-        coco_id = m.get("coco_id") if isinstance(m.get("coco_id"), int) else None
+        coco_id = m["coco_id"]
         image = f"{image_id}.jpg"
-        url = m.get("url") or ""
+        url = m["url"] or ""
         parts = [p for p in url.split("/") if p]
         if config.image_layout == "url" and len(parts) >= 2:
             image = f"{parts[-2]}/{parts[-1]}"
         record = image_record(key, SOURCE, image_id, image, width, height, coco_id=coco_id,
-                              vg_id=int(image_id) if image_id.isdigit() else None, qas=qas)
+                              vg_id=vg_id, qas=qas)
         yield b.finish(record, coco_id=coco_id)
 
 
@@ -145,49 +176,41 @@ def _qa_items(kind: str, image_id: str, i: int, entry, b: ImageBuilder, path: st
             b.read("qa")
             desc = f"image {image_id} entry {i} point {j}"
             try:
-                question = " ".join(str(entry.get("question") or "").split())
-                if not question:
-                    raise BadRecord("missing_field", "no question", field="question")
-                if not isinstance(point, dict):
-                    raise BadRecord("missing_field", "no point", field="points")
-                if j >= len(objs):
+                question = _question(entry, "question")
+                xy, answer = _point(point, "point", b.width, b.height)
+                if not isinstance(objs, list) or j >= len(objs):
                     raise BadRecord("missing_field", f"no object for point {j}", field="all_objs")
-                xy = check_point(point.get("x"), point.get("y"), b.width, b.height, field="point")
-                xyxy = _vg_box(objs[j], "all_objs")
+                xyxy, object_id = _vg_box(objs[j], "all_objs")
+                all_answers = TextList().check(entry.get("all_ans") or [], "all_ans")
             except BadRecord as err:
                 b.reject("qa", err, desc, file=path)
                 continue
             box = b.box("qa", xyxy, desc, file=path, field="all_objs")
             if box is None:
                 continue
-            obj = objs[j]
             yield {"id": f"localqa/{image_id}/{i}/{j}", "kind": kind, "question": question, "point_question": None,
-                   "answer": str(point.get("ans")), "answers": [str(a) for a in (entry.get("all_ans") or [])],
+                   "answer": answer, "answers": all_answers,
                    "question_type": None, "answer_type": None, "point": xy, "box": box,
-                   "object_ids": [obj["object_id"]] if isinstance(obj.get("object_id"), int) else []}
+                   "object_ids": [object_id] if object_id is not None else []}
         return
     b.read("qa")
     desc = f"image {image_id} entry {i}"
     try:
         if not isinstance(entry, dict):
             raise BadRecord("malformed_record", "entry is not a mapping")
-        question = " ".join(str(entry.get("img_question") or entry.get("question") or "").split())
-        if not question:
-            raise BadRecord("missing_field", "no question", field="img_question")
-        point = entry.get("point")
-        if not isinstance(point, dict):
-            raise BadRecord("missing_field", "no point", field="point")
-        xy = check_point(point.get("x"), point.get("y"), b.width, b.height, field="point")
-        obj = entry.get("bbox")
-        xyxy = _vg_box(obj, "bbox")
+        question = _question(entry, "img_question", "question")
+        xy, point_answer = _point(entry.get("point"), "point", b.width, b.height)
+        xyxy, object_id = _vg_box(entry.get("bbox"), "bbox")
+        answer = Scalar().check(entry["ans"], "ans") if entry.get("ans") is not None else point_answer
+        point_question = Text().check(entry["pt_question"], "pt_question") if entry.get("pt_question") else None
+        qtype = Text().check(entry["qtype"], "qtype") if entry.get("qtype") is not None else None
     except BadRecord as err:
         b.reject("qa", err, desc, file=path)
         return
     box = b.box("qa", xyxy, desc, file=path, field="bbox")
     if box is None:
         return
-    answer = str(entry.get("ans", point.get("ans")))
     yield {"id": f"{kind}/{image_id}/{i}", "kind": kind, "question": question,
-           "point_question": entry.get("pt_question"), "answer": answer, "answers": [answer],
-           "question_type": entry.get("qtype"), "answer_type": None, "point": xy, "box": box,
-           "object_ids": [obj["object_id"]] if isinstance(obj.get("object_id"), int) else []}
+           "point_question": point_question, "answer": answer, "answers": [answer] if answer is not None else [],
+           "question_type": qtype, "answer_type": None, "point": xy, "box": box,
+           "object_ids": [object_id] if object_id is not None else []}
