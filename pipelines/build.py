@@ -191,8 +191,14 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
     if reuse_ingest and fs.exists(manifest_path):
         with fs.open(manifest_path) as f:
             previous = json.load(f)
-        if previous.get("ingest_fingerprint") == recipe.ingest_fingerprint():
+        if previous.get("ingest_fingerprint") == recipe.ingest_fingerprint() and _parts_exist(fs, out_path, previous):
             manifest = previous
+        elif previous.get("ingest_fingerprint"):
+            changed = sorted(p for p, fp in recipe.input_fingerprints().items()
+                             if previous.get("inputs", {}).get(p) != fp)
+            print("inputs changed: re-ingesting" + (f" ({', '.join(changed[:3])}"
+                                                     f"{' ...' if len(changed) > 3 else ''})" if changed else ""),
+                  file=sys.stderr)
     reused = manifest is not None
     if manifest is None:
         manifest = ingest(recipe, out, beam_args=beam_args, progress=progress)
@@ -268,6 +274,11 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
         raise TooManyBadRecords(f"render: {failed} of {ledger['images']} image records failed to render; see "
                                 f"{errors_dir}/")
     return manifest
+
+
+def _parts_exist(fs, out_path: str, manifest: dict) -> bool:
+    """Every image-record part an earlier ingest listed is still there (else ingest runs again)."""
+    return all(fs.exists(fsio.join(out_path, p)) for e in manifest.get("sources", {}).values() for p in e["parts"])
 
 
 def _counts(fs, dpath) -> dict:

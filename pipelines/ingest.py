@@ -33,7 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import rcforge
 from rcforge import fsio, readers, schemas
-from rcforge.errors import TooManyBadRecords
+from rcforge.errors import LedgerError, TooManyBadRecords
 from rcforge.exclusion import excluded_coco_ids
 from rcforge.ledger import ImageResult, SourceLedger
 from rcforge.progress import Progress
@@ -208,7 +208,8 @@ def ingest_source(name: str, config, settings: IngestSettings, exclude: frozense
         error_parts = errors.close()
     except BaseException:
         records.abort()
-        errors.abort()
+        # the errors collected so far are what the user needs to see why the run stopped: flush them, never drop
+        errors.close()
         raise
     finally:
         if gc_was_enabled:
@@ -283,6 +284,7 @@ def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, prog
         "recipe_path": recipe.path,
         "recipe": recipe.to_json(),
         "ingest_fingerprint": recipe.ingest_fingerprint(),
+        "inputs": recipe.input_fingerprints(),
         "seed": recipe.seed,
         "exclusion": {"coco_ids": len(exclude), "rules": exclude_counts,
                       "excluded_images": {n: sum(s["ledger"]["images"]["excluded"].values())
@@ -299,6 +301,10 @@ def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, prog
     with fs.open(tmp, "w") as f:
         json.dump(manifest, f, indent=2)
     fs.mv(tmp, fsio.join(out_path, "manifest.json"))
+    unbalanced = [n for n, s in sources.items() if not s["ledger"]["balanced"]]
+    if unbalanced:
+        raise LedgerError(f"the ledger of {', '.join(unbalanced)} does not balance (see {out}/manifest.json): some "
+                          "input records are not accounted for")
     return manifest
 
 

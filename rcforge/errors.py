@@ -36,3 +36,7 @@ class RecipeError(RcforgeError):
 
 class TooManyBadRecords(RcforgeError):
     pass
+
+
+class LedgerError(RcforgeError):
+    """A ledger does not balance: some input record is neither written, filtered, excluded nor rejected."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
@@ -133,11 +134,16 @@ class Renderer:
             variant = self.templates.variant(inst.task, inst.variant)
             qid = rng.choice(sorted(variant.questions))
             aid = rng.choice(sorted(variant.answers))
-            question_vars = self._format(inst.question, w, h, boxes, points, provenance)
-            answer_vars = self._format(inst.answer, w, h, boxes, points, provenance)
+            mentions: list[Mention] = []
+            question_vars = self._placeholders(inst.question, mentions, provenance)
+            answer_vars = self._placeholders(inst.answer, mentions, provenance)
             # answer templates may mention question variables (a03 of coarse_spatial.empty names the reference)
             question = templating.render(variant.questions[qid], question_vars)
             answer = templating.render(variant.answers[aid], {**question_vars, **answer_vars})
+            # Coordinates are written where the text shows them, and only those boxes enter the boxes column, in
+            # the order they are printed: a template that names objects without their boxes adds no box.
+            question = self._write_mentions(question, mentions, w, h, boxes, points)
+            answer = self._write_mentions(answer, mentions, w, h, boxes, points)
             conversations.append({"from": "human", "value": ("<image>\n" if i == 0 else "") + question})
             conversations.append({"from": "gpt", "value": answer})
             turns.append({"task": inst.task, "variant": inst.variant,
@@ -154,26 +160,20 @@ class Renderer:
             "coordinates": self.formatter.name, "seed": self.seed,
         }
 
-    def _format(self, variables: dict, w: int, h: int, boxes: list, points: list, provenance: list) -> dict:
-        """Mentions (anywhere in the values) become coordinate text; boxes and points are collected in order."""
-        fmt = self.formatter
+    @staticmethod
+    def _placeholders(variables: dict, mentions: list, provenance: list) -> dict:
+        """Mentions (anywhere in the values) become placeholders ``\\ue000N\\ue001``; the text of annotations has
+        those two private-use characters removed, so only a placeholder can look like one."""
 
         def conv(value):
             if isinstance(value, Mention):
                 for ident in value.ids:
                     if ident not in provenance:
                         provenance.append(ident)
-                parts = []
-                if value.points:
-                    for p in value.points:
-                        points.append(list(fmt.normalize_point(p, w, h)))
-                    parts.append(" ".join(fmt.point_text(p, w, h) for p in value.points))
-                if value.boxes:
-                    ordered = fmt.ordered(list(value.boxes))
-                    for b in ordered:
-                        boxes.append(list(fmt.normalize(b, w, h)))
-                    parts.append(fmt.boxes_text(ordered, w, h))
-                return " ".join(parts)
+                mentions.append(value)
+                return f"{_OPEN}{len(mentions) - 1}{_CLOSE}"
+            if isinstance(value, str):
+                return value.replace(_OPEN, "").replace(_CLOSE, "") if (_OPEN in value or _CLOSE in value) else value
             if isinstance(value, dict):
                 return {k: conv(v) for k, v in value.items()}
             if isinstance(value, (list, tuple)):
@@ -181,3 +181,27 @@ class Renderer:
             return value
 
         return {k: conv(v) for k, v in variables.items()}
+
+    def _write_mentions(self, text: str, mentions: list, w: int, h: int, boxes: list, points: list) -> str:
+        """Placeholders replaced by coordinate text, left to right; each printed box and point is collected."""
+        fmt = self.formatter
+
+        def write(match):
+            value = mentions[int(match.group(1))]
+            parts = []
+            if value.points:
+                for p in value.points:
+                    points.append(list(fmt.normalize_point(p, w, h)))
+                parts.append(" ".join(fmt.point_text(p, w, h) for p in value.points))
+            if value.boxes:
+                ordered = fmt.ordered(list(value.boxes))
+                for b in ordered:
+                    boxes.append(list(fmt.normalize(b, w, h)))
+                parts.append(fmt.boxes_text(ordered, w, h))
+            return " ".join(parts)
+
+        return _PLACEHOLDER.sub(write, text)
+
+
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_PLACEHOLDER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")

@@ -6,7 +6,13 @@ Checks:
 - every dialogue's first turn is the human's and starts with ``<image>\\n``;
 - the boxes printed in the text parse back (with the dialogue's coordinate format) to the ``boxes`` column,
   each number within half a unit of its last digit;
-- the manifest's ledgers balance (ingest, per source and kind; build, images and dialogues).
+- the manifest's ledgers balance, recomputed from their terms and from the parts rather than read from the
+  ``balanced`` flags: images written + repaired equals the image-record rows, items written + repaired per kind
+  equals the items in those rows, and the build's dialogue count equals the rows of the shards;
+- keys of image records (per source) and dialogue ids are unique;
+- every image-record box lies inside its image and every size is positive;
+- every part and shard the manifest lists exists and reads whole (a missing or truncated file is a problem, not
+  a traceback); with ``--images`` every image file exists under its source's image root.
 """
 
 from __future__ import annotations
@@ -14,32 +20,48 @@ from __future__ import annotations
 import sys
 
 import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rcforge import coordinates, fsio, schemas
 
 
-def validate(out: str, *, max_listed: int = 20) -> list[str]:
+#: ledger kind -> the image-record column holding those items
+ITEM_COLUMNS = {"object": "objects", "relation": "relations", "region": "regions", "caption": "captions",
+                "ref": "refs", "qa": "qas"}
+
+
+def validate(out: str, *, max_listed: int = 20, images: bool = False) -> list[str]:
     fs, path = fsspec.core.url_to_fs(out)
     manifest = fsio.load_manifest(out, "validate")
     problems: list[str] = []
     for name, entry in manifest.get("sources", {}).items():
-        if not entry["ledger"]["balanced"]:
-            problems.append(f"ingest ledger of {name} does not balance")
-        for part in entry["parts"]:
-            _check_schema(fs, fsio.join(path, part), schemas.IMAGE_RECORD, problems)
+        _check_source(fs, path, name, entry, problems, images=images)
     build = manifest.get("build")
     shards = sorted(fs.glob(fsio.join(path, "dialogues", "part-*.parquet")))
     if build is not None:
-        if not build["ledger"]["balanced"]:
-            problems.append("build ledger does not balance")
         names = sorted(s.rsplit("/", 1)[-1] for s in shards)
         if names != sorted(build["shards"]):
+            missing = sorted(set(build["shards"]) - set(names))
             problems.append(f"dialogue shards on disk ({len(names)}) differ from the manifest's "
-                            f"({len(build['shards'])})")
+                            f"({len(build['shards'])})" + (f"; missing: {', '.join(missing[:5])}" if missing else ""))
+    seen_ids: set[str] = set()
+    dialogues = 0
     for shard in shards:
         if _check_schema(fs, shard, schemas.DIALOGUE, problems):
-            _check_dialogues(fs, shard, problems, max_listed)
+            dialogues += _check_dialogues(fs, shard, problems, max_listed, seen_ids)
+    if build is not None:
+        ledger = build["ledger"]
+        accounted = (ledger.get("images_with_dialogues", 0) + ledger.get("images_without_dialogues", 0)
+                     + ledger.get("render_errors", 0) + ledger.get("images_skipped_unpaired", 0))
+        records = sum(e.get("records", 0) for e in manifest.get("sources", {}).values())
+        if ledger.get("images") != records or accounted != ledger.get("images"):
+            problems.append(f"build ledger does not balance: {ledger.get('images')} images rendered, {records} image "
+                            f"records, {accounted} accounted for")
+        if ledger.get("dialogues") != dialogues or build.get("dialogues") != dialogues:
+            problems.append(f"build ledger does not balance: the manifest says {ledger.get('dialogues')} dialogues, "
+                            f"the shards hold {dialogues}")
     for shard in sorted(fs.glob(fsio.join(path, "bootstrap", "candidates", "part-*.parquet"))):
         _check_schema(fs, shard, schemas.CANDIDATE, problems)
     for shard in sorted(fs.glob(fsio.join(path, "bootstrap", "pairs", "part-*.parquet"))):
@@ -72,9 +94,99 @@ def _check_pairs(fs, path, problems) -> None:
                             f"{table.column('key')[first].as_py()} object {table.column('object_id')[first].as_py()}")
 
 
+def _check_source(fs, path, name, entry, problems, *, images: bool) -> None:
+    """One source's ingest: its ledger recomputed from its terms and from its parts; keys, boxes and sizes."""
+    ledger = entry.get("ledger", {})
+    tallies = {"images": ledger.get("images", {}), **ledger.get("annotations", {})}
+    for kind, t in tallies.items():
+        accounted = (t.get("written", 0) + t.get("repaired", 0) + sum(t.get("rejected", {}).values())
+                     + sum(t.get("filtered", {}).values()) + sum(t.get("excluded", {}).values()))
+        if t.get("read", 0) != accounted:
+            problems.append(f"ingest ledger of {name} does not balance: {kind} read {t.get('read', 0)}, accounted "
+                            f"for {accounted}")
+    rows, items, keys = 0, dict.fromkeys(ITEM_COLUMNS, 0), set()
+    image_root = entry.get("image_root")
+    for part in entry.get("parts", []):
+        full = fsio.join(path, part)
+        if not _check_schema(fs, full, schemas.IMAGE_RECORD, problems):
+            continue
+        table = _read(fs, full, problems)
+        if table is None:
+            continue
+        rows += table.num_rows
+        for kind, column in ITEM_COLUMNS.items():
+            items[kind] += int(pc.sum(pc.list_value_length(table.column(column))).as_py() or 0)
+        for key in table.column("key").to_pylist():
+            if key in keys:
+                problems.append(f"{full}: image record {key} appears twice")
+            keys.add(key)
+        _check_record_boxes(full, table, problems)
+        if images and image_root:
+            for key, image in zip(table.column("key").to_pylist(), table.column("image").to_pylist()):
+                if not fsio.exists(fsio.join(image_root, image)):
+                    problems.append(f"{full}: {key}: image file {image} is not under {image_root}")
+    written = tallies["images"].get("written", 0) + tallies["images"].get("repaired", 0)
+    if rows != written or rows != entry.get("records", rows):
+        problems.append(f"ingest ledger of {name} does not balance: it says {written} images written, the parts "
+                        f"hold {rows}")
+    for kind, n in items.items():
+        t = tallies.get(kind, {})
+        if n != t.get("written", 0) + t.get("repaired", 0):
+            problems.append(f"ingest ledger of {name} does not balance: it says "
+                            f"{t.get('written', 0) + t.get('repaired', 0)} {kind} items written, the parts hold {n}")
+
+
+def _check_record_boxes(path, table, problems) -> None:
+    """Sizes positive; every object, region and QA box inside its image with x1 < x2 and y1 < y2."""
+    import numpy as np
+
+    w = table.column("width").to_numpy(zero_copy_only=False).astype(np.float64)
+    h = table.column("height").to_numpy(zero_copy_only=False).astype(np.float64)
+    bad = np.flatnonzero((w <= 0) | (h <= 0))
+    if len(bad):
+        problems.append(f"{path}: {len(bad)} image record(s) with a size that is not positive, e.g. "
+                        f"{table.column('key')[int(bad[0])].as_py()}")
+    for column, field in (("objects", "box"), ("regions", "box"), ("qas", "box")):
+        lists = table.column(column).combine_chunks()
+        parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+        flat = pc.list_flatten(lists)
+        if not len(flat):
+            continue
+        boxes = flat.field(field)
+        valid = boxes.is_valid().to_numpy(zero_copy_only=False)
+        xy = np.asarray(boxes.fill_null([0.0, 0.0, 1.0, 1.0]).flatten()).reshape(-1, 4) if boxes.null_count else \
+            np.asarray(boxes.flatten()).reshape(-1, 4)
+        pw, ph = w[parents], h[parents]
+        inside = ((0 <= xy[:, 0]) & (xy[:, 0] < xy[:, 2]) & (xy[:, 2] <= pw) &
+                  (0 <= xy[:, 1]) & (xy[:, 1] < xy[:, 3]) & (xy[:, 3] <= ph))
+        wrong = valid & ~inside
+        if wrong.any():
+            first = int(np.flatnonzero(wrong)[0])
+            problems.append(f"{path}: {int(wrong.sum())} {column} box(es) outside their image, e.g. "
+                            f"{table.column('key')[int(parents[first])].as_py()} {list(xy[first])}")
+
+
+def _read(fs, path, problems, columns=None):
+    try:
+        with fs.open(path, "rb") as f:
+            return pq.read_table(f, columns=columns)
+    except FileNotFoundError:
+        problems.append(f"{path}: missing")
+    except (OSError, ValueError, pa.ArrowException) as err:
+        problems.append(f"{path}: unreadable ({str(err).splitlines()[0][:200]})")
+    return None
+
+
 def _check_schema(fs, path, schema, problems) -> bool:
-    with fs.open(path, "rb") as f:
-        found = pq.read_schema(f)
+    try:
+        with fs.open(path, "rb") as f:
+            found = pq.read_schema(f)
+    except FileNotFoundError:
+        problems.append(f"{path}: missing (the manifest lists it)")
+        return False
+    except (OSError, ValueError, pa.ArrowException) as err:
+        problems.append(f"{path}: unreadable, truncated or not Parquet ({str(err).splitlines()[0][:200]})")
+        return False
     if not found.remove_metadata().equals(schema.remove_metadata()):
         problems.append(f"{path}: schema differs from the declared {schema.metadata[b'rcforge.table'].decode()} "
                         "schema")
@@ -82,8 +194,10 @@ def _check_schema(fs, path, schema, problems) -> bool:
     return True
 
 
-def _check_dialogues(fs, path, problems, max_listed) -> None:
+def _check_dialogues(fs, path, problems, max_listed, seen_ids: set) -> int:
+    """Check one shard's dialogues; returns its row count."""
     listed = 0
+    rows = 0
 
     def report(message):
         nonlocal listed
@@ -91,11 +205,20 @@ def _check_dialogues(fs, path, problems, max_listed) -> None:
             problems.append(f"{path}: {message}")
         listed += 1
 
-    with fs.open(path, "rb") as f:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=4096,
-                                                    columns=["id", "conversations", "boxes", "points",
-                                                             "coordinates"]):
+    try:
+        with fs.open(path, "rb") as f:
+            batches = list(pq.ParquetFile(f).iter_batches(batch_size=4096, columns=[
+                "id", "conversations", "boxes", "points", "coordinates"]))
+    except (OSError, ValueError, pa.ArrowException) as err:
+        problems.append(f"{path}: unreadable, truncated or not Parquet ({str(err).splitlines()[0][:200]})")
+        return 0
+    if True:
+        for batch in batches:
+            rows += batch.num_rows
             for row in batch.to_pylist():
+                if row["id"] in seen_ids:
+                    report(f"{row['id']}: the dialogue id appears twice")
+                seen_ids.add(row["id"])
                 turns = row["conversations"]
                 if not turns or turns[0]["from"] != "human" or not turns[0]["value"].startswith("<image>\n"):
                     report(f"{row['id']}: the first turn is not the human's starting with <image>")
@@ -120,14 +243,16 @@ def _check_dialogues(fs, path, problems, max_listed) -> None:
                         report(f"{row['id']}: printed box {list(p)} does not match {b}")
     if listed > max_listed:
         problems.append(f"{path}: ... and {listed - max_listed} more")
+    return rows
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("out", help="a build's (or ingest's) output folder")
+    parser.add_argument("--images", action="store_true", help="also check that every image file exists")
 
 
 def main(args, rest) -> None:
-    problems = validate(args.out)
+    problems = validate(args.out, images=getattr(args, "images", False))
     if problems:
         for p in problems:
             print(p, file=sys.stderr)
