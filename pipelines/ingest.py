@@ -53,6 +53,28 @@ class IngestSettings:
     progress: bool = True
 
 
+def unsafe_image_path(image) -> str | None:
+    """Why an image path would leave its images root (absolute, a URL, a ``..`` step, empty), or None.
+
+    Paths are confined at ingest, so `preview` and `export` never read or pass on a file outside the root."""
+    if not isinstance(image, str) or not image.strip():
+        return "the image path is empty"
+    if image.startswith(("/", "\\")) or "://" in image or (len(image) > 1 and image[1] == ":"):
+        return f"the image path {image!r:.80} is absolute"
+    if ".." in image.replace("\\", "/").split("/"):
+        return f"the image path {image!r:.80} climbs out of the images root"
+    return None
+
+
+def _reject_path(result: ImageResult, why: str) -> ImageResult:
+    from rcforge.ledger import ErrorRow
+
+    result.errors.insert(0, ErrorRow(result.source, result.key, f"sources.{result.source} annotations", result.key,
+                                     "file_name", "validate", "image", "image_path_outside_root", why))
+    result.record = None
+    return result
+
+
 class Ledgerkeeper:
     """Applies one `ImageResult` to the ledger, the writers and the bad-record policy."""
 
@@ -65,6 +87,10 @@ class Ledgerkeeper:
         self._checked_at = 0
 
     def take(self, result: ImageResult) -> None:
+        if result.record is not None:
+            why = unsafe_image_path(result.record["image"])
+            if why:
+                result = _reject_path(result, why)
         led = self.ledger
         for error in result.errors:
             if self.settings.on_bad_records == "error":

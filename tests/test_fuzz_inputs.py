@@ -340,3 +340,20 @@ def test_a_bad_coco_ids_file_is_an_error_naming_it(tmp_path, capsys, content, sa
     (tmp_path / "ids.json").write_text(content)
     code, text, _ = _run(tmp_path, sources, capsys, exclude={"coco_ids": str(tmp_path / "ids.json")})
     assert "Traceback" not in text and code == 1 and "ids.json" in text and says in text, text
+
+
+@pytest.mark.parametrize("file_name", ["/etc/passwd", "../../secret.jpg", "a/../../b.jpg", "", "s3://bucket/x.jpg"])
+def test_an_image_path_outside_the_root_rejects_its_image(tmp_path, tmp_path_factory, capsys, file_name):
+    clean = _clean(tmp_path_factory, "objects365", capsys)
+    sources = _o365(tmp_path / "data")
+    data = json.loads((tmp_path / "data" / "o365.json").read_text())
+    data["images"][0]["file_name"] = file_name
+    (tmp_path / "data" / "o365.json").write_text(json.dumps(data))
+    code, text, out = _run(tmp_path, sources, capsys)
+    assert code == 0 and "Traceback" not in text, text
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sources"]["objects365"]["ledger"]["balanced"]
+    records = _records(out, "objects365")
+    assert OWNER["objects365"] not in records
+    assert all(records[k] == clean[k] for k in clean if k != OWNER["objects365"])
+    assert any(e["field"] == "file_name" for e in _errors(out, "objects365"))
