@@ -188,20 +188,21 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
     fs, out_path = fsspec.core.url_to_fs(out)
     manifest_path = fsio.join(out_path, "manifest.json")
     manifest = None
+    inputs = recipe.input_fingerprints()  # read once: every file's size, mtime and sampled hash
+    fingerprint = recipe.ingest_fingerprint(inputs)
     if reuse_ingest and fs.exists(manifest_path):
         with fs.open(manifest_path) as f:
             previous = json.load(f)
-        if previous.get("ingest_fingerprint") == recipe.ingest_fingerprint() and _parts_exist(fs, out_path, previous):
+        if previous.get("ingest_fingerprint") == fingerprint and _parts_exist(fs, out_path, previous):
             manifest = previous
         elif previous.get("ingest_fingerprint"):
-            changed = sorted(p for p, fp in recipe.input_fingerprints().items()
-                             if previous.get("inputs", {}).get(p) != fp)
+            changed = sorted(p for p, fp in inputs.items() if previous.get("inputs", {}).get(p) != fp)
             print("inputs changed: re-ingesting" + (f" ({', '.join(changed[:3])}"
                                                      f"{' ...' if len(changed) > 3 else ''})" if changed else ""),
                   file=sys.stderr)
     reused = manifest is not None
     if manifest is None:
-        manifest = ingest(recipe, out, beam_args=beam_args, progress=progress)
+        manifest = ingest(recipe, out, beam_args=beam_args, progress=progress, inputs=inputs)
     renderer = Renderer(recipe.render, recipe.seed)
     pairs = None
     if recipe.render.bootstrap_pairs is not None:
@@ -249,7 +250,7 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
                                        - ledger["images_skipped_unpaired"])
     ledger["balanced"] = ledger["dialogues"] == counts["total"] and ledger["images"] == sum(
         entry["records"] for entry in manifest["sources"].values())
-    manifest["ingest_fingerprint"] = recipe.ingest_fingerprint()
+    manifest["ingest_fingerprint"] = fingerprint
     manifest["build"] = {
         "reused_ingest": reused,
         "coordinates": recipe.render.coordinates,

@@ -35,7 +35,7 @@ import rcforge
 from rcforge import fsio, readers, schemas
 from rcforge.errors import LedgerError, TooManyBadRecords
 from rcforge.exclusion import excluded_coco_ids
-from rcforge.ledger import ImageResult, SourceLedger
+from rcforge.ledger import ErrorRow, ImageResult, SourceLedger
 from rcforge.progress import Progress
 from rcforge.recipe import Recipe, load_recipe
 from rcforge.writer import PartWriter
@@ -67,8 +67,6 @@ def unsafe_image_path(image) -> str | None:
 
 
 def _reject_path(result: ImageResult, why: str) -> ImageResult:
-    from rcforge.ledger import ErrorRow
-
     result.errors.insert(0, ErrorRow(result.source, result.key, f"sources.{result.source} annotations", result.key,
                                      "file_name", "validate", "image", "image_path_outside_root", why))
     result.record = None
@@ -285,8 +283,10 @@ def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, settings: IngestSett
 
 
 def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, progress: bool = True,
-           test_pipeline: beam.Pipeline | None = None) -> dict:
-    """Run the ingest pipeline and write the manifest; returns the manifest."""
+           test_pipeline: beam.Pipeline | None = None, inputs: dict | None = None) -> dict:
+    """Run the ingest pipeline and write the manifest; returns the manifest. ``inputs``: the recipe's
+    `input_fingerprints`, taken before reading (computed here when not given)."""
+    inputs = recipe.input_fingerprints() if inputs is None else inputs
     settings = IngestSettings(out=out, on_bad_records=recipe.on_bad_records,
                               max_bad_fraction=recipe.max_bad_fraction, rows_per_part=recipe.rows_per_part,
                               progress=progress)
@@ -309,8 +309,8 @@ def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, prog
         "schema": {"image_record": schemas.SCHEMA_VERSION},
         "recipe_path": recipe.path,
         "recipe": recipe.to_json(),
-        "ingest_fingerprint": recipe.ingest_fingerprint(),
-        "inputs": recipe.input_fingerprints(),
+        "ingest_fingerprint": recipe.ingest_fingerprint(inputs),
+        "inputs": inputs,
         "seed": recipe.seed,
         "exclusion": {"coco_ids": len(exclude), "rules": exclude_counts,
                       "excluded_images": {n: sum(s["ledger"]["images"]["excluded"].values())

@@ -272,7 +272,7 @@ def load_json(path: str, what: str = "JSON file") -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as err:
-        raise InputError(f"{what} {path}: malformed JSON near byte {err.pos}: {err.msg}") from None
+        raise InputError(f"{what} {path}: truncated or malformed JSON near byte {err.pos}: {err.msg}") from None
 
 
 def read_text(path: str, what: str = "text file") -> str:

@@ -92,25 +92,27 @@ class Recipe:
     def input_paths(self) -> list[str]:
         """The annotation files ingest reads (every path option of every source except image folders, and the
         exclusion files), files of a folder option included."""
-        paths = []
+        paths, image_roots = [], []
         for cfg in self.sources.values():
             for f in dataclasses.fields(cfg):
                 value = getattr(cfg, f.name)
                 if f.metadata.get("path") and value and f.name != "images":
                     paths.append(str(value))
+            images = getattr(cfg, "images", None)
+            if images:  # image folders are not inputs of ingest (they may sit inside an annotation folder)
+                image_roots += [str(images).rstrip("/") + "/",
+                                fsspec.core.url_to_fs(str(images))[1].rstrip("/") + "/"]
         paths += [c.root for c in self.exclude_refs] + list(self.exclude_coco_id_files)
-        files = []
-        for p in paths:
-            files += [f for f in _input_files(p) if not _under_images(f, self)]
-        return sorted(set(files))
+        files = {f for p in paths for f in _input_files(p)}
+        return sorted(f for f in files if not f.startswith(tuple(image_roots)))
 
     def input_fingerprints(self) -> dict:
         """path -> `input_fingerprint` of every input file; a change of any of them makes ingest run again."""
         return {p: input_fingerprint(p) for p in self.input_paths()}
 
-    def ingest_fingerprint(self) -> str:
+    def ingest_fingerprint(self, inputs: dict | None = None) -> str:
         """A hash of what ingest depends on (not the render or bootstrap sections): equal fingerprints can reuse an
-        ingest."""
+        ingest. ``inputs``: `input_fingerprints`, when the caller already has them (they read the files)."""
         import hashlib
         import json
 
@@ -118,7 +120,7 @@ class Recipe:
         data.pop("render", None)
         data.pop("bootstrap", None)
         data.pop("seed", None)  # the seed only steers rendering
-        data["inputs"] = self.input_fingerprints()
+        data["inputs"] = self.input_fingerprints() if inputs is None else inputs
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -152,18 +154,6 @@ def _input_files(value: str) -> list[str]:
     else:
         found = [p] if fs.exists(p) else []
     return [fs.unstrip_protocol(f) if remote else f for f in found]
-
-
-def _under_images(path: str, recipe: "Recipe") -> bool:
-    """Image folders are not inputs of ingest (a source's images may sit inside its annotation folder)."""
-    for cfg in recipe.sources.values():
-        images = getattr(cfg, "images", None)
-        if images:
-            root = str(images).rstrip("/") + "/"
-            if path.startswith(root) or fsspec.core.url_to_fs(path)[1].startswith(
-                    fsspec.core.url_to_fs(root)[1]):
-                return True
-    return False
 
 
 def load_recipe(path: str) -> Recipe:
@@ -264,12 +254,10 @@ def render_from_mapping(raw: Any, base_dir: str | None):
     if not isinstance(source_weights, Mapping):
         raise RecipeError(f"render.source_weights: expected a mapping of source name to weight, got "
                           f"{source_weights!r:.60}")
-    from rcforge import readers
-
+    registered = readers.names()
     for src in source_weights:
-        if src not in readers.names():
-            raise RecipeError(f"render.source_weights: unknown source {src!r}; registered: "
-                              f"{', '.join(readers.names())}")
+        if src not in registered:
+            raise RecipeError(f"render.source_weights: unknown source {src!r}; registered: {', '.join(registered)}")
     for src, w in source_weights.items():
         if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
             raise RecipeError(f"render.source_weights.{src}: expected a number >= 0, got {w!r}")

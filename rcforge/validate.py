@@ -177,6 +177,15 @@ def _read(fs, path, problems, columns=None):
     return None
 
 
+def _batches(fs, path, columns, problems):
+    """A shard's record batches, streamed; a file that breaks off is one problem, not a traceback."""
+    try:
+        with fs.open(path, "rb") as f:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=4096, columns=columns)
+    except (OSError, ValueError, pa.ArrowException) as err:
+        problems.append(f"{path}: unreadable, truncated or not Parquet ({str(err).splitlines()[0][:200]})")
+
+
 def _check_schema(fs, path, schema, problems) -> bool:
     try:
         with fs.open(path, "rb") as f:
@@ -205,42 +214,35 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set) -> int:
             problems.append(f"{path}: {message}")
         listed += 1
 
-    try:
-        with fs.open(path, "rb") as f:
-            batches = list(pq.ParquetFile(f).iter_batches(batch_size=4096, columns=[
-                "id", "conversations", "boxes", "points", "coordinates"]))
-    except (OSError, ValueError, pa.ArrowException) as err:
-        problems.append(f"{path}: unreadable, truncated or not Parquet ({str(err).splitlines()[0][:200]})")
-        return 0
-    if True:
-        for batch in batches:
-            rows += batch.num_rows
-            for row in batch.to_pylist():
-                if row["id"] in seen_ids:
-                    report(f"{row['id']}: the dialogue id appears twice")
-                seen_ids.add(row["id"])
-                turns = row["conversations"]
-                if not turns or turns[0]["from"] != "human" or not turns[0]["value"].startswith("<image>\n"):
-                    report(f"{row['id']}: the first turn is not the human's starting with <image>")
-                for box in row["boxes"]:
-                    x1, y1, x2, y2 = box
-                    if not (0.0 <= x1 < x2 <= 1.0 and 0.0 <= y1 < y2 <= 1.0):
-                        report(f"{row['id']}: box {box} is not inside [0, 1] with x1 < x2, y1 < y2")
-                for point in row["points"]:
-                    if not all(0.0 <= v <= 1.0 for v in point):
-                        report(f"{row['id']}: point {point} is not inside [0, 1]")
-                fmt = coordinates.FORMATTERS.get(row["coordinates"])
-                if fmt is None:
-                    report(f"{row['id']}: unknown coordinate format {row['coordinates']!r}")
-                    continue
-                printed = [b for t in turns for b in fmt.parse_boxes(t["value"])]
-                if len(printed) != len(row["boxes"]):
-                    report(f"{row['id']}: {len(printed)} boxes in the text, {len(row['boxes'])} in the boxes column")
-                    continue
-                tolerance = fmt.unit / 2 + 1e-9
-                for p, b in zip(printed, row["boxes"]):
-                    if any(abs(x - y) > tolerance and not (fmt.name == "qwen" and y >= 0.9995) for x, y in zip(p, b)):
-                        report(f"{row['id']}: printed box {list(p)} does not match {b}")
+    columns = ["id", "conversations", "boxes", "points", "coordinates"]
+    for batch in _batches(fs, path, columns, problems):
+        rows += batch.num_rows
+        for row in batch.to_pylist():
+            if row["id"] in seen_ids:
+                report(f"{row['id']}: the dialogue id appears twice")
+            seen_ids.add(row["id"])
+            turns = row["conversations"]
+            if not turns or turns[0]["from"] != "human" or not turns[0]["value"].startswith("<image>\n"):
+                report(f"{row['id']}: the first turn is not the human's starting with <image>")
+            for box in row["boxes"]:
+                x1, y1, x2, y2 = box
+                if not (0.0 <= x1 < x2 <= 1.0 and 0.0 <= y1 < y2 <= 1.0):
+                    report(f"{row['id']}: box {box} is not inside [0, 1] with x1 < x2, y1 < y2")
+            for point in row["points"]:
+                if not all(0.0 <= v <= 1.0 for v in point):
+                    report(f"{row['id']}: point {point} is not inside [0, 1]")
+            fmt = coordinates.FORMATTERS.get(row["coordinates"])
+            if fmt is None:
+                report(f"{row['id']}: unknown coordinate format {row['coordinates']!r}")
+                continue
+            printed = [b for t in turns for b in fmt.parse_boxes(t["value"])]
+            if len(printed) != len(row["boxes"]):
+                report(f"{row['id']}: {len(printed)} boxes in the text, {len(row['boxes'])} in the boxes column")
+                continue
+            tolerance = fmt.unit / 2 + 1e-9
+            for p, b in zip(printed, row["boxes"]):
+                if any(abs(x - y) > tolerance and not (fmt.name == "qwen" and y >= 0.9995) for x, y in zip(p, b)):
+                    report(f"{row['id']}: printed box {list(p)} does not match {b}")
     if listed > max_listed:
         problems.append(f"{path}: ... and {listed - max_listed} more")
     return rows

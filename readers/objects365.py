@@ -154,16 +154,7 @@ def _image_entry(seq: int, img) -> tuple[int | None, dict]:
 
 # -- in memory ---------------------------------------------------------------------------------------------------
 def _read_in_memory(path: str) -> Iterator[ImageResult]:
-    import orjson
-
-    data = fsio.read_bytes(path, "Objects365 annotation file")
-    fsio.check_depth(data, f"Objects365 annotation file {path}")
-    try:
-        dataset = orjson.loads(data)
-    except orjson.JSONDecodeError as err:
-        raise InputError(f"Objects365 annotation file {path}: truncated or malformed JSON near byte {err.pos}: "
-                         f"{err.msg}") from None
-    del data
+    dataset = fsio.load_json(path, "Objects365 annotation file")
     _check_coco_shape(dataset, path)
     categories = _categories(dataset["categories"], path)
     # Grouped here rather than with pycocotools' index, which raises KeyError on one malformed annotation

@@ -17,7 +17,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
-import orjson
 from rcforge.readers import ReadContext, register
 
 from rcforge import fsio
@@ -86,12 +85,7 @@ def _load_instances(path: str):
     """COCO instances through pycocotools (its loader prints; we keep stdout clean)."""
     from pycocotools.coco import COCO
 
-    data = fsio.read_bytes(path, "instances file")
-
-    try:
-        dataset = orjson.loads(data)
-    except orjson.JSONDecodeError as err:
-        raise InputError(f"instances file {path}: malformed JSON at byte {err.pos}: {err.msg}") from None
+    dataset = fsio.load_json(path, "instances file")
     if not isinstance(dataset, dict) or "images" not in dataset or "annotations" not in dataset:
         raise InputError(f"instances file {path}: not a COCO file (needs 'images' and 'annotations')")
     coco = COCO()

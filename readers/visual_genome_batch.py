@@ -996,13 +996,13 @@ def _relations(b, images, ok, keys_kept, keys_rejected, file, ledger, errors, ke
     kept_keys, rej_keys, subject_keys, object_keys = _pair_keys(
         keys_kept, keys_rejected, (img, ends["subject"]), (img, ends["object"]))
     for end, key in (("subject", subject_keys), ("object", object_keys)):
-        end_problems = b.column(f"{end}_problem").to_pylist() if m else []
+        problem_col = b.column(f"{end}_problem")
         eid = ends[end]
         is_kept = np.isin(key, kept_keys)
         is_rej = np.isin(key, rej_keys)
-        for r, problem in enumerate(end_problems):
-            if problem and live[r] and reasons[r] == "":
-                reasons[r], fields[r], messages[r] = problem.split("\x1f")
+        if problem_col.null_count < m:
+            for r in np.flatnonzero(problem_col.is_valid().to_numpy(zero_copy_only=False) & live & (reasons == "")):
+                reasons[r], fields[r], messages[r] = problem_col[int(r)].as_py().split("\x1f")
         open_ = live & (reasons == "")
         for r in np.flatnonzero(open_ & is_rej):
             reasons[r], fields[r] = "relation_object_rejected", f"{end}.object_id"

@@ -18,13 +18,12 @@ import json
 import shutil
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from rcforge import cli
 
-from conftest import SAMPLE
+from conftest import SAMPLE, read_errors, read_records
 
 BIG = 2**63
 
@@ -150,18 +149,7 @@ def _run(tmp_path: Path, sources: dict, capsys, **top) -> tuple[int, str, Path]:
 
 
 def _records(out: Path, source: str) -> dict:
-    rows = {}
-    for part in sorted((out / "images" / source).glob("part-*.parquet")):
-        for row in pq.read_table(part).to_pylist():
-            rows[row["key"]] = row
-    return rows
-
-
-def _errors(out: Path, source: str) -> list[dict]:
-    rows = []
-    for part in sorted((out / "errors" / source).glob("part-*.parquet")):
-        rows.extend(pq.read_table(part).to_pylist())
-    return rows
+    return {row["key"]: row for row in read_records(out, source)}
 
 
 _clean_cache: dict = {}
@@ -191,7 +179,7 @@ def test_a_bad_value_rejects_its_record_and_nothing_else(tmp_path, tmp_path_fact
     assert code == 0, text
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["sources"][source]["ledger"]["balanced"]
-    errors = _errors(out, source)
+    errors = read_errors(out, source)
     named = [e for e in errors if e["file"].endswith(file) and field.split(".")[-1] in e["field"]]
     assert named, f"no error row names {file} and {field}: {errors}"
     assert all(e["record"] and e["reason"] for e in named)
@@ -356,4 +344,4 @@ def test_an_image_path_outside_the_root_rejects_its_image(tmp_path, tmp_path_fac
     records = _records(out, "objects365")
     assert OWNER["objects365"] not in records
     assert all(records[k] == clean[k] for k in clean if k != OWNER["objects365"])
-    assert any(e["field"] == "file_name" for e in _errors(out, "objects365"))
+    assert any(e["field"] == "file_name" for e in read_errors(out, "objects365"))
