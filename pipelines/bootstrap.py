@@ -26,7 +26,7 @@ from rcforge.pipelines.build import read_row_group, row_groups
 from rcforge.pipelines.ingest import run_pipeline
 from rcforge.pipelines.refilter import refilter
 
-from rcforge import fsio, schemas
+from rcforge import fsio, generations, schemas
 from rcforge.errors import InputError
 
 
@@ -90,7 +90,7 @@ def _write_chunk(out: str, run: int, chunk: int, rows) -> str:
 def run_bootstrap(out: str, describe: BootstrapHandler, ground: BootstrapHandler, settings: BootstrapSettings, *,
                   beam_args=None, test_pipeline=None) -> dict:
     fs, path = fsspec.core.url_to_fs(out)
-    manifest = fsio.load_manifest(out, "bootstrap", "rcforge ingest")
+    manifest = generations.load_manifest(out, "bootstrap", "rcforge ingest")
     missing = [s for s in settings.sources if s not in manifest["sources"]]
     if missing:
         raise InputError(f"bootstrap: {out} has no image records for {', '.join(missing)}")

@@ -16,7 +16,7 @@ from rcforge.bootstrap.options import BACKENDS, BootstrapOptions
 from rcforge.bootstrap.selection import SelectionConfig
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 
-from rcforge import fsio
+from rcforge import generations
 from rcforge.errors import InputError, RecipeError
 
 
@@ -100,7 +100,7 @@ def main(args, beam_args) -> dict:
     recipe = load_recipe(args.recipe)
     options = effective_options(recipe.bootstrap, args)
     try:
-        fs_manifest = fsio.load_manifest(args.out, "bootstrap")
+        fs_manifest = generations.load_manifest(args.out, "bootstrap")
     except InputError:  # no earlier ingest in OUT: ingest below
         fs_manifest = None
     if fs_manifest is None or fs_manifest.get("ingest_fingerprint") != recipe.ingest_fingerprint():

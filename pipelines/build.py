@@ -11,6 +11,10 @@ into row groups (about a thousand images each, spread over the workers); each ro
 dialogue id, one of M); only (shard, fragment) pairs are grouped, and each shard's fragments are merged, sorted
 by id and written atomically. Shard assignment is a function of the id and
 rows are sorted within a shard, so any runner with any number of workers writes the same files.
+
+Like ingest, a build writes a new output generation (`rcforge.generations`): shards, render errors and (unless
+reused) the ingest are staged and OUT switches over only at the end, so a failed or killed build leaves the
+previous output whole.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
-from rcforge.pipelines.ingest import ingest, run_pipeline
+from rcforge.pipelines.ingest import ingest_into, run_pipeline
 
-from rcforge import fsio, schemas
+from rcforge import fsio, generations, schemas
 from rcforge.errors import RecipeError, TooManyBadRecords
 from rcforge.ledger import ErrorRow
 from rcforge.recipe import Recipe, load_recipe
@@ -185,24 +189,59 @@ def estimate_dialogues(manifest: dict, recipe: Recipe, pairs: int = 0) -> int:
 
 
 def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_ingest=True, test_pipeline=None):
+    """Ingest (or reuse OUT's ingest), render, and switch OUT to the new generation (`rcforge.generations`):
+    a failed or killed build leaves the previous output whole. Returns the manifest."""
+    generation = generations.begin(out)
+    try:
+        inputs = recipe.input_fingerprints()  # read once: every file's size, mtime and sampled hash
+        fingerprint = recipe.ingest_fingerprint(inputs)
+        manifest = _reusable_ingest(out, fingerprint, inputs) if reuse_ingest else None
+        reused = manifest is not None
+        if manifest is None:
+            manifest = ingest_into(recipe, generation, beam_args=beam_args, progress=progress, inputs=inputs)
+        manifest["ingest_fingerprint"] = fingerprint
+        manifest["build"] = {"reused_ingest": reused, **render(recipe, manifest, out if reused else generation.root,
+                                                                generation, beam_args=beam_args,
+                                                                test_pipeline=test_pipeline)}
+        ledger = manifest["build"]["ledger"]
+        failed, images = ledger["render_errors"], max(1, ledger["images"])
+        if failed and (recipe.on_bad_records == "error" or failed / images > recipe.max_bad_fraction):
+            generation.keep_manifest(manifest)  # for the user, in OUT/last-failed-run/
+            raise TooManyBadRecords(f"render: {failed} of {ledger['images']} image records failed to render; see "
+                                    f"{generation.errors_hint('render')}/ (the previous output is left as it was)")
+        generation.commit(manifest, replaces=("dialogues", "errors/render") if reused
+                          else ("images", "errors", "dialogues"))
+    except BaseException as err:
+        generation.abandon("build", err)
+        raise
+    return manifest
+
+
+def _reusable_ingest(out: str, fingerprint: str, inputs: dict) -> dict | None:
+    """OUT's manifest when its ingest was made from these inputs and settings and its parts are all there."""
     fs, out_path = fsspec.core.url_to_fs(out)
     manifest_path = fsio.join(out_path, "manifest.json")
-    manifest = None
-    inputs = recipe.input_fingerprints()  # read once: every file's size, mtime and sampled hash
-    fingerprint = recipe.ingest_fingerprint(inputs)
-    if reuse_ingest and fs.exists(manifest_path):
-        with fs.open(manifest_path) as f:
+    if not fs.exists(manifest_path):
+        return None
+    with fs.open(manifest_path) as f:
+        try:
             previous = json.load(f)
-        if previous.get("ingest_fingerprint") == fingerprint and _parts_exist(fs, out_path, previous):
-            manifest = previous
-        elif previous.get("ingest_fingerprint"):
-            changed = sorted(p for p, fp in inputs.items() if previous.get("inputs", {}).get(p) != fp)
-            print("inputs changed: re-ingesting" + (f" ({', '.join(changed[:3])}"
-                                                     f"{' ...' if len(changed) > 3 else ''})" if changed else ""),
-                  file=sys.stderr)
-    reused = manifest is not None
-    if manifest is None:
-        manifest = ingest(recipe, out, beam_args=beam_args, progress=progress, inputs=inputs)
+        except ValueError:
+            return None
+    if previous.get("ingest_fingerprint") == fingerprint and _parts_exist(fs, out_path, previous):
+        previous.pop("build", None)
+        return previous
+    if previous.get("ingest_fingerprint"):
+        changed = sorted(p for p, fp in inputs.items() if previous.get("inputs", {}).get(p) != fp)
+        print("inputs changed: re-ingesting" + (f" ({', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''})"
+                                                 if changed else ""), file=sys.stderr)
+    return None
+
+
+def render(recipe: Recipe, manifest: dict, records_root: str, generation, *, beam_args=None,
+           test_pipeline=None) -> dict:
+    """Render the image records the manifest lists (under ``records_root``) into the generation's dialogue
+    shards; returns the manifest's build section."""
     renderer = Renderer(recipe.render, recipe.seed)
     pairs = None
     if recipe.render.bootstrap_pairs is not None:
@@ -211,14 +250,10 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
         pairs = PairIndex(recipe.render.bootstrap_pairs)
     shards = max(1, math.ceil(estimate_dialogues(manifest, recipe, len(pairs) if pairs else 0)
                               / recipe.render.rows_per_shard))
-    parts = [fsio.join(out_path, p) if "://" not in out else fsio.join(out, p)
-             for entry in manifest["sources"].values() for p in entry["parts"]]
-    dialogues_dir = fsio.join(out, "dialogues")
-    errors_dir = fsio.join(out, "errors", "render")
+    parts = [fsio.join(records_root, p) for entry in manifest["sources"].values() for p in entry["parts"]]
+    dialogues_dir = fsio.join(generation.root, "dialogues")
+    errors_dir = fsio.join(generation.root, "errors", "render")
     dfs, dpath = fsspec.core.url_to_fs(dialogues_dir)
-    for folder in (dpath, fsspec.core.url_to_fs(errors_dir)[1]):
-        if dfs.exists(folder):
-            dfs.rm(folder, recursive=True)
     started = time.perf_counter()
 
     def stage(pipeline):
@@ -250,9 +285,7 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
                                        - ledger["images_skipped_unpaired"])
     ledger["balanced"] = ledger["dialogues"] == counts["total"] and ledger["images"] == sum(
         entry["records"] for entry in manifest["sources"].values())
-    manifest["ingest_fingerprint"] = fingerprint
-    manifest["build"] = {
-        "reused_ingest": reused,
+    return {
         "coordinates": recipe.render.coordinates,
         "seed": recipe.seed,
         "templates": {"root": renderer.templates.root, "sha256": renderer.templates.hashes},
@@ -266,15 +299,6 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
         "by_source": counts["by_source"],
         "seconds": round(time.perf_counter() - started, 3),
     }
-    tmp = fsio.join(out_path, ".manifest.json.tmp")
-    with fs.open(tmp, "w") as f:
-        json.dump(manifest, f, indent=2)
-    fs.mv(tmp, manifest_path)
-    failed, images = ledger["render_errors"], max(1, ledger["images"])
-    if failed and (recipe.on_bad_records == "error" or failed / images > recipe.max_bad_fraction):
-        raise TooManyBadRecords(f"render: {failed} of {ledger['images']} image records failed to render; see "
-                                f"{errors_dir}/")
-    return manifest
 
 
 def _parts_exist(fs, out_path: str, manifest: dict) -> bool:

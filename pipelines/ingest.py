@@ -10,6 +10,10 @@ Each source is one unit of work: its reader streams the files (a VG or Objects36
 reading it), and the DoFn writes its parts directly, so memory stays bounded by one image plus one batch of
 rows whatever the input size. Beam runs the sources in parallel on any runner (``--runner``, plus any Beam
 pipeline option); the driver then gathers the per-source ledgers into the manifest.
+
+The run writes a new output generation (`rcforge.generations`): everything is staged under OUT/.staging/ and
+OUT switches to it only when every source is written and its ledger balances, so a failed or killed run leaves
+the previous output whole (a failure keeps its errors under OUT/last-failed-run/).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import rcforge
-from rcforge import fsio, readers, schemas
+from rcforge import fsio, generations, readers, schemas
 from rcforge.errors import LedgerError, TooManyBadRecords
 from rcforge.exclusion import excluded_coco_ids
 from rcforge.ledger import ErrorRow, ImageResult, SourceLedger
@@ -46,7 +50,8 @@ THRESHOLD_MIN_READ = 10000
 
 @dataclass(frozen=True)
 class IngestSettings:
-    out: str
+    out: str  # where this run writes: its generation's staging folder (laid out like OUT)
+    errors_hint: str = ""  # where the user finds the errors if the run stops (OUT/last-failed-run/errors)
     on_bad_records: str = "skip"
     max_bad_fraction: float = 0.05
     rows_per_part: int = 20000
@@ -177,8 +182,8 @@ class Ledgerkeeper:
         if read and bad / read > self.settings.max_bad_fraction:
             raise TooManyBadRecords(
                 f"{self.source}: {bad} of {read} records are bad ({bad / read:.1%}), more than max_bad_fraction "
-                f"{self.settings.max_bad_fraction:.1%}; see the errors output under {self.settings.out}/errors/"
-                f"{self.source}/")
+                f"{self.settings.max_bad_fraction:.1%}; see the errors output under "
+                f"{self.settings.errors_hint or fsio.join(self.settings.out, 'errors')}/{self.source}/")
 
     def finish(self) -> SourceLedger:
         self._maybe_check(final=True)
@@ -284,18 +289,34 @@ def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, settings: IngestSett
 
 def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, progress: bool = True,
            test_pipeline: beam.Pipeline | None = None, inputs: dict | None = None) -> dict:
-    """Run the ingest pipeline and write the manifest; returns the manifest. ``inputs``: the recipe's
-    `input_fingerprints`, taken before reading (computed here when not given)."""
+    """Ingest into a new generation of OUT and switch OUT to it (`rcforge.generations`); returns the manifest.
+    ``inputs``: the recipe's `input_fingerprints`, taken before reading (computed here when not given)."""
+    generation = generations.begin(out)
+    try:
+        manifest = ingest_into(recipe, generation, beam_args=beam_args, progress=progress,
+                               test_pipeline=test_pipeline, inputs=inputs)
+        # a new ingest makes the dialogues of the previous one stale: they go with it
+        generation.commit(manifest, replaces=("images", "errors", "dialogues"))
+    except BaseException as err:
+        generation.abandon("ingest", err)
+        raise
+    return manifest
+
+
+def ingest_into(recipe: Recipe, generation: generations.Generation, *, beam_args: list[str] | None = None,
+                progress: bool = True, test_pipeline: beam.Pipeline | None = None,
+                inputs: dict | None = None) -> dict:
+    """Run the ingest pipeline into ``generation``'s staging folder; returns its manifest (not committed).
+
+    Raises `LedgerError` when a source's ledger does not balance (its manifest is then kept for the user)."""
     inputs = recipe.input_fingerprints() if inputs is None else inputs
-    settings = IngestSettings(out=out, on_bad_records=recipe.on_bad_records,
+    out = generation.root
+    settings = IngestSettings(out=out, errors_hint=generation.errors_hint(), on_bad_records=recipe.on_bad_records,
                               max_bad_fraction=recipe.max_bad_fraction, rows_per_part=recipe.rows_per_part,
                               progress=progress)
     exclude, exclude_counts = excluded_coco_ids(recipe)
     fs, out_path = fsspec.core.url_to_fs(out)
-    fs.makedirs(out_path, exist_ok=True)
     ledger_dir = fsio.join(out_path, "_ledgers")
-    if fs.exists(ledger_dir):
-        fs.rm(ledger_dir, recursive=True)
     started = time.perf_counter()
     run_pipeline(lambda p: build_pipeline(p, recipe, settings, exclude), beam_args, test_pipeline)
     sources = {}
@@ -323,14 +344,12 @@ def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, prog
         },
         "seconds": round(time.perf_counter() - started, 3),
     }
-    tmp = fsio.join(out_path, ".manifest.json.tmp")
-    with fs.open(tmp, "w") as f:
-        json.dump(manifest, f, indent=2)
-    fs.mv(tmp, fsio.join(out_path, "manifest.json"))
     unbalanced = [n for n, s in sources.items() if not s["ledger"]["balanced"]]
     if unbalanced:
-        raise LedgerError(f"the ledger of {', '.join(unbalanced)} does not balance (see {out}/manifest.json): some "
-                          "input records are not accounted for")
+        generation.keep_manifest(manifest)
+        raise LedgerError(f"the ledger of {', '.join(unbalanced)} does not balance (see "
+                          f"{fsio.join(generation.out, generations.FAILED, generations.MANIFEST)}): some input "
+                          "records are not accounted for; the previous output is left as it was")
     return manifest
 
 

@@ -13,7 +13,7 @@ import json
 import fsspec
 import pyarrow.parquet as pq
 
-from rcforge import fsio
+from rcforge import fsio, generations
 from rcforge.errors import InputError
 
 
@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
 
 def export_llava(out: str, file: str, *, relative: bool = False) -> int:
     fs, path = fsspec.core.url_to_fs(out)
-    manifest = fsio.load_manifest(out, "export", "rcforge build")
+    manifest = generations.load_manifest(out, "export", "rcforge build")
     roots = {name: entry.get("image_root") or "" for name, entry in manifest["sources"].items()}
     shards = sorted(fs.glob(fsio.join(path, "dialogues", "part-*.parquet")))
     if not shards:

@@ -292,18 +292,3 @@ def read_bytes(path: str, what: str = "file") -> bytes:
 def _short(err: Exception) -> str:
     text = str(err).strip().splitlines()
     return text[0][:200] if text else type(err).__name__
-
-
-def load_manifest(out: str, command: str, needs: str = "rcforge ingest or rcforge build") -> dict:
-    """OUT/manifest.json, or an `InputError` naming the command and what to run first."""
-    import json
-
-    fs, path = fsspec.core.url_to_fs(out)
-    manifest_path = join(path, "manifest.json")
-    if not fs.exists(manifest_path):
-        raise InputError(f"{command}: {out} has no manifest.json (run {needs} first)")
-    with fs.open(manifest_path) as f:
-        try:
-            return json.load(f)
-        except ValueError as err:
-            raise InputError(f"{command}: {manifest_path} is not valid JSON ({err})") from None

@@ -13,7 +13,7 @@ import io
 
 import fsspec
 
-from rcforge import coordinates, fsio
+from rcforge import coordinates, fsio, generations
 from rcforge.stats import _connect
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990",
@@ -93,7 +93,7 @@ def colour_text(text: str, fmt: coordinates.Formatter, start: int) -> tuple[str,
 
 
 def render_html(out: str, rows: list[dict]) -> str:
-    manifest = fsio.load_manifest(out, "preview")
+    manifest = generations.load_manifest(out, "preview")
     roots = {name: entry.get("image_root") or "" for name, entry in manifest["sources"].items()}
     cards = []
     for row in rows:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rcforge import coordinates, fsio, schemas
+from rcforge import coordinates, fsio, generations, schemas
 
 
 #: ledger kind -> the image-record column holding those items
@@ -34,7 +34,7 @@ ITEM_COLUMNS = {"object": "objects", "relation": "relations", "region": "regions
 
 def validate(out: str, *, max_listed: int = 20, images: bool = False) -> list[str]:
     fs, path = fsspec.core.url_to_fs(out)
-    manifest = fsio.load_manifest(out, "validate")
+    manifest = generations.load_manifest(out, "validate")
     problems: list[str] = []
     for name, entry in manifest.get("sources", {}).items():
         _check_source(fs, path, name, entry, problems, images=images)

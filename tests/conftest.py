@@ -21,6 +21,25 @@ def sample() -> Path:
     return SAMPLE
 
 
+@pytest.fixture(scope="session")
+def sample_build(tmp_path_factory) -> Path:
+    """OUT of one `rcforge build` of the sample recipe, shared by the session: read it, or `copy_of` it."""
+    from rcforge import cli
+
+    out = tmp_path_factory.mktemp("sample-build") / "out"
+    assert cli.main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def copy_of(out: Path, tmp_path: Path) -> Path:
+    """A private copy of a build's OUT, for a test that changes it."""
+    import shutil
+
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    return copy
+
+
 def write_json(path: Path, data) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))

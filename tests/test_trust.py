@@ -18,22 +18,18 @@ from rcforge import cli, coordinates
 from rcforge.recipe import load_recipe
 from rcforge.validate import validate
 
-from conftest import SAMPLE_RECIPE
+from conftest import SAMPLE_RECIPE, copy_of
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("trust") / "out"
-    assert cli.main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
-    return out
+@pytest.fixture
+def built(sample_build) -> Path:
+    return sample_build
 
 
 def _copy(built: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "out"
-    shutil.copytree(built, out)
-    return out
+    return copy_of(built, tmp_path)
 
 
 @settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -175,7 +171,9 @@ def test_errors_are_written_when_the_threshold_stops_a_source(tmp_path, capsys):
     code = cli.main(["ingest", str(recipe), "--out", str(out), "--no-progress"])
     text = "".join(capsys.readouterr())
     assert code == 1 and "max_bad_fraction" in text and "Traceback" not in text
-    errors = [r for p in (out / "errors" / "visual_genome").glob("part-*.parquet") for r in pq.read_table(p).to_pylist()]
+    where = out / "last-failed-run" / "errors" / "visual_genome"
+    assert f"see the errors output under {where}/" in text
+    errors = [r for p in where.glob("part-*.parquet") for r in pq.read_table(p).to_pylist()]
     assert sum(e["reason"] == "box_zero_area" for e in errors) == len(objects[0]["objects"])
 
 
