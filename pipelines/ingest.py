@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -36,7 +37,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import rcforge
-from rcforge import fsio, generations, readers, schemas
+from rcforge import fsio, generations, images, readers, schemas
 from rcforge.errors import LedgerError, TooManyBadRecords
 from rcforge.exclusion import excluded_coco_ids
 from rcforge.ledger import ErrorRow, ImageResult, SourceLedger
@@ -46,6 +47,8 @@ from rcforge.writer import PartWriter
 
 #: check the bad-record threshold once this many records of a source were read (and always at the end)
 THRESHOLD_MIN_READ = 10000
+#: image results collected before their files are checked (in parallel) and written
+CHECK_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -58,22 +61,11 @@ class IngestSettings:
     progress: bool = True
 
 
-def unsafe_image_path(image) -> str | None:
-    """Why an image path would leave its images root (absolute, a URL, a ``..`` step, empty), or None.
-
-    Paths are confined at ingest, so `preview` and `export` never read or pass on a file outside the root."""
-    if not isinstance(image, str) or not image.strip():
-        return "the image path is empty"
-    if image.startswith(("/", "\\")) or "://" in image or (len(image) > 1 and image[1] == ":"):
-        return f"the image path {image!r:.80} is absolute"
-    if ".." in image.replace("\\", "/").split("/"):
-        return f"the image path {image!r:.80} climbs out of the images root"
-    return None
-
-
-def _reject_path(result: ImageResult, why: str) -> ImageResult:
-    result.errors.insert(0, ErrorRow(result.source, result.key, f"sources.{result.source} annotations", result.key,
-                                     "file_name", "validate", "image", "image_path_outside_root", why))
+def _reject_image(result: ImageResult, file: str, verdict: images.Verdict) -> ImageResult:
+    """The result with its record rejected at the image check (the file is missing, unreadable, of another
+    size, too large, or outside the images root)."""
+    result.errors.insert(0, ErrorRow(result.source, result.key, file, result.key, "image", "validate", "image",
+                                     verdict.reason, verdict.message))
     result.record = None
     return result
 
@@ -82,18 +74,35 @@ class Ledgerkeeper:
     """Applies one `ImageResult` to the ledger, the writers and the bad-record policy."""
 
     def __init__(self, source: str, settings: IngestSettings, exclude: frozenset[int], write, write_error,
-                 write_table=None):
+                 write_table=None, *, images_root: str = "", checks: images.ImageChecks = images.ImageChecks()):
         self.source, self.settings, self.exclude = source, settings, exclude
         self.ledger = SourceLedger(source)
         self._write, self._write_error, self._write_table = write, write_error, write_table
         self._exclude_array = np.array(sorted(exclude), dtype=np.int64)
         self._checked_at = 0
+        self.images_root, self.checks = images_root, checks
+        self._pool = ThreadPoolExecutor(images.THREADS) if checks.verify != "off" else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def take_many(self, results: list[ImageResult]) -> None:
+        """Check the image files of the records to write (in parallel), then `take` each result in order."""
+        todo = [r for r in results if r.record is not None and not r.orphan
+                and (r.coco_id is None or r.coco_id not in self.exclude)]
+        verdicts = images.check_many(self.images_root, [(r.record["image"], r.record["width"], r.record["height"])
+                                                        for r in todo], self.checks, self._pool)
+        for result, verdict in zip(todo, verdicts):
+            if verdict.size is not None:
+                result.record = images.rescale_record(result.record, verdict.size)
+                result.rescaled = True
+            elif not verdict.ok:
+                _reject_image(result, fsio.join(self.images_root, str(result.record["image"])), verdict)
+        for result in results:
+            self.take(result)
 
     def take(self, result: ImageResult) -> None:
-        if result.record is not None:
-            why = unsafe_image_path(result.record["image"])
-            if why:
-                result = _reject_path(result, why)
         led = self.ledger
         for error in result.errors:
             if self.settings.on_bad_records == "error":
@@ -139,7 +148,9 @@ class Ledgerkeeper:
                 repaired = result.items_repaired.get(kind, 0)
                 led.items[kind].repaired += repaired
                 led.items[kind].written += n - repaired
-            if result.items_rejected or result.items_repaired:
+            if result.rescaled:
+                led.images.repairs["image_rescaled"] += 1
+            if result.items_rejected or result.items_repaired or result.rescaled:
                 led.images.repaired += 1
             else:
                 led.images.written += 1
@@ -158,20 +169,56 @@ class Ledgerkeeper:
         table = batch.table
         coco = table.column("coco_id").fill_null(-1).to_numpy(zero_copy_only=False)
         excluded = np.isin(coco, self._exclude_array) if len(self._exclude_array) else np.zeros(len(coco), bool)
-        kept_rows = ~excluded
+        table, rejected, image_repaired = self._check_table(table, excluded, batch.image_repaired)
+        kept_rows = ~excluded & ~rejected
         for kind, kept in batch.items_kept.items():
             repaired = batch.items_repaired.get(kind, np.zeros_like(kept))
             if excluded.any():
                 led.items[kind].excluded["evaluation_image"] += int(kept[excluded].sum())
+            if rejected.any():
+                led.items[kind].rejected["image_rejected"] += int(kept[rejected].sum())
             led.items[kind].repaired += int(repaired[kept_rows].sum())
             led.items[kind].written += int((kept[kept_rows] - repaired[kept_rows]).sum())
         if excluded.any():
             led.images.excluded["evaluation_image"] += int(excluded.sum())
+        if not kept_rows.all():
             table = table.filter(pa.array(kept_rows))
-        led.images.repaired += int((batch.image_repaired & kept_rows).sum())
-        led.images.written += int((~batch.image_repaired & kept_rows).sum())
+        led.images.repaired += int((image_repaired & kept_rows).sum())
+        led.images.written += int((~image_repaired & kept_rows).sum())
         self._write_table(table)
         self._maybe_check()
+
+    def _check_table(self, table: pa.Table, excluded: np.ndarray, image_repaired: np.ndarray):
+        """The image checks over a columnar batch: (table with rescaled rows, rejected rows, repaired rows)."""
+        rows = np.flatnonzero(~excluded)
+        names, widths, heights = (table.column(c).to_pylist() for c in ("image", "width", "height"))
+        verdicts = images.check_many(self.images_root, [(names[i], widths[i], heights[i]) for i in rows],
+                                     self.checks, self._pool)
+        rejected = np.zeros(table.num_rows, bool)
+        rescale = {}
+        for i, verdict in zip(rows, verdicts):
+            if verdict.size is not None:
+                rescale[int(i)] = verdict.size
+            elif not verdict.ok:
+                rejected[i] = True
+                key = table.column("key")[int(i)].as_py()
+                self.ledger.images.rejected[verdict.reason] += 1
+                self._error(ErrorRow(self.source, key, fsio.join(self.images_root, str(names[i])), key, "image",
+                                     "validate", "image", verdict.reason, verdict.message))
+        if rescale:
+            records = table.to_pylist()
+            for i, size in rescale.items():
+                records[i] = images.rescale_record(records[i], size)
+            table = pa.Table.from_pylist(records, schema=table.schema)
+            image_repaired = image_repaired.copy()
+            image_repaired[list(rescale)] = True
+            self.ledger.images.repairs["image_rescaled"] += len(rescale)
+        return table, rejected, image_repaired
+
+    def _error(self, error: ErrorRow) -> None:
+        if self.settings.on_bad_records == "error":
+            raise TooManyBadRecords(f"bad record (on_bad_records: error): {error.describe()}")
+        self._write_error(error)
 
     def _maybe_check(self, final: bool = False) -> None:
         read = self.ledger.total_read()
@@ -190,7 +237,8 @@ class Ledgerkeeper:
         return self.ledger
 
 
-def ingest_source(name: str, config, settings: IngestSettings, exclude: frozenset[int] = frozenset()) -> dict:
+def ingest_source(name: str, config, settings: IngestSettings, exclude: frozenset[int] = frozenset(),
+                  checks: images.ImageChecks = images.ImageChecks()) -> dict:
     """Read one source and write its image records, errors and ledger; returns the source's manifest entry.
 
     Pure Python, no Beam: the Beam DoFn and the benchmarks call this.
@@ -219,7 +267,15 @@ def ingest_source(name: str, config, settings: IngestSettings, exclude: frozense
         records.write_table(table)
         written.inc(table.num_rows)
 
-    keeper = Ledgerkeeper(name, settings, exclude, write, write_error, write_table)
+    keeper = Ledgerkeeper(name, settings, exclude, write, write_error, write_table,
+                          images_root=str(getattr(config, "images", "") or ""), checks=checks)
+    pending: list[ImageResult] = []  # image results wait in small batches, so their files are checked in parallel
+
+    def take_pending():
+        keeper.take_many(pending)
+        pending.clear()
+        progress.update(keeper.ledger.images.read)
+
     started = time.perf_counter()
     # Parsing allocates millions of small acyclic dicts; with the cyclic collector on, its repeated scans of the
     # live batches cost more than the parse itself (measured 2.2x slower on VG). Off for this loop only.
@@ -228,10 +284,14 @@ def ingest_source(name: str, config, settings: IngestSettings, exclude: frozense
     try:
         for result in spec.read(config, readers.ReadContext(work_dir=work_dir, source=name)):
             if isinstance(result, ImageResult):
-                keeper.take(result)
+                pending.append(result)
+                if len(pending) >= CHECK_BATCH:
+                    take_pending()
             else:
+                take_pending()
                 keeper.take_batch(result)
-            progress.update(keeper.ledger.images.read)
+                progress.update(keeper.ledger.images.read)
+        take_pending()
         ledger = keeper.finish()
         parts = records.close()
         error_parts = errors.close()
@@ -241,6 +301,7 @@ def ingest_source(name: str, config, settings: IngestSettings, exclude: frozense
         errors.close()
         raise
     finally:
+        keeper.close()
         if gc_was_enabled:
             gc.enable()
         progress.close()
@@ -278,7 +339,8 @@ class IngestSourceFn(beam.DoFn):
         self.recipe, self.settings, self.exclude = recipe, settings, exclude
 
     def process(self, name: str):
-        yield ingest_source(name, self.recipe.sources[name], self.settings, self.exclude)
+        yield ingest_source(name, self.recipe.sources[name], self.settings, self.exclude,
+                            self.recipe.image_checks.get(name, images.ImageChecks()))
 
 
 def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, settings: IngestSettings, exclude: frozenset[int]):

@@ -140,6 +140,8 @@ class ImageResult:
     coco_id: int | None = None
     #: entries of an annotation file whose image the source does not list: counted as items, not as an image
     orphan: bool = False
+    #: the record's boxes were mapped to the image file's real size (verify_images_mismatch: rescale)
+    rescaled: bool = False
 
 
 class ImageBuilder:

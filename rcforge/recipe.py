@@ -31,11 +31,14 @@ import yaml
 from rcforge import fsio, readers
 from rcforge.config import build_config, check_type, path_field, resolve_path
 from rcforge.errors import RecipeError
+from rcforge.images import ImageChecks
 
 #: seeds are stored in every dialogue row as a signed 64-bit integer
 SEED_MAX = 2**63 - 1
-TOP_LEVEL_KEYS = ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part", "sources", "exclude", "render",
-                  "bootstrap")
+TOP_LEVEL_KEYS = ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part", "verify_images",
+                  "verify_images_mismatch", "max_image_pixels", "sources", "exclude", "render", "bootstrap")
+#: image-check keys: at the top level (every source) and in a source's options (that source); `rcforge.images`
+IMAGE_CHECK_KEYS = {"verify_images": "verify", "verify_images_mismatch": "mismatch", "max_image_pixels": "max_pixels"}
 RENDER_KEYS = ("coordinates", "per_image", "turns_per_dialogue", "templates", "tasks", "source_weights",
                "rows_per_shard", "bootstrap_pairs")
 
@@ -57,6 +60,7 @@ class Recipe:
     max_bad_fraction: float = 0.05
     rows_per_part: int = 20000
     sources: Mapping[str, Any] = field(default_factory=dict)  # name -> reader config
+    image_checks: Mapping[str, ImageChecks] = field(default_factory=dict)  # name -> how its image files are checked
     exclude_refs: tuple[ExcludeRefConfig, ...] = ()
     exclude_coco_id_files: tuple[str, ...] = ()
     path: str | None = None
@@ -84,6 +88,7 @@ class Recipe:
             "seed": self.seed, "on_bad_records": self.on_bad_records, "max_bad_fraction": self.max_bad_fraction,
             "rows_per_part": self.rows_per_part,
             "sources": {name: conv(cfg) for name, cfg in self.sources.items()},
+            "image_checks": {name: conv(c) for name, c in self.image_checks.items()},
             "exclude": {"refcoco": conv(list(self.exclude_refs)), "coco_ids": list(self.exclude_coco_id_files)},
             "render": conv(self.render) if self.render is not None else None,
             "bootstrap": conv(self.bootstrap) if self.bootstrap is not None else None,
@@ -180,9 +185,15 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
     if not isinstance(sources_raw, Mapping) or not sources_raw:
         raise RecipeError("recipe: 'sources' must map at least one source name to its options; registered "
                           f"sources: {', '.join(readers.names())}")
-    sources = {}
+    default_checks = _image_checks(raw, "", ImageChecks())
+    sources, image_checks = {}, {}
     for name, options in sources_raw.items():
         spec = readers.get(name)
+        if isinstance(options, Mapping):
+            image_checks[name] = _image_checks(options, f"sources.{name}.", default_checks)
+            options = {k: v for k, v in options.items() if k not in IMAGE_CHECK_KEYS}
+        else:
+            image_checks[name] = default_checks
         sources[name] = build_config(spec.config_class, options, f"sources.{name}", base_dir)
 
     exclude_raw = raw.get("exclude")
@@ -218,9 +229,23 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
     from rcforge.bootstrap.options import options_from_mapping
 
     bootstrap = options_from_mapping(raw.get("bootstrap"), base_dir)
-    return Recipe(**checked, sources=sources, exclude_refs=exclude_refs,
+    return Recipe(**checked, sources=sources, image_checks=image_checks, exclude_refs=exclude_refs,
                   exclude_coco_id_files=tuple(resolved_files), path=path, raw=raw, render=render,
                   bootstrap=bootstrap)
+
+
+def _image_checks(raw: Mapping, where: str, inherited: ImageChecks) -> ImageChecks:
+    """The image-check keys of a mapping (the recipe's top level, or a source's options) over ``inherited``."""
+    given = {IMAGE_CHECK_KEYS[k]: raw[k] for k in IMAGE_CHECK_KEYS if k in raw}
+    hints = typing.get_type_hints(ImageChecks)
+    for key, attr in IMAGE_CHECK_KEYS.items():
+        if attr in given:
+            if given[attr] is False and attr == "verify":  # YAML reads a bare `off` as false
+                given[attr] = "off"
+            given[attr] = check_type(given[attr], hints[attr], where + key)
+    if given.get("max_pixels", 1) < 1:
+        raise RecipeError(f"{where}max_image_pixels: expected an integer >= 1, got {given['max_pixels']!r}")
+    return dataclasses.replace(inherited, **given)
 
 
 def render_from_mapping(raw: Any, base_dir: str | None):

@@ -154,7 +154,8 @@ def test_kept_pairs_render_as_grounding_and_grounded_caption(tmp_path):
     render = {"per_image": 1, "tasks": {"grounding": {}, "grounded_caption": {}, "counting": {}},
               "bootstrap_pairs": {"from": str(out)}}
     recipe.write_text(yaml.safe_dump({"sources": {"objects365": {"annotations": str(annotations),
-                                                                 "images": str(tmp_path)}}, "render": render}))
+                                                                 "images": str(tmp_path)}}, "render": render,
+                                      "verify_images": "off"}))
     built = tmp_path / "built"
     assert main(["build", str(recipe), "--out", str(built), "--no-progress"]) == 0
     rows = pa.concat_tables([pq.read_table(p) for p in (built / "dialogues").glob("part-*.parquet")]).to_pylist()
@@ -177,7 +178,8 @@ def test_kept_pairs_render_as_grounding_and_grounded_caption(tmp_path):
 
     render["bootstrap_pairs"]["only_paired_sources"] = ["objects365"]
     recipe.write_text(yaml.safe_dump({"sources": {"objects365": {"annotations": str(annotations),
-                                                                 "images": str(tmp_path)}}, "render": render}))
+                                                                 "images": str(tmp_path)}}, "render": render,
+                                      "verify_images": "off"}))
     assert main(["build", str(recipe), "--out", str(built), "--no-progress"]) == 0
     rows = pa.concat_tables([pq.read_table(p) for p in (built / "dialogues").glob("part-*.parquet")]).to_pylist()
     assert {r["key"] for r in rows} == {p["key"] for p in pairs.values()}
@@ -209,6 +211,7 @@ def test_bad_bootstrap_pairs_settings_are_named(tmp_path, capsys):
     import yaml
 
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"sources": sources, "render": {"bootstrap_pairs": str(out)}}))
+    recipe.write_text(yaml.safe_dump({"sources": sources, "render": {"bootstrap_pairs": str(out)},
+                                      "verify_images": "off"}))
     assert main(["build", str(recipe), "--out", str(tmp_path / "built"), "--no-progress"]) != 0
     assert f"no pairs under {out}/bootstrap/pairs" in capsys.readouterr().err
