@@ -147,6 +147,11 @@ def _build(image_id, key, width, height, xml_objects, lines, sent_path, xml_path
         if not obj["names"]:
             b.reject("object", BadRecord("missing_field", "box has no <name>", field="name"), desc)
             continue
+        not_ids = [n for n in obj["names"] if not n.isdigit()]
+        if not_ids:  # a chain id is the number of an [/EN#<id>/...] phrase of the sentences
+            b.reject("object", BadRecord("wrong_type", f"<name> {not_ids[0]!r:.40} is not a chain id (a number)",
+                                         field="name"), desc)
+            continue
         try:
             xyxy = voc_to_xyxy(*obj["box"])
         except BadRecord as err:

@@ -20,8 +20,10 @@ from typing import Iterator, Literal
 from rcforge.readers import ReadContext, register
 
 from rcforge import fsio
-from rcforge.boxes import check_size, xywh_to_xyxy
+from rcforge.boxes import xywh_to_xyxy
 from rcforge.config import path_field
+from rcforge.contract import F, Int, ItemContract, Text, wrong_type
+from rcforge.readers import coco_contract
 from rcforge.errors import BadRecord, InputError
 from rcforge.ledger import (
     ErrorRow,
@@ -81,22 +83,75 @@ class RefCocoConfig:
     splits: tuple[str, ...] = ("train",)
 
 
+#: one ref of a refs pickle (the `refer` layout); each of its sentences must be usable, or the ref is rejected
+REF = ItemContract("ref", (
+    F("ref_id", Int()),
+    F("image_id", Int()),
+    F("ann_id", Int()),
+    F("split", Text(nonempty=True)),
+    F("category_id", Int(), required=False),
+))
+SENTENCE = ItemContract("sentence", (
+    F("sent_id", Int()),
+    F("sent", Text(nonempty=True, empty_reason="ref_no_sentences")),
+))
+
+
+def parse_ref(ref) -> dict:
+    """A ref through the contract, with its sentences (``sentences[k].sent`` named when one breaks it)."""
+    out = REF.parse(ref)
+    sentences = ref.get("sentences")
+    if not isinstance(sentences, list):
+        raise wrong_type("sentences", "a list of sentences", sentences) if sentences is not None else \
+            BadRecord("ref_no_sentences", "ref has no sentences", field="sentences")
+    parsed = []
+    for k, sentence in enumerate(sentences):
+        try:
+            parsed.append(SENTENCE.parse(sentence))
+        except BadRecord as err:
+            raise BadRecord(err.reason, f"sentences[{k}]: {err.message}", field=f"sentences[{k}].{err.field}") \
+                from None
+    if not parsed:
+        raise BadRecord("ref_no_sentences", "ref has no sentence", field="sentences")
+    out["sentences"] = [{"sent_id": s["sent_id"], "text": s["sent"]} for s in parsed]
+    return out
+
+
 def _load_instances(path: str):
-    """COCO instances through pycocotools (its loader prints; we keep stdout clean)."""
+    """COCO instances: every image and annotation through the COCO contract, then pycocotools' index of the
+    usable ones (its loader prints; we keep stdout clean). Returns (index, bad images, bad annotations,
+    categories that break the contract)."""
     from pycocotools.coco import COCO
 
     dataset = fsio.load_json(path, "instances file")
-    if not isinstance(dataset, dict) or "images" not in dataset or "annotations" not in dataset:
-        raise InputError(f"instances file {path}: not a COCO file (needs 'images' and 'annotations')")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("images"), list) \
+            or not isinstance(dataset.get("annotations"), list):
+        raise InputError(f"instances file {path}: not a COCO file (needs arrays 'images' and 'annotations')")
+    cats, bad_cats = coco_contract.categories(dataset.get("categories") or [], path)
+    images, bad_images = [], []
+    for i, img in enumerate(dataset["images"]):
+        try:
+            images.append({**img, **coco_contract.IMAGE.parse(img)})
+        except BadRecord as err:
+            bad_images.append((i, img, err))
+    anns, bad_anns = [], []
+    for i, ann in enumerate(dataset["annotations"]):
+        try:
+            anns.append({**ann, **coco_contract.annotation(ann)})
+        except BadRecord as err:
+            bad_anns.append((i, ann, err))
     coco = COCO()
-    coco.dataset = dataset
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco.createIndex()
-    except (KeyError, TypeError) as err:
-        raise InputError(f"instances file {path}: an image, annotation or category lacks {err} "
-                         "(pycocotools cannot index it)") from None
-    return coco
+    coco.dataset = {"images": images, "annotations": anns,
+                    "categories": [{"id": c, "name": n} for c, n in cats.items()]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco, bad_images, bad_anns, bad_cats
+
+
+def _owner(entry) -> int | None:
+    """The image id an entry names, when it is a usable id (to count a broken entry against its image)."""
+    value = entry.get("image_id") if isinstance(entry, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 @register(SOURCE, RefCocoConfig)
@@ -107,98 +162,108 @@ def read(config: RefCocoConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     inst_path = fsio.require(fsio.join(config.root, config.dataset, "instances.json"),
                              f"sources.refcoco instances file for {config.dataset}")
     refs = load_refs(refs_path)
-    coco = _load_instances(inst_path)
+    coco, bad_images, bad_anns, bad_cats = _load_instances(inst_path)
     wanted = set(config.splits)
-    refs_by_image: dict[int, list] = defaultdict(list)
+    refs_by_image: dict[int | None, list] = defaultdict(list)
     for i, ref in enumerate(refs):
-        image_id = ref.get("image_id") if isinstance(ref, dict) else None
-        refs_by_image[image_id if isinstance(image_id, int) else -1].append((i, ref))
+        refs_by_image[_owner(ref)].append((i, ref))
+    bad_anns_by_image: dict[int | None, list] = defaultdict(list)
+    for i, ann, err in bad_anns:
+        bad_anns_by_image[_owner(ann)].append((i, ann, err))
 
-    seen_images = Counter(img.get("id") for img in coco.dataset["images"])
-    image_ids = sorted(i for i in seen_images if isinstance(i, int))
-    for image_id in image_ids:
-        key = f"{SOURCE}/{config.dataset}/{image_id}"
-        info = coco.imgs[image_id]
-        anns = coco.imgToAnns.get(image_id, [])
-        image_refs = refs_by_image.pop(image_id, [])
-        counts = Counter(object=len(anns), ref=len(image_refs))
-        record_desc = f"images[id={image_id}]"
-        if seen_images[image_id] > 1:
-            yield rejected_image(SOURCE, key, inst_path, record_desc,
-                                 BadRecord("duplicate_image_id", f"image id {image_id} appears "
-                                           f"{seen_images[image_id]} times", field="id"), items_read=counts)
+    for i, img, err in bad_images:
+        image_id = img.get("id") if isinstance(img, dict) else None
+        key = f"{SOURCE}/{config.dataset}/{image_id if isinstance(image_id, int) else f'images[{i}]'}"
+        owner = image_id if isinstance(image_id, int) and not isinstance(image_id, bool) else object()
+        counts = Counter(object=len(coco.imgToAnns.get(owner, [])) + len(bad_anns_by_image.pop(owner, [])),
+                         ref=len(refs_by_image.pop(owner, [])))
+        yield rejected_image(SOURCE, key, inst_path, f"images[{i}]", err, items_read=counts)
+    seen_images = Counter(img["id"] for img in coco.dataset["images"])
+    for image_id in sorted(seen_images):
+        yield _image(config, image_id, coco, seen_images[image_id], refs_by_image.pop(image_id, []),
+                     bad_anns_by_image.pop(image_id, []), bad_cats, wanted, refs_path, inst_path)
+    yield from _orphans(config, refs_by_image, bad_anns_by_image, wanted, refs_path, inst_path)
+
+
+def _image(config, image_id, coco, copies, image_refs, broken_anns, bad_cats, wanted, refs_path, inst_path):
+    """The `ImageResult` of one COCO image: its annotations as objects, its refs of the wanted splits."""
+    key = f"{SOURCE}/{config.dataset}/{image_id}"
+    info = coco.imgs[image_id]
+    anns = coco.imgToAnns.get(image_id, [])
+    counts = Counter(object=len(anns) + len(broken_anns), ref=len(image_refs))
+    record_desc = f"images[id={image_id}]"
+    if copies > 1:
+        return rejected_image(SOURCE, key, inst_path, record_desc,
+                              BadRecord("duplicate_image_id", f"image id {image_id} appears {copies} times",
+                                        field="id"), items_read=counts)
+    if not any(isinstance(r, dict) and r.get("split") in wanted for _, r in image_refs):
+        return filtered_image(SOURCE, key, "not_in_splits", items_read=counts)
+    b = ImageBuilder(SOURCE, key, inst_path, info["width"], info["height"])
+    for i, ann, err in broken_anns:
+        b.read("object")
+        b.reject("object", err, f"annotations[{i}] (id={ann.get('id') if isinstance(ann, dict) else None})")
+    objects, object_ids = [], set()
+    for ann in anns:
+        b.read("object")
+        desc = f"annotations[id={ann['id']}]"
+        cat = ann["category_id"]
+        if cat not in coco.cats:
+            why = bad_cats.get(cat, f"category_id {cat!r} is not in categories")
+            b.reject("object", BadRecord("unknown_category_id", why, field="category_id"), desc)
             continue
-        kept_refs = [(i, r) for i, r in image_refs if r.get("split") in wanted]
-        if not kept_refs:
-            yield filtered_image(SOURCE, key, "not_in_splits", items_read=counts)
+        box = b.box("object", xywh_to_xyxy(*ann["bbox"]), desc, field="bbox")
+        if box is None:
+            continue
+        object_ids.add(ann["id"])
+        objects.append({"id": ann["id"], "names": [coco.cats[cat]["name"]], "category_id": cat, "box": box,
+                        "ignore": bool(ann["iscrowd"]), "attributes": [], "synsets": []})
+    out_refs = []
+    for i, ref in image_refs:
+        b.read("ref")
+        desc = f"refs[{i}] (ref_id={ref.get('ref_id') if isinstance(ref, dict) else None!r:.40})"
+        if isinstance(ref, dict) and ref.get("split") not in wanted:
+            b.filter("ref", "not_in_splits")
             continue
         try:
-            width, height = check_size(info.get("width"), info.get("height"))
+            parsed = parse_ref(ref)
+            if parsed["ann_id"] not in object_ids:
+                raise BadRecord("ref_unknown_annotation", f"ann_id {parsed['ann_id']} is not a usable annotation "
+                                f"of image {image_id}", field="ann_id")
         except BadRecord as err:
-            yield rejected_image(SOURCE, key, inst_path, record_desc, err, items_read=counts)
+            b.reject("ref", err, desc, file=refs_path)
             continue
-        b = ImageBuilder(SOURCE, key, inst_path, width, height)
-        objects, object_ids = [], set()
-        for ann in anns:
-            b.read("object")
-            desc = f"annotations[id={ann.get('id')}]"
-            try:
-                cat = ann.get("category_id")
-                if cat not in coco.cats:
-                    raise BadRecord("unknown_category_id", f"category_id {cat!r} is not in categories",
-                                    field="category_id")
-                bbox = ann.get("bbox")
-                if not isinstance(bbox, list) or len(bbox) != 4:
-                    raise BadRecord("missing_field", "bbox is missing or not [x, y, w, h]", field="bbox")
-                xyxy = xywh_to_xyxy(*bbox)
-            except BadRecord as err:
-                b.reject("object", err, desc)
-                continue
-            box = b.box("object", xyxy, desc, field="bbox")
-            if box is None:
-                continue
-            object_ids.add(ann["id"])
-            objects.append({"id": int(ann["id"]), "names": [coco.cats[cat].get("name", str(cat))],
-                            "category_id": int(cat), "box": box, "ignore": bool(ann.get("iscrowd", 0)),
-                            "attributes": [], "synsets": []})
-        out_refs = []
-        for _, ref in image_refs:
-            b.read("ref")
-            desc = f"ref_id={ref.get('ref_id')}"
-            if ref.get("split") not in wanted:
-                b.filter("ref", "not_in_splits")
-                continue
-            try:
-                ann_id = ref.get("ann_id")
-                if ann_id not in object_ids:
-                    raise BadRecord("ref_unknown_annotation", f"ann_id {ann_id!r} is not a usable annotation of "
-                                    f"image {image_id}", field="ann_id")
-                sentences = [{"sent_id": int(s.get("sent_id", -1)), "text": " ".join(str(s.get("sent", "")).split())}
-                             for s in (ref.get("sentences") or []) if str(s.get("sent", "")).strip()]
-                if not sentences:
-                    raise BadRecord("ref_no_sentences", "ref has no sentence", field="sentences")
-                out_refs.append({"ref_id": int(ref["ref_id"]), "object_id": int(ann_id),
-                                 "category_id": ref.get("category_id"), "split": str(ref["split"]),
-                                 "sentences": sentences})
-            except BadRecord as err:
-                b.reject("ref", err, desc, file=refs_path)
-            except (KeyError, TypeError, ValueError) as err:
-                b.reject("ref", BadRecord("malformed_record", f"malformed ref ({err})"), desc, file=refs_path)
-        record = image_record(key, SOURCE, image_id, str(info.get("file_name")), width, height,
-                              coco_id=image_id, objects=objects, refs=out_refs)
-        yield b.finish(record, coco_id=image_id)
+        out_refs.append({"ref_id": parsed["ref_id"], "object_id": parsed["ann_id"],
+                         "category_id": parsed["category_id"], "split": parsed["split"],
+                         "sentences": parsed["sentences"]})
+    record = image_record(key, SOURCE, image_id, info["file_name"], info["width"], info["height"],
+                          coco_id=image_id, objects=objects, refs=out_refs)
+    return b.finish(record, coco_id=image_id)
 
-    for image_id, leftover in sorted(refs_by_image.items(), key=lambda kv: str(kv[0])):
+
+def _orphans(config, refs_by_image, bad_anns_by_image, wanted, refs_path, inst_path) -> Iterator[ImageResult]:
+    """Refs and broken annotations whose image the instances file does not hold (or cannot be named)."""
+    for image_id in sorted(set(refs_by_image) | set(bad_anns_by_image), key=str):
         result = ImageResult(source=SOURCE, key=f"{SOURCE}/{config.dataset}/{image_id}", record=None, orphan=True)
-        for i, ref in leftover:
+        for i, ref in refs_by_image.get(image_id, []):
             result.items_read["ref"] += 1
             if isinstance(ref, dict) and ref.get("split") not in wanted:
                 # another split's ref whose image this instances file lacks: not requested, not an error
                 result.items_filtered[("ref", "not_in_splits")] += 1
                 continue
             result.items_rejected["ref"] += 1
+            try:
+                REF.value(ref, "image_id") if isinstance(ref, dict) else REF.parse(ref)
+                reason, field_name, message = "unknown_image", "image_id", f"image_id {image_id!r} is not in {inst_path}"
+            except BadRecord as err:
+                reason, field_name, message = err.reason, err.field, err.message
+            ref_id = ref.get("ref_id") if isinstance(ref, dict) else None
             result.errors.append(ErrorRow(
-                source=SOURCE, key=result.key, file=refs_path, record=f"refs[{i}] (ref_id={ref.get('ref_id')})",
-                field="image_id", stage="join", kind="ref", reason="unknown_image",
-                message=f"image_id {image_id!r} is not in {inst_path}"))
+                source=SOURCE, key=result.key, file=refs_path, record=f"refs[{i}] (ref_id={ref_id!r:.40})",
+                field=field_name, stage="join", kind="ref", reason=reason, message=message))
+        for i, ann, err in bad_anns_by_image.get(image_id, []):
+            result.items_read["object"] += 1
+            result.items_rejected["object"] += 1
+            result.errors.append(ErrorRow(
+                source=SOURCE, key=result.key, file=inst_path, record=f"annotations[{i}]", field=err.field,
+                stage="validate", kind="object", reason=err.reason, message=err.message))
         yield result

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -79,7 +80,35 @@ def _pointqa(root: Path) -> dict:
                         "image_data": str(root / "image_data.json"), "images": str(root), "image_layout": "flat"}}
 
 
-SOURCES = {"visual_genome": _vg, "objects365": _o365, "vqav2": _vqa, "pointqa": _pointqa}
+def _flickr(root: Path) -> dict:
+    """The sample image, and a second image (its copy under another id) so that there is a record to keep."""
+    sample = SAMPLE / "flickr30k_entities"
+    shutil.copytree(sample, root, ignore=shutil.ignore_patterns("images"))
+    for folder, ext in (("Annotations", "xml"), ("Sentences", "txt")):
+        shutil.copy(root / folder / f"4945942737.{ext}", root / folder / f"4945942738.{ext}")
+    (root / "train.txt").write_text("4945942737\n4945942738\n")
+    return {"flickr30k_entities": {"root": str(root), "split": "train", "images": str(root)}}
+
+
+def _refcoco(root: Path) -> dict:
+    """The sample refs (one train ref, one val ref) and a second train image with its own ref."""
+    sample = SAMPLE / "refcoco" / "refcoco"
+    (root / "refcoco").mkdir(parents=True)
+    refs = pickle.loads((sample / "refs(unc).p").read_bytes())
+    instances = json.loads((sample / "instances.json").read_text())
+    image = dict(instances["images"][0], id=581858, file_name="COCO_train2014_000000581858.jpg")
+    instances["images"].append(image)
+    instances["annotations"].append(dict(instances["annotations"][0], id=1719400, image_id=581858))
+    refs.append(dict(copy.deepcopy(refs[0]), ref_id=5, ann_id=1719400, image_id=581858, sent_ids=[50],
+                     sentences=[{"tokens": ["a", "lady"], "raw": "a lady", "sent_id": 50, "sent": "a lady"}]))
+    (root / "refcoco" / "refs(unc).p").write_bytes(pickle.dumps(refs, protocol=2))
+    (root / "refcoco" / "instances.json").write_text(json.dumps(instances))
+    return {"refcoco": {"root": str(root), "dataset": "refcoco", "split_by": "unc", "splits": ["train"],
+                        "images": str(root)}}
+
+
+SOURCES = {"visual_genome": _vg, "objects365": _o365, "vqav2": _vqa, "pointqa": _pointqa,
+           "flickr30k_entities": _flickr, "refcoco": _refcoco}
 
 # -- record-level cases: (source, file, path to the value, bad value) ----------------------------------------------
 
@@ -124,13 +153,50 @@ FIELDS = [
     ("pointqa", "local.json", ("1", 0, "all_objs", 0, "w"), "all_objs", BAD_NUMBER),
     ("pointqa", "local.json", ("1", 0, "points", 0, "ans"), "ans", [{"a": 1}, ["x"]]),
     ("pointqa", "looktwice.json", ("1", 0, "bbox", "x"), "bbox", BAD_NUMBER),
+    ("refcoco", "refcoco/refs(unc).p", (0, "ann_id"), "ann_id", BAD_ID),
+    ("refcoco", "refcoco/refs(unc).p", (0, "sentences", 0, "sent"), "sent", BAD_TEXT),
+    ("refcoco", "refcoco/refs(unc).p", (0, "sentences"), "sentences", ["a lady", {"a": 1}, 7]),
+    ("refcoco", "refcoco/refs(unc).p", (0, "ref_id"), "ref_id", BAD_ID),
+    ("refcoco", "refcoco/instances.json", ("annotations", 0, "bbox"), "bbox", ["1,2,3,4", [1, 2, 3], {"x": 1}]),
+    ("refcoco", "refcoco/instances.json", ("images", 0, "width"), "width", BAD_SIZE),
+    ("flickr30k_entities", "Annotations/4945942737.xml", ("object", 0, "bndbox", "xmin"), "xmin",
+     ["abc", "1e400", "", "12.5.3"]),
+    ("flickr30k_entities", "Annotations/4945942737.xml", ("object", 0, "bndbox", "xmin"), "bndbox", ["99999"]),
+    ("flickr30k_entities", "Annotations/4945942737.xml", ("size", "width"), "width", ["abc", "0", "-5", ""]),
+    ("flickr30k_entities", "Annotations/4945942737.xml", ("object", 0, "name"), "name", ["", "abc"]),
 ]
 
 #: the image whose record the mutated value belongs to: it may change (lose an item); no other record may
-OWNER = {"visual_genome": "vg/1", "objects365": "objects365/420917", "vqav2": "vqav2/458752", "pointqa": "pointqa/1"}
+OWNER = {"visual_genome": "vg/1", "objects365": "objects365/420917", "vqav2": "vqav2/458752", "pointqa": "pointqa/1",
+         "flickr30k_entities": "flickr30k_entities/4945942737", "refcoco": "refcoco/refcoco/581857"}
 
 RECORD_CASES = [pytest.param(src, file, path, field, value, id=f"{src}-{file}-{'.'.join(map(str, path))}-{value!r}"[:90])
                 for src, file, path, field, values in FIELDS for value in values]
+
+
+def _set_in_file(target: Path, path: tuple, value) -> None:
+    """Put ``value`` at ``path`` in a JSON, pickle or XML file (XML: element names and indices, text values)."""
+    if target.suffix == ".xml":
+        import xml.etree.ElementTree as ET
+
+        tree = ET.parse(target)
+        node = tree.getroot()
+        for step, following in zip(path, path[1:] + (None,)):
+            if isinstance(step, int):
+                continue
+            index = following if isinstance(following, int) else 0
+            node = node.findall(step)[index]
+        node.text = str(value)
+        tree.write(target)
+        return
+    if target.suffix == ".p":
+        data = pickle.loads(target.read_bytes())
+        _set(data, path, value)
+        target.write_bytes(pickle.dumps(data, protocol=2))
+        return
+    data = json.loads(target.read_text())
+    _set(data, path, value)
+    target.write_text(json.dumps(data))
 
 
 def _set(data, path, value):
@@ -171,10 +237,7 @@ def test_a_bad_value_rejects_its_record_and_nothing_else(tmp_path, tmp_path_fact
                                                          field, value):
     clean = _clean(tmp_path_factory, source, capsys)
     sources = SOURCES[source](tmp_path / "data")
-    target = tmp_path / "data" / file
-    data = json.loads(target.read_text())
-    _set(data, path, value)
-    target.write_text(json.dumps(data))
+    _set_in_file(tmp_path / "data" / file, path, value)
     code, text, out = _run(tmp_path, sources, capsys)
     assert "Traceback" not in text
     assert code == 0, text
