@@ -168,7 +168,7 @@ FIELDS = [
 
 #: the image whose record the mutated value belongs to: it may change (lose an item); no other record may
 OWNER = {"visual_genome": "vg/1", "objects365": "objects365/420917", "vqav2": "vqav2/458752", "pointqa": "pointqa/1",
-         "flickr30k_entities": "flickr30k_entities/4945942737", "refcoco": "refcoco/refcoco/581857"}
+         "flickr30k_entities": "flickr30k/4945942737", "refcoco": "refcoco/refcoco/581857"}
 
 RECORD_CASES = [pytest.param(src, file, path, field, value, id=f"{src}-{file}-{'.'.join(map(str, path))}-{value!r}"[:90])
                 for src, file, path, field, values in FIELDS for value in values]
