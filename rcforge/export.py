@@ -9,11 +9,12 @@ they come, so a corpus of any size exports in bounded memory.
 from __future__ import annotations
 
 import json
+import sys
 
 import fsspec
 import pyarrow.parquet as pq
 
-from rcforge import fsio, generations
+from rcforge import fsio, generations, images
 from rcforge.errors import InputError
 
 
@@ -33,6 +34,7 @@ def export_llava(out: str, file: str, *, relative: bool = False) -> int:
         raise InputError(f"export: no dialogue shards under {out}/dialogues")
     jsonl = file.endswith(".jsonl")
     n = 0
+    skipped: list[str] = []
     with fsspec.open(file, "w", encoding="utf-8") as sink:
         if not jsonl:
             sink.write("[\n")
@@ -41,8 +43,11 @@ def export_llava(out: str, file: str, *, relative: bool = False) -> int:
                 for batch in pq.ParquetFile(f).iter_batches(
                         batch_size=4096, columns=["id", "source", "image", "task", "conversations"]):
                     for row in batch.to_pylist():
-                        image = f"{row['source']}/{row['image']}" if relative else \
-                            fsio.join(roots.get(row["source"], ""), row["image"])
+                        full, refused = images.confine(roots.get(row["source"], ""), row["image"])
+                        if refused:  # never pass on a path that leaves the images root
+                            skipped.append(f"{row['id']}: {refused}")
+                            continue
+                        image = f"{row['source']}/{row['image']}" if relative else full
                         item = {"id": row["id"], "image": image, "conversations": row["conversations"],
                                 "task": row["task"], "source": row["source"]}
                         text = json.dumps(item, ensure_ascii=False)
@@ -53,6 +58,9 @@ def export_llava(out: str, file: str, *, relative: bool = False) -> int:
                         n += 1
         if not jsonl:
             sink.write("\n]\n")
+    if skipped:
+        print(f"export: left out {len(skipped)} dialogue(s) whose image path leaves the images root, e.g. "
+              f"{skipped[0]}", file=sys.stderr)
     return n
 
 

@@ -13,7 +13,7 @@ import io
 
 import fsspec
 
-from rcforge import coordinates, fsio, generations
+from rcforge import coordinates, fsio, generations, images
 from rcforge.stats import _connect
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990",
@@ -97,11 +97,15 @@ def render_html(out: str, rows: list[dict]) -> str:
     roots = {name: entry.get("image_root") or "" for name, entry in manifest["sources"].items()}
     cards = []
     for row in rows:
-        image_path = fsio.join(roots.get(row["source"], ""), row["image"])
-        try:
-            data = fsio.read_bytes(image_path, "image")
-        except Exception:  # a missing image is shown as missing, whatever the filesystem says
-            data = None
+        image_path, refused = images.confine(roots.get(row["source"], ""), row["image"])
+        data = None
+        if refused:  # never read a file outside the images root (a tampered shard, a symlink made later)
+            image_path = f"refused: {refused}"
+        else:
+            try:
+                data = fsio.read_bytes(image_path, "image")
+            except Exception:  # a missing image is shown as missing, whatever the filesystem says
+                data = None
         url = draw(data, row)
         fmt = coordinates.get(row["coordinates"])
         index, turns = 0, []

@@ -198,3 +198,43 @@ def test_the_image_checks_are_recipe_keys_with_clear_errors(tmp_path):
     with pytest.raises(RecipeError, match="sources.vqav2.verify_images"):
         recipe_from_mapping({"sources": {"vqav2": {**sources["vqav2"], "verify_images": 3}}})
     assert images.MAX_IMAGE_PIXELS == Image.MAX_IMAGE_PIXELS  # Pillow's own default
+
+
+def test_preview_and_export_never_read_or_pass_on_a_file_outside_the_root(sample_build, tmp_path, capsys):
+    """A build whose image root later holds a symlink to a secret (or whose shard was edited to name one)."""
+    import base64
+
+    import pyarrow.parquet as pq
+
+    from conftest import copy_of
+    from rcforge import cli
+    from rcforge.preview import render_html
+
+    out = copy_of(sample_build, tmp_path)
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(_jpeg((800, 600), colour=(1, 2, 3)))
+    root = tmp_path / "vg-images"
+    root.mkdir()
+    (root / "1.jpg").symlink_to(secret)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["sources"]["visual_genome"]["image_root"] = str(root)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    shard = next((out / "dialogues").glob("part-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    vqa = next(r for r in rows if r["source"] == "vqav2")
+    vqa["image"] = "../../../../../../" + str(secret).lstrip("/")
+    pq.write_table(table.from_pylist(rows, schema=table.schema), shard)
+
+    chosen = [r for r in rows if r["source"] == "visual_genome" and r["image"] == "1.jpg"][:1] + [vqa]
+    page = render_html(str(out), chosen)
+    assert base64.b64encode(secret.read_bytes()[:300])[:200].decode() not in page
+    assert page.count("refused:") == 2
+
+    target = tmp_path / "export.jsonl"
+    assert cli.main(["export", "llava", str(out), str(target)]) == 0
+    assert "left out" in capsys.readouterr().err
+    exported = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(exported) == len(rows) - len([r for r in rows if r["source"] == "visual_genome"
+                                             and r["image"] == "1.jpg"]) - 1
+    assert not any(e["image"] == str(root / "1.jpg") or ".." in e["image"] for e in exported)
