@@ -138,8 +138,9 @@ class Renderer:
             question_vars = self._placeholders(inst.question, mentions, provenance)
             answer_vars = self._placeholders(inst.answer, mentions, provenance)
             # answer templates may mention question variables (a03 of coarse_spatial.empty names the reference)
-            question = templating.render(variant.questions[qid], question_vars)
-            answer = templating.render(variant.answers[aid], {**question_vars, **answer_vars})
+            where = f"{inst.task}.{inst.variant}"
+            question = templating.render(variant.questions[qid], question_vars, f"{where}.{qid}")
+            answer = templating.render(variant.answers[aid], {**question_vars, **answer_vars}, f"{where}.{aid}")
             # Coordinates are written where the text shows them, and only those boxes enter the boxes column, in
             # the order they are printed: a template that names objects without their boxes adds no box.
             question = self._write_mentions(question, mentions, w, h, boxes, points)

@@ -14,13 +14,18 @@ answer templates with stable ids::
 
 Templates are compiled in Jinja's immutable sandbox with ``StrictUndefined``: a template that names a variable
 the task does not provide, or omits one it must show, fails at load time with the file, variant and template id.
-Annotation text only ever reaches a template as a variable's value, never as template source. The template id
+Annotation text only ever reaches a template as a variable's value, never as template source. Templates
+get curated globals and filters (nothing random, nothing that pads to a width), and each rendered turn is capped
+in length, render time and loop steps (`render`), so a careless or hostile template set cannot stall a build. The template id
 of a sample is ``<task>.<variant>.<question id>+<answer id>``; the manifest records a content hash per file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import threading
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -60,9 +65,104 @@ class TemplateSet:
                               f"found: {', '.join(have) or 'none'}") from None
 
 
+#: the most characters one rendered turn (a question or an answer) may have; real turns stay under ~5,000
+MAX_TURN_CHARS = 20_000
+#: the most seconds one turn may take to render (a turn takes about 10 µs)
+MAX_RENDER_SECONDS = 1.0
+#: the most loop steps over ``range`` in one turn (loops over the task's own lists are bounded by the data)
+MAX_RANGE_STEPS = 10_000
+#: the widest field a format string may ask for (``"%9999999d"``, ``"{:>9999999}"``)
+MAX_FORMAT_WIDTH = 1_000
+
+#: the filters a template may use: pure and deterministic, none that pads to a width (``center``, ``indent``,
+#: ``wordwrap``, ``format``) or draws at random (``random``)
+FILTERS = ("abs", "attr", "batch", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first",
+           "float", "groupby", "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min",
+           "reject", "rejectattr", "replace", "reverse", "round", "select", "selectattr", "slice", "sort", "string",
+           "sum", "title", "tojson", "trim", "truncate", "unique", "upper", "wordcount")
+
+
+class TemplateLimitError(RecipeError):
+    """A template went past a resource limit while rendering (output size, time, loop steps, a huge value)."""
+
+
+class _Budget(threading.local):
+    deadline: float = float("inf")
+    steps: int = 0
+    where: str = "template"
+
+
+_budget = _Budget()
+
+
+def _over(what: str) -> TemplateLimitError:
+    return TemplateLimitError(f"{_budget.where}: {what}")
+
+
+def _range(*args):
+    """``range`` for templates: every step counts against the turn's step and time budget."""
+    for i, value in enumerate(range(*args)):
+        if i % 256 == 0 and time.perf_counter() > _budget.deadline:
+            raise _over(f"took longer than {MAX_RENDER_SECONDS} s to render")
+        _budget.steps += 1
+        if _budget.steps > MAX_RANGE_STEPS:
+            raise _over(f"loops over range() ran more than {MAX_RANGE_STEPS:,} steps")
+        yield value
+
+
+_WIDTH = re.compile(r"%[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?|\{[^{}]*?[:]([^{}]*)\}")
+
+
+def _check_format(fmt: str) -> None:
+    if re.search(r"\{[^{}]*:[^{}]*\{", fmt):  # a width taken from an argument: "{0:{1}}"
+        raise _over("a format string takes a field width from an argument")
+    for match in _WIDTH.finditer(fmt):
+        spec = " ".join(g for g in match.groups() if g)
+        if "*" in spec or any(int(n) > MAX_FORMAT_WIDTH for n in re.findall(r"\d+", spec)):
+            raise _over(f"a format string asks for a field wider than {MAX_FORMAT_WIDTH}")
+
+
+class LimitedSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with operators that could build a huge value checked first."""
+
+    intercepted_binops = frozenset(["*", "**", "%"])
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, (int, float)) and (abs(right) > 64 or (
+                isinstance(left, (int, float)) and abs(left) > 2**32)):
+            raise _over("a power too large to compute")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_TURN_CHARS:
+                    raise _over(f"a repeated value longer than {MAX_TURN_CHARS:,}")
+        if operator == "%" and isinstance(left, str):
+            _check_format(left)
+        return super().call_binop(context, operator, left, right)
+
+    def wrap_str_format(self, value):
+        """``"...".format`` and ``format_map``, with the format string's field widths checked first."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt = getattr(value, "__self__", "")
+
+        def checked(*args, **kwargs):
+            _check_format(str(fmt))
+            return wrapped(*args, **kwargs)
+
+        return checked
+
+
 def environment() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
-                                         keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
+    """The sandbox every template compiles in: strict about undefined variables, with curated globals (no
+    ``lipsum``: it writes random text) and filters (`FILTERS`), and `render`'s limits."""
+    env = LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
+                         trim_blocks=True, lstrip_blocks=True)
+    env.globals = {"range": _range, "dict": dict, "namespace": env.globals["namespace"],
+                   "joiner": env.globals["joiner"], "cycler": env.globals["cycler"]}
+    env.filters = {name: env.filters[name] for name in FILTERS}
+    env.tests = dict(env.tests)
+    return env
 
 
 def default_root() -> str:
@@ -146,6 +246,22 @@ def compile_checked(env, source: str, where: str, *, must=(), allowed: set | Non
     return env.from_string(source), used
 
 
-def render(template: jinja2.Template, variables: dict[str, Any]) -> str:
-    """Render and tidy whitespace (templates may use blocks for lists)."""
-    return " ".join(template.render(**variables).split())
+def render(template: jinja2.Template, variables: dict[str, Any], where: str = "") -> str:
+    """Render and tidy whitespace (templates may use blocks for lists), within the limits: at most
+    `MAX_TURN_CHARS` characters, `MAX_RENDER_SECONDS` seconds and `MAX_RANGE_STEPS` range steps, else a
+    `TemplateLimitError` naming the template."""
+    _budget.deadline = time.perf_counter() + MAX_RENDER_SECONDS
+    _budget.steps = 0
+    _budget.where = f"template {where or template.name or '(inline)'}"
+    pieces, size = [], 0
+    try:
+        for piece in template.generate(**variables):
+            size += len(piece)
+            if size > MAX_TURN_CHARS:
+                raise _over(f"the rendered turn is longer than {MAX_TURN_CHARS:,} characters")
+            if time.perf_counter() > _budget.deadline:
+                raise _over(f"took longer than {MAX_RENDER_SECONDS} s to render")
+            pieces.append(piece)
+    finally:
+        _budget.deadline = float("inf")
+    return " ".join("".join(pieces).split())

@@ -1,0 +1,78 @@
+"""Template resource limits: a careless or hostile template set cannot stall a build, fill memory, or write text
+that differs between runs. Each bad template is rendered directly, then one goes through a whole build, where it
+becomes counted render errors (the build stops at max_bad_fraction, naming the template)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from rcforge import cli, templating
+from rcforge.templating import TemplateLimitError
+
+from conftest import SAMPLE_RECIPE
+
+HOSTILE = {
+    "repeat": "{{ 'a' * 10**9 }}",
+    "repeat_list": "{{ ([1] * 10**8) | length }}",
+    "power": "{{ (2 ** 64) ** 64 }}",
+    "nested_range": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "long_output": "{% for i in range(5000) %}xxxxxxxxxx{% endfor %}",
+    "percent_width": "{{ '%999999999d' % 1 }}",
+    "percent_star": "{{ '%*d' % (99999999, 1) }}",
+    "format_width": "{{ '{:>999999999}'.format(1) }}",
+    "format_nested": "{{ '{0:{1}}'.format(1, 99999999) }}",
+    "range_in_loop_vars": "{% for o in objects %}{% for i in range(5000) %}{{ o }}{% endfor %}{% endfor %}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_a_template_past_a_limit_stops_quickly_with_a_clear_error(name):
+    template = templating.environment().from_string(HOSTILE[name])
+    started = time.perf_counter()
+    with pytest.raises(TemplateLimitError, match="template t.x.a01"):
+        templating.render(template, {"objects": list(range(10))}, "t.x.a01")
+    assert time.perf_counter() - started < 2 * templating.MAX_RENDER_SECONDS
+
+
+@pytest.mark.parametrize("source, error", [
+    ("{{ lipsum() }}", "lipsum"),
+    ("{{ objects | random }}", "random"),
+    ("{{ 'x' | center(10**9) }}", "center"),
+    ("{{ 'x' | indent(10**9) }}", "indent"),
+    ("{{ 'x' | wordwrap(3) }}", "wordwrap"),
+    ("{{ '%s' | format(1) }}", "format"),
+])
+def test_templates_get_curated_globals_and_filters(source, error):
+    with pytest.raises(Exception, match=error):
+        templating.render(templating.environment().from_string(source), {"objects": [1, 2]})
+
+
+def test_what_the_bundled_templates_use_still_renders():
+    env = templating.environment()
+    text = ("{% for o in objects %}{{ o }}{% if not loop.last %}, {% endif %}{% endfor %} {{ n }} object"
+            "{{ '' if n == 1 else 's' }} {{ names | join(', ') | upper }} {{ '%s=%d' % ('a', 3) }} {{ 2 ** 10 }}")
+    assert templating.render(env.from_string(text), {"objects": [1, 2], "n": 2, "names": ["a", "b"]}) == \
+        "1, 2 2 objects A, B a=3 1024"
+    assert templating.render(env.from_string("{% for i in range(3) %}{{ i }}{% endfor %}"), {}) == "012"
+
+
+def test_a_hostile_template_in_a_build_is_counted_and_named(tmp_path, capsys):
+    templates = tmp_path / "templates"
+    shutil.copytree(templating.default_root(), templates, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    counting = templates / "counting.yaml"
+    text = counting.read_text()
+    first_answer = next(line for line in text.splitlines() if line.strip().startswith("a01:"))
+    indent = first_answer[: len(first_answer) - len(first_answer.lstrip())]
+    counting.write_text(text.replace(first_answer, indent + "a01: \"{{ count }}{% for i in range(10**5) %}"
+                                                            "{{ i }}{% endfor %}\""))
+    out = tmp_path / "out"
+    code = cli.main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress", "--templates", str(templates)])
+    err = capsys.readouterr().err
+    assert code == 1 and "failed to render" in err and "Traceback" not in err
+    import pyarrow.parquet as pq
+
+    errors = pq.read_table(out / "last-failed-run" / "errors" / "render").to_pylist()
+    assert errors and all(e["reason"] == "TemplateLimitError" and "counting." in e["message"] for e in errors)
