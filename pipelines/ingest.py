@@ -81,7 +81,7 @@ class Ledgerkeeper:
         self._exclude_array = np.array(sorted(exclude), dtype=np.int64)
         self._checked_at = 0
         self.images_root, self.checks = images_root, checks
-        self._pool = ThreadPoolExecutor(images.THREADS) if checks.verify != "off" else None
+        self._pool = ThreadPoolExecutor(images.THREADS) if images.wants_pool(images_root, checks) else None
 
     def close(self) -> None:
         if self._pool is not None:
