@@ -9,6 +9,8 @@ import pytest
 from conftest import SAMPLE, SAMPLE_RECIPE
 from tiny_models import tiny_florence2, tiny_kosmos2, tiny_llava
 
+pytestmark = pytest.mark.slow  # real models / a real browser: CI runs them, the inner loop does not
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 

@@ -11,6 +11,8 @@ from conftest import SAMPLE_RECIPE
 
 from rcforge.cli import main
 
+pytestmark = pytest.mark.slow  # real models / a real browser: CI runs them, the inner loop does not
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--enable-logging=stderr", "--v=0"]

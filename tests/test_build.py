@@ -5,7 +5,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE_RECIPE
+from conftest import SAMPLE_RECIPE, copy_of
 
 from rcforge.cli import main
 
@@ -13,11 +13,9 @@ TASKS = ["coarse_spatial", "counting", "detection", "flickr_grounded_caption", "
          "pointqa", "relation", "vqa"]
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("build") / "out"
-    assert main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
-    return out
+@pytest.fixture
+def built(sample_build):
+    return sample_build  # shared by the session: tests that change OUT work on a copy
 
 
 def _rows(out):
@@ -48,12 +46,14 @@ def test_golden_dialogues(built):
 
 
 def test_second_build_reuses_the_ingest(built, tmp_path):
+    built = copy_of(built, tmp_path)
     manifest = json.loads((built / "manifest.json").read_text())
     assert main(["build", str(SAMPLE_RECIPE), "--out", str(built), "--no-progress"]) == 0
     again = json.loads((built / "manifest.json").read_text())
     assert again["build"]["reused_ingest"] and again["build"]["dialogues"] == manifest["build"]["dialogues"]
 
 
+@pytest.mark.slow
 def test_same_shards_on_two_workers(built, tmp_path):
     other = tmp_path / "two"
     assert main(["build", str(SAMPLE_RECIPE), "--out", str(other), "--no-progress", "--workers", "2"]) == 0

@@ -86,6 +86,7 @@ def test_cli_reports_errors_in_one_line(tmp_path):
     assert proc.stderr.strip().startswith("rcforge ingest: error:") and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # a fresh interpreter imports Beam: about 3 s
 def test_help_lists_the_commands():
     proc = subprocess.run([sys.executable, "-m", "rcforge.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "ingest" in proc.stdout
@@ -120,6 +121,7 @@ def test_fsspec_urls_for_inputs_and_output(tmp_path):
     assert len(parts) == 1 and fs.exists("/outtest/manifest.json")
 
 
+@pytest.mark.slow
 def test_same_records_on_one_and_two_workers(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["ingest", str(SAMPLE_RECIPE), "--out", str(one), "--no-progress"]) == 0

@@ -11,11 +11,9 @@ from conftest import SAMPLE_RECIPE
 from rcforge.cli import main
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("stats") / "out"
-    assert main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
-    return out
+@pytest.fixture
+def built(sample_build):
+    return sample_build
 
 
 def test_stats_match_an_independent_count(built, tmp_path):

@@ -9,7 +9,7 @@ from rcforge.cli import main
 from rcforge.validate import validate
 
 
-@pytest.mark.parametrize("fmt", ["pink", "shikra", "qwen", "minigpt_v2"])
+@pytest.mark.parametrize("fmt", ["pink", *(pytest.param(f, marks=pytest.mark.slow) for f in ("shikra", "qwen", "minigpt_v2"))])
 def test_sample_build_is_valid_in_every_format(tmp_path, fmt, capsys):
     out = tmp_path / "out"
     assert main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress", "--coordinates", fmt]) == 0
