@@ -80,10 +80,8 @@ def _write_chunk(out: str, run: int, chunk: int, rows) -> str:
     fs.makedirs(folder, exist_ok=True)
     rows = sorted(rows, key=lambda r: (r["key"], r["object_id"], r["sample"]))
     name = f"part-{run:03d}-{chunk:05d}.parquet"
-    tmp, final = fsio.join(folder, f".tmp-{name}"), fsio.join(folder, name)
-    with fs.open(tmp, "wb") as f:
-        pq.write_table(pa.Table.from_pylist(rows, schema=schemas.CANDIDATE), f, compression="zstd")
-    fs.mv(tmp, final)
+    final = fsio.join(folder, name)
+    fsio.write_parquet(fs, final, pa.Table.from_pylist(rows, schema=schemas.CANDIDATE))
     return final
 
 

@@ -71,21 +71,13 @@ def read_row_group(item):
         yield from pq.ParquetFile(f).read_row_group(index).to_pylist()
 
 
-def _write_atomic(fs, final: str, table: pa.Table) -> None:
-    tmp = final.rsplit("/", 1)
-    tmp = f"{tmp[0]}/.tmp-{tmp[1]}"
-    with fs.open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd")
-    fs.mv(tmp, final)
-
-
 def write_shard(out_dir: str, index: int, shards: int, rows: list[dict]) -> tuple[str, int]:
     """One final shard from rows (sorted by id here)."""
     table = pa.Table.from_pylist(sorted(rows, key=lambda r: r["id"]), schema=schemas.DIALOGUE)
     fs, path = fsspec.core.url_to_fs(out_dir)
     fs.makedirs(path, exist_ok=True)
     final = fsio.join(path, shard_name(index, shards))
-    _write_atomic(fs, final, table)
+    fsio.write_parquet(fs, final, table)
     return final, table.num_rows
 
 
@@ -143,17 +135,16 @@ class RenderRowGroupFn(beam.DoFn):
         tag = f"{zlib.crc32(path.encode()):08x}-{index:05d}"
         ledger_dir = fsio.join(root, "_fragments", "ledger")
         fs.makedirs(ledger_dir, exist_ok=True)
-        with fs.open(fsio.join(ledger_dir, f"{tag}.json"), "w") as f:
-            json.dump(ledger, f)
+        fsio.write_json(fs, fsio.join(ledger_dir, f"{tag}.json"), ledger)
         if errors:
             efs, eroot = fsspec.core.url_to_fs(self.errors_dir)
             efs.makedirs(eroot, exist_ok=True)
-            _write_atomic(efs, fsio.join(eroot, f"{tag}.parquet"), pa.Table.from_pylist(errors, schemas.ERROR_RECORD))
+            fsio.write_parquet(efs, fsio.join(eroot, f"{tag}.parquet"), pa.Table.from_pylist(errors, schemas.ERROR_RECORD))
         for shard, rows in sorted(by_shard.items()):
             folder = fsio.join(root, "_fragments", f"{shard:05d}")
             fs.makedirs(folder, exist_ok=True)
             fragment = fsio.join(folder, f"{tag}.parquet")
-            _write_atomic(fs, fragment, pa.Table.from_pylist(rows, schema=schemas.DIALOGUE))
+            fsio.write_parquet(fs, fragment, pa.Table.from_pylist(rows, schema=schemas.DIALOGUE))
             yield shard, fragment
 
 
@@ -167,7 +158,7 @@ def merge_fragments(dialogues_dir: str, index: int, shards: int, fragments) -> t
     table = pa.concat_tables(tables) if tables else schemas.DIALOGUE.empty_table()
     table = table.sort_by("id")  # byte order of UTF-8 = code point order = Python's sorted()
     final = fsio.join(root, shard_name(index, shards))
-    _write_atomic(fs, final, table)
+    fsio.write_parquet(fs, final, table)
     for fragment in fragments:
         fs.rm(fragment)
     return final, table.num_rows

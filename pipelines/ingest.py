@@ -321,8 +321,7 @@ def ingest_source(name: str, config, settings: IngestSettings, exclude: frozense
     ledger_dir = fsio.join(settings.out, "_ledgers")
     fs, path = fsspec.core.url_to_fs(ledger_dir)
     fs.makedirs(path, exist_ok=True)
-    with fs.open(fsio.join(path, f"{name}.json"), "w") as f:
-        json.dump(entry, f, indent=2)
+    fsio.write_json(fs, fsio.join(path, f"{name}.json"), entry)
     return entry
 
 

@@ -8,7 +8,6 @@ an object into one shard) and writes ``OUT2/bootstrap/pairs/`` with the same sha
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -39,14 +38,10 @@ def refilter(out: str, lam: float, *, target: str | None = None, uniqueness: boo
         kept = decide(table, lam, uniqueness)
         pairs += kept.num_rows
         name = shard.rsplit("/", 1)[-1]
-        tmp, final = fsio.join(pairs_dir, f".tmp-{name}"), fsio.join(pairs_dir, name)
-        with tfs.open(tmp, "wb") as f:
-            pq.write_table(kept, f, compression="zstd")
-        tfs.mv(tmp, final)
+        fsio.write_parquet(tfs, fsio.join(pairs_dir, name), kept)
     summary = {"lambda": lam, "uniqueness": uniqueness, "candidates": candidates, "format_errors": errors,
                "pairs": pairs, "seconds": round(time.perf_counter() - started, 3)}
-    with tfs.open(fsio.join(tpath, "bootstrap", "refilter.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    fsio.write_json(tfs, fsio.join(tpath, "bootstrap", "refilter.json"), summary)
     return summary
 
 

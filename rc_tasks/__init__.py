@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from rcforge.errors import RecipeError
+from rcforge.registry import Registry
 
 #: task modules, imported on first use
 _MODULES = ("relation", "coarse_spatial", "counting", "detection", "grounding", "flickr_grounded_caption",
@@ -66,36 +66,22 @@ class TaskSpec:
         return tuple(dict.fromkeys(self.sample_sources + self.enumerate_sources))
 
 
-_REGISTRY: dict[str, TaskSpec] = {}
+REGISTRY: Registry[TaskSpec] = Registry("task", (f"rcforge.rc_tasks.{m}" for m in _MODULES))
 
 
 def register(name: str, config_class: type, *, variables: dict[str, tuple[set, set]], sample=None,
              sample_sources: Sequence[str] = (), enumerate=None, enumerate_sources: Sequence[str] = ()) -> TaskSpec:
     """Register a task under ``name``; a duplicate name is an error."""
-    if name in _REGISTRY:
-        raise ValueError(f"task {name!r} is registered twice")
     if sample is None and enumerate is None:
         raise ValueError(f"task {name!r}: give sample and/or enumerate")
     module_doc = (importlib.import_module(config_class.__module__).__doc__ or "").strip()
-    spec = TaskSpec(name, config_class, variables, sample, tuple(sample_sources), enumerate,
-                    tuple(enumerate_sources), module_doc.splitlines()[0] if module_doc else "")
-    _REGISTRY[name] = spec
-    return spec
-
-
-def _load_all() -> None:
-    for module in _MODULES:
-        importlib.import_module(f"rcforge.rc_tasks.{module}")
+    return REGISTRY.add(name, TaskSpec(name, config_class, variables, sample, tuple(sample_sources), enumerate,
+                                       tuple(enumerate_sources), module_doc.splitlines()[0] if module_doc else ""))
 
 
 def get(name: str) -> TaskSpec:
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise RecipeError(f"Unknown task {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
+    return REGISTRY.get(name)
 
 
 def names() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
+    return REGISTRY.names()

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from rcforge.errors import RecipeError
+from rcforge.registry import Registry
 
 Box = Sequence[float]
 
@@ -171,19 +171,17 @@ def _shikra_point_norm(p, w, h):
     return (_clamp((p[0] + ox) / side), _clamp((p[1] + oy) / side))
 
 
-FORMATTERS: dict[str, Formatter] = {
-    "pink": Formatter("pink", _pink_norm, _pink_boxes, _pink_point, _parse_brackets, 0.001, _plain_point, True),
-    "shikra": Formatter("shikra", _shikra_norm, _shikra_boxes, _shikra_point, _parse_brackets, 0.001,
-                        _shikra_point_norm),
-    "qwen": Formatter("qwen", _pink_norm, _qwen_boxes, _qwen_point, _qwen_parse, 0.001, _plain_point),
-    "minigpt_v2": Formatter("minigpt_v2", _pink_norm, _minigpt_boxes, _minigpt_point, _minigpt_parse, 0.01,
-                            _plain_point),
-}
+REGISTRY: Registry[Formatter] = Registry("coordinate format")
+for _formatter in (
+    Formatter("pink", _pink_norm, _pink_boxes, _pink_point, _parse_brackets, 0.001, _plain_point, True),
+    Formatter("shikra", _shikra_norm, _shikra_boxes, _shikra_point, _parse_brackets, 0.001, _shikra_point_norm),
+    Formatter("qwen", _pink_norm, _qwen_boxes, _qwen_point, _qwen_parse, 0.001, _plain_point),
+    Formatter("minigpt_v2", _pink_norm, _minigpt_boxes, _minigpt_point, _minigpt_parse, 0.01, _plain_point),
+):
+    REGISTRY.add(_formatter.name, _formatter)
+#: every format by name (the registry's entries)
+FORMATTERS: dict[str, Formatter] = dict(REGISTRY.items())
 
 
 def get(name: str) -> Formatter:
-    try:
-        return FORMATTERS[name]
-    except KeyError:
-        raise RecipeError(f"Unknown coordinate format {name!r}; registered: {', '.join(sorted(FORMATTERS))}") \
-            from None
+    return REGISTRY.get(name)

@@ -25,6 +25,45 @@ CHUNK = 1 << 16
 MAX_JSON_DEPTH = 64
 
 
+def temp_name(path: str) -> str:
+    """Where a file is written before it is renamed to ``path``: ``.tmp-<name>`` beside it (a dot file, which
+    readers' ``part-*`` globs and Arrow's dataset discovery skip)."""
+    head, _, name = str(path).rpartition("/")
+    return f"{head}/.tmp-{name}" if head else f".tmp-{name}"
+
+
+@contextlib.contextmanager
+def atomic_write(fs, path: str, mode: str = "wb"):
+    """Open ``path`` for writing through ``fs`` so that it appears whole or not at all: the data goes to
+    `temp_name` and is renamed over ``path`` when the block ends; on an error the temporary is removed. The one
+    way rcforge writes a finished file (parts, shards, manifests, plans)."""
+    tmp = temp_name(path)
+    try:
+        with fs.open(tmp, mode) as f:
+            yield f
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(tmp)
+        raise
+    fs.mv(tmp, path)
+
+
+def write_parquet(fs, path: str, table, compression: str = "zstd") -> None:
+    """`table` as one Parquet file at ``path``, atomically."""
+    import pyarrow.parquet as pq
+
+    with atomic_write(fs, path) as f:
+        pq.write_table(table, f, compression=compression)
+
+
+def write_json(fs, path: str, value) -> None:
+    """``value`` as indented JSON at ``path``, atomically."""
+    import json
+
+    with atomic_write(fs, path, "w") as f:
+        json.dump(value, f, indent=2)
+
+
 def join(root: str, *parts: str) -> str:
     """Join path parts with '/', for local paths and URLs alike."""
     return posixpath.join(str(root), *[str(p) for p in parts])

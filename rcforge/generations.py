@@ -43,14 +43,6 @@ def _url(out: str, fs, path: str) -> str:
     return f"{protocol}://{path}"
 
 
-def _write_json_atomic(fs, path: str, value) -> None:
-    tmp = path.rsplit("/", 1)
-    tmp = f"{tmp[0]}/.tmp-{tmp[1]}"
-    with fs.open(tmp, "w") as f:
-        json.dump(value, f, indent=2)
-    fs.mv(tmp, path)
-
-
 def _files_under(fs, root: str) -> list[str]:
     """Every file under ``root``, relative to it ('' when root does not exist)."""
     if not fs.exists(root):
@@ -82,19 +74,20 @@ class Generation:
         ...) whose live files are replaced by this generation's (files of other folders stay)."""
         fs, staged = self.fs, self.staging_path
         manifest = {**manifest, "generation": self.number}
-        _write_json_atomic(fs, fsio.join(staged, MANIFEST), manifest)
-        moves = [p for p in _files_under(fs, staged) if p not in (MANIFEST, PLAN) and "/.tmp-" not in "/" + p]
+        fsio.write_json(fs, fsio.join(staged, MANIFEST), manifest)
+        moves = [p for p in _files_under(fs, staged) if p not in (MANIFEST, PLAN)
+                 and not p.rsplit("/", 1)[-1].startswith(".tmp-")]
         keep = set(moves)
         removes = [rel for folder in replaces for rel in
                    (fsio.join(folder, p) for p in _files_under(fs, fsio.join(self.out_path, folder)))
                    if rel not in keep]
         plan = {"generation": self.number, "replaces": list(replaces), "move": moves, "remove": removes}
-        _write_json_atomic(fs, fsio.join(staged, PLAN), plan)  # the commit point
+        fsio.write_json(fs, fsio.join(staged, PLAN), plan)  # the commit point
         _publish(fs, self.out_path, self.id, plan)
 
     def keep_manifest(self, manifest: dict) -> None:
         """Stage the manifest of a run about to fail, so that `abandon` keeps it for the user to read."""
-        _write_json_atomic(self.fs, fsio.join(self.staging_path, MANIFEST), manifest)
+        fsio.write_json(self.fs, fsio.join(self.staging_path, MANIFEST), manifest)
 
     def abandon(self, command: str, error: BaseException | None) -> None:
         """Drop this run's staging folder; the previous generation stays as it was. Keep what the user needs to
@@ -110,7 +103,7 @@ class Generation:
         fs.makedirs(failed, exist_ok=True)
         for name in kept:
             fs.mv(fsio.join(staged, name), fsio.join(failed, name), recursive=True)
-        _write_json_atomic(fs, fsio.join(failed, "failure.json"), {
+        fsio.write_json(fs, fsio.join(failed, "failure.json"), {
             "command": command, "generation": self.number,
             "error": f"{type(error).__name__}: {error}" if error is not None else None, "kept": kept})
         fs.rm(staged, recursive=True)

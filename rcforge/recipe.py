@@ -289,7 +289,7 @@ def render_from_mapping(raw: Any, base_dir: str | None):
     fmt = raw.get("coordinates", "pink")
     if not isinstance(fmt, str):
         raise RecipeError(f"render.coordinates: expected a format name, got {fmt!r:.60}; registered: "
-                          f"{', '.join(coordinates.FORMATTERS)}")
+                          f"{', '.join(coordinates.REGISTRY.names())}")
     coordinates.get(fmt)
     templates_dir = raw.get("templates")
     if templates_dir is not None:

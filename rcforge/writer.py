@@ -80,7 +80,7 @@ class PartWriter:
     def _open(self) -> None:
         name = f"{self.prefix}-{len(self.parts):05d}.parquet"
         self._final = fsio.join(self._dir, name)
-        self._tmp = fsio.join(self._dir, f".tmp-{name}")
+        self._tmp = fsio.temp_name(self._final)
         self._handle = self.fs.open(self._tmp, "wb")
         self._writer = pq.ParquetWriter(self._handle, self.schema, compression=self.compression)
         self._rows_in_part = 0

@@ -8,11 +8,10 @@ built from the recipe's ``sources.<name>`` mapping.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from rcforge.errors import RecipeError
+from rcforge.registry import Registry
 
 #: reader modules, imported on first use so that `import rcforge.readers` stays cheap
 _MODULES = ("visual_genome", "objects365", "flickr30k_entities", "refcoco", "vqav2", "pointqa")
@@ -26,37 +25,25 @@ class ReaderSpec:
     doc: str
 
 
-_REGISTRY: dict[str, ReaderSpec] = {}
+REGISTRY: Registry[ReaderSpec] = Registry("source", (f"rcforge.readers.{m}" for m in _MODULES))
 
 
 def register(name: str, config_class: type):
     """Decorator: register ``read(config, ctx)`` under ``name``; a duplicate name is an error."""
 
     def wrap(fn):
-        if name in _REGISTRY:
-            raise ValueError(f"reader {name!r} is registered twice")
-        _REGISTRY[name] = ReaderSpec(name, config_class, fn, (fn.__module__ and (fn.__doc__ or "")).strip())
+        REGISTRY.add(name, ReaderSpec(name, config_class, fn, (fn.__module__ and (fn.__doc__ or "")).strip()))
         return fn
 
     return wrap
 
 
-def _load_all() -> None:
-    for module in _MODULES:
-        importlib.import_module(f"rcforge.readers.{module}")
-
-
 def get(name: str) -> ReaderSpec:
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise RecipeError(f"Unknown source {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
+    return REGISTRY.get(name)
 
 
 def names() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 @dataclass

@@ -15,7 +15,6 @@ keyed join.
 
 from __future__ import annotations
 
-import math
 import struct
 import subprocess
 import sys

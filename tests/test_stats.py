@@ -6,7 +6,6 @@ from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE_RECIPE
 
 from rcforge.cli import main
 

@@ -1,0 +1,55 @@
+"""One registry type for everything registered by name (readers, tasks, coordinate formats).
+
+A `Registry` maps names to entries, refuses a name registered twice, imports its plugin modules on first lookup
+(so that importing a package stays cheap), and answers an unknown name with a `RecipeError` that lists the
+registered ones, which is what a user who misspelled a recipe key needs to read.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Generic, Iterable, TypeVar
+
+from rcforge.errors import RecipeError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, what: str, modules: Iterable[str] = ()):
+        """``what`` names an entry in messages ("source", "task"); ``modules`` register entries when imported."""
+        self.what = what
+        self._modules = tuple(modules)
+        self._entries: dict[str, T] = {}
+        self._loaded = not self._modules
+
+    def add(self, name: str, entry: T) -> T:
+        if name in self._entries:
+            raise ValueError(f"{self.what} {name!r} is registered twice")
+        self._entries[name] = entry
+        return entry
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for module in self._modules:
+                importlib.import_module(module)
+
+    def get(self, name: str) -> T:
+        self._load()
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise RecipeError(f"Unknown {self.what} {name!r}; registered: {', '.join(self.names())}") from None
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._entries
+
+    def items(self):
+        self._load()
+        return sorted(self._entries.items())
