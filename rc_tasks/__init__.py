@@ -20,9 +20,6 @@ from typing import Any, Callable, Iterator, Sequence
 
 from rcforge.registry import Registry
 
-#: task modules, imported on first use
-_MODULES = ("relation", "coarse_spatial", "counting", "detection", "grounding", "flickr_grounded_caption",
-            "pointqa", "vqa")
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,8 @@ class TaskSpec:
         return tuple(dict.fromkeys(self.sample_sources + self.enumerate_sources))
 
 
-REGISTRY: Registry[TaskSpec] = Registry("task", (f"rcforge.rc_tasks.{m}" for m in _MODULES))
+#: every module of this package is imported on first use; a task module registers itself with `register`
+REGISTRY: Registry[TaskSpec] = Registry("task", package=__name__)
 
 
 def register(name: str, config_class: type, *, variables: dict[str, tuple[set, set]], sample=None,

@@ -8,6 +8,7 @@ registered ones, which is what a user who misspelled a recipe key needs to read.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Generic, Iterable, TypeVar
 
 from rcforge.errors import RecipeError
@@ -16,12 +17,15 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, what: str, modules: Iterable[str] = ()):
-        """``what`` names an entry in messages ("source", "task"); ``modules`` register entries when imported."""
+    def __init__(self, what: str, modules: Iterable[str] = (), *, package: str | None = None):
+        """``what`` names an entry in messages ("source", "task"). Entries register themselves when their module
+        is imported: ``modules`` names those modules, and ``package`` adds every module of that package, so a new
+        task or reader is one new file and nothing else."""
         self.what = what
         self._modules = tuple(modules)
+        self._package = package
         self._entries: dict[str, T] = {}
-        self._loaded = not self._modules
+        self._loaded = not self._modules and package is None
 
     def add(self, name: str, entry: T) -> T:
         if name in self._entries:
@@ -32,7 +36,12 @@ class Registry(Generic[T]):
     def _load(self) -> None:
         if not self._loaded:
             self._loaded = True
-            for module in self._modules:
+            modules = list(self._modules)
+            if self._package is not None:
+                path = importlib.import_module(self._package).__path__
+                modules += sorted(f"{self._package}.{m.name}" for m in pkgutil.iter_modules(path)
+                                  if not m.name.startswith("_"))
+            for module in modules:
                 importlib.import_module(module)
 
     def get(self, name: str) -> T:

@@ -13,8 +13,6 @@ from typing import Callable, Iterator
 
 from rcforge.registry import Registry
 
-#: reader modules, imported on first use so that `import rcforge.readers` stays cheap
-_MODULES = ("visual_genome", "objects365", "flickr30k_entities", "refcoco", "vqav2", "pointqa")
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,9 @@ class ReaderSpec:
     doc: str
 
 
-REGISTRY: Registry[ReaderSpec] = Registry("source", (f"rcforge.readers.{m}" for m in _MODULES))
+#: every module of this package is imported on first use (so that `import rcforge.readers` stays cheap); a reader
+#: module registers itself with `register`
+REGISTRY: Registry[ReaderSpec] = Registry("source", package=__name__)
 
 
 def register(name: str, config_class: type):
