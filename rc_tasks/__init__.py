@@ -49,18 +49,22 @@ class TaskSpec:
     config_class: type
     #: (variant -> (question variables, answer variables)) the task provides to its templates
     variables: dict[str, tuple[set, set]]
-    #: ``sample(record, rng, config) -> TaskInstance | None`` for the records of ``sample_sources``
+    #: ``sample(record, rng, config) -> TaskInstance | None`` for the records that hold ``sample_needs``
     sample: Callable[[dict, random.Random, Any], TaskInstance | None] | None
-    sample_sources: tuple[str, ...]
-    #: ``enumerate(record, rng_for, config) -> Iterator[TaskInstance]`` (one per annotation) for the records of
-    #: ``enumerate_sources``; ``rng_for(instance key)`` gives the instance's own seeded rng
+    sample_needs: tuple[str, ...]
+    #: ``enumerate(record, rng_for, config) -> Iterator[TaskInstance]`` (one per annotation) for the records that
+    #: hold ``enumerate_needs``; ``rng_for(instance key)`` gives the instance's own seeded rng
     enumerate: Callable[[dict, Callable[[str], random.Random], Any], Iterator[TaskInstance]] | None
-    enumerate_sources: tuple[str, ...]
+    enumerate_needs: tuple[str, ...]
     doc: str
 
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.sample_sources + self.enumerate_sources))
+    def samples(self, provided) -> bool:
+        """Whether `sample` runs on records that provide the annotation kinds ``provided``."""
+        return self.sample is not None and set(self.sample_needs) <= set(provided)
+
+    def enumerates(self, provided) -> bool:
+        """Whether `enumerate` runs on records that provide the annotation kinds ``provided``."""
+        return self.enumerate is not None and set(self.enumerate_needs) <= set(provided)
 
 
 #: every module of this package is imported on first use; a task module registers itself with `register`
@@ -68,13 +72,16 @@ REGISTRY: Registry[TaskSpec] = Registry("task", package=__name__)
 
 
 def register(name: str, config_class: type, *, variables: dict[str, tuple[set, set]], sample=None,
-             sample_sources: Sequence[str] = (), enumerate=None, enumerate_sources: Sequence[str] = ()) -> TaskSpec:
-    """Register a task under ``name``; a duplicate name is an error."""
+             sample_needs: Sequence[str] = (), enumerate=None, enumerate_needs: Sequence[str] = ()) -> TaskSpec:
+    """Register a task under ``name`` with the annotation kinds (`rcforge.readers.ANNOTATIONS`) its sampler and
+    enumerator need; a duplicate name is an error."""
     if sample is None and enumerate is None:
         raise ValueError(f"task {name!r}: give sample and/or enumerate")
+    if (sample is not None and not sample_needs) or (enumerate is not None and not enumerate_needs):
+        raise ValueError(f"task {name!r}: say which annotations it needs")
     module_doc = (importlib.import_module(config_class.__module__).__doc__ or "").strip()
-    return REGISTRY.add(name, TaskSpec(name, config_class, variables, sample, tuple(sample_sources), enumerate,
-                                       tuple(enumerate_sources), module_doc.splitlines()[0] if module_doc else ""))
+    return REGISTRY.add(name, TaskSpec(name, config_class, variables, sample, tuple(sample_needs), enumerate,
+                                       tuple(enumerate_needs), module_doc.splitlines()[0] if module_doc else ""))
 
 
 def get(name: str) -> TaskSpec:

@@ -91,6 +91,6 @@ def sample(record: dict, rng: random.Random, cfg: AttributeConfig) -> TaskInstan
     return None
 
 
-SPEC = register("attribute", AttributeConfig, sample=sample, sample_sources=("visual_genome",),
+SPEC = register("attribute", AttributeConfig, sample=sample, sample_needs=("attributes",),
                 variables={"describe": ({"object", "name"}, {"attributes", "name"}),
                            "find": ({"attribute", "name"}, {"boxes", "count", "name", "attribute"})})

@@ -85,5 +85,5 @@ def sample(record: dict, rng: random.Random, cfg: CoarseSpatialConfig) -> TaskIn
 _Q = {"reference", "reference_name", "direction"}
 _A = {"objects", "count", "direction", "reference_name"}
 SPEC = register("coarse_spatial", CoarseSpatialConfig, sample=sample,
-                sample_sources=("visual_genome", "objects365"),
+                sample_needs=("object_categories",),
                 variables={**{f: (_Q, _A) for f in ANSWER_FORMS}, "empty": (_Q, _A)})

@@ -61,6 +61,6 @@ def sample(record: dict, rng: random.Random, cfg: CountingConfig) -> TaskInstanc
                         provenance=list(all_boxes(groups).ids))
 
 
-SPEC = register("counting", CountingConfig, sample=sample, sample_sources=("visual_genome", "objects365"),
+SPEC = register("counting", CountingConfig, sample=sample, sample_needs=("object_categories",),
                 variables={"by_box": ({"object", "name"}, {"count", "name"}),
                            "by_name": ({"name"}, {"count", "name"})})

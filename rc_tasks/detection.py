@@ -40,6 +40,6 @@ def sample(record: dict, rng: random.Random, cfg: DetectionConfig) -> TaskInstan
                         answer={"boxes": all_boxes(groups), "name": name, "count": len(groups)})
 
 
-SPEC = register("detection", DetectionConfig, sample=sample, sample_sources=("visual_genome", "objects365"),
+SPEC = register("detection", DetectionConfig, sample=sample, sample_needs=("object_categories",),
                 variables={"by_box": ({"object", "name"}, {"boxes", "name", "count"}),
                            "by_name": ({"name"}, {"boxes", "name", "count"})})

@@ -49,4 +49,4 @@ def enumerate_captions(record: dict, rng_for, cfg: FlickrGroundedCaptionConfig) 
 
 
 SPEC = register("flickr_grounded_caption", FlickrGroundedCaptionConfig, enumerate=enumerate_captions,
-                enumerate_sources=("flickr30k_entities",), variables={"caption": (set(), {"caption"})})
+                enumerate_needs=("captions",), variables={"caption": (set(), {"caption"})})

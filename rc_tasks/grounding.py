@@ -17,8 +17,6 @@ from rcforge.rc_tasks import Mention, TaskInstance, register
 
 #: the split of the refs that kept bootstrap pairs become (rcforge.bootstrap.pairs.SPLIT)
 BOOTSTRAP_SPLIT = "bootstrap"
-#: records that carry refs: RefCOCO's own, and the bootstrapped sources' pairs when a recipe adds them
-REF_SOURCES = ("refcoco", "objects365", "visual_genome")
 
 
 @dataclass(frozen=True)
@@ -73,9 +71,9 @@ def _enumerator(task):
     return enumerate_refs
 
 
-GROUNDING = register("grounding", GroundingConfig, sample=_sampler("grounding"), sample_sources=("visual_genome",),
-                     enumerate=_enumerator("grounding"), enumerate_sources=REF_SOURCES,
+GROUNDING = register("grounding", GroundingConfig, sample=_sampler("grounding"), sample_needs=("regions",),
+                     enumerate=_enumerator("grounding"), enumerate_needs=("refs",),
                      variables={"expression": ({"expression"}, {"box"})})
 GROUNDED_CAPTION = register("grounded_caption", GroundingConfig, sample=_sampler("grounded_caption"),
-                            sample_sources=("visual_genome",), enumerate=_enumerator("grounded_caption"),
-                            enumerate_sources=REF_SOURCES, variables={"box": ({"box"}, {"expression"})})
+                            sample_needs=("regions",), enumerate=_enumerator("grounded_caption"),
+                            enumerate_needs=("refs",), variables={"box": ({"box"}, {"expression"})})

@@ -36,6 +36,6 @@ def enumerate_items(record: dict, rng_for, cfg: PointQAConfig) -> Iterator[TaskI
                            provenance=[key], key=key)
 
 
-SPEC = register("pointqa", PointQAConfig, enumerate=enumerate_items, enumerate_sources=("pointqa",),
+SPEC = register("pointqa", PointQAConfig, enumerate=enumerate_items, enumerate_needs=("pointqa",),
                 variables={"point": ({"question", "point"}, {"answer"}), "box": ({"question", "box"}, {"answer"}),
                            "point_box": ({"question", "point", "box"}, {"answer"})})

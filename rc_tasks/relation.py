@@ -88,7 +88,7 @@ def sample(record: dict, rng: random.Random, cfg: RelationConfig) -> TaskInstanc
 
 _ITEMS = {"objects", "count", "predicate", "subject_name"}
 SPEC = register(
-    "relation", RelationConfig, sample=sample, sample_sources=("visual_genome",),
+    "relation", RelationConfig, sample=sample, sample_needs=("relations",),
     variables={
         "predicate": ({"subject", "object", "subject_name", "object_name"},
                       {"predicate", "subject_name", "object_name"}),

@@ -27,5 +27,5 @@ def enumerate_questions(record: dict, rng_for, cfg: VQAConfig) -> Iterator[TaskI
                            provenance=[key], key=key)
 
 
-SPEC = register("vqa", VQAConfig, enumerate=enumerate_questions, enumerate_sources=("vqav2",),
+SPEC = register("vqa", VQAConfig, enumerate=enumerate_questions, enumerate_needs=("vqa",),
                 variables={"answer": ({"question"}, {"answer"})})

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from rcforge import coordinates, rc_tasks, templating
+from rcforge import coordinates, rc_tasks, readers, templating
 from rcforge.errors import RecipeError
 from rcforge.rc_tasks import Mention, TaskInstance
 
@@ -82,9 +82,10 @@ class Renderer:
     # -- dialogues -----------------------------------------------------------------------------------------------
     def dialogues(self, record: dict) -> Iterator[dict]:
         source, key = record["source"], record["key"]
+        provided = readers.get(source).provides  # the annotation kinds its records hold
         for name, choice in self.settings.tasks.items():
             spec = self.specs[name]
-            if spec.enumerate is None or source not in spec.enumerate_sources or choice.weight <= 0:
+            if not spec.enumerates(provided) or choice.weight <= 0:
                 continue
 
             def rng_for(k, name=name):
@@ -94,8 +95,7 @@ class Renderer:
                 dialogue_id = f"{key}/{name}/{inst.key}"
                 yield self._dialogue(record, dialogue_id, [inst], rng_for(f"{inst.key}/render"))
         sampled = [(name, c) for name, c in self.settings.tasks.items()
-                   if self.specs[name].sample is not None and source in self.specs[name].sample_sources
-                   and c.weight > 0]
+                   if self.specs[name].samples(provided) and c.weight > 0]
         if not sampled:
             return
         expected = self.settings.per_image * self.settings.source_weights.get(source, 1.0)

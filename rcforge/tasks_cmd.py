@@ -1,8 +1,9 @@
-"""`rcforge tasks`: the registered tasks, the sources they use, their variants and options."""
+"""`rcforge tasks`: the registered tasks, the annotations they need (and the sources that have them), their
+variants and options."""
 
 from __future__ import annotations
 
-from rcforge import rc_tasks
+from rcforge import rc_tasks, readers
 from rcforge.config import describe
 
 
@@ -15,10 +16,11 @@ def main(args, rest) -> None:
         spec = rc_tasks.get(name)
         print(f"{name}: {spec.doc}")
         how = []
-        if spec.sample_sources:
-            how.append(f"sampled per image on {', '.join(spec.sample_sources)}")
-        if spec.enumerate_sources:
-            how.append(f"one per annotation on {', '.join(spec.enumerate_sources)}")
+        for what, needs, runs in (("sampled per image", spec.sample_needs, spec.samples),
+                                  ("one per annotation", spec.enumerate_needs, spec.enumerates)):
+            if needs:
+                sources = [s for s in readers.names() if runs(readers.get(s).provides)]
+                how.append(f"{what} on records with {', '.join(needs)} ({', '.join(sources) or 'no source yet'})")
         print(f"    {'; '.join(how)}; variants: {', '.join(sorted(spec.variables))}")
         print(f"    {'weight':<22} {'float':<44} 1.0")
         for option, typ, default in describe(spec.config_class):

@@ -15,12 +15,30 @@ from rcforge.registry import Registry
 
 
 
+#: What a source's records can hold, by name. A reader declares the kinds it provides and a task the kinds it
+#: needs; the renderer offers a task every record whose source provides all it needs, so a new source is one
+#: reader module and a new task one task module.
+ANNOTATIONS = {
+    "object_categories": "every object of the image annotated with its category (complete per category, except "
+                         "objects flagged ignore, whose category is never counted)",
+    "relations": "subject-predicate-object relations between objects",
+    "regions": "region descriptions: a phrase and its box",
+    "attributes": "object attributes (colour, material, state)",
+    "refs": "referring expressions: sentences for one object (bootstrap pairs join these)",
+    "captions": "captions whose phrases are linked to boxes",
+    "vqa": "visual questions with answers (VQAv2)",
+    "pointqa": "questions about a pointed-at object or a box (PointQA)",
+}
+
+
 @dataclass(frozen=True)
 class ReaderSpec:
     name: str
     config_class: type
     read: Callable[..., Iterator]
     doc: str
+    #: the `ANNOTATIONS` its records hold
+    provides: tuple[str, ...] = ()
 
 
 #: every module of this package is imported on first use (so that `import rcforge.readers` stays cheap); a reader
@@ -28,11 +46,16 @@ class ReaderSpec:
 REGISTRY: Registry[ReaderSpec] = Registry("source", package=__name__)
 
 
-def register(name: str, config_class: type):
-    """Decorator: register ``read(config, ctx)`` under ``name``; a duplicate name is an error."""
+def register(name: str, config_class: type, *, provides: tuple[str, ...]):
+    """Decorator: register ``read(config, ctx)`` under ``name``, with the `ANNOTATIONS` its records provide; a
+    duplicate name or an unknown kind is an error."""
+    unknown = set(provides) - set(ANNOTATIONS)
+    if unknown:
+        raise ValueError(f"reader {name!r}: unknown annotation kinds {sorted(unknown)}; known: {sorted(ANNOTATIONS)}")
 
     def wrap(fn):
-        REGISTRY.add(name, ReaderSpec(name, config_class, fn, (fn.__module__ and (fn.__doc__ or "")).strip()))
+        REGISTRY.add(name, ReaderSpec(name, config_class, fn, (fn.__module__ and (fn.__doc__ or "")).strip(),
+                                      tuple(provides)))
         return fn
 
     return wrap

@@ -101,7 +101,7 @@ def _num(text):
         return text
 
 
-@register(SOURCE, Flickr30kEntitiesConfig)
+@register(SOURCE, Flickr30kEntitiesConfig, provides=("captions",))
 def read(config: Flickr30kEntitiesConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     """Flickr30K Entities captions with phrase -> box links, one record per image of the split."""
     split_path = fsio.require(fsio.join(config.root, f"{config.split}.txt"),

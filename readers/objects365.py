@@ -316,7 +316,7 @@ def _group_partition(images: pa.Table, anns: pa.Table, categories: dict, path: s
             yield _orphans(image_id, by_image[image_id], path)
 
 
-@register(SOURCE, Objects365Config)
+@register(SOURCE, Objects365Config, provides=("object_categories", "refs"))
 def read(config: Objects365Config, ctx: ReadContext) -> Iterator[ImageResult]:
     """Objects365 (COCO format), parsed whole when small or streamed through on-disk partitions."""
     path = config.annotations

@@ -101,7 +101,7 @@ def _question(entry: dict, *names: str) -> str:
     raise BadRecord("missing_field", "no question", field=names[0])
 
 
-@register(SOURCE, PointQAConfig)
+@register(SOURCE, PointQAConfig, provides=("pointqa",))
 def read(config: PointQAConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     """PointQA LocalQA and LookTwiceQA items (question, answer, point, box) grouped per VG image."""
     meta = {}

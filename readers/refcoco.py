@@ -154,7 +154,7 @@ def _owner(entry) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-@register(SOURCE, RefCocoConfig)
+@register(SOURCE, RefCocoConfig, provides=("refs",))
 def read(config: RefCocoConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     """RefCOCO / RefCOCO+ / RefCOCOg refs joined to their COCO instances, one record per image."""
     refs_path = fsio.require(fsio.join(config.root, config.dataset, f"refs({config.split_by}).p"),

@@ -148,7 +148,7 @@ def _items(entry: dict | None, key: str) -> list:
     return items_of(entry, key)
 
 
-@register(SOURCE, VisualGenomeConfig)
+@register(SOURCE, VisualGenomeConfig, provides=("object_categories", "relations", "regions", "attributes", "refs"))
 def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     """Visual Genome (objects, relationships, regions, attributes), joined per image in O(one image) memory."""
     root = config.root

@@ -96,7 +96,7 @@ def image_size_from_file(path: str) -> tuple[int, int]:
                         field="width") from None
 
 
-@register(SOURCE, VQAv2Config)
+@register(SOURCE, VQAv2Config, provides=("vqa",))
 def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
     """VQAv2 questions with their answers, one record per COCO image."""
     what_q, what_a = "VQAv2 questions file", "VQAv2 annotations file"
