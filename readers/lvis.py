@@ -1,0 +1,98 @@
+"""LVIS v1: COCO-format instance annotations of 1,203 categories on COCO 2017 images, with federated labels.
+
+Files: ``lvis_v1_train.json`` / ``lvis_v1_val.json`` (the val images are COCO 2017 train and val images). The
+format is COCO's (read by `rcforge.readers.coco_format`, streamed when large), with three differences:
+
+- an image names its file by ``coco_url`` (``http://images.cocodataset.org/train2017/000000391895.jpg``); the
+  record's image path is the last two parts (``train2017/000000391895.jpg``), under ``images``, the COCO 2017
+  folder that holds ``train2017/`` and ``val2017/``. A ``file_name``, where present, wins;
+- labels are federated: each image lists the categories that are *not* exhaustively annotated on it
+  (``not_exhaustive_category_ids``). Their boxes are kept but flagged ``ignore``, so counting, detection and
+  spatial answers never ask about them (a category with an ignored box is never counted or detected). The
+  image's ``neg_category_ids`` (verified absent) are checked by the contract but not used yet;
+- category names are written with underscores (``aerosol_can``, ``bow_(weapon)``); dialogues print spaces.
+
+Image ids are COCO ids, so RefCOCO evaluation images are excluded through them, as for the other sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+from rcforge.readers import ReadContext, register
+from rcforge.readers.coco_format import CocoFlavour, CocoReader
+
+from rcforge import fsio
+from rcforge.config import path_field
+from rcforge.contract import F, Int, ItemContract, Spec, Text, wrong_type
+from rcforge.errors import BadRecord
+from rcforge.ledger import ImageResult
+
+SOURCE = "lvis"
+
+
+class IntList(Spec):
+    """A list of integer ids (``not_exhaustive_category_ids``, ``neg_category_ids``)."""
+
+    expected = "a list of integer ids"
+
+    def check(self, value, name: str) -> list[int]:
+        if not isinstance(value, list):
+            raise wrong_type(name, self.expected, value)
+        return [Int().check(v, name) for v in value]
+
+
+#: an ``images`` entry of an LVIS file
+IMAGE = ItemContract("image", (
+    F("id", Int()),
+    F("width", Int(lo=1, hi=1_000_000)),
+    F("height", Int(lo=1, hi=1_000_000)),
+    F("coco_url", Text(nonempty=True), required=False),
+    F("file_name", Text(nonempty=True), required=False),
+    F("not_exhaustive_category_ids", IntList(), required=False, default=[]),
+    F("neg_category_ids", IntList(), required=False, default=[]),
+))
+
+
+def image_fields(image: dict) -> tuple[str, tuple[int, ...]]:
+    """(the image's path under the COCO 2017 folder, its not exhaustively annotated categories)."""
+    if image["file_name"]:
+        path = image["file_name"]
+    elif image["coco_url"]:
+        parts = image["coco_url"].split("?")[0].rstrip("/").split("/")
+        if len(parts) < 2 or not parts[-1]:
+            raise BadRecord("wrong_type", f"coco_url {image['coco_url']!r:.80} does not end in <folder>/<file>",
+                            field="coco_url")
+        path = "/".join(parts[-2:])
+    else:
+        raise BadRecord("missing_field", "image has neither 'coco_url' nor 'file_name'", field="coco_url")
+    return path, tuple(image["not_exhaustive_category_ids"])
+
+
+FLAVOUR = CocoFlavour(SOURCE, "LVIS annotation file", image=IMAGE, image_fields=image_fields,
+                      category_name=lambda name: name.replace("_", " "), coco_ids=True)
+
+
+@dataclass(frozen=True)
+class LvisConfig:
+    """LVIS v1.
+
+    annotations: ``lvis_v1_train.json`` or ``lvis_v1_val.json`` (.gz allowed).
+    images: the COCO 2017 folder holding ``train2017/`` and ``val2017/``.
+    mode, in_memory_max_bytes, partitions: as for objects365 (the train file, ~1 GB, is streamed).
+    """
+
+    annotations: str = path_field()
+    images: str = path_field(must_exist=False)
+    mode: Literal["auto", "memory", "stream"] = "auto"
+    in_memory_max_bytes: int = 512 * 1024 * 1024
+    partitions: int = 0
+
+
+@register(SOURCE, LvisConfig, provides=("object_categories", "refs"))
+def read(config: LvisConfig, ctx: ReadContext) -> Iterator[ImageResult]:
+    """LVIS v1 (COCO format, federated labels), parsed whole when small or streamed through partitions."""
+    path = config.annotations
+    stream = config.mode == "stream" or (config.mode == "auto" and fsio.size(path) > config.in_memory_max_bytes)
+    yield from CocoReader(FLAVOUR, path, config.partitions).read(stream, ctx.work_dir)
