@@ -68,7 +68,7 @@ def _recipe(tmp_path, text):
 def test_recipe_errors_name_the_key_and_path(tmp_path):
     with pytest.raises(RecipeError, match="unknown key 'sourcez'"):
         load_recipe(_recipe(tmp_path, "sourcez: {}\n"))
-    with pytest.raises(RecipeError, match=r"Unknown source 'vg'; registered: flickr30k_entities, objects365"):
+    with pytest.raises(RecipeError, match=r"Unknown source 'vg'; registered: flickr30k_entities, lvis, objects365"):
         load_recipe(_recipe(tmp_path, "sources: {vg: {root: x}}\n"))
     with pytest.raises(RecipeError, match=r"sources.visual_genome.root: .*nowhere does not exist"):
         load_recipe(_recipe(tmp_path, "sources: {visual_genome: {root: nowhere, images: x}}\n"))
