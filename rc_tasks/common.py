@@ -10,6 +10,7 @@ ignored box is never counted or detected, since its true count is unknown.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from rcforge.rc_tasks import Mention
@@ -35,14 +36,19 @@ def category(obj: dict) -> str:
     return obj["names"][0]
 
 
+_memo = threading.local()
+
+
 def merged(record: dict, threshold: float) -> tuple[list[Group], int, set[str]]:
     """`merge_near_duplicates` of a record's objects, computed once per record and threshold.
 
     Several dialogues of one image ask counting, detection and spatial questions over the same groups; the
-    result is kept on the record (under ``_merged``) for the renderer's later draws. Callers must not change
-    the groups.
+    result is kept for the renderer's later draws on the same record (a one-record memo per thread, keyed by the
+    record's identity: nothing is added to the record). Callers must not change the groups.
     """
-    memo = record.setdefault("_merged", {})
+    if getattr(_memo, "record", None) is not record:
+        _memo.record, _memo.groups = record, {}
+    memo = _memo.groups
     if threshold not in memo:
         memo[threshold] = merge_near_duplicates(record["objects"], threshold)
     return memo[threshold]

@@ -137,6 +137,7 @@ def _build(image_id, key, width, height, xml_objects, lines, sent_path, xml_path
     b = ImageBuilder(SOURCE, key, xml_path, width, height)
     objects, boxes_of_chain = [], defaultdict(list)
     scene_chains, nobox_chains = set(), set()
+    chains_of: list[list[str]] = []  # per object: the chain ids of its <name>s
     for obj in xml_objects:
         if obj["box"] is None:
             for name in obj["names"]:
@@ -162,7 +163,8 @@ def _build(image_id, key, width, height, xml_objects, lines, sent_path, xml_path
             continue
         oid = len(objects)
         objects.append({"id": oid, "names": [], "category_id": None, "box": box, "ignore": False,
-                        "attributes": [], "synsets": [], "_chains": obj["names"]})
+                        "attributes": [], "synsets": []})
+        chains_of.append(obj["names"])
         for name in obj["names"]:
             boxes_of_chain[name].append(oid)
 
@@ -184,10 +186,9 @@ def _build(image_id, key, width, height, xml_objects, lines, sent_path, xml_path
                 if name not in objects[oid]["names"]:
                     objects[oid]["names"].append(name)
         captions.append({"id": i, "text": text, "phrases": phrases})
-    for obj in objects:
+    for obj, chains in zip(objects, chains_of):
         if not obj["names"]:
-            obj["names"] = [f"entity {c}" for c in obj["_chains"]]
-        del obj["_chains"]
+            obj["names"] = [f"entity {c}" for c in chains]
     record = image_record(key, SOURCE, image_id, f"{image_id}.jpg", width, height, split=split,
                           flickr_id=int(image_id) if str(image_id).isdigit() else None,
                           objects=objects, captions=captions)

@@ -6,6 +6,7 @@ import json
 import random
 
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from rcforge import cli
@@ -55,6 +56,7 @@ def test_answers_are_the_annotations(tmp_path):
     assert seen["describe"] > 50 and seen["find"] > 50
 
 
+@pytest.mark.slow
 def test_a_build_with_the_attribute_task_validates(tmp_path):
     vg = SAMPLE / "visual_genome"
     recipe = tmp_path / "recipe.yaml"

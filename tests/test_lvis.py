@@ -85,6 +85,7 @@ def test_counting_and_detection_never_ask_about_a_not_exhaustive_category(tmp_pa
     assert asked == {"aerosol can", "bow (weapon)"}
 
 
+@pytest.mark.slow
 def test_refcoco_evaluation_images_are_excluded_and_a_build_validates(tmp_path):
     path = _file(tmp_path)
     recipe = tmp_path / "recipe.yaml"
