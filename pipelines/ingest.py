@@ -237,6 +237,32 @@ class Ledgerkeeper:
         return self.ledger
 
 
+class _SourceOutput:
+    """The Parquet writers of one source (records and errors), with their Beam counters."""
+
+    def __init__(self, name: str, settings: IngestSettings):
+        self.records = PartWriter(fsio.join(settings.out, "images", name), schemas.IMAGE_RECORD,
+                                  rows_per_part=settings.rows_per_part)
+        self.errors = PartWriter(fsio.join(settings.out, "errors", name), schemas.ERROR_RECORD,
+                                 rows_per_part=max(settings.rows_per_part, 100000))
+        self.records.clear_existing()
+        self.errors.clear_existing()
+        self._written = Metrics.counter(f"rcforge.ingest.{name}", "images_written")
+        self._bad = Metrics.counter(f"rcforge.ingest.{name}", "bad_records")
+
+    def write(self, record: dict) -> None:
+        self.records.write(record)
+        self._written.inc()
+
+    def write_error(self, error: ErrorRow) -> None:
+        self.errors.write(error.row())
+        self._bad.inc()
+
+    def write_table(self, table: pa.Table) -> None:
+        self.records.write_table(table)
+        self._written.inc(table.num_rows)
+
+
 def ingest_source(name: str, config, settings: IngestSettings, exclude: frozenset[int] = frozenset(),
                   checks: images.ImageChecks = images.ImageChecks()) -> dict:
     """Read one source and write its image records, errors and ledger; returns the source's manifest entry.
@@ -244,32 +270,12 @@ def ingest_source(name: str, config, settings: IngestSettings, exclude: frozense
     Pure Python, no Beam: the Beam DoFn and the benchmarks call this.
     """
     spec = readers.get(name)
-    images_dir = fsio.join(settings.out, "images", name)
-    errors_dir = fsio.join(settings.out, "errors", name)
-    records = PartWriter(images_dir, schemas.IMAGE_RECORD, rows_per_part=settings.rows_per_part)
-    errors = PartWriter(errors_dir, schemas.ERROR_RECORD, rows_per_part=max(settings.rows_per_part, 100000))
-    records.clear_existing()
-    errors.clear_existing()
+    output = _SourceOutput(name, settings)
     progress = Progress(name, enabled=settings.progress)
     work_dir = tempfile.mkdtemp(prefix=f"rcforge-{name}-")
-    written = Metrics.counter(f"rcforge.ingest.{name}", "images_written")
-    bad = Metrics.counter(f"rcforge.ingest.{name}", "bad_records")
-
-    def write(record):
-        records.write(record)
-        written.inc()
-
-    def write_error(error):
-        errors.write(error.row())
-        bad.inc()
-
-    def write_table(table):
-        records.write_table(table)
-        written.inc(table.num_rows)
-
-    keeper = Ledgerkeeper(name, settings, exclude, write, write_error, write_table,
+    keeper = Ledgerkeeper(name, settings, exclude, output.write, output.write_error, output.write_table,
                           images_root=str(getattr(config, "images", "") or ""), checks=checks)
-    pending: list[ImageResult] = []  # image results wait in small batches, so their files are checked in parallel
+    pending: list[ImageResult] = []  # image results wait in small batches, so their files are checked together
 
     def take_pending():
         keeper.take_many(pending)
@@ -293,12 +299,11 @@ def ingest_source(name: str, config, settings: IngestSettings, exclude: frozense
                 progress.update(keeper.ledger.images.read)
         take_pending()
         ledger = keeper.finish()
-        parts = records.close()
-        error_parts = errors.close()
+        parts, error_parts = output.records.close(), output.errors.close()
     except BaseException:
-        records.abort()
+        output.records.abort()
         # the errors collected so far are what the user needs to see why the run stopped: flush them, never drop
-        errors.close()
+        output.errors.close()
         raise
     finally:
         keeper.close()
@@ -306,20 +311,17 @@ def ingest_source(name: str, config, settings: IngestSettings, exclude: frozense
             gc.enable()
         progress.close()
         shutil.rmtree(work_dir, ignore_errors=True)
-    seconds = time.perf_counter() - started
-    image_root = getattr(config, "images", None)
     entry = {
         "source": name,
-        "image_root": image_root,
+        "image_root": getattr(config, "images", None),
         "parts": [_relative(p, settings.out) for p in parts],
         "error_parts": [_relative(p, settings.out) for p in error_parts],
-        "records": records.rows,
-        "errors": errors.rows,
-        "seconds": round(seconds, 3),
+        "records": output.records.rows,
+        "errors": output.errors.rows,
+        "seconds": round(time.perf_counter() - started, 3),
         "ledger": ledger.to_json(),
     }
-    ledger_dir = fsio.join(settings.out, "_ledgers")
-    fs, path = fsspec.core.url_to_fs(ledger_dir)
+    fs, path = fsspec.core.url_to_fs(fsio.join(settings.out, "_ledgers"))
     fs.makedirs(path, exist_ok=True)
     fsio.write_json(fs, fsio.join(path, f"{name}.json"), entry)
     return entry

@@ -96,14 +96,10 @@ def image_size_from_file(path: str) -> tuple[int, int]:
                         field="width") from None
 
 
-@register(SOURCE, VQAv2Config, provides=("vqa",))
-def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
-    """VQAv2 questions with their answers, one record per COCO image."""
-    what_q, what_a = "VQAv2 questions file", "VQAv2 annotations file"
-    subtype = config.data_subtype or next(iter(fsio.iter_json(config.questions, "data_subtype", what=what_q)), "")
+def _questions(config: VQAv2Config, bad: list[ErrorRow]) -> dict[int, tuple[int, str]]:
+    """question id -> (image id, text) of every question that keeps the contract; the others go to ``bad``."""
     questions: dict[int, tuple[int, str]] = {}
-    bad: list[ErrorRow] = []
-    for i, q in enumerate(fsio.iter_json(config.questions, "questions.item", what=what_q)):
+    for i, q in enumerate(fsio.iter_json(config.questions, "questions.item", what="VQAv2 questions file")):
         try:
             parsed = QUESTION.parse(q)
         except BadRecord as err:
@@ -117,10 +113,15 @@ def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
                                 "question_id", "read", "qa", "duplicate_question_id", f"question {qid} repeats"))
             continue
         questions[qid] = (image_id, text)
+    return questions
 
+
+def _answered(config: VQAv2Config, questions: dict, bad: list[ErrorRow]) -> dict[int, list[dict]]:
+    """image id -> its answered questions as qa items; unusable annotations and unanswered questions go to
+    ``bad``."""
     per_image: dict[int, list[dict]] = defaultdict(list)
     answered: set[int] = set()
-    for i, ann in enumerate(fsio.iter_json(config.annotations, "annotations.item", what=what_a)):
+    for i, ann in enumerate(fsio.iter_json(config.annotations, "annotations.item", what="VQAv2 annotations file")):
         try:
             parsed = ANNOTATION.parse(ann)
             qid = parsed["question_id"]
@@ -150,31 +151,42 @@ def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
             "answer": best, "answers": answers,
             "question_type": parsed["question_type"], "answer_type": parsed["answer_type"],
             "point": None, "box": None, "object_ids": []})
-    unanswered = [qid for qid in questions if qid not in answered]
-    for qid in unanswered:
+    for qid in (q for q in questions if q not in answered):
         image_id, _ = questions[qid]
         bad.append(ErrorRow(SOURCE, f"{SOURCE}/{image_id}", config.annotations, f"question_id={qid}",
                             "question_id", "join", "qa", "no_annotation", "question has no annotation"))
-    del questions
+    return per_image
 
-    if bad:
-        result = ImageResult(source=SOURCE, key=f"{SOURCE}/?", record=None, orphan=True, errors=bad)
-        result.items_read["qa"] = len(bad)
-        result.items_rejected["qa"] = len(bad)
-        yield result
 
+def _sizes(config: VQAv2Config, wanted) -> dict[int, tuple | BadRecord]:
+    """image id -> (width, height) from ``image_info`` (or the reason it is unusable), for the wanted images."""
     sizes: dict[int, tuple | BadRecord] = {}
     if config.image_info:
         for img in fsio.iter_json(config.image_info, "images.item", what="image_info file"):
             image_id = img.get("id") if isinstance(img, dict) else None
-            if image_id not in per_image or image_id in sizes:
+            if image_id not in wanted or image_id in sizes:
                 continue  # not asked about, or listed twice (the first entry wins)
             try:
                 parsed = coco_contract.IMAGE_SIZE.parse(img)
                 sizes[image_id] = (parsed["width"], parsed["height"])
             except BadRecord as err:
                 sizes[image_id] = err
+    return sizes
 
+
+@register(SOURCE, VQAv2Config, provides=("vqa",))
+def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
+    """VQAv2 questions with their answers, one record per COCO image."""
+    subtype = config.data_subtype or next(iter(fsio.iter_json(config.questions, "data_subtype",
+                                                               what="VQAv2 questions file")), "")
+    bad: list[ErrorRow] = []
+    per_image = _answered(config, _questions(config, bad), bad)
+    if bad:
+        result = ImageResult(source=SOURCE, key=f"{SOURCE}/?", record=None, orphan=True, errors=bad)
+        result.items_read["qa"] = len(bad)
+        result.items_rejected["qa"] = len(bad)
+        yield result
+    sizes = _sizes(config, per_image)
     for image_id in sorted(per_image):
         qas = per_image[image_id]
         key = f"{SOURCE}/{image_id}"
