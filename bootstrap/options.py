@@ -25,6 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from rcforge.bootstrap import chat
+
+from rcforge.config import build_config, resolve_path
 from rcforge.errors import RecipeError
 
 BACKENDS = ("florence2", "kosmos2", "chat")
@@ -63,10 +66,6 @@ class BootstrapOptions:
 
 def options_from_mapping(raw, base_dir: str | None) -> BootstrapOptions:
     """The ``bootstrap`` section checked (``lambda`` is the key of the ``lam`` option); defaults when absent."""
-    from rcforge.bootstrap import chat
-
-    from rcforge.config import build_config, resolve_path
-
     if raw is None:
         return BootstrapOptions()
     if not isinstance(raw, dict):

@@ -32,14 +32,17 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
+from rcforge.bootstrap.pairs import PairIndex
 from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
 from rcforge.pipelines.ingest import ingest_into, run_pipeline
 
-from rcforge import fsio, generations, schemas
+from rcforge import coordinates, fsio, generations, schemas
+from rcforge.config import resolve_path
 from rcforge.errors import RecipeError, TooManyBadRecords
 from rcforge.ledger import ErrorRow
 from rcforge.recipe import Recipe, load_recipe
 from rcforge.render import Renderer
+from rcforge.summary import print_build_summary, print_ingest_summary
 
 
 def shard_of(dialogue_id: str, shards: int) -> int:
@@ -236,8 +239,6 @@ def render(recipe: Recipe, manifest: dict, records_root: str, generation, *, bea
     renderer = Renderer(recipe.render, recipe.seed)
     pairs = None
     if recipe.render.bootstrap_pairs is not None:
-        from rcforge.bootstrap.pairs import PairIndex
-
         pairs = PairIndex(recipe.render.bootstrap_pairs)
     shards = max(1, math.ceil(estimate_dialogues(manifest, recipe, len(pairs) if pairs else 0)
                               / recipe.render.rows_per_shard))
@@ -326,19 +327,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args, beam_args, *, test_pipeline=None) -> dict:
-    from rcforge.summary import print_build_summary, print_ingest_summary
-
     recipe = load_recipe(args.recipe)
     overrides = {}
     if args.templates:
-        from rcforge.config import resolve_path
-
         overrides["templates"] = resolve_path(args.templates, None)
         if not fsio.exists(overrides["templates"]):
             raise RecipeError(f"--templates: {overrides['templates']} does not exist")
     if args.coordinates:
-        from rcforge import coordinates
-
         coordinates.get(args.coordinates)
         overrides["coordinates"] = args.coordinates
     if overrides:

@@ -43,6 +43,7 @@ from rcforge.exclusion import excluded_coco_ids
 from rcforge.ledger import ErrorRow, ImageResult, SourceLedger
 from rcforge.progress import Progress
 from rcforge.recipe import Recipe, load_recipe
+from rcforge.summary import print_ingest_summary
 from rcforge.writer import PartWriter
 
 #: check the bad-record threshold once this many records of a source were read (and always at the end)
@@ -449,8 +450,6 @@ def run(argv=None, *, test_pipeline=None) -> dict:
 
 
 def main(args, beam_args, *, test_pipeline=None) -> dict:
-    from rcforge.summary import print_ingest_summary
-
     recipe = load_recipe(args.recipe)
     manifest = ingest(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,
                       test_pipeline=test_pipeline)

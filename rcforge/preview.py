@@ -14,7 +14,7 @@ import io
 import fsspec
 
 from rcforge import coordinates, fsio, generations, images
-from rcforge.stats import _connect
+from rcforge.stats import _connect, _shards
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990",
            "#800000", "#808000", "#000075"]
@@ -140,8 +140,6 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; 
 
 def sample_candidates(out: str, n: int, seed: int) -> list[dict]:
     """Bootstrap candidates as preview rows: the original box and the re-grounded one, the description as text."""
-    from rcforge.stats import _connect
-
     con = _connect(out, "c", ("bootstrap", "candidates"))
     cursor = con.execute(f"SELECT * FROM c ORDER BY md5(key || '/' || object_id || '/' || sample || $seed) "
                          f"LIMIT {int(n)}", {"seed": str(seed)})
@@ -174,8 +172,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args, rest) -> None:
-    from rcforge.stats import _shards
-
     if args.bootstrap or not _shards(args.out, "dialogues"):
         rows, what = sample_candidates(args.out, args.n, args.seed), "bootstrap candidates"
     else:

@@ -28,10 +28,13 @@ from typing import Any, Literal, Mapping
 import fsspec
 import yaml
 
-from rcforge import fsio, readers
+from rcforge import coordinates, fsio, rc_tasks, readers
+from rcforge.bootstrap.options import options_from_mapping
+from rcforge.bootstrap.pairs import PairsSource
 from rcforge.config import build_config, check_type, path_field, resolve_path
 from rcforge.errors import RecipeError
 from rcforge.images import ImageChecks
+from rcforge.render import RenderSettings, TaskChoice
 
 #: seeds are stored in every dialogue row as a signed 64-bit integer
 SEED_MAX = 2**63 - 1
@@ -226,8 +229,6 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
     if "seed" in checked and not 0 <= checked["seed"] <= SEED_MAX:
         raise RecipeError(f"seed: {checked['seed']} is outside [0, 2**63 - 1] (it is stored as a 64-bit integer)")
     render = render_from_mapping(raw.get("render"), base_dir)
-    from rcforge.bootstrap.options import options_from_mapping
-
     bootstrap = options_from_mapping(raw.get("bootstrap"), base_dir)
     return Recipe(**checked, sources=sources, image_checks=image_checks, exclude_refs=exclude_refs,
                   exclude_coco_id_files=tuple(resolved_files), path=path, raw=raw, render=render,
@@ -250,9 +251,6 @@ def _image_checks(raw: Mapping, where: str, inherited: ImageChecks) -> ImageChec
 
 def render_from_mapping(raw: Any, base_dir: str | None):
     """The ``render`` section: every registered task with weight 1 and its defaults when absent."""
-    from rcforge import coordinates, rc_tasks
-    from rcforge.render import RenderSettings, TaskChoice
-
     raw = raw or {}
     if not isinstance(raw, Mapping):
         raise RecipeError("render: expected a mapping")
@@ -308,8 +306,6 @@ def render_from_mapping(raw: Any, base_dir: str | None):
 def pairs_from_mapping(raw: Any, base_dir: str | None):
     """``render.bootstrap_pairs``: a folder holding bootstrap/pairs/ (``from``), and the sources whose images
     render only when they have a pair (``only_paired_sources``)."""
-    from rcforge.bootstrap.pairs import PairsSource
-
     if raw is None:
         return None
     if isinstance(raw, str):

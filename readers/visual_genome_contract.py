@@ -10,6 +10,7 @@ integer ranges (`ID_RANGE`). Field spellings cover every release: v1.0 (``id``, 
 from __future__ import annotations
 
 from rcforge.contract import F, FileShape, Int, ItemContract, Mapping_, Num, Text, TextList
+from rcforge.errors import BadRecord
 
 FILES = {
     "image_data": FileShape("array", doc="one entry per image: image_id (or id), width, height, url, coco_id"),
@@ -66,8 +67,6 @@ ATTRIBUTE = ItemContract("attribute", (
 
 def object_names(obj: dict) -> list[str]:
     """An object's names: ``names`` (v1.2+) or its single ``name`` (v1.0); `BadRecord` when it has none."""
-    from rcforge.errors import BadRecord
-
     names = OBJECT.value(obj, "names")
     if names is None:
         name = OBJECT.value(obj, "name") if obj.get("name") is not None else None
