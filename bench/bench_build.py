@@ -58,8 +58,8 @@ def _build(out: str, workers: int) -> int:
 
     args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"] if workers > 1 else []
     manifest = build(load_recipe(os.path.join(out, "recipe.yaml")), out, beam_args=args, progress=False)
-    assert manifest["build"]["reused_ingest"]
-    return manifest["build"]["dialogues"]
+    assert manifest.build.reused_ingest
+    return manifest.build.dialogues
 
 
 def child(what: str, out: str) -> None:

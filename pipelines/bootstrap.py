@@ -26,8 +26,9 @@ from rcforge.pipelines.build import read_row_group, row_groups
 from rcforge.pipelines.ingest import run_pipeline
 from rcforge.pipelines.refilter import refilter
 
-from rcforge import fsio, generations, schemas
+from rcforge import fsio, schemas
 from rcforge.errors import InputError
+from rcforge.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,11 @@ def _write_chunk(out: str, run: int, chunk: int, rows) -> str:
 def run_bootstrap(out: str, describe: BootstrapHandler, ground: BootstrapHandler, settings: BootstrapSettings, *,
                   beam_args=None, test_pipeline=None) -> dict:
     fs, path = fsspec.core.url_to_fs(out)
-    manifest = generations.load_manifest(out, "bootstrap", "rcforge ingest")
-    missing = [s for s in settings.sources if s not in manifest["sources"]]
+    manifest = Manifest.load(out, "bootstrap", "rcforge ingest")
+    missing = [s for s in settings.sources if s not in manifest.sources]
     if missing:
         raise InputError(f"bootstrap: {out} has no image records for {', '.join(missing)}")
-    parts = sorted(fsio.join(path, p) for s in settings.sources for p in manifest["sources"][s]["parts"])
+    parts = sorted(manifest.part_paths(path, settings.sources))
     skip = frozenset(done_keys(out))
     run = _run_number(out)
     seed, chunks = settings.seed, settings.chunks

@@ -15,9 +15,11 @@ import sys
 from rcforge.bootstrap.options import BACKENDS, BootstrapOptions
 from rcforge.bootstrap.selection import SelectionConfig
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
+from rcforge.pipelines.ingest import ingest
 
-from rcforge import generations
 from rcforge.errors import InputError, RecipeError
+from rcforge.manifest import Manifest
+from rcforge.recipe import load_recipe
 
 
 def handlers(options: BootstrapOptions, roots: dict):
@@ -93,19 +95,15 @@ def effective_options(recipe_options: BootstrapOptions | None, args) -> Bootstra
 
 
 def main(args, beam_args) -> dict:
-    from rcforge.pipelines.ingest import ingest
-
-    from rcforge.recipe import load_recipe
-
     recipe = load_recipe(args.recipe)
     options = effective_options(recipe.bootstrap, args)
     try:
-        fs_manifest = generations.load_manifest(args.out, "bootstrap")
+        manifest = Manifest.load(args.out, "bootstrap")
     except InputError:  # no earlier ingest in OUT: ingest below
-        fs_manifest = None
-    if fs_manifest is None or fs_manifest.get("ingest_fingerprint") != recipe.ingest_fingerprint():
-        fs_manifest = ingest(recipe, args.out, beam_args=beam_args, progress=True)
-    roots = {name: entry.get("image_root") or "" for name, entry in fs_manifest["sources"].items()}
+        manifest = None
+    if manifest is None or manifest.ingest_fingerprint != recipe.ingest_fingerprint():
+        manifest = ingest(recipe, args.out, beam_args=beam_args, progress=True)
+    roots = manifest.image_roots()
     describe, ground = handlers(options, roots)
     settings = BootstrapSettings(
         sources=options.sources,

@@ -38,8 +38,9 @@ from rcforge.pipelines.ingest import ingest_into, run_pipeline
 
 from rcforge import coordinates, fsio, generations, schemas
 from rcforge.config import resolve_path
-from rcforge.errors import RecipeError, TooManyBadRecords
+from rcforge.errors import InputError, RecipeError, TooManyBadRecords
 from rcforge.ledger import ErrorRow
+from rcforge.manifest import BuildSection, Manifest
 from rcforge.recipe import Recipe, load_recipe
 from rcforge.render import Renderer
 from rcforge.summary import print_build_summary, print_ingest_summary
@@ -167,13 +168,13 @@ def merge_fragments(dialogues_dir: str, index: int, shards: int, fragments) -> t
     return final, table.num_rows
 
 
-def estimate_dialogues(manifest: dict, recipe: Recipe, pairs: int = 0) -> int:
+def estimate_dialogues(manifest: Manifest, recipe: Recipe, pairs: int = 0) -> int:
     """An upper-end estimate from the ingest ledger, to choose the number of shards up front."""
     render = recipe.render
     total = 0.0
-    for name, entry in manifest["sources"].items():
-        led = entry["ledger"]
-        images = entry["records"]
+    for name, entry in manifest.sources.items():
+        led = entry.ledger
+        images = entry.records
         total += images * render.per_image * render.source_weights.get(name, 1.0)
         for kind in ("ref", "qa", "caption"):
             tally = led["annotations"].get(kind)
@@ -193,25 +194,25 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
         reused = manifest is not None
         if manifest is None:
             manifest = ingest_into(recipe, generation, beam_args=beam_args, progress=progress, inputs=inputs)
-        manifest["ingest_fingerprint"] = fingerprint
-        manifest["build"] = {"reused_ingest": reused, **render(recipe, manifest, out if reused else generation.root,
-                                                                generation, beam_args=beam_args,
-                                                                test_pipeline=test_pipeline)}
-        ledger = manifest["build"]["ledger"]
+        section = render(recipe, manifest, out if reused else generation.root, generation, beam_args=beam_args,
+                         test_pipeline=test_pipeline)
+        manifest = manifest.with_build(dataclasses.replace(section, reused_ingest=reused),
+                                       ingest_fingerprint=fingerprint)
+        ledger = section.ledger
         failed, images = ledger["render_errors"], max(1, ledger["images"])
         if failed and (recipe.on_bad_records == "error" or failed / images > recipe.max_bad_fraction):
-            generation.keep_manifest(manifest)  # for the user, in OUT/last-failed-run/
+            generation.keep_manifest(manifest.to_json())  # for the user, in OUT/last-failed-run/
             raise TooManyBadRecords(f"render: {failed} of {ledger['images']} image records failed to render; see "
                                     f"{generation.errors_hint('render')}/ (the previous output is left as it was)")
-        generation.commit(manifest, replaces=("dialogues", "errors/render") if reused
+        generation.commit(manifest.to_json(), replaces=("dialogues", "errors/render") if reused
                           else ("images", "errors", "dialogues"))
     except BaseException as err:
         generation.abandon("build", err)
         raise
-    return manifest
+    return dataclasses.replace(manifest, generation=generation.number)
 
 
-def _reusable_ingest(out: str, fingerprint: str, inputs: dict) -> dict | None:
+def _reusable_ingest(out: str, fingerprint: str, inputs: dict) -> Manifest | None:
     """OUT's manifest when its ingest was made from these inputs and settings and its parts are all there."""
     fs, out_path = fsspec.core.url_to_fs(out)
     manifest_path = fsio.join(out_path, "manifest.json")
@@ -219,21 +220,20 @@ def _reusable_ingest(out: str, fingerprint: str, inputs: dict) -> dict | None:
         return None
     with fs.open(manifest_path) as f:
         try:
-            previous = json.load(f)
-        except ValueError:
-            return None
-    if previous.get("ingest_fingerprint") == fingerprint and _parts_exist(fs, out_path, previous):
-        previous.pop("build", None)
-        return previous
-    if previous.get("ingest_fingerprint"):
-        changed = sorted(p for p, fp in inputs.items() if previous.get("inputs", {}).get(p) != fp)
+            previous = Manifest.from_json(json.load(f))
+        except (ValueError, InputError):
+            return None  # an unreadable manifest: ingest again
+    if previous.ingest_fingerprint == fingerprint and all(fs.exists(p) for p in previous.part_paths(out_path)):
+        return dataclasses.replace(previous, build=None)
+    if previous.ingest_fingerprint:
+        changed = sorted(p for p, fp in inputs.items() if previous.inputs.get(p) != fp)
         print("inputs changed: re-ingesting" + (f" ({', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''})"
                                                  if changed else ""), file=sys.stderr)
     return None
 
 
-def render(recipe: Recipe, manifest: dict, records_root: str, generation, *, beam_args=None,
-           test_pipeline=None) -> dict:
+def render(recipe: Recipe, manifest: Manifest, records_root: str, generation, *, beam_args=None,
+           test_pipeline=None) -> BuildSection:
     """Render the image records the manifest lists (under ``records_root``) into the generation's dialogue
     shards; returns the manifest's build section."""
     renderer = Renderer(recipe.render, recipe.seed)
@@ -242,7 +242,7 @@ def render(recipe: Recipe, manifest: dict, records_root: str, generation, *, bea
         pairs = PairIndex(recipe.render.bootstrap_pairs)
     shards = max(1, math.ceil(estimate_dialogues(manifest, recipe, len(pairs) if pairs else 0)
                               / recipe.render.rows_per_shard))
-    parts = [fsio.join(records_root, p) for entry in manifest["sources"].values() for p in entry["parts"]]
+    parts = manifest.part_paths(records_root)
     dialogues_dir = fsio.join(generation.root, "dialogues")
     errors_dir = fsio.join(generation.root, "errors", "render")
     dfs, dpath = fsspec.core.url_to_fs(dialogues_dir)
@@ -275,27 +275,20 @@ def render(recipe: Recipe, manifest: dict, records_root: str, generation, *, bea
     counts = _counts(dfs, dpath)
     ledger["images_with_dialogues"] = (ledger["images"] - ledger["images_without_dialogues"] - ledger["render_errors"]
                                        - ledger["images_skipped_unpaired"])
-    ledger["balanced"] = ledger["dialogues"] == counts["total"] and ledger["images"] == sum(
-        entry["records"] for entry in manifest["sources"].values())
-    return {
-        "coordinates": recipe.render.coordinates,
-        "seed": recipe.seed,
-        "templates": {"root": renderer.templates.root, "sha256": renderer.templates.hashes},
-        "bootstrap_pairs": None if pairs is None else {
+    ledger["balanced"] = ledger["dialogues"] == counts["total"] and ledger["images"] == manifest.records()
+    return BuildSection(
+        coordinates=recipe.render.coordinates,
+        seed=recipe.seed,
+        templates={"root": renderer.templates.root, "sha256": renderer.templates.hashes},
+        bootstrap_pairs=None if pairs is None else {
             **bootstrap_pairs_summary(recipe.render.bootstrap_pairs.folder), "pairs": len(pairs),
             "only_paired_sources": list(recipe.render.bootstrap_pairs.only_paired_sources)},
-        "shards": [shard_name(i, shards) for i in range(shards)],
-        "dialogues": counts["total"],
-        "ledger": ledger,
-        "by_task": counts["by_task"],
-        "by_source": counts["by_source"],
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-
-
-def _parts_exist(fs, out_path: str, manifest: dict) -> bool:
-    """Every image-record part an earlier ingest listed is still there (else ingest runs again)."""
-    return all(fs.exists(fsio.join(out_path, p)) for e in manifest.get("sources", {}).values() for p in e["parts"])
+        shards=tuple(shard_name(i, shards) for i in range(shards)),
+        dialogues=counts["total"],
+        ledger=ledger,
+        by_task=counts["by_task"],
+        by_source=counts["by_source"],
+        seconds=round(time.perf_counter() - started, 3))
 
 
 def _counts(fs, dpath) -> dict:
@@ -326,7 +319,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
 
 
-def main(args, beam_args, *, test_pipeline=None) -> dict:
+def main(args, beam_args, *, test_pipeline=None) -> Manifest:
     recipe = load_recipe(args.recipe)
     overrides = {}
     if args.templates:
@@ -342,7 +335,7 @@ def main(args, beam_args, *, test_pipeline=None) -> dict:
         beam_args = [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
     manifest = build(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,
                      reuse_ingest=not args.fresh_ingest, test_pipeline=test_pipeline)
-    if not manifest["build"]["reused_ingest"]:
+    if not manifest.build.reused_ingest:
         print_ingest_summary(manifest, args.out, file=sys.stdout)
     print_build_summary(manifest, args.out, file=sys.stdout)
     return manifest

@@ -19,6 +19,7 @@ the previous output whole (a failure keeps its errors under OUT/last-failed-run/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import shutil
@@ -41,6 +42,7 @@ from rcforge import fsio, generations, images, readers, schemas
 from rcforge.errors import LedgerError, TooManyBadRecords
 from rcforge.exclusion import excluded_coco_ids
 from rcforge.ledger import ErrorRow, ImageResult, SourceLedger
+from rcforge.manifest import Manifest
 from rcforge.progress import Progress
 from rcforge.recipe import Recipe, load_recipe
 from rcforge.summary import print_ingest_summary
@@ -352,7 +354,7 @@ def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, settings: IngestSett
 
 
 def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, progress: bool = True,
-           test_pipeline: beam.Pipeline | None = None, inputs: dict | None = None) -> dict:
+           test_pipeline: beam.Pipeline | None = None, inputs: dict | None = None) -> Manifest:
     """Ingest into a new generation of OUT and switch OUT to it (`rcforge.generations`); returns the manifest.
     ``inputs``: the recipe's `input_fingerprints`, taken before reading (computed here when not given)."""
     generation = generations.begin(out)
@@ -360,16 +362,16 @@ def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, prog
         manifest = ingest_into(recipe, generation, beam_args=beam_args, progress=progress,
                                test_pipeline=test_pipeline, inputs=inputs)
         # a new ingest makes the dialogues of the previous one stale: they go with it
-        generation.commit(manifest, replaces=("images", "errors", "dialogues"))
+        generation.commit(manifest.to_json(), replaces=("images", "errors", "dialogues"))
     except BaseException as err:
         generation.abandon("ingest", err)
         raise
-    return manifest
+    return dataclasses.replace(manifest, generation=generation.number)
 
 
 def ingest_into(recipe: Recipe, generation: generations.Generation, *, beam_args: list[str] | None = None,
                 progress: bool = True, test_pipeline: beam.Pipeline | None = None,
-                inputs: dict | None = None) -> dict:
+                inputs: dict | None = None) -> Manifest:
     """Run the ingest pipeline into ``generation``'s staging folder; returns its manifest (not committed).
 
     Raises `LedgerError` when a source's ledger does not balance (its manifest is then kept for the user)."""
@@ -388,7 +390,7 @@ def ingest_into(recipe: Recipe, generation: generations.Generation, *, beam_args
         with fs.open(fsio.join(ledger_dir, f"{name}.json")) as f:
             sources[name] = json.load(f)
     fs.rm(ledger_dir, recursive=True)
-    manifest = {
+    manifest = Manifest.from_json({
         "rcforge_version": rcforge.__version__,
         "stage": "ingest",
         "schema": {"image_record": schemas.SCHEMA_VERSION},
@@ -407,10 +409,10 @@ def ingest_into(recipe: Recipe, generation: generations.Generation, *, beam_args
             "balanced": all(s["ledger"]["balanced"] for s in sources.values()),
         },
         "seconds": round(time.perf_counter() - started, 3),
-    }
-    unbalanced = [n for n, s in sources.items() if not s["ledger"]["balanced"]]
+    })
+    unbalanced = [n for n, s in manifest.sources.items() if not s.balanced]
     if unbalanced:
-        generation.keep_manifest(manifest)
+        generation.keep_manifest(manifest.to_json())
         raise LedgerError(f"the ledger of {', '.join(unbalanced)} does not balance (see "
                           f"{fsio.join(generation.out, generations.FAILED, generations.MANIFEST)}): some input "
                           "records are not accounted for; the previous output is left as it was")
@@ -441,7 +443,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
 
 
-def run(argv=None, *, test_pipeline=None) -> dict:
+def run(argv=None, *, test_pipeline=None) -> Manifest:
     """Entry point: app flags are parsed here, everything else is passed to Beam (``--runner``, ...)."""
     parser = argparse.ArgumentParser(prog="rcforge ingest", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
@@ -449,7 +451,7 @@ def run(argv=None, *, test_pipeline=None) -> dict:
     return main(args, beam_args, test_pipeline=test_pipeline)
 
 
-def main(args, beam_args, *, test_pipeline=None) -> dict:
+def main(args, beam_args, *, test_pipeline=None) -> Manifest:
     recipe = load_recipe(args.recipe)
     manifest = ingest(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,
                       test_pipeline=test_pipeline)

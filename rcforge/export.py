@@ -14,8 +14,9 @@ import sys
 import fsspec
 import pyarrow.parquet as pq
 
-from rcforge import fsio, generations, images
+from rcforge import fsio, images
 from rcforge.errors import InputError
+from rcforge.manifest import Manifest
 
 
 def add_arguments(parser) -> None:
@@ -27,8 +28,7 @@ def add_arguments(parser) -> None:
 
 def export_llava(out: str, file: str, *, relative: bool = False) -> int:
     fs, path = fsspec.core.url_to_fs(out)
-    manifest = generations.load_manifest(out, "export", "rcforge build")
-    roots = {name: entry.get("image_root") or "" for name, entry in manifest["sources"].items()}
+    roots = Manifest.load(out, "export", "rcforge build").image_roots()
     shards = sorted(fs.glob(fsio.join(path, "dialogues", "part-*.parquet")))
     if not shards:
         raise InputError(f"export: no dialogue shards under {out}/dialogues")

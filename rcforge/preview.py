@@ -13,7 +13,8 @@ import io
 
 import fsspec
 
-from rcforge import coordinates, fsio, generations, images
+from rcforge import coordinates, fsio, images
+from rcforge.manifest import Manifest
 from rcforge.stats import _connect, _shards
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990",
@@ -93,8 +94,7 @@ def colour_text(text: str, fmt: coordinates.Formatter, start: int) -> tuple[str,
 
 
 def render_html(out: str, rows: list[dict]) -> str:
-    manifest = generations.load_manifest(out, "preview")
-    roots = {name: entry.get("image_root") or "" for name, entry in manifest["sources"].items()}
+    roots = Manifest.load(out, "preview").image_roots()
     cards = []
     for row in rows:
         image_path, refused = images.confine(roots.get(row["source"], ""), row["image"])

@@ -7,16 +7,18 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from rcforge.manifest import Manifest
 
-def print_ingest_summary(manifest: dict, out: str, file=None) -> None:
+
+def print_ingest_summary(manifest: Manifest, out: str, file=None) -> None:
     console = Console(file=file or sys.stdout, width=110)
     table = Table(title="rcforge ingest", title_justify="left")
     for col in ("source", "read", "written", "repaired", "rejected", "filtered", "excluded", "objects",
                 "bad items", "s"):
         table.add_column(col, justify="left" if col == "source" else "right")
-    for name, entry in manifest["sources"].items():
-        images = entry["ledger"]["images"]
-        items = entry["ledger"]["annotations"]
+    for name, entry in manifest.sources.items():
+        images = entry.ledger["images"]
+        items = entry.ledger["annotations"]
         bad_items = sum(sum(t["rejected"].values()) for t in items.values())
         objects = items.get("object", {})
         table.add_row(
@@ -24,15 +26,15 @@ def print_ingest_summary(manifest: dict, out: str, file=None) -> None:
             f"{sum(images['rejected'].values()):,}", f"{sum(images['filtered'].values()):,}",
             f"{sum(images['excluded'].values()):,}",
             f"{objects.get('written', 0) + objects.get('repaired', 0):,}", f"{bad_items:,}",
-            f"{entry['seconds']:.1f}")
+            f"{entry.seconds:.1f}")
     console.print(table)
-    totals = manifest["totals"]
+    totals = manifest.totals
     status = "balanced" if totals["balanced"] else "NOT BALANCED"
     console.print(f"{totals['records']:,} image records, {totals['errors']:,} error rows; ledger {status}; "
-                  f"{manifest['exclusion']['coco_ids']:,} COCO ids excluded.")
+                  f"{manifest.exclusion['coco_ids']:,} COCO ids excluded.")
     reasons = {}
-    for name, entry in manifest["sources"].items():
-        led = entry["ledger"]
+    for name, entry in manifest.sources.items():
+        led = entry.ledger
         for kind, tally in [("image", led["images"]), *led["annotations"].items()]:
             for reason, n in tally["rejected"].items():
                 reasons[(name, kind, reason)] = reasons.get((name, kind, reason), 0) + n
@@ -43,29 +45,29 @@ def print_ingest_summary(manifest: dict, out: str, file=None) -> None:
                   f"ledger: {out}/manifest.json")
 
 
-def print_build_summary(manifest: dict, out: str, file=None) -> None:
+def print_build_summary(manifest: Manifest, out: str, file=None) -> None:
     console = Console(file=file or sys.stdout, width=110)
-    build = manifest["build"]
+    build = manifest.build
     table = Table(title="rcforge build", title_justify="left")
     table.add_column("task")
     table.add_column("dialogues", justify="right")
-    for task, n in build["by_task"].items():
+    for task, n in build.by_task.items():
         table.add_row(task, f"{n:,}")
     console.print(table)
-    sources = ", ".join(f"{s} {n:,}" for s, n in build["by_source"].items())
-    led = build["ledger"]
+    sources = ", ".join(f"{s} {n:,}" for s, n in build.by_source.items())
+    led = build.ledger
     console.print(f"{led['images']:,} image records: {led['images_with_dialogues']:,} with dialogues, "
                   f"{led['images_without_dialogues']:,} with nothing any task could ask, "
                   f"{led['render_errors']:,} failed (errors/render/)"
                   + (f", {led['images_skipped_unpaired']:,} skipped without a bootstrap pair"
                      if led.get("images_skipped_unpaired") else ""))
-    if build.get("bootstrap_pairs"):
-        info = build["bootstrap_pairs"]
+    if build.bootstrap_pairs:
+        info = build.bootstrap_pairs
         decided = info.get("refilter", {})
         console.print(f"Bootstrap pairs: {info['pairs']:,} from {info['from']}"
                       + (f" (lambda {decided['lambda']})" if "lambda" in decided else ""))
-    console.print(f"{build['dialogues']:,} dialogues in {len(build['shards'])} shard(s) ({sources}); coordinates "
-                  f"{build['coordinates']}, seed {build['seed']}"
-                  + ("; ingest reused" if build["reused_ingest"] else "") + ".")
+    console.print(f"{build.dialogues:,} dialogues in {len(build.shards)} shard(s) ({sources}); coordinates "
+                  f"{build.coordinates}, seed {build.seed}"
+                  + ("; ingest reused" if build.reused_ingest else "") + ".")
     console.print(f"Dialogues: {out}/dialogues/   manifest: {out}/manifest.json   "
                   f"LLaVA JSON: rcforge export llava {out} FILE.json")

@@ -99,7 +99,7 @@ def test_beam_pipeline_under_test_pipeline(tmp_path):
     recipe = load_recipe(SAMPLE_RECIPE)
     pipeline = BeamTestPipeline(argv=["--runner=FnApiRunner"])
     manifest = ingest(recipe, str(tmp_path / "out"), progress=False, test_pipeline=pipeline)
-    assert sorted(manifest["sources"]) == SOURCES and manifest["totals"]["balanced"]
+    assert sorted(manifest.sources) == SOURCES and manifest.totals["balanced"] and manifest.generation == 1
 
 
 def test_fsspec_urls_for_inputs_and_output(tmp_path):
@@ -116,7 +116,7 @@ def test_fsspec_urls_for_inputs_and_output(tmp_path):
     recipe = recipe_from_mapping({"sources": {"visual_genome": {"root": "memory://vgtest", "images": "memory://i"}},
                                   "verify_images": "off"})
     manifest = ingest(recipe, "memory://outtest", progress=False)
-    assert manifest["sources"]["visual_genome"]["records"] == 3
+    assert manifest.sources["visual_genome"].records == 3
     parts = fs.glob("/outtest/images/visual_genome/part-*.parquet")
     assert len(parts) == 1 and fs.exists("/outtest/manifest.json")
 

@@ -45,7 +45,7 @@ def test_every_clean_build_validates(built, tmp_path_factory, seed, per_image, t
     recipe = dataclasses.replace(recipe, seed=seed, render=dataclasses.replace(
         recipe.render, per_image=per_image, turns_per_dialogue=turns, coordinates=fmt))
     manifest = build(recipe, str(out), progress=False)
-    assert manifest["build"]["reused_ingest"]
+    assert manifest.build.reused_ingest
     assert validate(str(out)) == []
 
 
