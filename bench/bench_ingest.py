@@ -37,6 +37,7 @@ def _parse(kind, path):
 def _ingest(kind, path):
     from rcforge.images import ImageChecks
     from rcforge.pipelines.ingest import IngestSettings, ingest_source
+    from rcforge.recipe import IngestPolicy
     from rcforge.readers import get
 
     from rcforge.config import build_config
@@ -48,7 +49,8 @@ def _ingest(kind, path):
         name, options = "objects365", {"annotations": path, "images": os.path.dirname(path), "mode": "stream"}
     config = build_config(get(name).config_class, options, f"sources.{name}")
     # the generated data has no image files: this measures parsing and writing (bench_images.py measures checks)
-    entry = ingest_source(name, config, IngestSettings(out=out, progress=False, max_bad_fraction=1.0),
+    entry = ingest_source(name, config, IngestSettings(out=out, progress=False,
+                                                       policy=IngestPolicy(max_bad_fraction=1.0)),
                           checks=ImageChecks(verify="off"))
     return entry["records"]
 

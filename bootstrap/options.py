@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rcforge.bootstrap import chat
+from rcforge.bootstrap.selection import SelectionConfig
 
 from rcforge.config import build_config, resolve_path
 from rcforge.errors import RecipeError
@@ -51,6 +52,12 @@ class BootstrapOptions:
     max_annotations: int = 15
     min_area: float = 2000.0
     skip_ignored: bool = True
+
+    @property
+    def selection(self) -> SelectionConfig:
+        """The box-selection slice of these options (the recipe keeps its keys flat under ``bootstrap``)."""
+        return SelectionConfig(max_annotations=self.max_annotations, min_area=self.min_area,
+                               skip_ignored=self.skip_ignored, samples=self.samples)
 
     def __post_init__(self):
         if not 0.0 <= self.lam <= 1.0:

@@ -13,7 +13,6 @@ import json
 import sys
 
 from rcforge.bootstrap.options import BACKENDS, BootstrapOptions
-from rcforge.bootstrap.selection import SelectionConfig
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 from rcforge.pipelines.ingest import ingest
 
@@ -105,11 +104,8 @@ def main(args, beam_args) -> dict:
         manifest = ingest(recipe, args.out, beam_args=beam_args, progress=True)
     roots = manifest.image_roots()
     describe, ground = handlers(options, roots)
-    settings = BootstrapSettings(
-        sources=options.sources,
-        selection=SelectionConfig(max_annotations=options.max_annotations, min_area=options.min_area,
-                                  skip_ignored=options.skip_ignored, samples=options.samples),
-        lam=options.lam, uniqueness=options.uniqueness, seed=recipe.seed)
+    settings = BootstrapSettings(sources=options.sources, selection=options.selection, lam=options.lam,
+                                 uniqueness=options.uniqueness, seed=recipe.seed)
     summary = run_bootstrap(args.out, describe, ground, settings, beam_args=beam_args)
     print(json.dumps(summary, indent=2), file=sys.stdout)
     return summary

@@ -44,7 +44,7 @@ from rcforge.exclusion import excluded_coco_ids
 from rcforge.ledger import ErrorRow, ImageResult, SourceLedger
 from rcforge.manifest import Manifest
 from rcforge.progress import Progress
-from rcforge.recipe import Recipe, load_recipe
+from rcforge.recipe import IngestPolicy, Recipe, load_recipe
 from rcforge.summary import print_ingest_summary
 from rcforge.writer import PartWriter
 
@@ -58,9 +58,7 @@ CHECK_BATCH = 256
 class IngestSettings:
     out: str  # where this run writes: its generation's staging folder (laid out like OUT)
     errors_hint: str = ""  # where the user finds the errors if the run stops (OUT/last-failed-run/errors)
-    on_bad_records: str = "skip"
-    max_bad_fraction: float = 0.05
-    rows_per_part: int = 20000
+    policy: IngestPolicy = IngestPolicy()  # the recipe's slice: on_bad_records, max_bad_fraction, rows_per_part
     progress: bool = True
 
 
@@ -108,7 +106,7 @@ class Ledgerkeeper:
     def take(self, result: ImageResult) -> None:
         led = self.ledger
         for error in result.errors:
-            if self.settings.on_bad_records == "error":
+            if self.settings.policy.on_bad_records == "error":
                 raise TooManyBadRecords(f"bad record (on_bad_records: error): {error.describe()}")
             self._write_error(error)
         for kind, n in result.items_read.items():
@@ -163,7 +161,7 @@ class Ledgerkeeper:
         """Apply a `BatchResult` (a columnar reader's batch of records with its own accounting)."""
         led = self.ledger
         for error in batch.errors:
-            if self.settings.on_bad_records == "error":
+            if self.settings.policy.on_bad_records == "error":
                 raise TooManyBadRecords(f"bad record (on_bad_records: error): {error.describe()}")
             self._write_error(error)
         led.images.merge(batch.ledger.images)
@@ -219,7 +217,7 @@ class Ledgerkeeper:
         return table, rejected, image_repaired
 
     def _error(self, error: ErrorRow) -> None:
-        if self.settings.on_bad_records == "error":
+        if self.settings.policy.on_bad_records == "error":
             raise TooManyBadRecords(f"bad record (on_bad_records: error): {error.describe()}")
         self._write_error(error)
 
@@ -229,10 +227,10 @@ class Ledgerkeeper:
             return
         self._checked_at = read
         bad = self.ledger.bad()
-        if read and bad / read > self.settings.max_bad_fraction:
+        if read and bad / read > self.settings.policy.max_bad_fraction:
             raise TooManyBadRecords(
                 f"{self.source}: {bad} of {read} records are bad ({bad / read:.1%}), more than max_bad_fraction "
-                f"{self.settings.max_bad_fraction:.1%}; see the errors output under "
+                f"{self.settings.policy.max_bad_fraction:.1%}; see the errors output under "
                 f"{self.settings.errors_hint or fsio.join(self.settings.out, 'errors')}/{self.source}/")
 
     def finish(self) -> SourceLedger:
@@ -245,9 +243,9 @@ class _SourceOutput:
 
     def __init__(self, name: str, settings: IngestSettings):
         self.records = PartWriter(fsio.join(settings.out, "images", name), schemas.IMAGE_RECORD,
-                                  rows_per_part=settings.rows_per_part)
+                                  rows_per_part=settings.policy.rows_per_part)
         self.errors = PartWriter(fsio.join(settings.out, "errors", name), schemas.ERROR_RECORD,
-                                 rows_per_part=max(settings.rows_per_part, 100000))
+                                 rows_per_part=max(settings.policy.rows_per_part, 100000))
         self.records.clear_existing()
         self.errors.clear_existing()
         self._written = Metrics.counter(f"rcforge.ingest.{name}", "images_written")
@@ -377,8 +375,7 @@ def ingest_into(recipe: Recipe, generation: generations.Generation, *, beam_args
     Raises `LedgerError` when a source's ledger does not balance (its manifest is then kept for the user)."""
     inputs = recipe.input_fingerprints() if inputs is None else inputs
     out = generation.root
-    settings = IngestSettings(out=out, errors_hint=generation.errors_hint(), on_bad_records=recipe.on_bad_records,
-                              max_bad_fraction=recipe.max_bad_fraction, rows_per_part=recipe.rows_per_part,
+    settings = IngestSettings(out=out, errors_hint=generation.errors_hint(), policy=recipe.ingest_policy,
                               progress=progress)
     exclude, exclude_counts = excluded_coco_ids(recipe)
     fs, out_path = fsspec.core.url_to_fs(out)

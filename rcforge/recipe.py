@@ -57,6 +57,15 @@ class ExcludeRefConfig:
 
 
 @dataclass(frozen=True)
+class IngestPolicy:
+    """The recipe's slice that steers ingest's handling of bad input (top-level recipe keys)."""
+
+    on_bad_records: Literal["error", "skip"] = "skip"
+    max_bad_fraction: float = 0.05
+    rows_per_part: int = 20000
+
+
+@dataclass(frozen=True)
 class Recipe:
     seed: int = 0
     on_bad_records: Literal["error", "skip"] = "skip"
@@ -76,6 +85,10 @@ class Recipe:
             raise RecipeError(f"max_bad_fraction: {self.max_bad_fraction} is not between 0 and 1")
         if self.rows_per_part < 1:
             raise RecipeError(f"rows_per_part: {self.rows_per_part} must be at least 1")
+
+    @property
+    def ingest_policy(self) -> IngestPolicy:
+        return IngestPolicy(self.on_bad_records, self.max_bad_fraction, self.rows_per_part)
 
     def to_json(self) -> dict:
         def conv(value):

@@ -70,8 +70,6 @@ def ingest_one(tmp_path: Path, source: str, options: dict, **recipe_top) -> tupl
     recipe_top.setdefault("verify_images", "off")
     recipe = recipe_from_mapping({"sources": {source: options}, **recipe_top}, base_dir=str(tmp_path))
     out = tmp_path / "out"
-    settings = IngestSettings(out=str(out), on_bad_records=recipe.on_bad_records,
-                              max_bad_fraction=recipe.max_bad_fraction, rows_per_part=recipe.rows_per_part,
-                              progress=False)
+    settings = IngestSettings(out=str(out), policy=recipe.ingest_policy, progress=False)
     entry = ingest_source(source, recipe.sources[source], settings, checks=recipe.image_checks[source])
     return entry, out
