@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from rcforge.bootstrap import chat
 from rcforge.bootstrap.handlers import ImageHandler, LoadedModel
+from rcforge.bootstrap.options import BACKENDS, Backend
 
 
 class _Chat(ImageHandler):
@@ -78,3 +79,11 @@ class ChatGround(_Chat):
 
     def parse(self, raw: str, request: dict):
         return chat.parse_box(self.prompts, raw, request["width"], request["height"], _frame(request))
+
+
+def _make(options, common: dict) -> tuple:
+    prompts = chat.load_prompts(options.chat_prompts)
+    return ChatDescribe(options.model, prompts=prompts, **common), ChatGround(options.model, prompts=prompts, **common)
+
+
+BACKENDS.add("chat", Backend("chat", _make))

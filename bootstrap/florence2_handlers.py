@@ -17,6 +17,7 @@ from rcforge.bootstrap.handlers import (
     ImageHandler,
     LoadedModel,
 )
+from rcforge.bootstrap.options import BACKENDS, Backend
 
 
 class _Florence2(ImageHandler):
@@ -79,3 +80,7 @@ class Florence2Describe(DescribeStage, _Florence2):
 
 class Florence2Ground(GroundStage, _Florence2):
     pass
+
+
+BACKENDS.add("florence2", Backend("florence2", lambda options, common: (Florence2Describe(options.model, **common),
+                                                                        Florence2Ground(options.model, **common))))

@@ -23,21 +23,32 @@ kept. Every key has a flag of the same name on `rcforge bootstrap` that override
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable
 
 from rcforge.bootstrap import chat
 from rcforge.bootstrap.selection import SelectionConfig
 
 from rcforge.config import build_config, resolve_path
 from rcforge.errors import RecipeError
+from rcforge.registry import Registry
 
-BACKENDS = ("florence2", "kosmos2", "chat")
+@dataclass(frozen=True)
+class Backend:
+    """A model backend: ``make(options, common)`` builds its describe and ground handlers (``common``: the
+    keyword arguments every `rcforge.bootstrap.handlers.ImageHandler` takes)."""
+
+    name: str
+    make: Callable[["BootstrapOptions", dict], tuple]
+
+
+#: every backend, registered by its handlers module (``*_handlers.py`` in this package): a new backend is one file
+BACKENDS: Registry[Backend] = Registry("bootstrap backend", package="rcforge.bootstrap")
 
 
 @dataclass(frozen=True)
 class BootstrapOptions:
     model: str | None = None
-    backend: Literal["florence2", "kosmos2", "chat"] = "florence2"
+    backend: str = "florence2"  # a name in BACKENDS
     revision: str | None = None
     chat_prompts: str = "pink"
     device: str = "cpu"
@@ -60,6 +71,7 @@ class BootstrapOptions:
                                skip_ignored=self.skip_ignored, samples=self.samples)
 
     def __post_init__(self):
+        BACKENDS.get(self.backend)  # an unknown backend is a RecipeError listing the registered ones
         if not 0.0 <= self.lam <= 1.0:
             raise ValueError(f"lambda must be within [0, 1], got {self.lam}")
         for name in ("batch_size", "max_new_tokens", "samples"):

@@ -26,31 +26,13 @@ def handlers(options: BootstrapOptions, roots: dict):
     common = {"image_roots": roots, "device": options.device, "batch_size": options.batch_size,
               "max_new_tokens": options.max_new_tokens, "revision": options.revision,
               "temperature": options.temperature, "top_p": options.top_p}
-    model = options.model
-    if options.backend == "florence2":
-        from rcforge.bootstrap.florence2_handlers import (
-            Florence2Describe,
-            Florence2Ground,
-        )
-
-        return Florence2Describe(model, **common), Florence2Ground(model, **common)
-    if options.backend == "kosmos2":
-        from rcforge.bootstrap.kosmos2_handlers import Kosmos2Describe, Kosmos2Ground
-
-        return Kosmos2Describe(model, **common), Kosmos2Ground(model, **common)
-    if options.backend == "chat":
-        from rcforge.bootstrap import chat
-        from rcforge.bootstrap.chat_handlers import ChatDescribe, ChatGround
-
-        prompts = chat.load_prompts(options.chat_prompts)
-        return ChatDescribe(model, prompts=prompts, **common), ChatGround(model, prompts=prompts, **common)
-    raise RecipeError(f"Unknown backend {options.backend!r}; registered: {', '.join(BACKENDS)}")
+    return BACKENDS.get(options.backend).make(options, common)
 
 
 #: flag -> option; each flag's default is None (not given: the recipe's value stands)
 FLAGS = {
     "--model": ("model", str, "a local model folder or a hub id"),
-    "--backend": ("backend", str, f"one of {', '.join(BACKENDS)}"),
+    "--backend": ("backend", str, "a registered backend: florence2, kosmos2 or chat"),
     "--revision": ("revision", str, "a hub revision of the model"),
     "--chat-prompts": ("chat_prompts", str, "chat backend: a bundled prompt set (pink, llava, qwen2-vl, "
                                             "qwen2.5-vl) or a YAML file"),
@@ -72,7 +54,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     for flag, (dest, kind, text) in FLAGS.items():
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=text,
-                            choices=BACKENDS if dest == "backend" else None)
+                            choices=BACKENDS.names() if dest == "backend" else None)
     parser.add_argument("--no-uniqueness", dest="uniqueness", action="store_const", const=False, default=None,
                         help="keep pairs whose description also fits another box of the same category")
 

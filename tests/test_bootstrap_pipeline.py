@@ -6,7 +6,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import PredictionResult
-from conftest import ingest_one, write_json
+from conftest import SAMPLE, ingest_one, write_json
 from rcforge.bootstrap.handlers import BootstrapHandler
 from rcforge.bootstrap.selection import SelectionConfig
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
@@ -215,3 +215,17 @@ def test_bad_bootstrap_pairs_settings_are_named(tmp_path, capsys):
                                       "verify_images": "off"}))
     assert main(["build", str(recipe), "--out", str(tmp_path / "built"), "--no-progress"]) != 0
     assert f"no pairs under {out}/bootstrap/pairs" in capsys.readouterr().err
+
+
+def test_backends_are_registered_by_name():
+    import pytest
+
+    from rcforge.bootstrap.options import BACKENDS
+    from rcforge.errors import RecipeError
+    from rcforge.recipe import recipe_from_mapping
+
+    assert BACKENDS.names() == ["chat", "florence2", "kosmos2"]
+    sources = {"objects365": {"annotations": str(SAMPLE / "objects365" / "objv2_train_reassembled_from_quotes.json"),
+                              "images": str(SAMPLE)}}
+    with pytest.raises(RecipeError, match="Unknown bootstrap backend 'florence'; registered: chat, florence2"):
+        recipe_from_mapping({"sources": sources, "bootstrap": {"backend": "florence"}})
