@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from rcforge.bootstrap import chat
 from rcforge.bootstrap.handlers import ImageHandler, LoadedModel
-from rcforge.bootstrap.options import BACKENDS, Backend
+from rcforge.bootstrap.options import Backend
 
 
 class _Chat(ImageHandler):
@@ -86,4 +86,4 @@ def _make(options, common: dict) -> tuple:
     return ChatDescribe(options.model, prompts=prompts, **common), ChatGround(options.model, prompts=prompts, **common)
 
 
-BACKENDS.add("chat", Backend("chat", _make))
+BACKEND = Backend("chat", _make)

@@ -17,7 +17,7 @@ from rcforge.bootstrap.handlers import (
     ImageHandler,
     LoadedModel,
 )
-from rcforge.bootstrap.options import BACKENDS, Backend
+from rcforge.bootstrap.options import Backend
 
 
 class _Florence2(ImageHandler):
@@ -82,5 +82,5 @@ class Florence2Ground(GroundStage, _Florence2):
     pass
 
 
-BACKENDS.add("florence2", Backend("florence2", lambda options, common: (Florence2Describe(options.model, **common),
-                                                                        Florence2Ground(options.model, **common))))
+BACKEND = Backend("florence2", lambda options, common: (Florence2Describe(options.model, **common),
+                                                        Florence2Ground(options.model, **common)))

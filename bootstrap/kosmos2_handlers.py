@@ -19,7 +19,7 @@ from rcforge.bootstrap.handlers import (
     GroundStage,
     LoadedModel,
 )
-from rcforge.bootstrap.options import BACKENDS, Backend
+from rcforge.bootstrap.options import Backend
 
 
 class _Kosmos2(_Florence2):
@@ -58,5 +58,5 @@ class Kosmos2Ground(GroundStage, _Kosmos2):
     """The reply holds the prompt, which has no ``<object>``: the first box is the model's."""
 
 
-BACKENDS.add("kosmos2", Backend("kosmos2", lambda options, common: (Kosmos2Describe(options.model, **common),
-                                                                    Kosmos2Ground(options.model, **common))))
+BACKEND = Backend("kosmos2", lambda options, common: (Kosmos2Describe(options.model, **common),
+                                                    Kosmos2Ground(options.model, **common)))

@@ -22,6 +22,8 @@ kept. Every key has a flag of the same name on `rcforge bootstrap` that override
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Callable
 
@@ -30,7 +32,6 @@ from rcforge.bootstrap.selection import SelectionConfig
 
 from rcforge.config import build_config, resolve_path
 from rcforge.errors import RecipeError
-from rcforge.registry import Registry
 
 @dataclass(frozen=True)
 class Backend:
@@ -41,14 +42,26 @@ class Backend:
     make: Callable[["BootstrapOptions", dict], tuple]
 
 
-#: every backend, registered by its handlers module (``*_handlers.py`` in this package): a new backend is one file
-BACKENDS: Registry[Backend] = Registry("bootstrap backend", package="rcforge.bootstrap")
+def backend_names() -> list[str]:
+    """Every backend: each ``<name>_handlers.py`` of this package is one (listed without importing it: handler
+    modules import Beam's inference code, which imports torch)."""
+    import rcforge.bootstrap
+
+    return sorted(m.name[: -len("_handlers")] for m in pkgutil.iter_modules(rcforge.bootstrap.__path__)
+                  if m.name.endswith("_handlers"))
+
+
+def backend(name: str) -> Backend:
+    """The backend ``name`` (its module's ``BACKEND``); a `RecipeError` listing the backends when unknown."""
+    if name not in backend_names():
+        raise RecipeError(f"Unknown bootstrap backend {name!r}; registered: {', '.join(backend_names())}")
+    return importlib.import_module(f"rcforge.bootstrap.{name}_handlers").BACKEND
 
 
 @dataclass(frozen=True)
 class BootstrapOptions:
     model: str | None = None
-    backend: str = "florence2"  # a name in BACKENDS
+    backend: str = "florence2"  # one of backend_names()
     revision: str | None = None
     chat_prompts: str = "pink"
     device: str = "cpu"
@@ -71,7 +84,9 @@ class BootstrapOptions:
                                skip_ignored=self.skip_ignored, samples=self.samples)
 
     def __post_init__(self):
-        BACKENDS.get(self.backend)  # an unknown backend is a RecipeError listing the registered ones
+        if self.backend not in backend_names():
+            raise RecipeError(f"bootstrap.backend: unknown bootstrap backend {self.backend!r}; registered: "
+                              f"{', '.join(backend_names())}")
         if not 0.0 <= self.lam <= 1.0:
             raise ValueError(f"lambda must be within [0, 1], got {self.lam}")
         for name in ("batch_size", "max_new_tokens", "samples"):

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import sys
 
-from rcforge.bootstrap.options import BACKENDS, BootstrapOptions
+from rcforge.bootstrap.options import BootstrapOptions, backend, backend_names
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 from rcforge.pipelines.ingest import ingest
 
@@ -26,7 +26,7 @@ def handlers(options: BootstrapOptions, roots: dict):
     common = {"image_roots": roots, "device": options.device, "batch_size": options.batch_size,
               "max_new_tokens": options.max_new_tokens, "revision": options.revision,
               "temperature": options.temperature, "top_p": options.top_p}
-    return BACKENDS.get(options.backend).make(options, common)
+    return backend(options.backend).make(options, common)
 
 
 #: flag -> option; each flag's default is None (not given: the recipe's value stands)
@@ -54,7 +54,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     for flag, (dest, kind, text) in FLAGS.items():
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=text,
-                            choices=BACKENDS.names() if dest == "backend" else None)
+                            choices=backend_names() if dest == "backend" else None)
     parser.add_argument("--no-uniqueness", dest="uniqueness", action="store_const", const=False, default=None,
                         help="keep pairs whose description also fits another box of the same category")
 

@@ -220,12 +220,13 @@ def test_bad_bootstrap_pairs_settings_are_named(tmp_path, capsys):
 def test_backends_are_registered_by_name():
     import pytest
 
-    from rcforge.bootstrap.options import BACKENDS
+    from rcforge.bootstrap.options import backend, backend_names
     from rcforge.errors import RecipeError
     from rcforge.recipe import recipe_from_mapping
 
-    assert BACKENDS.names() == ["chat", "florence2", "kosmos2"]
+    assert backend_names() == ["chat", "florence2", "kosmos2"]
+    assert [backend(n).name for n in backend_names()] == backend_names()
     sources = {"objects365": {"annotations": str(SAMPLE / "objects365" / "objv2_train_reassembled_from_quotes.json"),
                               "images": str(SAMPLE)}}
-    with pytest.raises(RecipeError, match="Unknown bootstrap backend 'florence'; registered: chat, florence2"):
+    with pytest.raises(RecipeError, match="bootstrap.backend: unknown bootstrap backend 'florence'; registered: chat, florence2"):
         recipe_from_mapping({"sources": sources, "bootstrap": {"backend": "florence"}})
