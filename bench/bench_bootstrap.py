@@ -97,10 +97,11 @@ def main():
     # per-box, batch-1 loop (Pink's pattern): describe then ground, one box at a time
     d1, g1 = Florence2Describe(model_dir, batch_size=1, **kw), Florence2Ground(model_dir, batch_size=1, **kw)
     model = d1.load_model()
+    (load,) = d1.get_preprocess_fns()  # the pipeline's preprocess step: (request, image)
     started = time.perf_counter()
     for r in reqs:
-        (res,) = d1.run_inference([r], model)
-        (res,) = g1.run_inference([{**r, "description": d1.parse(res.inference, r) or "a thing"}], model)
+        (res,) = d1.run_inference([load(r)], model)
+        (res,) = g1.run_inference([load({**r, "description": d1.parse(res.inference, r) or "a thing"})], model)
     loop = time.perf_counter() - started
 
     # the pipeline's handlers, batched
@@ -109,8 +110,8 @@ def main():
     started = time.perf_counter()
     for i in range(0, len(reqs), args.batch_size):
         chunk = reqs[i:i + args.batch_size]
-        described = db.run_inference(chunk, model)
-        gb.run_inference([{**res.example, "description": db.parse(res.inference, res.example) or "a thing"}
+        described = db.run_inference([load(r) for r in chunk], model)
+        gb.run_inference([load({**res.example, "description": db.parse(res.inference, res.example) or "a thing"})
                           for res in described], model)
     batched = time.perf_counter() - started
     result = {"size": args.size, "device": args.device, "boxes": len(reqs), "tokens": args.tokens,

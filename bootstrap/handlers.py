@@ -4,7 +4,10 @@ A backend is two Beam `ModelHandler`s, one per stage: ``describe`` (image + box 
 ``ground`` (image + expression -> a box). Each receives request dicts (see `bootstrap.selection.select`; ground
 requests carry the ``description``) and yields ``PredictionResult(request, raw_text)``; its pure ``parse`` turns
 the raw text into a description or a pixel box, or None when the reply does not parse (a format error, kept and
-counted, never a crash). Prompt building and parsing are pure functions next to each backend's handlers.
+counted, never a crash). An image handler reads each request's image in a preprocess step (`ImageLoader`, one of
+its ``get_preprocess_fns``): a request whose image does not read fails there, and RunInference's exception
+handling sends it to the dead-letter output, which the pipeline turns into a candidate with ``error_stage``
+"image". Prompt building and parsing are pure functions next to each backend's handlers.
 ``load_model`` must return a weak-referenceable object (Beam shares one model across threads): a small class,
 not a tuple or a dict.
 """
@@ -22,8 +25,34 @@ from rcforge import fsio
 
 _SAMPLING = threading.Lock()
 
-#: the raw reply recorded for a request whose image could not be read (its candidate has error_stage "image")
-UNREADABLE = "<image unreadable> "
+
+class ImageLoader:
+    """The preprocess step of an image handler: a request -> (request, its RGB image). The last few images are
+    kept, so the boxes of one image (adjacent in the stream) share one decoded image and the model encodes it
+    once per batch. A missing or broken image raises: RunInference's dead-letter output takes the request."""
+
+    def __init__(self, image_roots: dict[str, str], keep: int = 8):
+        self.image_roots, self.keep = image_roots, keep
+        self._recent: dict = {}
+
+    def __getstate__(self):
+        return {"image_roots": self.image_roots, "keep": self.keep}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+    def __call__(self, request: dict):
+        from PIL import Image
+
+        key = (request["source"], request["image"])
+        image = self._recent.get(key)
+        if image is None:
+            data = fsio.read_bytes(fsio.join(self.image_roots[request["source"]], request["image"]), "image")
+            image = Image.open(io.BytesIO(data)).convert("RGB")
+            self._recent[key] = image
+            while len(self._recent) > self.keep:
+                self._recent.pop(next(iter(self._recent)))
+        return request, image
 
 
 class BootstrapHandler(ModelHandler):
@@ -130,11 +159,15 @@ class ImageHandler(BootstrapHandler):
                       sample: bool) -> list[str]:
         raise NotImplementedError
 
+    def get_preprocess_fns(self):
+        """Images are read before batching (`ImageLoader`), so a request whose image does not read goes to the
+        dead-letter output instead of the batch."""
+        return [ImageLoader(self.image_roots)] + super().get_preprocess_fns()
+
     def run_inference(self, batch, model, inference_args: dict[str, Any] | None = None):
-        batch, images, index, failed = self.readable(batch)
-        if not batch:
-            return failed
-        return [PredictionResult(r, raw) for r, raw in model.call(self.infer, batch, images, index)] + failed
+        """``batch``: (request, image) pairs from `ImageLoader`. The PredictionResults carry the requests."""
+        batch, images, index = _grouped(batch)
+        return [PredictionResult(r, raw) for r, raw in model.call(self.infer, batch, images, index)]
 
     def infer(self, model, batch: list[dict], images: list, index: list[int]) -> list[tuple[dict, str]]:
         """(request, raw reply) for a batch of readable requests (runs where the model is). ``prepare`` may put
@@ -160,32 +193,17 @@ class ImageHandler(BootstrapHandler):
                     raws[i] = raw
         return list(zip(batch, raws))
 
-    def _image(self, request: dict, cache: dict):
-        from PIL import Image
 
-        key = (request["source"], request["image"])
-        if key not in cache:
-            data = fsio.read_bytes(fsio.join(self.image_roots[request["source"]], request["image"]), "image")
-            cache[key] = Image.open(io.BytesIO(data)).convert("RGB")
-        return cache[key]
-
-    def readable(self, batch: list[dict]) -> tuple[list[dict], list, list[int], list[PredictionResult]]:
-        """(requests whose image reads, their distinct images, each request's index into them, results for the
-        requests whose image does not read). Requests of one image are adjacent, and the image is read once."""
-        batch = sorted(batch, key=lambda r: (r["source"], r["image"]))
-        cache: dict = {}
-        ok, images, index, failed = [], [], [], []
-        for r in batch:
-            try:
-                image = self._image(r, cache)
-            except Exception as err:  # a missing or broken image is this request's error, not the run's
-                failed.append(PredictionResult(r, f"{UNREADABLE}{type(err).__name__}: {err}"))
-                continue
-            if not images or images[-1] is not image:
-                images.append(image)
-            index.append(len(images) - 1)
-            ok.append(r)
-        return ok, images, index, failed
+def _grouped(pairs) -> tuple[list[dict], list, list[int]]:
+    """(requests, their distinct images, each request's index into them): requests of one image adjacent."""
+    pairs = sorted(pairs, key=lambda p: (p[0]["source"], p[0]["image"]))
+    requests, images, index = [], [], []
+    for request, image in pairs:
+        if not images or images[-1] is not image:
+            images.append(image)
+        index.append(len(images) - 1)
+        requests.append(request)
+    return requests, images, index
 
 
 class DescribeStage:

@@ -14,7 +14,6 @@ from apache_beam.ml.inference.base import PredictionResult
 from rcforge.bootstrap import kosmos2
 from rcforge.bootstrap.florence2_handlers import _Florence2
 from rcforge.bootstrap.handlers import (
-    UNREADABLE,
     DescribeStage,
     GroundStage,
     LoadedModel,
@@ -46,8 +45,7 @@ class _Kosmos2(_Florence2):
     def run_inference(self, batch, model: LoadedModel, inference_args: dict[str, Any] | None = None):
         """The replies with their prompt in front: the parsers read the prompt's phrase and the model's object."""
         results = super().run_inference(batch, model, inference_args)
-        return [r if r.inference.startswith(UNREADABLE) else PredictionResult(r.example, self.prompt(r.example)
-                                                                               + r.inference) for r in results]
+        return [PredictionResult(r.example, self.prompt(r.example) + r.inference) for r in results]
 
 
 class Kosmos2Describe(DescribeStage, _Kosmos2):

@@ -20,7 +20,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import RunInference
-from rcforge.bootstrap.handlers import UNREADABLE, BootstrapHandler
+from rcforge.bootstrap.handlers import BootstrapHandler
 from rcforge.bootstrap.selection import SelectionConfig, score, select
 from rcforge.pipelines.build import read_row_group, row_groups
 from rcforge.pipelines.ingest import run_pipeline
@@ -75,6 +75,18 @@ def candidate(request: dict, description, raw_describe, predicted, raw_ground, e
     }
 
 
+def _request_of(element) -> dict:
+    """The request dict of a dead-letter element (a request, or a (request, image) pair)."""
+    return element[0] if isinstance(element, tuple) else element
+
+
+def _error_text(err) -> str:
+    """The dead-letter error as one line for the candidate's raw reply column."""
+    if isinstance(err, BaseException):
+        return f"<failed> {type(err).__name__}: {err}"[:500]
+    return f"<failed> {str(err).strip().splitlines()[-1] if str(err).strip() else err}"[:500]
+
+
 def _write_chunk(out: str, run: int, chunk: int, rows) -> str:
     fs, path = fsspec.core.url_to_fs(out)
     folder = fsio.join(path, "bootstrap", "candidates")
@@ -100,12 +112,30 @@ def run_bootstrap(out: str, describe: BootstrapHandler, ground: BootstrapHandler
 
     def after_describe(result):
         request, raw = result.example, result.inference
-        description = None if raw.startswith(UNREADABLE) else describe.parse(raw, request)
+        description = describe.parse(raw, request)
         if description is None:
-            stage_failed = "image" if raw.startswith(UNREADABLE) else "describe"
-            return beam.pvalue.TaggedOutput("failed", candidate(request, None, raw, None, None, stage_failed,
+            return beam.pvalue.TaggedOutput("failed", candidate(request, None, raw, None, None, "describe",
                                                                 describe, ground, seed))
         return {**request, "description": description, "raw_describe": raw}
+
+    def dead_letters(dlq, stage_name: str):
+        """The requests a stage could not run (an image that does not read, a batch the model failed on), as
+        candidates with their error: every selected box is accounted for."""
+        failed_records = [p | f"{stage_name}Unreadable{i}" >> beam.Map(lambda pair: (pair[0], "image", pair[1]))
+                          for i, p in enumerate(dlq.failed_preprocessing)]
+        failed_batches = (dlq.failed_inferences
+                          | f"{stage_name}FailedBatches" >> beam.FlatMap(
+                              lambda pair, s=stage_name.lower(): [(r, s, pair[1]) for r in pair[0]]))
+        return ((*failed_records, failed_batches)
+                | f"{stage_name}DeadLetters" >> beam.Flatten()
+                | f"{stage_name}AsCandidates" >> beam.MapTuple(failed_candidate))
+
+    def failed_candidate(element, where: str, err):
+        request, text = _request_of(element), _error_text(err)
+        if "raw_describe" in request:  # it failed in the ground stage, after a description
+            return candidate(request, request["description"], request["raw_describe"], None, text, where,
+                             describe, ground, seed)
+        return candidate(request, None, text, None, None, where, describe, ground, seed)
 
     def after_ground(result):
         request, raw = result.example, result.inference
@@ -122,13 +152,12 @@ def run_bootstrap(out: str, describe: BootstrapHandler, ground: BootstrapHandler
                     | "NotDoneYet" >> beam.Filter(lambda r, only=settings.only_keys: r["key"] not in skip
                                                   and (only is None or r["key"] in only))
                     | "SelectBoxes" >> beam.FlatMap(select, settings.selection, seed))
-        described = (requests
-                     | "Describe" >> RunInference(describe)
-                     | "ParseDescription" >> beam.Map(after_describe).with_outputs("failed", main="ok"))
-        grounded = (described.ok
-                    | "Ground" >> RunInference(ground)
-                    | "ParseBox" >> beam.Map(after_ground))
-        return ((grounded, described.failed)
+        described_raw, describe_dlq = requests | "Describe" >> RunInference(describe).with_exception_handling()
+        described = described_raw | "ParseDescription" >> beam.Map(after_describe).with_outputs("failed", main="ok")
+        grounded_raw, ground_dlq = described.ok | "Ground" >> RunInference(ground).with_exception_handling()
+        grounded = grounded_raw | "ParseBox" >> beam.Map(after_ground)
+        return ((grounded, described.failed, dead_letters(describe_dlq, "Describe"),
+                 dead_letters(ground_dlq, "Ground"))
                 | "Candidates" >> beam.Flatten()
                 | "ByImageChunk" >> beam.Map(lambda c: (zlib.crc32(c["key"].encode()) % chunks, c))
                 | "GroupChunks" >> beam.GroupByKey()

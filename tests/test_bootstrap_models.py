@@ -103,6 +103,23 @@ def _requests_on_two_images(root):
             for name in ("b.jpg", "a.jpg", "missing.jpg") for i, box in enumerate(boxes[name])]
 
 
+def _preprocessed(handler, requests) -> list:
+    """The handler's own preprocess step over the requests, as RunInference runs it: the missing image raises
+    (RunInference's dead-letter output takes that request); the others become (request, image) pairs."""
+    from rcforge.errors import InputError
+
+    (load,) = handler.get_preprocess_fns()
+    pairs = []
+    for request in requests:
+        if request["image"] == "missing.jpg":
+            with pytest.raises(InputError, match="missing.jpg"):
+                load(request)
+            continue
+        pairs.append(load(request))
+    assert pairs[0][1] is load(requests[0])[1]  # one decoded image for the boxes of one image
+    return pairs
+
+
 @pytest.mark.parametrize("backend", ["florence2", "kosmos2"])
 @pytest.mark.parametrize("stage", ["describe", "ground"])
 def test_each_image_is_encoded_once_and_replies_match_the_processor_path(tmp_path, backend, stage):
@@ -110,7 +127,6 @@ def test_each_image_is_encoded_once_and_replies_match_the_processor_path(tmp_pat
     (processor on every prompt's image, then generate from pixels) token for token."""
     from PIL import Image
     from rcforge.bootstrap import florence2_handlers, kosmos2_handlers
-    from rcforge.bootstrap.handlers import UNREADABLE
 
     build = tiny_florence2 if backend == "florence2" else tiny_kosmos2
     classes = {("florence2", "describe"): florence2_handlers.Florence2Describe,
@@ -126,12 +142,12 @@ def test_each_image_is_encoded_once_and_replies_match_the_processor_path(tmp_pat
     calls = []
     vision = loaded.model.get_image_features
     loaded.model.get_image_features = lambda **kw: calls.append(kw["pixel_values"].shape[0]) or vision(**kw)
-    results = handler.run_inference(requests, loaded)
+    results = handler.run_inference(_preprocessed(handler, requests), loaded)
     loaded.model.get_image_features = vision
     assert calls == [2]  # one vision pass over the two readable images, not one per box
 
     by_box = {(r.example["image"], r.example["object_id"]): r.inference for r in results}
-    assert len(by_box) == len(requests) and by_box["missing.jpg", 0].startswith(UNREADABLE)
+    assert len(by_box) == len(requests) - 1 and ("missing.jpg", 0) not in by_box
     readable = sorted((r for r in requests if r["image"] != "missing.jpg"), key=lambda r: r["image"])
     images = [Image.open(tmp_path / r["image"]).convert("RGB") for r in readable]
     plain = loaded.processor(text=[handler.prompt(r) for r in readable], images=images, return_tensors="pt",
@@ -153,7 +169,6 @@ def test_chat_replies_equal_the_processors_chat_path(tmp_path):
     from PIL import Image
     from rcforge.bootstrap import chat
     from rcforge.bootstrap.chat_handlers import ChatDescribe, ChatGround
-    from rcforge.bootstrap.handlers import UNREADABLE
 
     model_dir = str(tiny_llava(tmp_path / "llava"))
     prompts = chat.load_prompts("llava")
@@ -162,8 +177,9 @@ def test_chat_replies_equal_the_processors_chat_path(tmp_path):
                       min_new_tokens=4)
         loaded = handler.load_model()
         requests = _requests_on_two_images(tmp_path)
-        results = {(r.example["image"], r.example["object_id"]): r for r in handler.run_inference(requests, loaded)}
-        assert results["missing.jpg", 0].inference.startswith(UNREADABLE)
+        results = {(r.example["image"], r.example["object_id"]): r
+                   for r in handler.run_inference(_preprocessed(handler, requests), loaded)}
+        assert ("missing.jpg", 0) not in results
         for r in requests:
             if r["image"] == "missing.jpg":
                 continue
@@ -251,9 +267,11 @@ def test_extra_samples_are_drawn_under_their_own_seed_whatever_the_batch(tmp_pat
     requests = [{**r, "sample": s, "seed": 7} for r in base[:2] for s in range(3)] + [{**r, "seed": 7}
                                                                                      for r in base[2:]]
 
+    (load,) = handler.get_preprocess_fns()
+
     def replies(batches):
         return {(r.example["image"], r.example["object_id"], r.example["sample"]): r.inference
-                for b in batches for r in handler.run_inference(b, loaded)}
+                for b in batches for r in handler.run_inference([load(r) for r in b], loaded)}
 
     together = replies([requests])
     assert together == replies([requests[::-1]]) == replies([requests[i:i + 2] for i in range(0, len(requests), 2)])
