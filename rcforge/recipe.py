@@ -29,7 +29,7 @@ import fsspec
 import yaml
 
 from rcforge import coordinates, fsio, rc_tasks, readers
-from rcforge.bootstrap.options import options_from_mapping
+from rcforge.bootstrap.options import BootstrapOptions, options_from_mapping
 from rcforge.bootstrap.pairs import PairsSource
 from rcforge.config import build_config, check_type, path_field, resolve_path
 from rcforge.errors import RecipeError
@@ -77,8 +77,10 @@ class Recipe:
     exclude_coco_id_files: tuple[str, ...] = ()
     path: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
-    render: Any = None  # rcforge.render.RenderSettings
-    bootstrap: Any = None  # rcforge.bootstrap.options.BootstrapOptions
+    #: the ``render`` section: build's slice
+    render: RenderSettings | None = None
+    #: the ``bootstrap`` section: bootstrap's slice
+    bootstrap: BootstrapOptions | None = None
 
     def __post_init__(self):
         if not 0.0 <= self.max_bad_fraction <= 1.0:
