@@ -170,6 +170,23 @@ def settle(out: str, *, discard_uncommitted: bool = False) -> None:
         fs.rmdir(staging)
 
 
+def leftovers(out: str) -> list[str]:
+    """What runs that did not finish left beside the live output (for `rcforge validate` to mention)."""
+    fs, out_path = fsspec.core.url_to_fs(out)
+    notes = []
+    staging = fsio.join(out_path, STAGING)
+    if fs.exists(staging) and fs.ls(staging):
+        notes.append(f"{fsio.join(out, STAGING)} holds the staging folder of a run that is running or was killed; "
+                     "the next ingest or build removes it")
+    failed = fsio.join(out_path, FAILED, "failure.json")
+    if fs.exists(failed):
+        with fs.open(failed) as f:
+            failure = json.load(f)
+        notes.append(f"the last run that failed ({failure.get('command')}: {str(failure.get('error'))[:120]}) "
+                     f"left its errors in {fsio.join(out, FAILED)}/")
+    return notes
+
+
 def begin(out: str) -> Generation:
     """Start a new generation of OUT (after settling what an earlier run left): numbered one past the live one."""
     settle(out, discard_uncommitted=True)

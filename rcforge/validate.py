@@ -255,6 +255,8 @@ def add_arguments(parser) -> None:
 
 def main(args, rest) -> None:
     problems = validate(args.out, images=getattr(args, "images", False))
+    for note in generations.leftovers(args.out):  # not problems of the output: what a stopped run left beside it
+        print(f"note: {note}", file=sys.stderr)
     if problems:
         for p in problems:
             print(p, file=sys.stderr)

@@ -86,6 +86,8 @@ def test_a_failed_fresh_build_leaves_the_previous_generation_whole(built, tmp_pa
     failure = json.loads((out / generations.FAILED / "failure.json").read_text())
     assert failure["command"] == "build" and failure["generation"] == 2 and "TooManyBadRecords" in failure["error"]
     assert list((out / generations.FAILED / "errors" / "render").glob("*.parquet"))
+    assert cli.main(["validate", str(out)]) == 0
+    assert "last-failed-run" in capsys.readouterr().err
     # the next build, with the renderer mended, reuses the previous ingest and writes generation 2
     monkeypatch.undo()
     assert cli.main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
@@ -121,6 +123,7 @@ def test_kill_9_during_a_fresh_build_leaves_the_previous_generation_whole(built,
     assert _snapshot(out) == before and _listed_parts_exist(out)
     assert validate(str(out)) == []  # a reader does not touch a staging folder that may be a running writer's
     assert (out / generations.STAGING).exists()
+    assert any("running or was killed" in note for note in generations.leftovers(str(out)))
     # the next writer removes the killed run's staging and goes through
     assert cli.main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress", "--fresh-ingest"]) == 0
     assert not (out / generations.STAGING).exists()
