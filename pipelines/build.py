@@ -214,15 +214,11 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
 
 def _reusable_ingest(out: str, fingerprint: str, inputs: dict) -> Manifest | None:
     """OUT's manifest when its ingest was made from these inputs and settings and its parts are all there."""
+    try:
+        previous = Manifest.load(out, "build")
+    except InputError:
+        return None  # no manifest, or one that does not read: ingest again
     fs, out_path = fsspec.core.url_to_fs(out)
-    manifest_path = fsio.join(out_path, "manifest.json")
-    if not fs.exists(manifest_path):
-        return None
-    with fs.open(manifest_path) as f:
-        try:
-            previous = Manifest.from_json(json.load(f))
-        except (ValueError, InputError):
-            return None  # an unreadable manifest: ingest again
     if previous.ingest_fingerprint == fingerprint and all(fs.exists(p) for p in previous.part_paths(out_path)):
         return dataclasses.replace(previous, build=None)
     if previous.ingest_fingerprint:

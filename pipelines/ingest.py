@@ -106,9 +106,7 @@ class Ledgerkeeper:
     def take(self, result: ImageResult) -> None:
         led = self.ledger
         for error in result.errors:
-            if self.settings.policy.on_bad_records == "error":
-                raise TooManyBadRecords(f"bad record (on_bad_records: error): {error.describe()}")
-            self._write_error(error)
+            self._error(error)
         for kind, n in result.items_read.items():
             led.items[kind].read += n
         for error in result.errors:
@@ -161,9 +159,7 @@ class Ledgerkeeper:
         """Apply a `BatchResult` (a columnar reader's batch of records with its own accounting)."""
         led = self.ledger
         for error in batch.errors:
-            if self.settings.policy.on_bad_records == "error":
-                raise TooManyBadRecords(f"bad record (on_bad_records: error): {error.describe()}")
-            self._write_error(error)
+            self._error(error)
         led.images.merge(batch.ledger.images)
         for kind, tally in batch.ledger.items.items():
             led.items[kind].merge(tally)
@@ -217,6 +213,7 @@ class Ledgerkeeper:
         return table, rejected, image_repaired
 
     def _error(self, error: ErrorRow) -> None:
+        """Write an error row, or stop at the first one under ``on_bad_records: error``."""
         if self.settings.policy.on_bad_records == "error":
             raise TooManyBadRecords(f"bad record (on_bad_records: error): {error.describe()}")
         self._write_error(error)

@@ -35,14 +35,6 @@ MANIFEST = "manifest.json"
 FAILED = "last-failed-run"
 
 
-def _url(out: str, fs, path: str) -> str:
-    """``path`` (as fsspec's filesystem sees it) as a URL like ``out`` (keeps the protocol of a URL)."""
-    if "://" not in str(out):
-        return path
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return f"{protocol}://{path}"
-
-
 def _files_under(fs, root: str) -> list[str]:
     """Every file under ``root``, relative to it ('' when root does not exist)."""
     if not fs.exists(root):
@@ -67,7 +59,7 @@ class Generation:
     @property
     def root(self) -> str:
         """Where this run writes: a folder laid out like OUT (a URL when OUT is one)."""
-        return _url(self.out, self.fs, self.staging_path)
+        return self.fs.unstrip_protocol(self.staging_path) if "://" in str(self.out) else self.staging_path
 
     def commit(self, manifest: dict, replaces: tuple[str, ...]) -> None:
         """Make this generation OUT's: ``replaces`` are the top-level folders (``images``, ``errors/render``,

@@ -73,6 +73,13 @@ class Renderer:
         if missing:
             raise RecipeError(f"templates in {self.templates.root} lack variants the tasks need: {', '.join(missing)}")
 
+    def _provided(self, source: str) -> tuple[str, ...]:
+        """The annotation kinds a source's records hold (looked up once per source, not per record)."""
+        cache = self.__dict__.setdefault("_provides", {})
+        if source not in cache:
+            cache[source] = readers.get(source).provides
+        return cache[source]
+
     def __getstate__(self):  # compiled templates do not pickle: rebuild them where the renderer lands
         return {"settings": self.settings, "seed": self.seed}
 
@@ -82,7 +89,7 @@ class Renderer:
     # -- dialogues -----------------------------------------------------------------------------------------------
     def dialogues(self, record: dict) -> Iterator[dict]:
         source, key = record["source"], record["key"]
-        provided = readers.get(source).provides  # the annotation kinds its records hold
+        provided = self._provided(source)
         for name, choice in self.settings.tasks.items():
             spec = self.specs[name]
             if not spec.enumerates(provided) or choice.weight <= 0:
