@@ -86,16 +86,18 @@ def main():
                     help="also time the whole Beam pipeline (rcforge's ingest output -> candidates -> pairs)")
     args = ap.parse_args()
     from apache_beam.ml.inference.base import PredictionResult  # noqa: F401  (Beam is imported as the pipeline does)
-    from rcforge.bootstrap.florence2_handlers import Florence2Describe, Florence2Ground
+    from rcforge.bootstrap.florence2_handlers import Florence2
+    from rcforge.bootstrap.handlers import Decoding, stage_handlers
 
     work = tempfile.mkdtemp(prefix="rcforge-bench-bootstrap-")
     model_dir = build_model(os.path.join(work, "model"), args.size)
     reqs = requests(work, args.boxes)
     roots = {"bench": work}
-    kw = dict(image_roots=roots, device=args.device, max_new_tokens=args.tokens, min_new_tokens=args.tokens)
+    kw = dict(image_roots=roots, device=args.device)
+    tokens = dict(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
 
     # per-box, batch-1 loop (Pink's pattern): describe then ground, one box at a time
-    d1, g1 = Florence2Describe(model_dir, batch_size=1, **kw), Florence2Ground(model_dir, batch_size=1, **kw)
+    d1, g1 = stage_handlers(Florence2, model_dir, decoding=Decoding(batch_size=1, **tokens), **kw)
     model = d1.load_model()
     (load,) = d1.get_preprocess_fns()  # the pipeline's preprocess step: (request, image)
     started = time.perf_counter()
@@ -105,8 +107,7 @@ def main():
     loop = time.perf_counter() - started
 
     # the pipeline's handlers, batched
-    db, gb = Florence2Describe(model_dir, batch_size=args.batch_size, **kw), \
-        Florence2Ground(model_dir, batch_size=args.batch_size, **kw)
+    db, gb = stage_handlers(Florence2, model_dir, decoding=Decoding(batch_size=args.batch_size, **tokens), **kw)
     started = time.perf_counter()
     for i in range(0, len(reqs), args.batch_size):
         chunk = reqs[i:i + args.batch_size]
@@ -126,14 +127,16 @@ def main():
 
 def pipeline_run(work: str, model_dir: str, reqs: list[dict], args) -> tuple[int, float]:
     """The Beam pipeline on the same images and boxes, from an ingested Objects365-format file."""
-    from rcforge.bootstrap.florence2_handlers import Florence2Describe, Florence2Ground
+    from rcforge.bootstrap.florence2_handlers import Florence2
+    from rcforge.bootstrap.handlers import Decoding, stage_handlers
 
-    class BenchDescribe(Florence2Describe):
+    class BenchFlorence2(Florence2):
         """A random model's descriptions rarely parse, and the pipeline does not ground a description that does
         not parse: like the loop, ground "a thing" instead, so every box costs both stages."""
 
         def parse(self, raw, request):
-            return super().parse(raw, request) or "a thing"
+            parsed = super().parse(raw, request)
+            return "a thing" if parsed is None and self.stage == "describe" else parsed
 
     from rcforge.bootstrap.selection import SelectionConfig
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
@@ -153,11 +156,12 @@ def pipeline_run(work: str, model_dir: str, reqs: list[dict], args) -> tuple[int
     recipe = recipe_from_mapping({"sources": {"objects365": {"annotations": os.path.join(work, "o365.json"),
                                                              "images": work}}})
     ingest(recipe, out, progress=False)
-    kw = dict(image_roots={"objects365": work}, device=args.device, max_new_tokens=args.tokens,
-              min_new_tokens=args.tokens, batch_size=args.batch_size)
+    decoding = Decoding(max_new_tokens=args.tokens, min_new_tokens=args.tokens, batch_size=args.batch_size)
     settings = BootstrapSettings(selection=SelectionConfig(min_area=0))
     started = time.perf_counter()
-    summary = run_bootstrap(out, BenchDescribe(model_dir, **kw), Florence2Ground(model_dir, **kw), settings)
+    handlers = stage_handlers(BenchFlorence2, model_dir, image_roots={"objects365": work}, device=args.device,
+                              decoding=decoding)
+    summary = run_bootstrap(out, *handlers, settings)
     assert summary["candidates"] == len(reqs)
     return summary["candidates"], time.perf_counter() - started
 

@@ -35,11 +35,11 @@ from rcforge.errors import RecipeError
 
 @dataclass(frozen=True)
 class Backend:
-    """A model backend: ``make(options, common)`` builds its describe and ground handlers (``common``: the
-    keyword arguments every `rcforge.bootstrap.handlers.ImageHandler` takes)."""
+    """A model backend: ``adapter(stage, options)`` makes its `rcforge.bootstrap.handlers.Adapter` for the stage
+    ("describe" or "ground"), which a `rcforge.bootstrap.handlers.StageHandler` runs."""
 
     name: str
-    make: Callable[["BootstrapOptions", dict], tuple]
+    adapter: Callable[[str, "BootstrapOptions"], object]
 
 
 def backend_names() -> list[str]:

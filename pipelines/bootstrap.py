@@ -20,7 +20,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import RunInference
-from rcforge.bootstrap.handlers import BootstrapHandler
+from rcforge.bootstrap.handlers import BootstrapStage
 from rcforge.bootstrap.selection import SelectionConfig, score, select
 from rcforge.pipelines.build import read_row_group, row_groups
 from rcforge.pipelines.ingest import run_pipeline
@@ -98,7 +98,7 @@ def _write_chunk(out: str, run: int, chunk: int, rows) -> str:
     return final
 
 
-def run_bootstrap(out: str, describe: BootstrapHandler, ground: BootstrapHandler, settings: BootstrapSettings, *,
+def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, settings: BootstrapSettings, *,
                   beam_args=None, test_pipeline=None) -> dict:
     fs, path = fsspec.core.url_to_fs(out)
     manifest = Manifest.load(out, "bootstrap", "rcforge ingest")

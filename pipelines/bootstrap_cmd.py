@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 
+from rcforge.bootstrap.handlers import Decoding, stage_handlers
 from rcforge.bootstrap.options import BootstrapOptions, backend, backend_names
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 from rcforge.pipelines.ingest import ingest
@@ -23,10 +24,11 @@ from rcforge.recipe import load_recipe
 
 def handlers(options: BootstrapOptions, roots: dict):
     """The backend's describe and ground handlers."""
-    common = {"image_roots": roots, "device": options.device, "batch_size": options.batch_size,
-              "max_new_tokens": options.max_new_tokens, "revision": options.revision,
-              "temperature": options.temperature, "top_p": options.top_p}
-    return backend(options.backend).make(options, common)
+    decoding = Decoding(max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,
+                        temperature=options.temperature, top_p=options.top_p)
+    make = backend(options.backend).adapter
+    return stage_handlers(lambda stage: make(stage, options), options.model, image_roots=roots,
+                          revision=options.revision, device=options.device, decoding=decoding)
 
 
 #: flag -> option; each flag's default is None (not given: the recipe's value stands)

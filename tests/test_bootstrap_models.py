@@ -16,7 +16,8 @@ transformers = pytest.importorskip("transformers")
 
 
 def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):
-    from rcforge.bootstrap.florence2_handlers import Florence2Describe, Florence2Ground
+    from rcforge.bootstrap.florence2_handlers import Florence2
+    from rcforge.bootstrap.handlers import Decoding, stage_handlers
     from rcforge.bootstrap.selection import SelectionConfig
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 
@@ -27,8 +28,8 @@ def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     roots = {name: entry["image_root"] for name, entry in manifest["sources"].items()}
     model_dir = str(tiny_florence2(tmp_path / "tiny-florence2"))
-    describe = Florence2Describe(model_dir, image_roots=roots, max_new_tokens=6, min_new_tokens=6, batch_size=4)
-    ground = Florence2Ground(model_dir, image_roots=roots, max_new_tokens=6, min_new_tokens=6, batch_size=4)
+    describe, ground = stage_handlers(Florence2, model_dir, image_roots=roots,
+                                      decoding=Decoding(max_new_tokens=6, min_new_tokens=6, batch_size=4))
     # VG images 1 and 2 are bundled; up to 15 annotations per image is Pink's rule, so allow VG's density here
     # image 3 has no bundled JPEG: the run is limited to images 1 and 2
     settings = BootstrapSettings(sources=("visual_genome",), selection=SelectionConfig(max_annotations=100,
@@ -48,7 +49,8 @@ def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):
 
 
 def test_kosmos2_handlers_run_the_pipeline_end_to_end(tmp_path):
-    from rcforge.bootstrap.kosmos2_handlers import Kosmos2Describe, Kosmos2Ground
+    from rcforge.bootstrap.handlers import Decoding, stage_handlers
+    from rcforge.bootstrap.kosmos2_handlers import Kosmos2
     from rcforge.bootstrap.selection import SelectionConfig
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 
@@ -58,11 +60,11 @@ def test_kosmos2_handlers_run_the_pipeline_end_to_end(tmp_path):
     assert main(["ingest", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
     roots = {n: e["image_root"] for n, e in json.loads((out / "manifest.json").read_text())["sources"].items()}
     model_dir = str(tiny_kosmos2(tmp_path / "tiny-kosmos2"))
-    common = {"image_roots": roots, "max_new_tokens": 6, "min_new_tokens": 6, "batch_size": 4}
+    decoding = Decoding(max_new_tokens=6, min_new_tokens=6, batch_size=4)
     settings = BootstrapSettings(sources=("visual_genome",), selection=SelectionConfig(max_annotations=100,
                                                                                        min_area=40000), chunks=2,
                                  only_keys=frozenset({"vg/1"}))
-    summary = run_bootstrap(str(out), Kosmos2Describe(model_dir, **common), Kosmos2Ground(model_dir, **common),
+    summary = run_bootstrap(str(out), *stage_handlers(Kosmos2, model_dir, image_roots=roots, decoding=decoding),
                             settings)
     rows = pa.concat_tables([pq.read_table(p) for p in (out / "bootstrap" / "candidates").glob("*.parquet")]).to_pylist()
     assert rows and summary["candidates"] == len(rows)
@@ -126,16 +128,14 @@ def test_each_image_is_encoded_once_and_replies_match_the_processor_path(tmp_pat
     """The handlers run the vision tower once per distinct image; their replies equal the plain path's
     (processor on every prompt's image, then generate from pixels) token for token."""
     from PIL import Image
-    from rcforge.bootstrap import florence2_handlers, kosmos2_handlers
+    from rcforge.bootstrap.florence2_handlers import Florence2, text_inputs
+    from rcforge.bootstrap.handlers import Decoding, StageHandler
+    from rcforge.bootstrap.kosmos2_handlers import Kosmos2
 
-    build = tiny_florence2 if backend == "florence2" else tiny_kosmos2
-    classes = {("florence2", "describe"): florence2_handlers.Florence2Describe,
-               ("florence2", "ground"): florence2_handlers.Florence2Ground,
-               ("kosmos2", "describe"): kosmos2_handlers.Kosmos2Describe,
-               ("kosmos2", "ground"): kosmos2_handlers.Kosmos2Ground}
+    build, adapter = (tiny_florence2, Florence2) if backend == "florence2" else (tiny_kosmos2, Kosmos2)
     model_dir = str(build(tmp_path / "model"))
-    handler = classes[backend, stage](model_dir, image_roots={"t": str(tmp_path)}, max_new_tokens=5,
-                                      min_new_tokens=5)
+    handler = StageHandler(adapter(stage), model_dir, image_roots={"t": str(tmp_path)},
+                           decoding=Decoding(max_new_tokens=5, min_new_tokens=5))
     loaded = handler.load_model()
     requests = _requests_on_two_images(tmp_path)
 
@@ -150,16 +150,16 @@ def test_each_image_is_encoded_once_and_replies_match_the_processor_path(tmp_pat
     assert len(by_box) == len(requests) - 1 and ("missing.jpg", 0) not in by_box
     readable = sorted((r for r in requests if r["image"] != "missing.jpg"), key=lambda r: r["image"])
     images = [Image.open(tmp_path / r["image"]).convert("RGB") for r in readable]
-    plain = loaded.processor(text=[handler.prompt(r) for r in readable], images=images, return_tensors="pt",
-                             padding=True)
-    assert torch.equal(handler.text_inputs(loaded, readable)["input_ids"], plain["input_ids"])
+    prompts = [handler.adapter.prompt(r) for r in readable]
+    plain = loaded.processor(text=prompts, images=images, return_tensors="pt", padding=True)
+    assert torch.equal(text_inputs(loaded, prompts)["input_ids"], plain["input_ids"])
     with torch.inference_mode():
         out = loaded.model.generate(**plain, max_new_tokens=5, min_new_tokens=5, do_sample=False, num_beams=1)
     if backend == "kosmos2":
         out = out[:, plain["input_ids"].shape[1]:]
     expected = loaded.processor.batch_decode(out, skip_special_tokens=False)
     if backend == "kosmos2":
-        expected = [handler.prompt(r) + e for r, e in zip(readable, expected)]
+        expected = [p + e for p, e in zip(prompts, expected)]
     assert [by_box[r["image"], r["object_id"]] for r in readable] == expected
 
 
@@ -168,13 +168,14 @@ def test_chat_replies_equal_the_processors_chat_path(tmp_path):
     a batch mixing two images and a missing one gives what a hand-written loop over the same chats gives."""
     from PIL import Image
     from rcforge.bootstrap import chat
-    from rcforge.bootstrap.chat_handlers import ChatDescribe, ChatGround
+    from rcforge.bootstrap.chat_handlers import Chat
+    from rcforge.bootstrap.handlers import Decoding, StageHandler
 
     model_dir = str(tiny_llava(tmp_path / "llava"))
     prompts = chat.load_prompts("llava")
-    for cls in (ChatDescribe, ChatGround):
-        handler = cls(model_dir, prompts=prompts, image_roots={"t": str(tmp_path)}, max_new_tokens=4,
-                      min_new_tokens=4)
+    for stage in ("describe", "ground"):
+        handler = StageHandler(Chat(stage, prompts), model_dir, image_roots={"t": str(tmp_path)},
+                               decoding=Decoding(max_new_tokens=4, min_new_tokens=4))
         loaded = handler.load_model()
         requests = _requests_on_two_images(tmp_path)
         results = {(r.example["image"], r.example["object_id"]): r
@@ -183,8 +184,8 @@ def test_chat_replies_equal_the_processors_chat_path(tmp_path):
         for r in requests:
             if r["image"] == "missing.jpg":
                 continue
-            text = handler.text({**r, "frame": [r["width"], r["height"]]})
-            assert (cls is ChatDescribe) == ("[0." in text) and (cls is ChatGround) == ("a red car" in text)
+            text = handler.adapter.prompt({**r, "frame": [r["width"], r["height"]]})
+            assert (stage == "describe") == ("[0." in text) and (stage == "ground") == ("a red car" in text)
             chat_text = loaded.processor.apply_chat_template(chat.messages(prompts, text), add_generation_prompt=True,
                                                              tokenize=False)
             inputs = loaded.processor(text=[chat_text], images=[Image.open(tmp_path / r["image"]).convert("RGB")],
@@ -258,10 +259,11 @@ def test_bad_bootstrap_sections_name_the_key(tmp_path, section, message):
 def test_extra_samples_are_drawn_under_their_own_seed_whatever_the_batch(tmp_path):
     """With several descriptions per box, sample 0 is the greedy one and samples 1.. are sampled under a seed
     of (run seed, image, object, sample): the same replies in any batch and order; a new run seed, new ones."""
-    from rcforge.bootstrap.florence2_handlers import Florence2Describe
+    from rcforge.bootstrap.florence2_handlers import Florence2
+    from rcforge.bootstrap.handlers import Decoding, StageHandler
 
-    handler = Florence2Describe(str(tiny_florence2(tmp_path / "model")), image_roots={"t": str(tmp_path)},
-                                max_new_tokens=6, min_new_tokens=6)
+    handler = StageHandler(Florence2("describe"), str(tiny_florence2(tmp_path / "model")),
+                           image_roots={"t": str(tmp_path)}, decoding=Decoding(max_new_tokens=6, min_new_tokens=6))
     loaded = handler.load_model()
     base = [r for r in _requests_on_two_images(tmp_path) if r["image"] != "missing.jpg"]
     requests = [{**r, "sample": s, "seed": 7} for r in base[:2] for s in range(3)] + [{**r, "seed": 7}
@@ -286,7 +288,8 @@ def test_extra_samples_are_drawn_under_their_own_seed_whatever_the_batch(tmp_pat
 def test_a_model_shared_across_processes_gives_the_same_candidates(tmp_path):
     """share_model_across_processes (the default on a GPU): Beam keeps one model for all worker processes and the
     handlers call into it through a proxy; the candidates equal those of a model per process."""
-    from rcforge.bootstrap.chat_handlers import ChatDescribe, ChatGround
+    from rcforge.bootstrap.chat_handlers import Chat
+    from rcforge.bootstrap.handlers import Decoding, stage_handlers
     from rcforge.bootstrap.selection import SelectionConfig
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 
@@ -298,11 +301,12 @@ def test_a_model_shared_across_processes_gives_the_same_candidates(tmp_path):
         out = tmp_path / f"out-{shared}"
         assert main(["ingest", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
         roots = {n: e["image_root"] for n, e in json.loads((out / "manifest.json").read_text())["sources"].items()}
-        common = {"image_roots": roots, "max_new_tokens": 4, "min_new_tokens": 4, "batch_size": 3,
-                  "share_model_across_processes": shared, "prompts": "llava"}
+        decoding = Decoding(max_new_tokens=4, min_new_tokens=4, batch_size=3)
         settings = BootstrapSettings(sources=("visual_genome",), selection=SelectionConfig(
             max_annotations=100, min_area=30000, samples=2), chunks=2, only_keys=frozenset({"vg/1", "vg/2"}))
-        run_bootstrap(str(out), ChatDescribe(model_dir, **common), ChatGround(model_dir, **common), settings)
+        describe, ground = stage_handlers(lambda stage: Chat(stage, "llava"), model_dir, image_roots=roots,
+                                          decoding=decoding, share_model_across_processes=shared)
+        run_bootstrap(str(out), describe, ground, settings)
         table = pa.concat_tables([pq.read_table(p) for p in (out / "bootstrap" / "candidates").glob("*.parquet")])
         tables.append(table.sort_by([("key", "ascending"), ("object_id", "ascending"), ("sample", "ascending")]))
     assert tables[0].num_rows > 0 and tables[0].equals(tables[1])

@@ -5,9 +5,8 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.ml.inference.base import PredictionResult
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from conftest import SAMPLE, ingest_one, write_json
-from rcforge.bootstrap.handlers import BootstrapHandler
 from rcforge.bootstrap.selection import SelectionConfig
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 
@@ -25,8 +24,18 @@ class FakeModel:
     """load_model must return a weak-referenceable object (Beam shares it across threads)."""
 
 
-class FakeDescribe(BootstrapHandler):
-    backend, stage = "fake", "describe"
+class FakeStage(ModelHandler):
+    """What the pipeline needs of a stage's handler (`rcforge.bootstrap.handlers.BootstrapStage`)."""
+
+    backend, revision = "fake", None
+
+    def __init__(self, model_id):
+        super().__init__()
+        self.model_id, self.template_id = model_id, f"fake.{self.stage}"
+
+
+class FakeDescribe(FakeStage):
+    stage = "describe"
 
     def load_model(self):
         return FakeModel()
@@ -40,8 +49,8 @@ class FakeDescribe(BootstrapHandler):
         return raw[len("<desc>"):] if raw.startswith("<desc>") else None
 
 
-class FakeGround(BootstrapHandler):
-    backend, stage = "fake", "ground"
+class FakeGround(FakeStage):
+    stage = "ground"
 
     def load_model(self):
         return FakeModel()

@@ -66,3 +66,21 @@ def test_every_import_goes_down_or_sideways():
 def test_the_layer_map_knows_every_module():
     modules = _modules()
     assert len(modules) > 60 and {layer(m) for m in modules} == set(range(1, 8))
+
+
+def test_bootstrap_backends_are_flat_adapters_run_by_one_handler():
+    """Beam's shape: one `ModelHandler` class (two methods plus Beam's hooks) for every stage of every backend,
+    and one adapter class per backend, each directly on `Adapter`, with its ``BACKEND`` registration."""
+    folder = REPO / "bootstrap"
+    handlers = ast.parse((folder / "handlers.py").read_text())
+    model_handlers = [c.name for c in ast.walk(handlers) if isinstance(c, ast.ClassDef)
+                      and any(getattr(b, "id", None) == "ModelHandler" for b in c.bases)]
+    assert model_handlers == ["StageHandler"]
+    backends = sorted(folder.glob("*_handlers.py"))
+    assert {p.stem for p in backends} >= {"florence2_handlers", "kosmos2_handlers", "chat_handlers"}
+    for path in backends:
+        tree = ast.parse(path.read_text())
+        classes = [c for c in tree.body if isinstance(c, ast.ClassDef)]
+        assert len(classes) == 1, f"{path.name}: one adapter class per backend"
+        assert [ast.unparse(b) for b in classes[0].bases] == ["Adapter"], f"{path.name}: {classes[0].name}"
+        assert any(isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "BACKEND" for n in tree.body), path
