@@ -11,28 +11,12 @@ The conversions follow the processor's own ``coordinate_to_patch_index`` and ``p
 
 from __future__ import annotations
 
-import math
 import re
 
-PATCHES = 32
+from rcforge.coordinates import PATCHES, patch_box, patch_indices
+
 _OBJECT = re.compile(r"<object><patch_index_(\d{4})><patch_index_(\d{4})></object>")
 _TAGS = re.compile(r"</?(?:grounding|phrase|object|s|pad|unk|image|delimiter_of_multi_objects/)>|<patch_index_\d{4}>")
-
-
-def patch_indices(box, width: int, height: int) -> tuple[int, int]:
-    x1, y1, x2, y2 = box[0] / width, box[1] / height, box[2] / width, box[3] / height
-    ul = math.floor(y1 * PATCHES) * PATCHES + math.floor(x1 * PATCHES)
-    lr = math.ceil(y2 * PATCHES - 1) * PATCHES + math.ceil(x2 * PATCHES - 1)
-    return max(0, min(ul, PATCHES * PATCHES - 1)), max(0, min(lr, PATCHES * PATCHES - 1))
-
-
-def patch_box(ul: int, lr: int) -> tuple[float, float, float, float]:
-    """Normalized (x1, y1, x2, y2) of two patch indices."""
-    cell = 1.0 / PATCHES
-    ul_x, ul_y, lr_x, lr_y = ul % PATCHES, ul // PATCHES, lr % PATCHES, lr // PATCHES
-    if ul == lr or ul_x == lr_x or ul_y == lr_y:
-        return ul_x * cell, ul_y * cell, lr_x * cell + cell, lr_y * cell + cell
-    return ul_x * cell + cell / 2, ul_y * cell + cell / 2, lr_x * cell + cell / 2, lr_y * cell + cell / 2
 
 
 def _object(ul: int, lr: int) -> str:

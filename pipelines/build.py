@@ -274,6 +274,7 @@ def render(recipe: Recipe, manifest: Manifest, records_root: str, generation, *,
     ledger["balanced"] = ledger["dialogues"] == counts["total"] and ledger["images"] == manifest.records()
     return BuildSection(
         coordinates=recipe.render.coordinates,
+        coordinate_params=coordinates.get(recipe.render.coordinates).params,
         seed=recipe.seed,
         templates={"root": renderer.templates.root, "sha256": renderer.templates.hashes},
         bootstrap_pairs=None if pairs is None else {
@@ -323,8 +324,7 @@ def main(args, beam_args, *, test_pipeline=None) -> Manifest:
         if not fsio.exists(overrides["templates"]):
             raise RecipeError(f"--templates: {overrides['templates']} does not exist")
     if args.coordinates:
-        coordinates.get(args.coordinates)
-        overrides["coordinates"] = args.coordinates
+        overrides["coordinates"] = coordinates.canonical(args.coordinates)
     if overrides:
         recipe = dataclasses.replace(recipe, render=dataclasses.replace(recipe.render, **overrides))
     if args.workers and args.workers > 1:

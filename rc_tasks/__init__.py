@@ -24,11 +24,16 @@ from rcforge.registry import Registry
 
 @dataclass(frozen=True)
 class Mention:
-    """Boxes (pixel xyxy) or points (pixel xy) shown together in the text, and the annotation ids behind them."""
+    """Boxes (pixel xyxy) or points (pixel xy) shown together in the text, and the annotation ids behind them.
+
+    ``phrase`` names what the boxes show (a category, an expression, a caption's phrase). Formats that tie a
+    phrase to its boxes (Qwen's ``<ref>``, MiniGPT-v2's ``<p>``, Kosmos-2's ``<phrase>``, the JSON ``label``) print
+    it with the boxes of an answer; the others leave naming to the template's text."""
 
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     points: tuple[tuple[float, float], ...] = ()
     ids: tuple[str, ...] = ()
+    phrase: str | None = None
 
 
 @dataclass

@@ -51,7 +51,7 @@ def describe(record: dict, rng: random.Random, cfg: AttributeConfig) -> TaskInst
     if not candidates:
         return None
     obj = rng.choice(candidates)
-    mention = Mention(boxes=(tuple(obj["box"]),), ids=(f"object:{obj['id']}",))
+    mention = Mention(boxes=(tuple(obj["box"]),), ids=(f"object:{obj['id']}",), phrase=category(obj))
     return TaskInstance(task="attribute", variant="describe", question={"object": mention, "name": category(obj)},
                         answer={"attributes": colour_or_material(obj["attributes"]), "name": category(obj)})
 
@@ -76,7 +76,7 @@ def find(record: dict, rng: random.Random, cfg: AttributeConfig) -> TaskInstance
     attribute, name = rng.choice(sorted(found))
     groups = found[(attribute, name)]
     return TaskInstance(task="attribute", variant="find", question={"attribute": attribute, "name": name},
-                        answer={"boxes": all_boxes(groups), "count": len(groups), "name": name,
+                        answer={"boxes": all_boxes(groups, f"{attribute} {name}"), "count": len(groups), "name": name,
                                                            "attribute": attribute})
 
 

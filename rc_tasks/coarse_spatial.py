@@ -65,7 +65,7 @@ def sample(record: dict, rng: random.Random, cfg: CoarseSpatialConfig) -> TaskIn
         else:
             region = rng.choice(record["regions"])
             ref_box = tuple(region["box"])
-            reference = Mention(boxes=(ref_box,), ids=(f"region:{region['id']}",))
+            reference = Mention(boxes=(ref_box,), ids=(f"region:{region['id']}",), phrase=region["phrase"])
             name, others, provenance = region["phrase"], groups, [f"region:{region['id']}"]
         direction = rng.choice(cfg.directions)
         ref_centre = ((ref_box[0] + ref_box[2]) / 2, (ref_box[1] + ref_box[3]) / 2)

@@ -25,7 +25,7 @@ class Group:
     ids: list[int]
 
     def mention(self) -> Mention:
-        return Mention(boxes=(tuple(self.box),), ids=tuple(f"object:{i}" for i in self.ids))
+        return Mention(boxes=(tuple(self.box),), ids=tuple(f"object:{i}" for i in self.ids), phrase=self.name)
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -84,6 +84,7 @@ def items(groups: list[Group]) -> list[dict]:
     return [{"name": g.name, "box": g.mention()} for g in ordered]
 
 
-def all_boxes(groups: list[Group]) -> Mention:
-    return Mention(boxes=tuple(tuple(g.box) for g in groups),
+def all_boxes(groups: list[Group], phrase: str | None = None) -> Mention:
+    """One mention of every group's box (detection's answer), named ``phrase``."""
+    return Mention(boxes=tuple(tuple(g.box) for g in groups), phrase=phrase,
                    ids=tuple(f"object:{i}" for g in groups for i in g.ids))

@@ -28,7 +28,8 @@ def segments(caption: dict, objects: dict) -> list[dict]:
         if phrase["start"] > pos:
             out.append({"text": text[pos:phrase["start"]], "box": None})
         boxes = [objects[i] for i in phrase["object_ids"] if i in objects]
-        mention = Mention(boxes=tuple(tuple(o["box"]) for o in boxes), ids=tuple(f"object:{o['id']}" for o in boxes)) \
+        mention = Mention(boxes=tuple(tuple(o["box"]) for o in boxes), ids=tuple(f"object:{o['id']}" for o in boxes),
+                          phrase=text[phrase["start"]:phrase["end"]]) \
             if boxes else None
         out.append({"text": text[phrase["start"]:phrase["end"]], "box": mention})
         pos = phrase["end"]

@@ -31,7 +31,8 @@ def _pairs_from_regions(record: dict, rng: random.Random, cfg) -> tuple[str, Men
     if not regions:
         return None
     region = rng.choice(regions)
-    return region["phrase"], Mention(boxes=(tuple(region["box"]),), ids=(f"region:{region['id']}",)), []
+    mention = Mention(boxes=(tuple(region["box"]),), ids=(f"region:{region['id']}",), phrase=region["phrase"])
+    return region["phrase"], mention, []
 
 
 def _ref_pairs(record: dict, rng_for: Callable[[str], random.Random]):
@@ -43,7 +44,8 @@ def _ref_pairs(record: dict, rng_for: Callable[[str], random.Random]):
         bootstrapped = ref["split"] == BOOTSTRAP_SPLIT
         key = f"pair:{ref['object_id']}" if bootstrapped else f"ref:{ref['ref_id']}"
         sentence = rng_for(key).choice(ref["sentences"])
-        yield key, sentence["text"], Mention(boxes=(tuple(obj["box"]),), ids=(f"object:{obj['id']}",)), [
+        mention = Mention(boxes=(tuple(obj["box"]),), ids=(f"object:{obj['id']}",), phrase=sentence["text"])
+        yield key, sentence["text"], mention, [
             key, f"{'sample' if bootstrapped else 'sentence'}:{sentence['sent_id']}"]
 
 

@@ -45,7 +45,7 @@ class RelationConfig:
 
 
 def _mention(obj: dict) -> Mention:
-    return Mention(boxes=(tuple(obj["box"]),), ids=(f"object:{obj['id']}",))
+    return Mention(boxes=(tuple(obj["box"]),), ids=(f"object:{obj['id']}",), phrase=category(obj))
 
 
 def _draw(relations: list[dict], rng: random.Random, cfg: RelationConfig) -> dict | None:

@@ -1,30 +1,72 @@
-"""Coordinate formats: how a pixel box or point of an image record is written as text.
+"""Coordinate formats: how the boxes and points of an image record are written as text, one format per model family.
 
-One formatter per model family, registered by name and chosen per recipe (``coordinates: pink``). Tasks never
-format coordinates: they hand pixel boxes to the renderer, which calls the recipe's formatter. So a new task never
-touches this module, and a new format never touches a task.
+A format is chosen per recipe (``render.coordinates``). Tasks never format coordinates: they hand the renderer
+`Mention`s (pixel boxes or points, and for objects a phrase naming them), and the renderer calls the format. So
+a new task never touches this module, and a new format never touches a task. A format decides:
 
-- ``pink`` (default; Pink, Shikra's notation on the original image): ``[x1/W,y1/H,x2/W,y2/H]`` with 3 decimals
-  (Python's float formatting), clamped to [0, 1]; several boxes for one mention as separate brackets in
-  ascending area, ``[0.100,0.200,0.300,0.400] [0.500,0.600,0.700,0.800]``; a point ``[0.500,0.250]``.
-- ``shikra``: the image padded to a square (offset ``(max - min) // 2`` on the short side), coordinates divided by
-  the square's side, clamped, 3 decimals; several boxes as ``[a;b]`` (each box's 4 numbers comma-separated).
-- ``qwen``: ``<box>(x1,y1),(x2,y2)</box>`` as integers on [0, 1000).
-- ``minigpt_v2``: ``{<x1><y1><x2><y2>}`` as integers 0-100.
+- how a box and a point print (`Formatter.normalize`, `Formatter.boxes_text`, `Formatter.point_text`);
+- how a phrase is tied to its boxes (``ties``): answers tie a mention's phrase, questions never do (a question's
+  box must not give its answer away). Where the phrase already stands right before the box in the text (a
+  Flickr30K caption, "the {{ o.name }} {{ o.box }}"), tag formats wrap it in place; elsewhere they add it;
+- how several boxes of one mention are joined;
+- the answer form for grounding and detection where the family has its own (``json_tasks``: Qwen2.5-VL and
+  Qwen3-VL answer with a JSON list);
+- a task identifier in front of each question (``task_ids``: MiniGPT-v2);
+- ``params``: the frame, the bins or grid, the rounding and the pixel limits, recorded in the build's manifest.
 
-Every formatter can parse its own output back (`parse_boxes`), which the property tests use: every printed value
-is within half a unit of its last digit of the true value.
+Every format reads its own text back (`Formatter.parse`, normalized to [0, 1] in the format's frame), within
+`Formatter.tolerance` of the ``boxes`` column; the round-trip tests hold each format to its family's own parser.
+
+Conventions, each from the family's own code (commit in brackets):
+
+- ``pink`` (default; Pink, Shikra's notation on the original image): ``[x1/W,y1/H,x2/W,y2/H]`` with 3 decimals,
+  clamped to [0, 1]; several boxes of one mention as separate brackets in ascending area; a point ``[0.500,0.250]``.
+- ``shikra``: the image padded to a square (offset ``(max - min) // 2`` on the short side), divided by the side,
+  3 decimals; several boxes as ``[a;b]``.
+- ``qwen_vl`` (alias ``qwen``), Qwen-VL: ``<ref>phrase</ref><box>(x1,y1),(x2,y2)</box>``, integers "normalized
+  values in the range [0, 1000)" (QwenLM/Qwen-VL README.md:968 [aa00ed0]; the fine-tune example at :945). Its
+  evaluation divides by 999 instead (eval_mm/evaluate_grounding.py:203): the two writers disagree at the edge. We
+  follow the documented training format, the contract users write data against: round(v * 1000), 1.0 written
+  999 (a 0.1% difference, below the format's unit); several boxes of one phrase as consecutive ``<box>`` tags.
+- ``qwen2_vl``, Qwen2-VL: the same [0, 1000) integers with its special tokens,
+  ``<|object_ref_start|>phrase<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>`` (the tokens of the
+  Qwen2-VL tokenizer; the normalization is Qwen-VL's, as QwenLM/Qwen3-VL issue 189 confirms for Qwen2-VL).
+- ``qwen2_5_vl``, Qwen2.5-VL: absolute pixels of the image as its processor resizes it, ``smart_resize`` with
+  factor 28 and pixel limits 4*28*28 and 16384*28*28 (QwenLM/Qwen2.5-VL qwen-vl-utils/src/qwen_vl_utils/
+  vision_process.py:25-27, 59-85 [f0af299]); grounding and detection answers as a fenced JSON list
+  ``[{"bbox_2d": [x1, y1, x2, y2], "label": "phrase"}]`` (the form its cookbook parses, and Qwen3-VL's
+  evaluation strips, evaluation/ODinW-13/run_odinw.py:217-231); a box or point inside other text is a JSON object
+  (``{"bbox_2d": [...]}``, ``{"point_2d": [x, y]}``).
+- ``qwen3_vl``, Qwen3-VL: the same JSON with relative integers 0..1000 (round(v * 1000); its evaluation divides by
+  1000, QwenLM/Qwen3-VL evaluation/ODinW-13/run_odinw.py:240 [9658872]).
+- ``internvl``, InternVL: ``<ref>phrase</ref><box>[[x1, y1, x2, y2], ...]</box>`` on 0..1000, truncated with
+  int() as its data-format guide writes; several boxes of one phrase inside one ``<box>`` (the parser of its
+  demo, OpenGVLab/InternVL streamlit_demo/app.py:195-211 [2410d1d], reads ``<ref>..</ref><box>[[..]]</box>`` and
+  divides by 1000).
+- ``florence2``, Florence-2: ``phrase<loc_x1><loc_y1><loc_x2><loc_y2>``, bins floor(v * 1000) clamped to 999, as
+  transformers' Florence2 processor quantizes; a bin reads back as its centre (bin + 0.5) / 1000.
+- ``kosmos2``, Kosmos-2: ``<phrase>phrase</phrase><object><patch_index_UL><patch_index_LR></object>`` on a 32 x 32
+  grid, several boxes joined by ``</delimiter_of_multi_objects/>`` inside one object, as transformers' Kosmos2
+  processor writes and its ``post_process_generation`` reads.
+- ``minigpt_v2``, MiniGPT-v2: ``{<x1><y1><x2><y2>}`` on 0..100 truncated with int() (Vision-CAIR/MiniGPT-4
+  minigpt4/datasets/datasets/coco_dataset.py:73-74 [d94738a]); a phrase as ``<p>phrase</p> {...}`` and several
+  boxes joined by ``<delim>`` (flickr.py:146; demo_v2.py:81-91, 211); a task identifier before each question,
+  ``[refer]`` (coco_dataset.py:36-42), ``[identify]`` (:101-107), ``[detection]`` (flickr.py:80), ``[grounding]``
+  (flickr.py:33), ``[vqa]`` (coco_vqa_datasets.py:39). Its refer answers are the bare box (coco_dataset.py:73-92),
+  so grounding answers do not tie the phrase.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Mapping, Sequence
 
 from rcforge.registry import Registry
 
 Box = Sequence[float]
+NormBox = tuple[float, float, float, float]
 
 
 def _clamp(v: float, lo: float = 0.0, hi: float = 1.0) -> float:
@@ -35,52 +77,89 @@ def _area(box: Box) -> float:
     return (box[2] - box[0]) * (box[3] - box[1])
 
 
-@dataclass(frozen=True)
-class Formatter:
-    name: str
-    #: pixel box -> normalized floats on [0, 1] in this format's frame (for the records' ``boxes`` field)
-    normalize: Callable[[Box, int, int], tuple[float, float, float, float]]
-    #: several boxes of one mention -> text
-    boxes_text: Callable[[list[Box], int, int], str]
-    point_text: Callable[[Sequence[float], int, int], str]
-    #: text -> every box it holds, as the numbers printed (for tests and answer checking)
-    parse_boxes: Callable[[str], list[tuple[float, ...]]]
-    #: the size of one unit of the printed numbers, in the normalized frame
-    unit: float
-    #: pixel point -> normalized (x, y) in this format's frame
-    normalize_point: Callable[[Sequence[float], int, int], tuple[float, float]] = None  # type: ignore[assignment]
-    #: several boxes of one mention are printed smallest first
-    sort_by_area: bool = False
+def _relative(box: Box, w: int, h: int) -> NormBox:
+    return (_clamp(box[0] / w), _clamp(box[1] / h), _clamp(box[2] / w), _clamp(box[3] / h))
 
-    def box(self, box: Box, width: int, height: int) -> str:
-        return self.boxes_text([box], width, height)
+
+class Formatter:
+    """A family's text form of coordinates. Subclasses implement `box_numbers`/`write_boxes` and `parse`; the
+    class attributes say how phrases, answers and questions look."""
+
+    name = ""
+    #: a phrase is printed with the boxes of an answer's mention (False: the template's text names the object)
+    ties = False
+    #: tasks whose answers never tie (MiniGPT-v2's refer answers are the bare box)
+    untied_tasks: frozenset = frozenset()
+    #: tasks whose answer is the family's JSON list of boxes instead of an answer template
+    json_tasks: frozenset = frozenset()
+    #: task -> the identifier written before each of its questions
+    task_ids: Mapping[str, str] = {}
+    #: a phrase that stands right before its box in the text is wrapped there, not printed again
+    wraps_in_place = True
+    #: several boxes of one mention are printed smallest first
+    sort_by_area = False
+    #: the size of one printed unit on the normalized axis; tolerance is half of it for rounding formats
+    unit = 0.001
+    truncates = False
+    #: a regular expression matching one printed mention (the preview colours each)
+    pattern = ""
+
+    @property
+    def params(self) -> dict:
+        """What a trainer must know to read the numbers back: recorded in the build's manifest."""
+        return {"unit": self.unit, "rounding": "floor" if self.truncates else "round"}
+
+    # -- normalizing -------------------------------------------------------------------------------------------
+    def normalize(self, box: Box, w: int, h: int) -> NormBox:
+        """A pixel box as floats on [0, 1] in this format's frame (the records' ``boxes`` column)."""
+        return _relative(box, w, h)
+
+    def normalize_point(self, p: Sequence[float], w: int, h: int) -> tuple[float, float]:
+        return (_clamp(p[0] / w), _clamp(p[1] / h))
+
+    def tolerance(self, w: int, h: int) -> float:
+        """How far a parsed value may be from the ``boxes`` column (quantization, not error)."""
+        return (self.unit if self.truncates else self.unit / 2) + 1e-9
 
     def ordered(self, boxes: list[Box]) -> list[Box]:
         """The boxes of one mention in the order this format prints them."""
         return sorted(boxes, key=_area) if self.sort_by_area else list(boxes)
 
+    # -- writing ----------------------------------------------------------------------------------------------
+    def boxes_text(self, boxes: list[Box], w: int, h: int, phrase: str | None = None) -> str:
+        """Several boxes of one mention (already `ordered`), tied to ``phrase`` when the format ties and one is
+        given."""
+        raise NotImplementedError
 
-# -- pink ---------------------------------------------------------------------------------------------------------
-def _pink_norm(box: Box, w: int, h: int):
-    return (_clamp(box[0] / w), _clamp(box[1] / h), _clamp(box[2] / w), _clamp(box[3] / h))
+    def box(self, box: Box, w: int, h: int) -> str:
+        return self.boxes_text([box], w, h)
+
+    def point_text(self, p: Sequence[float], w: int, h: int) -> str:
+        raise NotImplementedError
+
+    def task_id(self, task: str) -> str | None:
+        """The identifier written before a question of ``task`` (None: the family has none)."""
+        return None
+
+    def json_answer(self, items: list[tuple[str | None, list[Box]]], w: int, h: int) -> str:
+        """The answer of a ``json_tasks`` task: every (phrase, boxes) of the answer as one list."""
+        raise NotImplementedError
+
+    # -- reading ----------------------------------------------------------------------------------------------
+    def parse(self, text: str, w: int, h: int) -> list[NormBox]:
+        """Every box the text holds, in order, normalized in this format's frame."""
+        raise NotImplementedError
 
 
+# -- pink and shikra ------------------------------------------------------------------------------------------
 def _three(values) -> str:
     return "[" + ",".join(f"{v:.3f}" for v in values) + "]"
-
-
-def _pink_boxes(boxes: list[Box], w: int, h: int) -> str:
-    return " ".join(_three(_pink_norm(b, w, h)) for b in sorted(boxes, key=_area))
-
-
-def _pink_point(p, w, h) -> str:
-    return _three((_clamp(p[0] / w), _clamp(p[1] / h)))
 
 
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 
 
-def _parse_brackets(text: str) -> list[tuple[float, ...]]:
+def _parse_brackets(text: str) -> list[NormBox]:
     out = []
     for group in _BRACKET.findall(text):
         for part in group.split(";"):
@@ -90,98 +169,340 @@ def _parse_brackets(text: str) -> list[tuple[float, ...]]:
     return out
 
 
-# -- shikra -------------------------------------------------------------------------------------------------------
-def square_frame(w: int, h: int):
+class Pink(Formatter):
+    name, sort_by_area, pattern = "pink", True, r"\[[^\[\]]*\]"
+
+    @property
+    def params(self) -> dict:
+        return {**super().params, "frame": "image", "decimals": 3}
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        return " ".join(_three(self.normalize(b, w, h)) for b in self.ordered(boxes))
+
+    def point_text(self, p, w, h) -> str:
+        return _three(self.normalize_point(p, w, h))
+
+    def parse(self, text, w, h):
+        return _parse_brackets(text)
+
+
+def square_frame(w: int, h: int) -> tuple[int, int, int]:
+    """(x offset, y offset, side) of the image padded to a square, as Shikra's expand2square does."""
     side = max(w, h)
     off = (side - min(w, h)) // 2
     return (off, 0, side) if w < h else (0, off, side)
 
 
-def _shikra_norm(box: Box, w: int, h: int):
-    ox, oy, side = square_frame(w, h)
-    return (_clamp((box[0] + ox) / side), _clamp((box[1] + oy) / side), _clamp((box[2] + ox) / side),
-            _clamp((box[3] + oy) / side))
+class Shikra(Formatter):
+    name, pattern = "shikra", r"\[[^\[\]]*\]"
+
+    @property
+    def params(self) -> dict:
+        return {**super().params, "frame": "padded_square", "decimals": 3}
+
+    def normalize(self, box, w, h):
+        ox, oy, side = square_frame(w, h)
+        return (_clamp((box[0] + ox) / side), _clamp((box[1] + oy) / side), _clamp((box[2] + ox) / side),
+                _clamp((box[3] + oy) / side))
+
+    def normalize_point(self, p, w, h):
+        ox, oy, side = square_frame(w, h)
+        return (_clamp((p[0] + ox) / side), _clamp((p[1] + oy) / side))
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        return "[" + ";".join(",".join(f"{v:.3f}" for v in self.normalize(b, w, h)) for b in boxes) + "]"
+
+    def point_text(self, p, w, h) -> str:
+        return _three(self.normalize_point(p, w, h))
+
+    def parse(self, text, w, h):
+        return _parse_brackets(text)
 
 
-def _shikra_boxes(boxes: list[Box], w: int, h: int) -> str:
-    parts = [",".join(f"{v:.3f}" for v in _shikra_norm(b, w, h)) for b in boxes]
-    return "[" + ";".join(parts) + "]"
+# -- integer grids ----------------------------------------------------------------------------------------------
+class Grid(Formatter):
+    """Integers ``bins`` per axis: round(v * bins) (capped at ``top``) or, when ``truncates``, int(v * bins)."""
+
+    bins = 1000
+    top = 1000
+
+    @property
+    def unit(self) -> float:  # type: ignore[override]
+        return 1.0 / self.bins
+
+    @property
+    def params(self) -> dict:
+        return {**super().params, "frame": "image", "bins": self.bins, "max": self.top}
+
+    def quantize(self, v: float) -> int:
+        q = int(v * self.bins) if self.truncates else round(v * self.bins)
+        return min(self.top, max(0, q))
+
+    def ints(self, box: Box, w: int, h: int) -> list[int]:
+        return [self.quantize(v) for v in self.normalize(box, w, h)]
+
+    def point_ints(self, p, w: int, h: int) -> list[int]:
+        return [self.quantize(v) for v in self.normalize_point(p, w, h)]
+
+    def tolerance(self, w, h) -> float:
+        # the top edge: a format capped below its bins writes 1.0 as top / bins
+        return max(super().tolerance(w, h), (self.bins - self.top) / self.bins + 1e-9)
+
+    def values(self, numbers) -> NormBox:
+        return tuple(int(n) / self.bins for n in numbers)
 
 
-def _shikra_point(p, w, h) -> str:
-    ox, oy, side = square_frame(w, h)
-    return _three((_clamp((p[0] + ox) / side), _clamp((p[1] + oy) / side)))
+class QwenVL(Grid):
+    name, ties, top = "qwen_vl", True, 999
+    pattern = r"(?:<ref>[^<]*</ref>)?(?:<box>\(\d+,\d+\),\(\d+,\d+\)</box>)+"
+    _BOX = re.compile(r"<box>\((\d+),(\d+)\),\((\d+),(\d+)\)</box>")
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        text = "".join("<box>({},{}),({},{})</box>".format(*self.ints(b, w, h)) for b in boxes)
+        return f"<ref>{phrase}</ref>{text}" if phrase else text
+
+    def point_text(self, p, w, h) -> str:
+        return "({},{})".format(*self.point_ints(p, w, h))
+
+    def parse(self, text, w, h):
+        return [self.values(m) for m in self._BOX.findall(text)]
 
 
-# -- qwen ---------------------------------------------------------------------------------------------------------
-def _thousand(v: float) -> int:
-    """Nearest integer on [0, 1000): 1.0 (the right or bottom edge) is written 999."""
-    return min(999, max(0, round(v * 1000)))
+class Qwen2VL(QwenVL):
+    name = "qwen2_vl"
+    pattern = r"(?:<\|object_ref_start\|>.*?<\|object_ref_end\|>)?(?:<\|box_start\|>\(\d+,\d+\),\(\d+,\d+\)<\|box_end\|>)+"
+    _BOX = re.compile(r"<\|box_start\|>\((\d+),(\d+)\),\((\d+),(\d+)\)<\|box_end\|>")
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        text = "".join("<|box_start|>({},{}),({},{})<|box_end|>".format(*self.ints(b, w, h)) for b in boxes)
+        return f"<|object_ref_start|>{phrase}<|object_ref_end|>{text}" if phrase else text
 
 
-def _qwen_boxes(boxes: list[Box], w: int, h: int) -> str:
-    out = []
-    for b in boxes:
-        x1, y1, x2, y2 = _pink_norm(b, w, h)
-        out.append(f"<box>({_thousand(x1)},{_thousand(y1)}),({_thousand(x2)},{_thousand(y2)})</box>")
-    return "".join(out)
+class InternVL(Grid):
+    name, ties, truncates = "internvl", True, True
+    pattern = r"(?:<ref>[^<]*</ref>)?<box>\[\[[\d, \[\]]*\]\]</box>"
+    _BOXES = re.compile(r"<box>(\[\[[\d, \[\]]*\]\])</box>")
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        text = "<box>[" + ", ".join("[{}, {}, {}, {}]".format(*self.ints(b, w, h)) for b in boxes) + "]</box>"
+        return f"<ref>{phrase}</ref>{text}" if phrase else text
+
+    def point_text(self, p, w, h) -> str:
+        return "[{}, {}]".format(*self.point_ints(p, w, h))
+
+    def parse(self, text, w, h):
+        return [self.values(b) for group in self._BOXES.findall(text) for b in json.loads(group)]
 
 
-def _qwen_point(p, w, h) -> str:
-    return f"({_thousand(_clamp(p[0] / w))},{_thousand(_clamp(p[1] / h))})"
+class Florence2(Grid):
+    """Bins are floor(v * 1000) clamped to 999 and read back as their centres, as the processor does."""
+
+    name, ties, truncates, top = "florence2", True, True, 999
+    pattern = r"(?:<loc_\d+>){4}"
+    _BOX = re.compile(r"<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
+
+    def tolerance(self, w, h) -> float:
+        return self.unit / 2 + 1e-9  # a bin's centre is within half a bin of every value in it
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        return (phrase or "") + "".join("<loc_{}><loc_{}><loc_{}><loc_{}>".format(*self.ints(b, w, h))
+                                        for b in boxes)
+
+    def point_text(self, p, w, h) -> str:
+        return "<loc_{}><loc_{}>".format(*self.point_ints(p, w, h))
+
+    def values(self, numbers) -> NormBox:
+        return tuple((int(n) + 0.5) / self.bins for n in numbers)
+
+    def parse(self, text, w, h):
+        return [self.values(m) for m in self._BOX.findall(text)]
 
 
-_QWEN = re.compile(r"<box>\((\d+),(\d+)\),\((\d+),(\d+)\)</box>")
+class MiniGPTv2(Grid):
+    name, ties, truncates, bins, top = "minigpt_v2", True, True, 100, 100
+    untied_tasks = frozenset({"grounding"})
+    task_ids = {"grounding": "[refer]", "grounded_caption": "[identify]", "detection": "[detection]",
+                "flickr_grounded_caption": "[grounding]", "vqa": "[vqa]"}
+    #: every other task asks a question about the image: MiniGPT-v2's [vqa]
+    default_task_id = "[vqa]"
+    pattern = r"(?:<p>[^<]*</p> )?\{<\d+><\d+><\d+><\d+>\}(?:<delim>\{<\d+><\d+><\d+><\d+>\})*"
+    _BOX = re.compile(r"\{<(\d+)><(\d+)><(\d+)><(\d+)>\}")
+
+    def task_id(self, task: str) -> str | None:
+        return self.task_ids.get(task, self.default_task_id)
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        text = "<delim>".join("{{<{}><{}><{}><{}>}}".format(*self.ints(b, w, h)) for b in boxes)
+        return f"<p>{phrase}</p> {text}" if phrase else text
+
+    def point_text(self, p, w, h) -> str:
+        return "{{<{}><{}>}}".format(*self.point_ints(p, w, h))
+
+    def parse(self, text, w, h):
+        return [self.values(m) for m in self._BOX.findall(text)]
 
 
-def _qwen_parse(text: str):
-    return [tuple(float(v) / 1000 for v in m) for m in _QWEN.findall(text)]
+# -- Kosmos-2's patch grid --------------------------------------------------------------------------------------
+PATCHES = 32
 
 
-# -- minigpt-v2 -----------------------------------------------------------------------------------------------------
-def _hundred(v: float) -> int:
-    return min(100, max(0, round(v * 100)))
+def patch_indices(box: Box, width: int, height: int) -> tuple[int, int]:
+    """The upper-left and lower-right patch indices of a pixel box, as transformers' Kosmos-2
+    ``coordinate_to_patch_index`` computes them, each axis kept on the grid and the lower-right patch never before
+    the upper-left one (the processor's formula gives -1 for a box narrower than float precision at the edge)."""
+    x1, y1, x2, y2 = box[0] / width, box[1] / height, box[2] / width, box[3] / height
+    last = PATCHES - 1
+    ul_x, ul_y = (min(last, max(0, math.floor(v * PATCHES))) for v in (x1, y1))
+    lr_x = min(last, max(ul_x, math.ceil(x2 * PATCHES - 1)))
+    lr_y = min(last, max(ul_y, math.ceil(y2 * PATCHES - 1)))
+    return ul_y * PATCHES + ul_x, lr_y * PATCHES + lr_x
 
 
-def _minigpt_boxes(boxes: list[Box], w: int, h: int) -> str:
-    out = []
-    for b in boxes:
-        x1, y1, x2, y2 = _pink_norm(b, w, h)
-        out.append("{" + "".join(f"<{_hundred(v)}>" for v in (x1, y1, x2, y2)) + "}")
-    return "".join(out)
+def patch_box(ul: int, lr: int) -> NormBox:
+    """Normalized (x1, y1, x2, y2) of two patch indices, as Kosmos-2's ``patch_index_to_coordinate``."""
+    cell = 1.0 / PATCHES
+    ul_x, ul_y, lr_x, lr_y = ul % PATCHES, ul // PATCHES, lr % PATCHES, lr // PATCHES
+    if ul == lr or ul_x == lr_x or ul_y == lr_y:
+        return ul_x * cell, ul_y * cell, lr_x * cell + cell, lr_y * cell + cell
+    return ul_x * cell + cell / 2, ul_y * cell + cell / 2, lr_x * cell + cell / 2, lr_y * cell + cell / 2
 
 
-def _minigpt_point(p, w, h) -> str:
-    return "{" + f"<{_hundred(_clamp(p[0] / w))}><{_hundred(_clamp(p[1] / h))}>" + "}"
+class Kosmos2(Formatter):
+    name, ties, unit = "kosmos2", True, 1.0 / PATCHES
+    pattern = r"(?:<phrase>[^<]*</phrase>)?<object>(?:<patch_index_\d{4}>|</delimiter_of_multi_objects/>)+</object>"
+    _OBJECT = re.compile(r"<object>((?:<patch_index_\d{4}>|</delimiter_of_multi_objects/>)+)</object>")
+    _PAIR = re.compile(r"<patch_index_(\d{4})><patch_index_(\d{4})>")
+
+    @property
+    def params(self) -> dict:
+        return {"frame": "image", "grid": PATCHES, "unit": self.unit, "rounding": "patch"}
+
+    def tolerance(self, w, h) -> float:
+        return self.unit + 1e-9  # a patch's centre, or its edge for a box within one row or column of patches
+
+    def _pairs(self, boxes, w, h) -> str:
+        return "</delimiter_of_multi_objects/>".join(
+            "<patch_index_{:04d}><patch_index_{:04d}>".format(*patch_indices(b, w, h)) for b in boxes)
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        text = f"<object>{self._pairs(boxes, w, h)}</object>"
+        return f"<phrase>{phrase}</phrase>{text}" if phrase else text
+
+    def point_text(self, p, w, h) -> str:
+        """Kosmos-2 has no point form: rcforge writes the one patch that holds the point."""
+        ul, _ = patch_indices((p[0], p[1], p[0], p[1]), w, h)
+        return f"<object><patch_index_{ul:04d}></object>"
+
+    def parse(self, text, w, h):
+        return [patch_box(int(a), int(b)) for group in self._OBJECT.findall(text) for a, b in self._PAIR.findall(group)]
 
 
-_MINIGPT = re.compile(r"\{<(\d+)><(\d+)><(\d+)><(\d+)>\}")
+# -- Qwen2.5-VL and Qwen3-VL JSON ------------------------------------------------------------------------------
+FACTOR, MIN_PIXELS, MAX_PIXELS, MAX_RATIO = 28, 4 * 28 * 28, 16384 * 28 * 28, 200
 
 
-def _minigpt_parse(text: str):
-    return [tuple(float(v) / 100 for v in m) for m in _MINIGPT.findall(text)]
+def smart_resize(height: int, width: int, factor: int = FACTOR, min_pixels: int = MIN_PIXELS,
+                 max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(height, width) of the image as Qwen2.5-VL's processor resizes it (qwen_vl_utils.smart_resize): both
+    multiples of ``factor``, the pixel count within the limits, the aspect ratio kept as closely as possible.
+    Images more elongated than qwen_vl_utils's 200:1 are clamped to that ratio's frame instead of refused."""
+    height, width = max(1, height), max(1, width)
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
 
 
-def _plain_point(p, w, h):
-    return (_clamp(p[0] / w), _clamp(p[1] / h))
+_JSON_BLOCK = re.compile(r"```json\n(.*?)\n```", re.S)
+_JSON_BOX = re.compile(r'"bbox_2d": \[(-?\d+), (-?\d+), (-?\d+), (-?\d+)\]')
 
 
-def _shikra_point_norm(p, w, h):
-    ox, oy, side = square_frame(w, h)
-    return (_clamp((p[0] + ox) / side), _clamp((p[1] + oy) / side))
+class QwenJSON(Formatter):
+    """Qwen3-VL: relative integers 0..1000 (round(v * 1000))."""
+
+    name, ties, wraps_in_place = "qwen3_vl", True, False
+    json_tasks = frozenset({"grounding", "detection"})
+    pattern = r'\{"bbox_2d": \[[\d, ]*\](?:, "label": "(?:[^"\\]|\\.)*")?\}|\{"point_2d": \[[\d, ]*\]\}'
+
+    @property
+    def params(self) -> dict:
+        return {"frame": "image", "bins": 1000, "max": 1000, "unit": self.unit, "rounding": "round",
+                "answer": "json"}
+
+    def scale(self, w: int, h: int) -> tuple[int, int]:
+        """The printed range of x and y."""
+        return 1000, 1000
+
+    def tolerance(self, w, h) -> float:
+        sx, sy = self.scale(w, h)
+        return 0.5 / min(sx, sy) + 1e-9
+
+    def ints(self, box: Box, w: int, h: int) -> list[int]:
+        sx, sy = self.scale(w, h)
+        x1, y1, x2, y2 = self.normalize(box, w, h)
+        return [min(sx, round(x1 * sx)), min(sy, round(y1 * sy)), min(sx, round(x2 * sx)), min(sy, round(y2 * sy))]
+
+    def _object(self, box, w, h, phrase) -> dict:
+        item = {"bbox_2d": self.ints(box, w, h)}
+        if phrase:
+            item["label"] = phrase
+        return item
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        objects = [self._object(b, w, h, phrase) for b in boxes]
+        return json.dumps(objects[0] if len(objects) == 1 else objects, ensure_ascii=False)
+
+    def point_text(self, p, w, h) -> str:
+        sx, sy = self.scale(w, h)
+        x, y = self.normalize_point(p, w, h)
+        return json.dumps({"point_2d": [min(sx, round(x * sx)), min(sy, round(y * sy))]})
+
+    def json_answer(self, items, w, h) -> str:
+        objects = [self._object(b, w, h, phrase) for phrase, boxes in items for b in boxes]
+        lines = ",\n".join("\t" + json.dumps(o, ensure_ascii=False) for o in objects)
+        return f"```json\n[\n{lines}\n]\n```"  # one object a line, as the model answers
+
+    def parse(self, text, w, h):
+        sx, sy = self.scale(w, h)
+        return [(int(a) / sx, int(b) / sy, int(c) / sx, int(d) / sy) for a, b, c, d in _JSON_BOX.findall(text)]
+
+
+class Qwen25VL(QwenJSON):
+    """Qwen2.5-VL: absolute pixels of the resized image (`smart_resize`)."""
+
+    name = "qwen2_5_vl"
+
+    @property
+    def params(self) -> dict:
+        return {"frame": "smart_resize", "factor": FACTOR, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS,
+                "unit": "1 resized pixel", "rounding": "round", "answer": "json"}
+
+    def scale(self, w: int, h: int) -> tuple[int, int]:
+        rh, rw = smart_resize(h, w)
+        return rw, rh
 
 
 REGISTRY: Registry[Formatter] = Registry("coordinate format")
-for _formatter in (
-    Formatter("pink", _pink_norm, _pink_boxes, _pink_point, _parse_brackets, 0.001, _plain_point, True),
-    Formatter("shikra", _shikra_norm, _shikra_boxes, _shikra_point, _parse_brackets, 0.001, _shikra_point_norm),
-    Formatter("qwen", _pink_norm, _qwen_boxes, _qwen_point, _qwen_parse, 0.001, _plain_point),
-    Formatter("minigpt_v2", _pink_norm, _minigpt_boxes, _minigpt_point, _minigpt_parse, 0.01, _plain_point),
-):
+for _formatter in (Pink(), Shikra(), QwenVL(), Qwen2VL(), Qwen25VL(), QwenJSON(), InternVL(), Florence2(),
+                   Kosmos2(), MiniGPTv2()):
     REGISTRY.add(_formatter.name, _formatter)
+#: other names a recipe may use for a format
+ALIASES = {"qwen": "qwen_vl"}
 #: every format by name (the registry's entries)
 FORMATTERS: dict[str, Formatter] = dict(REGISTRY.items())
 
 
 def get(name: str) -> Formatter:
-    return REGISTRY.get(name)
+    return REGISTRY.get(ALIASES.get(name, name))
+
+
+def canonical(name: str) -> str:
+    """The registered name of a format or alias (an unknown name raises, listing the formats)."""
+    return get(name).name

@@ -40,6 +40,8 @@ class BuildSection:
 
     reused_ingest: bool = False
     coordinates: str = "pink"
+    #: the format's frame, bins or grid, rounding and pixel limits (`rcforge.coordinates.Formatter.params`)
+    coordinate_params: dict = field(default_factory=dict)
     seed: int = 0
     templates: dict = field(default_factory=dict)
     bootstrap_pairs: dict | None = None

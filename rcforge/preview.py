@@ -71,15 +71,14 @@ def draw(image_bytes: bytes | None, row: dict) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def colour_text(text: str, fmt: coordinates.Formatter, start: int) -> tuple[str, int]:
-    """HTML of a turn with each printed box in the colour of its drawn box; returns the next box index."""
+def colour_text(text: str, fmt: coordinates.Formatter, start: int, w: int, h: int) -> tuple[str, int]:
+    """HTML of a turn with each printed mention in the colour of its (first) drawn box; returns the next box
+    index. A mention is what the format's ``pattern`` matches (a JSON answer's objects one by one)."""
     import re
 
-    pattern = {"pink": r"\[[^\[\]]*\]", "shikra": r"\[[^\[\]]*\]", "qwen": r"<box>\([^<]*\)</box>",
-               "minigpt_v2": r"\{(?:<\d+>)+\}"}[fmt.name]
     out, pos, index = [], 0, start
-    for m in re.finditer(pattern, text):
-        n = len(fmt.parse_boxes(m.group()))
+    for m in re.finditer(fmt.pattern, text):
+        n = len(fmt.parse(m.group(), w, h))
         out.append(html.escape(text[pos:m.start()]))
         if n == 0:  # a point, or bracketed text that is no box
             out.append(html.escape(m.group()))
@@ -110,7 +109,7 @@ def render_html(out: str, rows: list[dict]) -> str:
         fmt = coordinates.get(row["coordinates"])
         index, turns = 0, []
         for turn in row["conversations"]:
-            text, index = colour_text(turn["value"], fmt, index)
+            text, index = colour_text(turn["value"], fmt, index, row["width"], row["height"])
             turns.append(f'<p class="{turn["from"]}"><span class="who">{turn["from"]}</span> {text}</p>')
         figure = (f'<img src="{url}" alt="{html.escape(row["image"])}">' if url else
                   f'<div class="missing">image missing:<br>{html.escape(image_path)}</div>')

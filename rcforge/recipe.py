@@ -303,7 +303,7 @@ def render_from_mapping(raw: Any, base_dir: str | None):
     if not isinstance(fmt, str):
         raise RecipeError(f"render.coordinates: expected a format name, got {fmt!r:.60}; registered: "
                           f"{', '.join(coordinates.REGISTRY.names())}")
-    coordinates.get(fmt)
+    fmt = coordinates.canonical(fmt)  # an alias (qwen) is recorded by the format's own name (qwen_vl)
     templates_dir = raw.get("templates")
     if templates_dir is not None:
         templates_dir = resolve_path(templates_dir, base_dir)

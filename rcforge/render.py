@@ -41,7 +41,7 @@ class TaskChoice:
 class RenderSettings:
     """The recipe's ``render`` section.
 
-    coordinates: the coordinate format (pink, shikra, qwen, minigpt_v2).
+    coordinates: the coordinate format (a name of `rcforge.coordinates.REGISTRY`, or an alias such as qwen).
     per_image: sampled dialogues per image (before source weights).
     turns_per_dialogue: question-answer pairs packed into one sampled dialogue.
     templates: a folder of template YAML files (the bundled set when absent).
@@ -143,15 +143,24 @@ class Renderer:
             aid = rng.choice(sorted(variant.answers))
             mentions: list[Mention] = []
             question_vars = self._placeholders(inst.question, mentions, provenance)
+            asked = len(mentions)
             answer_vars = self._placeholders(inst.answer, mentions, provenance)
             # answer templates may mention question variables (a03 of coarse_spatial.empty names the reference)
             where = f"{inst.task}.{inst.variant}"
             question = templating.render(variant.questions[qid], question_vars, f"{where}.{qid}")
-            answer = templating.render(variant.answers[aid], {**question_vars, **answer_vars}, f"{where}.{aid}")
             # Coordinates are written where the text shows them, and only those boxes enter the boxes column, in
             # the order they are printed: a template that names objects without their boxes adds no box.
-            question = self._write_mentions(question, mentions, w, h, boxes, points)
-            answer = self._write_mentions(answer, mentions, w, h, boxes, points)
+            question = self._write_mentions(question, mentions, w, h, boxes, points, tie=False)
+            if inst.task in self.formatter.json_tasks:  # the family's own answer form: a JSON list of boxes
+                aid = "json"
+                answer = self._json_answer(mentions[asked:], w, h, boxes)
+            else:
+                answer = templating.render(variant.answers[aid], {**question_vars, **answer_vars}, f"{where}.{aid}")
+                tie = self.formatter.ties and inst.task not in self.formatter.untied_tasks
+                answer = self._write_mentions(answer, mentions, w, h, boxes, points, tie=tie)
+            task_id = self.formatter.task_id(inst.task)
+            if task_id:
+                question = f"{task_id} {question}"
             conversations.append({"from": "human", "value": ("<image>\n" if i == 0 else "") + question})
             conversations.append({"from": "gpt", "value": answer})
             turns.append({"task": inst.task, "variant": inst.variant,
@@ -190,12 +199,24 @@ class Renderer:
 
         return {k: conv(v) for k, v in variables.items()}
 
-    def _write_mentions(self, text: str, mentions: list, w: int, h: int, boxes: list, points: list) -> str:
-        """Placeholders replaced by coordinate text, left to right; each printed box and point is collected."""
+    def _write_mentions(self, text: str, mentions: list, w: int, h: int, boxes: list, points: list, *,
+                        tie: bool) -> str:
+        """Placeholders replaced by coordinate text, left to right; each printed box and point is collected. With
+        ``tie``, a mention's phrase is printed with its boxes, wrapped in place when the text before the
+        placeholder ends with it."""
         fmt = self.formatter
-
-        def write(match):
+        out: list[str] = []
+        pos = 0
+        for match in _PLACEHOLDER.finditer(text):
+            before = text[pos:match.start()]
+            pos = match.end()
             value = mentions[int(match.group(1))]
+            phrase = value.phrase if tie and value.boxes else None
+            if phrase and fmt.wraps_in_place:
+                stripped = before.rstrip()
+                if stripped.endswith(phrase):
+                    before = stripped[: len(stripped) - len(phrase)]
+            out.append(before)
             parts = []
             if value.points:
                 for p in value.points:
@@ -205,10 +226,19 @@ class Renderer:
                 ordered = fmt.ordered(list(value.boxes))
                 for b in ordered:
                     boxes.append(list(fmt.normalize(b, w, h)))
-                parts.append(fmt.boxes_text(ordered, w, h))
-            return " ".join(parts)
+                parts.append(fmt.boxes_text(ordered, w, h, phrase))
+            out.append(" ".join(parts))
+        out.append(text[pos:])
+        return "".join(out)
 
-        return _PLACEHOLDER.sub(write, text)
+    def _json_answer(self, answer_mentions: list, w: int, h: int, boxes: list) -> str:
+        """The answer as the format's JSON list: every box of the answer's mentions with its phrase."""
+        items = []
+        for value in answer_mentions:
+            ordered = self.formatter.ordered(list(value.boxes))
+            boxes.extend(list(self.formatter.normalize(b, w, h)) for b in ordered)
+            items.append((value.phrase, ordered))
+        return self.formatter.json_answer(items, w, h)
 
 
 _OPEN, _CLOSE = "\ue000", "\ue001"

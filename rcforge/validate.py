@@ -214,7 +214,7 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set) -> int:
             problems.append(f"{path}: {message}")
         listed += 1
 
-    columns = ["id", "conversations", "boxes", "points", "coordinates"]
+    columns = ["id", "conversations", "boxes", "points", "coordinates", "width", "height"]
     for batch in _batches(fs, path, columns, problems):
         rows += batch.num_rows
         for row in batch.to_pylist():
@@ -235,13 +235,14 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set) -> int:
             if fmt is None:
                 report(f"{row['id']}: unknown coordinate format {row['coordinates']!r}")
                 continue
-            printed = [b for t in turns for b in fmt.parse_boxes(t["value"])]
+            w, h = row["width"], row["height"]
+            printed = [b for t in turns for b in fmt.parse(t["value"], w, h)]
             if len(printed) != len(row["boxes"]):
                 report(f"{row['id']}: {len(printed)} boxes in the text, {len(row['boxes'])} in the boxes column")
                 continue
-            tolerance = fmt.unit / 2 + 1e-9
+            tolerance = fmt.tolerance(w, h)
             for p, b in zip(printed, row["boxes"]):
-                if any(abs(x - y) > tolerance and not (fmt.name == "qwen" and y >= 0.9995) for x, y in zip(p, b)):
+                if any(abs(x - y) > tolerance for x, y in zip(p, b)):
                     report(f"{row['id']}: printed box {list(p)} does not match {b}")
     if listed > max_listed:
         problems.append(f"{path}: ... and {listed - max_listed} more")

@@ -171,7 +171,8 @@ def test_tasks_command_and_template_override(tmp_path, capsys):
     assert main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress", "--templates", str(mine),
                  "--coordinates", "qwen"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["build"]["coordinates"] == "qwen"
+    assert manifest["build"]["coordinates"] == "qwen_vl"  # the alias is recorded by the format's own name
+    assert manifest["build"]["coordinate_params"]["bins"] == 1000
     assert manifest["build"]["templates"]["root"] == str(mine)
     rows = _rows(out)
     vqa = [r for r in rows if r["task"] == "vqa"]

@@ -6,7 +6,7 @@ from rcforge import coordinates
 from rcforge.preview import COLOURS, colour_text, to_pixels
 
 
-@pytest.mark.parametrize("name", ["pink", "shikra", "qwen", "minigpt_v2"])
+@pytest.mark.parametrize("name", sorted(coordinates.FORMATTERS))
 def test_normalized_boxes_map_back_to_pixels(name):
     fmt = coordinates.get(name)
     for w, h in ((800, 600), (333, 500)):
@@ -16,7 +16,7 @@ def test_normalized_boxes_map_back_to_pixels(name):
 
 def test_each_printed_box_gets_the_colour_of_its_drawn_box():
     fmt = coordinates.get("pink")
-    text, index = colour_text("Where is [0.1,0.2,0.3,0.4] next to [0.5,0.5,0.6,0.6] at [0.500,0.250]?", fmt, 0)
+    text, index = colour_text("Where is [0.1,0.2,0.3,0.4] next to [0.5,0.5,0.6,0.6] at [0.500,0.250]?", fmt, 0, 800, 600)
     assert index == 2
     assert f'<b style="color:{COLOURS[0]}">[0.1,0.2,0.3,0.4]</b>' in text
     assert f'<b style="color:{COLOURS[1]}">[0.5,0.5,0.6,0.6]</b>' in text

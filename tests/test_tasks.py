@@ -137,7 +137,7 @@ def test_rendered_text_carries_the_true_boxes():
     renderer = _renderer("detection")
     for d in renderer.dialogues(RECORD):
         answer = d["conversations"][1]["value"]
-        printed = PINK.parse_boxes(answer)
+        printed = PINK.parse(answer, RECORD["width"], RECORD["height"])
         assert len(printed) == len(d["boxes"]) - (1 if d["variant"] == "by_box" else 0)
         for p in printed:
             assert any(all(abs(a - b) <= 0.0005 + 1e-9 for a, b in zip(p, box)) for box in d["boxes"])
@@ -148,7 +148,7 @@ def test_grounding_pairs_region_phrase_and_box():
     renderer = _renderer("grounding")
     (d, *_) = list(renderer.dialogues(RECORD))
     assert "a man throwing a frisbee" in d["conversations"][0]["value"]
-    assert PINK.parse_boxes(d["conversations"][1]["value"]) == [(0.38, 0.113, 0.77, 0.887)]
+    assert PINK.parse(d["conversations"][1]["value"], RECORD["width"], RECORD["height"]) == [(0.38, 0.113, 0.77, 0.887)]
     assert d["provenance"] == ["region:21"]
 
 
