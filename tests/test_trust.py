@@ -55,7 +55,7 @@ def test_names_only_answers_add_no_boxes(built, tmp_path):
     for shard in sorted((out / "dialogues").glob("part-*.parquet")):
         for row in pq.read_table(shard).to_pylist():
             fmt = coordinates.FORMATTERS[row["coordinates"]]
-            printed = [b for t in row["conversations"] for b in fmt.parse_boxes(t["value"])]
+            printed = [b for t in row["conversations"] for b in fmt.parse(t["value"], row["width"], row["height"])]
             assert len(printed) == len(row["boxes"]), row["id"]
 
 
