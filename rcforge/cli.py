@@ -20,7 +20,7 @@ COMMANDS = {
     "ingest": ("rcforge.pipelines.ingest", "read the recipe's annotation files into image records (Parquet)"),
     "refilter": ("rcforge.pipelines.refilter", "pairs for another IoU threshold from bootstrap candidates, no model"),
     "tasks": ("rcforge.tasks_cmd", "list the registered tasks, their variants and options"),
-    "export": ("rcforge.export", "write dialogue shards as LLaVA-style JSON or JSONL"),
+    "export": ("rcforge.export", "write dialogue shards as a trainer's file: llava, sharegpt, swift, internvl, qwen_vl"),
     "stats": ("rcforge.stats", "corpus statistics of a build (DuckDB over the shards)"),
     "report": ("rcforge.report", "an HTML page of plots of a build's statistics"),
     "preview": ("rcforge.preview", "an HTML gallery of sampled dialogues with their boxes drawn on the images"),

@@ -1,69 +1,218 @@
-"""`rcforge export llava OUT FILE`: dialogue shards -> LLaVA-style JSON (a list) or JSONL (by extension).
+"""`rcforge export KIND OUT FILE`: dialogue shards -> the training file of a trainer, streamed.
 
-Each item is ``{"id", "image", "conversations"}`` (plus ``task`` and ``source``). ``image`` is the image's path
-under its source's image root as the manifest records it, or with ``--relative``, ``<source>/<image path>`` for
-a training folder laid out one sub-folder per source. Shards are read one batch at a time and items written as
-they come, so a corpus of any size exports in bounded memory.
+Kinds (each item is one dialogue; ``FILE`` ending ``.jsonl`` gives one item a line, ``.json`` one list):
+
+- ``llava``: ``{"id", "image", "conversations", "task", "source"}`` (LLaVA's ``from``/``value`` turns).
+- ``sharegpt``: LLaMA-Factory's ShareGPT form, ``{"messages": [{"role": "user"|"assistant", "content"}],
+  "images": [path]}``, and its ``dataset_info.json`` entry written beside FILE (merged into one already there),
+  named after FILE's stem.
+- ``swift``: ms-swift's ``{"messages": [...], "images": [path]}``, JSONL.
+- ``internvl``: InternVL's fine-tune JSONL ``{"id", "image", "width", "height", "conversations"}`` and the meta
+  JSON of its data mixture (``<stem>_meta.json``: root, annotation, data_augment, repeat_time, length).
+- ``qwen_vl``: the Qwen-VL fine-tune JSON list ``{"id", "conversations": [{"from": "user"|"assistant",
+  "value"}]}``, the image as ``Picture 1: <img>path</img>`` at the head of the first user turn.
+
+Image paths: the image's absolute path under its source's root (as the manifest records it); with
+``--relative``, ``<source>/<image path>`` (a training folder laid out one sub-folder per source); with
+``--image-root ROOT``, the absolute path relative to ROOT. A path that leaves its images root is never passed
+on: that dialogue is left out and counted. Shards are read one batch at a time and items written as they come
+(orjson), so a corpus of any size exports in bounded memory.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 import fsspec
+import orjson
 import pyarrow.parquet as pq
 
 from rcforge import fsio, images
 from rcforge.errors import InputError
 from rcforge.manifest import Manifest
 
-
-def add_arguments(parser) -> None:
-    parser.add_argument("format", choices=["llava"], help="output format")
-    parser.add_argument("out", help="the build's output folder (holds dialogues/ and manifest.json)")
-    parser.add_argument("file", help="a .json file (one list) or a .jsonl file (one item a line)")
-    parser.add_argument("--relative", action="store_true", help="image paths as <source>/<path>")
+COLUMNS = ["id", "source", "image", "task", "width", "height", "conversations"]
+ROLES = {"human": "user", "gpt": "assistant"}
+IMAGE_TOKEN = "<image>\n"
 
 
-def export_llava(out: str, file: str, *, relative: bool = False) -> int:
+def _llava(row: dict, image: str) -> dict:
+    return {"id": row["id"], "image": image, "conversations": row["conversations"], "task": row["task"],
+            "source": row["source"]}
+
+
+def _messages(row: dict, image: str) -> dict:
+    """LLaMA-Factory's and ms-swift's form: role/content messages, the ``<image>`` tag kept where it is."""
+    return {"messages": [{"role": ROLES[t["from"]], "content": t["value"]} for t in row["conversations"]],
+            "images": [image]}
+
+
+def _internvl(row: dict, image: str) -> dict:
+    return {"id": row["id"], "image": image, "width": row["width"], "height": row["height"],
+            "conversations": row["conversations"]}
+
+
+def _qwen_vl(row: dict, image: str) -> dict:
+    turns = []
+    for i, t in enumerate(row["conversations"]):
+        value = t["value"]
+        if i == 0:
+            value = f"Picture 1: <img>{image}</img>\n" + value.removeprefix(IMAGE_TOKEN)
+        turns.append({"from": ROLES[t["from"]], "value": value})
+    return {"id": row["id"], "conversations": turns}
+
+
+def _dataset_info(file: str, count: int, image_root: str | None) -> dict[str, dict]:
+    """LLaMA-Factory's ``dataset_info.json`` entry for a ShareGPT file with role/content messages."""
+    return {"dataset_info.json": {_stem(file): {
+        "file_name": os.path.basename(file), "formatting": "sharegpt",
+        "columns": {"messages": "messages", "images": "images"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}}
+
+
+def _internvl_meta(file: str, count: int, image_root: str | None) -> dict[str, dict]:
+    """InternVL's data-mixture meta file (internvl_chat/shell/data/*.json): one entry for this annotation."""
+    return {f"{_stem(file)}_meta.json": {_stem(file): {
+        "root": image_root or "", "annotation": file, "data_augment": False, "repeat_time": 1, "length": count}}}
+
+
+@dataclass(frozen=True)
+class ExportKind:
+    name: str
+    item: Callable[[dict, str], dict]
+    #: the file forms the consumer reads
+    suffixes: tuple[str, ...] = (".json", ".jsonl")
+    #: (FILE, items written, image root) -> {file name beside FILE: JSON to merge into it}
+    sidecars: Callable[[str, int, str | None], dict[str, dict]] | None = None
+
+
+KINDS = {kind.name: kind for kind in (
+    ExportKind("llava", _llava),
+    ExportKind("sharegpt", _messages, sidecars=_dataset_info),
+    ExportKind("swift", _messages, suffixes=(".jsonl",)),
+    ExportKind("internvl", _internvl, suffixes=(".jsonl",), sidecars=_internvl_meta),
+    ExportKind("qwen_vl", _qwen_vl, suffixes=(".json",)),
+)}
+
+
+def _stem(file: str) -> str:
+    name = os.path.basename(file)
+    return name[: name.index(".")] if "." in name else name
+
+
+class ImagePaths:
+    """A dialogue's image path as the export writes it (see the module docstring); ``None`` and a reason when it
+    must not be passed on. Recent answers are kept: consecutive dialogues share images, and resolving a path on a
+    local disk is a system call."""
+
+    def __init__(self, roots: dict[str, str], *, relative: bool = False, image_root: str | None = None,
+                 keep: int = 4096):
+        self.roots, self.relative, self.keep = roots, relative, keep
+        self.image_root = os.path.abspath(image_root) if image_root else None
+        self._recent: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+
+    def __call__(self, source: str, image: str) -> tuple[str | None, str | None]:
+        key = (source, image)
+        found = self._recent.get(key)
+        if found is None:
+            found = self._resolve(source, image)
+            if len(self._recent) >= self.keep:
+                self._recent.clear()
+            self._recent[key] = found
+        return found
+
+    def _resolve(self, source: str, image: str) -> tuple[str | None, str | None]:
+        full, refused = images.confine(self.roots.get(source, ""), image)
+        if refused:
+            return None, refused
+        if self.relative:
+            return f"{source}/{image}", None
+        if self.image_root:
+            local = os.path.abspath(full.removeprefix("file://"))
+            if os.path.commonpath([local, self.image_root]) != self.image_root:
+                return None, f"the image {local} is not under --image-root {self.image_root}"
+            return os.path.relpath(local, self.image_root), None
+        return full, None
+
+
+def _rows(out: str):
+    """Every dialogue row of a build, shard by shard, one Arrow batch at a time."""
     fs, path = fsspec.core.url_to_fs(out)
-    roots = Manifest.load(out, "export", "rcforge build").image_roots()
     shards = sorted(fs.glob(fsio.join(path, "dialogues", "part-*.parquet")))
     if not shards:
         raise InputError(f"export: no dialogue shards under {out}/dialogues")
-    jsonl = file.endswith(".jsonl")
-    n = 0
-    skipped: list[str] = []
-    with fsspec.open(file, "w", encoding="utf-8") as sink:
-        if not jsonl:
-            sink.write("[\n")
-        for shard in shards:
-            with fs.open(shard, "rb") as f:
-                for batch in pq.ParquetFile(f).iter_batches(
-                        batch_size=4096, columns=["id", "source", "image", "task", "conversations"]):
-                    for row in batch.to_pylist():
-                        full, refused = images.confine(roots.get(row["source"], ""), row["image"])
-                        if refused:  # never pass on a path that leaves the images root
-                            skipped.append(f"{row['id']}: {refused}")
-                            continue
-                        image = f"{row['source']}/{row['image']}" if relative else full
-                        item = {"id": row["id"], "image": image, "conversations": row["conversations"],
-                                "task": row["task"], "source": row["source"]}
-                        text = json.dumps(item, ensure_ascii=False)
-                        if jsonl:
-                            sink.write(text + "\n")
-                        else:
-                            sink.write(("" if n == 0 else ",\n") + text)
-                        n += 1
-        if not jsonl:
-            sink.write("\n]\n")
+    for shard in shards:
+        with fs.open(shard, "rb") as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=4096, columns=COLUMNS):
+                yield from batch.to_pylist()
+
+
+def export(kind: str, out: str, file: str, *, relative: bool = False, image_root: str | None = None) -> int:
+    """Write the build's dialogues in ``kind``'s form to ``file`` (and its sidecar files); returns the count."""
+    if kind not in KINDS:
+        raise InputError(f"export: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+    spec = KINDS[kind]
+    suffix = ".jsonl" if file.endswith(".jsonl") else ".json" if file.endswith(".json") else None
+    if suffix not in spec.suffixes:
+        raise InputError(f"export {kind}: FILE must end with {' or '.join(spec.suffixes)} (the form its trainer "
+                         f"reads), got {file!r}")
+    if relative and image_root:
+        raise InputError("export: give --relative or --image-root, not both")
+    paths = ImagePaths(Manifest.load(out, "export", "rcforge build").image_roots(), relative=relative,
+                       image_root=image_root)
+    n, skipped = _write(spec, _rows(out), paths, file, jsonl=suffix == ".jsonl")
+    if spec.sidecars:
+        for name, entry in spec.sidecars(file, n, image_root).items():
+            _merge_json(fsio.join(os.path.dirname(file) or ".", name), entry)
     if skipped:
-        print(f"export: left out {len(skipped)} dialogue(s) whose image path leaves the images root, e.g. "
+        print(f"export: left out {len(skipped)} dialogue(s) whose image path cannot be passed on, e.g. "
               f"{skipped[0]}", file=sys.stderr)
     return n
 
 
+def _write(spec: ExportKind, rows, paths: ImagePaths, file: str, *, jsonl: bool) -> tuple[int, list[str]]:
+    n, skipped = 0, []
+    with fsspec.open(file, "wb") as sink:
+        if not jsonl:
+            sink.write(b"[\n")
+        for row in rows:
+            image, refused = paths(row["source"], row["image"])
+            if refused:  # never pass on a path that leaves the images root
+                skipped.append(f"{row['id']}: {refused}")
+                continue
+            data = orjson.dumps(spec.item(row, image))
+            sink.write(data + b"\n" if jsonl else (b"" if n == 0 else b",\n") + data)
+            n += 1
+        if not jsonl:
+            sink.write(b"\n]\n")
+    return n, skipped
+
+
+def _merge_json(path: str, entry: dict) -> None:
+    """Add ``entry``'s keys to the JSON object at ``path`` (created when absent), written atomically."""
+    current = {}
+    if fsio.exists(path):
+        with fsspec.open(path, "r", encoding="utf-8") as f:
+            current = json.load(f)
+        if not isinstance(current, dict):
+            raise InputError(f"export: {path} exists and is not a JSON object; cannot add the dataset entry")
+    fs, local = fsspec.core.url_to_fs(path)
+    fsio.write_json(fs, local, {**current, **entry})
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("format", choices=sorted(KINDS), help="the trainer's format")
+    parser.add_argument("out", help="the build's output folder (holds dialogues/ and manifest.json)")
+    parser.add_argument("file", help="a .json file (one list) or a .jsonl file (one item a line)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--relative", action="store_true", help="image paths as <source>/<path>")
+    where.add_argument("--image-root", help="image paths relative to this folder")
+
+
 def main(args, rest) -> None:
-    n = export_llava(args.out, args.file, relative=args.relative)
+    n = export(args.format, args.out, args.file, relative=args.relative, image_root=args.image_root)
     print(f"wrote {n:,} dialogues to {args.file}")

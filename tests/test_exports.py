@@ -1,0 +1,142 @@
+"""`rcforge export KIND`: each trainer's file, read back the way its trainer reads it.
+
+None of the consumers' own loaders installs from the package registries into this environment (LLaMA-Factory and
+ms-swift pin their own transformers and training stacks; InternVL and Qwen-VL are not packages). So each file is
+loaded with Hugging Face ``datasets`` (what LLaMA-Factory and ms-swift call underneath) or ``json.load`` (Qwen-VL's
+finetune.py:243), and checked field by field against the consumer's documented schema and the checks its own code
+makes (the file and line are cited at each check).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from rcforge import cli
+from rcforge.errors import InputError
+from rcforge.export import KINDS, export
+
+
+def _rows(out) -> dict[str, dict]:
+    return {r["id"]: r for p in sorted((out / "dialogues").glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()}
+
+
+def _load(file) -> list[dict]:
+    import datasets
+
+    return list(datasets.load_dataset("json", data_files=str(file), split="train"))
+
+
+def _image_root(out) -> str:
+    return json.loads((out / "manifest.json").read_text())["sources"]["visual_genome"]["image_root"]
+
+
+def test_sharegpt_is_what_llamafactory_reads(sample_build, tmp_path):
+    file = tmp_path / "rcforge_sample.json"
+    assert cli.main(["export", "sharegpt", str(sample_build), str(file)]) == 0
+    rows = _rows(sample_build)
+    items = _load(file)
+    assert len(items) == len(rows)
+    info = json.loads((tmp_path / "dataset_info.json").read_text())["rcforge_sample"]
+    # data/README.md:310-346 [LLaMA-Factory ff6d4d1]: sharegpt formatting, a messages and an images column, tags
+    assert info == {"file_name": "rcforge_sample.json", "formatting": "sharegpt",
+                    "columns": {"messages": "messages", "images": "images"},
+                    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                             "assistant_tag": "assistant"}}
+    for item, row in zip(items, rows.values()):  # shard order, row order
+        messages = item["messages"]
+        # src/llamafactory/data/converter.py:160-177: user/assistant alternate from a user turn, an even count
+        assert [m["role"] for m in messages] == ["user", "assistant"] * (len(messages) // 2)
+        assert [m["content"] for m in messages] == [t["value"] for t in row["conversations"]]
+        # src/llamafactory/data/mm_plugin.py:205: as many images as <image> tokens
+        assert sum(m["content"].count("<image>") for m in messages) == len(item["images"]) == 1
+        assert item["images"] == [f"{_image_root_of(sample_build, row)}/{row['image']}"]  # absolute by default
+
+
+def test_dataset_info_entries_are_merged(sample_build, tmp_path):
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"mine": {"file_name": "mine.json"}}))
+    export("sharegpt", str(sample_build), str(tmp_path / "a.jsonl"))
+    info = json.loads((tmp_path / "dataset_info.json").read_text())
+    assert set(info) == {"mine", "a"} and info["a"]["file_name"] == "a.jsonl"
+
+
+def test_swift_messages_and_images(sample_build, tmp_path):
+    file = tmp_path / "train.jsonl"
+    n = export("swift", str(sample_build), str(file), relative=True)
+    items = _load(file)
+    rows = list(_rows(sample_build).values())
+    assert n == len(items) == len(rows)
+    for item, row in zip(items, rows):
+        # ms-swift docs/source_en/Customization/Custom-dataset.md: "messages" (role/content) and "images" paths
+        assert set(item) == {"messages", "images"}
+        assert item["messages"][0]["content"].startswith("<image>")
+        assert {m["role"] for m in item["messages"]} == {"user", "assistant"}
+        assert item["images"] == [f"{row['source']}/{row['image']}"]
+
+
+def test_internvl_jsonl_and_its_meta_file(sample_build, tmp_path):
+    file = tmp_path / "rc.jsonl"
+    root = os.path.dirname(_image_root(sample_build).rstrip("/"))
+    n = export("internvl", str(sample_build), str(file), image_root=root)
+    items = _load(file)
+    rows = _rows(sample_build)
+    vg = [i for i in items if rows[i["id"]]["source"] == "visual_genome"]
+    assert len(items) == n and vg
+    # internvl_chat/shell/data/*.json: root, annotation (.jsonl, internvl_chat_finetune.py:335), length
+    meta = json.loads((tmp_path / "rc_meta.json").read_text())["rc"]
+    assert meta == {"root": root, "annotation": str(file), "data_augment": False, "repeat_time": 1, "length": n}
+    for item in items:
+        row = rows[item["id"]]
+        assert (item["width"], item["height"]) == (row["width"], row["height"])
+        # internvl_chat_finetune.py:425-429: the image joined to the meta root; <image> in the first human turn
+        assert item["conversations"][0]["value"].startswith("<image>\n")
+        assert [t["from"] for t in item["conversations"]] == ["human", "gpt"] * (len(item["conversations"]) // 2)
+    for item in vg:
+        assert os.path.exists(os.path.join(root, item["image"])) or item["image"].endswith("3.jpg")
+
+
+def test_qwen_vl_json_with_its_picture_tag(sample_build, tmp_path):
+    file = tmp_path / "qwen.json"
+    export("qwen_vl", str(sample_build), str(file))
+    items = json.loads(file.read_text())  # Qwen-VL finetune.py:243 json.load()s one list
+    rows = _rows(sample_build)
+    assert len(items) == len(rows)
+    for item in items:
+        row = rows[item["id"]]
+        turns = item["conversations"]
+        # finetune.py:130-151: roles are "user" and "assistant", the first from the user
+        assert [t["from"] for t in turns] == ["user", "assistant"] * (len(turns) // 2)
+        # README.md:962: "Picture id: <img>img_path</img>\n{your prompt}"
+        assert turns[0]["value"] == (f"Picture 1: <img>{_image_root_of(sample_build, row)}/{row['image']}</img>\n"
+                                     + row["conversations"][0]["value"].removeprefix("<image>\n"))
+        assert all("<image>" not in t["value"] for t in turns)
+
+
+def _image_root_of(out, row) -> str:
+    return json.loads((out / "manifest.json").read_text())["sources"][row["source"]]["image_root"].rstrip("/")
+
+
+@pytest.mark.parametrize("kind,file,message", [
+    ("qwen_vl", "x.jsonl", "must end with .json"),
+    ("internvl", "x.json", "must end with .jsonl"),
+    ("swift", "x.txt", "must end with .jsonl"),
+    ("llava", "x.csv", "must end with .json or .jsonl"),
+])
+def test_a_file_form_the_trainer_does_not_read_is_refused(sample_build, tmp_path, kind, file, message):
+    with pytest.raises(InputError, match=message):
+        export(kind, str(sample_build), str(tmp_path / file))
+
+
+def test_images_outside_the_image_root_are_left_out_and_counted(sample_build, tmp_path, capsys):
+    vg_root = _image_root(sample_build)
+    n = export("swift", str(sample_build), str(tmp_path / "vg.jsonl"), image_root=vg_root)
+    rows = _rows(sample_build)
+    assert n == sum(1 for r in rows.values() if _image_root_of(sample_build, r) == vg_root.rstrip("/"))
+    assert "not under --image-root" in capsys.readouterr().err
+
+
+def test_every_kind_is_listed_in_the_command_help():
+    assert set(KINDS) == {"llava", "sharegpt", "swift", "internvl", "qwen_vl"}
