@@ -139,8 +139,8 @@ class ImagePaths:
         return full, None
 
 
-def _rows(out: str):
-    """Every dialogue row of a build, shard by shard, one Arrow batch at a time."""
+def _batches(out: str):
+    """The dialogue rows of a build, shard by shard, one Arrow batch (a list of row dicts) at a time."""
     fs, path = fsspec.core.url_to_fs(out)
     shards = sorted(fs.glob(fsio.join(path, "dialogues", "part-*.parquet")))
     if not shards:
@@ -148,7 +148,7 @@ def _rows(out: str):
     for shard in shards:
         with fs.open(shard, "rb") as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=4096, columns=COLUMNS):
-                yield from batch.to_pylist()
+                yield batch.to_pylist()
 
 
 def export(kind: str, out: str, file: str, *, relative: bool = False, image_root: str | None = None) -> int:
@@ -164,32 +164,42 @@ def export(kind: str, out: str, file: str, *, relative: bool = False, image_root
         raise InputError("export: give --relative or --image-root, not both")
     paths = ImagePaths(Manifest.load(out, "export", "rcforge build").image_roots(), relative=relative,
                        image_root=image_root)
-    n, skipped = _write(spec, _rows(out), paths, file, jsonl=suffix == ".jsonl")
+    n, (left_out, first) = _write(spec, _batches(out), paths, file, jsonl=suffix == ".jsonl")
     if spec.sidecars:
         for name, entry in spec.sidecars(file, n, image_root).items():
             _merge_json(fsio.join(os.path.dirname(file) or ".", name), entry)
-    if skipped:
-        print(f"export: left out {len(skipped)} dialogue(s) whose image path cannot be passed on, e.g. "
-              f"{skipped[0]}", file=sys.stderr)
+    if left_out:
+        print(f"export: left out {left_out:,} dialogue(s) whose image path cannot be passed on, e.g. {first}",
+              file=sys.stderr)
     return n
 
 
-def _write(spec: ExportKind, rows, paths: ImagePaths, file: str, *, jsonl: bool) -> tuple[int, list[str]]:
-    n, skipped = 0, []
+def _write(spec: ExportKind, batches, paths: ImagePaths, file: str, *, jsonl: bool) -> tuple[int, tuple[int, str]]:
+    """Items one line each (JSONL) or as one list (JSON), written one batch at a time. Returns the count written
+    and (how many were left out, the first one's reason)."""
+    n, left_out, first = 0, 0, ""
+    item, dumps = spec.item, orjson.dumps
     with fsspec.open(file, "wb") as sink:
         if not jsonl:
             sink.write(b"[\n")
-        for row in rows:
-            image, refused = paths(row["source"], row["image"])
-            if refused:  # never pass on a path that leaves the images root
-                skipped.append(f"{row['id']}: {refused}")
-                continue
-            data = orjson.dumps(spec.item(row, image))
-            sink.write(data + b"\n" if jsonl else (b"" if n == 0 else b",\n") + data)
-            n += 1
+        for rows in batches:
+            lines = []
+            for row in rows:
+                image, refused = paths(row["source"], row["image"])
+                if refused:  # never pass on a path that leaves the images root
+                    left_out += 1
+                    first = first or f"{row['id']}: {refused}"
+                    continue
+                lines.append(dumps(item(row, image)))
+            if lines:
+                if jsonl:
+                    sink.write(b"\n".join(lines) + b"\n")
+                else:
+                    sink.write((b",\n" if n else b"") + b",\n".join(lines))
+                n += len(lines)
         if not jsonl:
             sink.write(b"\n]\n")
-    return n, skipped
+    return n, (left_out, first)
 
 
 def _merge_json(path: str, entry: dict) -> None:

@@ -122,3 +122,21 @@ def test_printed_boxes_parse_back_within_the_formats_tolerance(name, data, phras
 def test_points_are_not_read_as_boxes(name):
     f = coordinates.get(name)
     assert f.parse(f.point_text((12, 30), 640, 480), 640, 480) == []
+
+
+def test_the_readme_table_shows_what_each_format_prints():
+    """README's family table: the example of every format is what the format writes for box (0, 0, 450, 600) of a
+    900x600 image named "the cat" (in a grounding answer)."""
+    from conftest import REPO
+
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.replace("\\|", "\x00").split("|")]
+        if len(cells) > 4 and cells[2].startswith("`") and not cells[2].startswith("`coordinates`"):
+            rows[cells[2].split("`")[1]] = cells[3].replace("\x00", "|")
+    assert set(rows) == set(coordinates.FORMATTERS)
+    for name, example in rows.items():
+        f = coordinates.get(name)
+        phrase = "the cat" if f.ties and "grounding" not in f.untied_tasks else None
+        printed = f.boxes_text([(0, 0, 450, 600)], 900, 600, phrase)
+        assert printed in example, (name, printed, example)

@@ -84,3 +84,16 @@ def test_bootstrap_backends_are_flat_adapters_run_by_one_handler():
         assert len(classes) == 1, f"{path.name}: one adapter class per backend"
         assert [ast.unparse(b) for b in classes[0].bases] == ["Adapter"], f"{path.name}: {classes[0].name}"
         assert any(isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "BACKEND" for n in tree.body), path
+
+
+def test_functions_are_at_most_80_lines():
+    """The house rule: a function a newcomer can read on one screen."""
+    long = []
+    for folder in ("rcforge", "readers", "rc_tasks", "bootstrap", "pipelines"):
+        for path in sorted((REPO / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    length = node.end_lineno - node.lineno + 1
+                    if length > 80:
+                        long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, long
