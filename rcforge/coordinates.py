@@ -150,6 +150,16 @@ class Formatter:
         """Every box the text holds, in order, normalized in this format's frame."""
         raise NotImplementedError
 
+    #: one printed point; its two groups are the printed x and y
+    point_pattern = ""
+
+    def point_value(self, x: str, y: str, w: int, h: int) -> tuple[float, float]:
+        return float(x), float(y)
+
+    def parse_points(self, text: str, w: int, h: int) -> list[tuple[float, float]]:
+        """Every point the text holds, in order, normalized in this format's frame."""
+        return [self.point_value(x, y, w, h) for x, y in re.findall(self.point_pattern, text)]
+
 
 # -- pink and shikra ------------------------------------------------------------------------------------------
 def _three(values) -> str:
@@ -171,6 +181,7 @@ def _parse_brackets(text: str) -> list[NormBox]:
 
 class Pink(Formatter):
     name, sort_by_area, pattern = "pink", True, r"\[[^\[\]]*\]"
+    point_pattern = r"\[(\d+\.\d+),(\d+\.\d+)\]"
 
     @property
     def params(self) -> dict:
@@ -195,6 +206,7 @@ def square_frame(w: int, h: int) -> tuple[int, int, int]:
 
 class Shikra(Formatter):
     name, pattern = "shikra", r"\[[^\[\]]*\]"
+    point_pattern = r"\[(\d+\.\d+),(\d+\.\d+)\]"
 
     @property
     def params(self) -> dict:
@@ -251,9 +263,13 @@ class Grid(Formatter):
     def values(self, numbers) -> NormBox:
         return tuple(int(n) / self.bins for n in numbers)
 
+    def point_value(self, x, y, w, h):
+        return self.values((x, y))
+
 
 class QwenVL(Grid):
     name, ties, top = "qwen_vl", True, 999
+    point_pattern = r"(?<!>)(?<!\),)\((\d+),(\d+)\)(?!,\()"  # not a corner of a <box>
     pattern = r"(?:<ref>[^<]*</ref>)?(?:<box>\(\d+,\d+\),\(\d+,\d+\)</box>)+"
     _BOX = re.compile(r"<box>\((\d+),(\d+)\),\((\d+),(\d+)\)</box>")
 
@@ -280,6 +296,7 @@ class Qwen2VL(QwenVL):
 
 class InternVL(Grid):
     name, ties, truncates = "internvl", True, True
+    point_pattern = r"\[(\d+), (\d+)\]"  # two numbers: never part of a box's four
     pattern = r"(?:<ref>[^<]*</ref>)?<box>\[\[[\d, \[\]]*\]\]</box>"
     _BOXES = re.compile(r"<box>(\[\[[\d, \[\]]*\]\])</box>")
 
@@ -311,6 +328,11 @@ class Florence2(Grid):
     def point_text(self, p, w, h) -> str:
         return "<loc_{}><loc_{}>".format(*self.point_ints(p, w, h))
 
+    def parse_points(self, text, w, h):
+        """Runs of exactly two location tokens (a box is four)."""
+        runs = (re.findall(r"<loc_(\d+)>", run) for run in re.findall(r"(?:<loc_\d+>)+", text))
+        return [self.values(run) for run in runs if len(run) == 2]
+
     def values(self, numbers) -> NormBox:
         return tuple((int(n) + 0.5) / self.bins for n in numbers)
 
@@ -320,6 +342,7 @@ class Florence2(Grid):
 
 class MiniGPTv2(Grid):
     name, ties, truncates, bins, top = "minigpt_v2", True, True, 100, 100
+    point_pattern = r"\{<(\d+)><(\d+)>\}"
     untied_tasks = frozenset({"grounding"})
     task_ids = {"grounding": "[refer]", "grounded_caption": "[identify]", "detection": "[detection]",
                 "flickr_grounded_caption": "[grounding]", "vqa": "[vqa]"}
@@ -396,6 +419,12 @@ class Kosmos2(Formatter):
     def parse(self, text, w, h):
         return [patch_box(int(a), int(b)) for group in self._OBJECT.findall(text) for a, b in self._PAIR.findall(group)]
 
+    def parse_points(self, text, w, h):
+        """A point is the centre of the one patch its ``<object>`` names."""
+        cell = 1.0 / PATCHES
+        return [((int(i) % PATCHES + 0.5) * cell, (int(i) // PATCHES + 0.5) * cell)
+                for i in re.findall(r"<object><patch_index_(\d{4})></object>", text)]
+
 
 # -- Qwen2.5-VL and Qwen3-VL JSON ------------------------------------------------------------------------------
 FACTOR, MIN_PIXELS, MAX_PIXELS, MAX_RATIO = 28, 4 * 28 * 28, 16384 * 28 * 28, 200
@@ -428,6 +457,7 @@ class QwenJSON(Formatter):
     """Qwen3-VL: relative integers 0..1000 (round(v * 1000))."""
 
     name, ties, wraps_in_place = "qwen3_vl", True, False
+    point_pattern = r'\{"point_2d": \[(\d+), (\d+)\]\}'
     json_tasks = frozenset({"grounding", "detection"})
     pattern = r'\{"bbox_2d": \[[\d, ]*\](?:, "label": "(?:[^"\\]|\\.)*")?\}|\{"point_2d": \[[\d, ]*\]\}'
 
@@ -468,6 +498,10 @@ class QwenJSON(Formatter):
         objects = [self._object(b, w, h, phrase) for phrase, boxes in items for b in boxes]
         lines = ",\n".join("\t" + json.dumps(o, ensure_ascii=False) for o in objects)
         return f"```json\n[\n{lines}\n]\n```"  # one object a line, as the model answers
+
+    def point_value(self, x, y, w, h):
+        sx, sy = self.scale(w, h)
+        return int(x) / sx, int(y) / sy
 
     def parse(self, text, w, h):
         sx, sy = self.scale(w, h)

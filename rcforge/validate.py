@@ -241,6 +241,10 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set) -> int:
                 report(f"{row['id']}: {len(printed)} boxes in the text, {len(row['boxes'])} in the boxes column")
                 continue
             tolerance = fmt.tolerance(w, h)
+            printed_points = [p for t in turns for p in fmt.parse_points(t["value"], w, h)]
+            if len(printed_points) != len(row["points"]) or any(
+                    abs(x - y) > tolerance for p, q in zip(printed_points, row["points"]) for x, y in zip(p, q)):
+                report(f"{row['id']}: the points in the text {printed_points} do not match {row['points']}")
             for p, b in zip(printed, row["boxes"]):
                 if any(abs(x - y) > tolerance for x, y in zip(p, b)):
                     report(f"{row['id']}: printed box {list(p)} does not match {b}")

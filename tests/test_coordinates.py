@@ -119,9 +119,16 @@ def test_printed_boxes_parse_back_within_the_formats_tolerance(name, data, phras
 
 
 @pytest.mark.parametrize("name", sorted(coordinates.FORMATTERS))
-def test_points_are_not_read_as_boxes(name):
+@settings(max_examples=100, deadline=None)
+@given(data=box_and_size())
+def test_points_parse_back_and_are_not_read_as_boxes(name, data):
+    (x, y, _, _), w, h = data
     f = coordinates.get(name)
-    assert f.parse(f.point_text((12, 30), 640, 480), 640, 480) == []
+    text = f.point_text((x, y), w, h) + " and " + f.box((0, 0, w, h), w, h)
+    assert len(f.parse(text, w, h)) == 1  # the box only
+    (parsed,) = f.parse_points(text, w, h)  # the point only
+    for printed, true in zip(parsed, f.normalize_point((x, y), w, h)):
+        assert abs(printed - true) <= f.tolerance(w, h)
 
 
 def test_the_readme_table_shows_what_each_format_prints():

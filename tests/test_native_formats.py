@@ -120,6 +120,11 @@ def test_family_parsers_read_back_the_boxes_column(sample_build, tmp_path, fmt):
             slack = formatter.tolerance(w, h) + pixels / min(w, h)
             for p, b in zip(printed, row["boxes"]):
                 assert all(abs(x - y) <= slack for x, y in zip(p, b)), (row["id"], p, b)
+            # points: only Qwen2.5-VL / Qwen3-VL have their own ({"point_2d": ...}); the others' are rcforge's
+            points = [p for turn in row["conversations"] for p in formatter.parse_points(turn["value"], w, h)]
+            assert len(points) == len(row["points"]), (row["id"], row["conversations"])
+            for p, q in zip(points, row["points"]):
+                assert all(abs(x - y) <= formatter.tolerance(w, h) for x, y in zip(p, q)), (row["id"], p, q)
             if row["boxes"] or row["points"]:
                 tasks_with_boxes.update(t["task"] for t in row["turns"])
     assert tasks_with_boxes == BOX_TASKS & set(recipe.render.tasks)  # every task of the sample that prints boxes
