@@ -34,6 +34,7 @@ def _image_root(out) -> str:
     return json.loads((out / "manifest.json").read_text())["sources"]["visual_genome"]["image_root"]
 
 
+@pytest.mark.slow  # loads with Hugging Face datasets (a 2 s import)
 def test_sharegpt_is_what_llamafactory_reads(sample_build, tmp_path):
     file = tmp_path / "rcforge_sample.json"
     assert cli.main(["export", "sharegpt", str(sample_build), str(file)]) == 0
@@ -63,6 +64,7 @@ def test_dataset_info_entries_are_merged(sample_build, tmp_path):
     assert set(info) == {"mine", "a"} and info["a"]["file_name"] == "a.jsonl"
 
 
+@pytest.mark.slow  # loads with Hugging Face datasets (a 2 s import)
 def test_swift_messages_and_images(sample_build, tmp_path):
     file = tmp_path / "train.jsonl"
     n = export("swift", str(sample_build), str(file), relative=True)
@@ -77,6 +79,7 @@ def test_swift_messages_and_images(sample_build, tmp_path):
         assert item["images"] == [f"{row['source']}/{row['image']}"]
 
 
+@pytest.mark.slow  # loads with Hugging Face datasets (a 2 s import)
 def test_internvl_jsonl_and_its_meta_file(sample_build, tmp_path):
     file = tmp_path / "rc.jsonl"
     root = os.path.dirname(_image_root(sample_build).rstrip("/"))
@@ -98,6 +101,7 @@ def test_internvl_jsonl_and_its_meta_file(sample_build, tmp_path):
         assert os.path.exists(os.path.join(root, item["image"])) or item["image"].endswith("3.jpg")
 
 
+@pytest.mark.slow
 def test_qwen_vl_json_with_its_picture_tag(sample_build, tmp_path):
     file = tmp_path / "qwen.json"
     export("qwen_vl", str(sample_build), str(file))
