@@ -81,9 +81,13 @@ def _request_of(element) -> dict:
 
 
 def _error_text(err) -> str:
-    """The dead-letter error as one line for the candidate's raw reply column."""
+    """The dead-letter error as one line for the candidate's raw reply column. Beam's dead letters carry
+    (exception class, repr of the exception, traceback lines): the repr alone is kept, as the traceback names
+    the runner's own frames and would make the same failure read differently on another runner."""
     if isinstance(err, BaseException):
         return f"<failed> {type(err).__name__}: {err}"[:500]
+    if isinstance(err, (tuple, list)) and len(err) >= 2 and isinstance(err[1], str):
+        return f"<failed> {err[1]}"[:500]
     return f"<failed> {str(err).strip().splitlines()[-1] if str(err).strip() else err}"[:500]
 
 

@@ -14,6 +14,7 @@ import sys
 
 from rcforge.bootstrap.handlers import Decoding, stage_handlers
 from rcforge.bootstrap.options import BootstrapOptions, backend, backend_names
+from rcforge.pipelines import runners
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 from rcforge.pipelines.ingest import ingest
 
@@ -59,6 +60,7 @@ def add_arguments(parser) -> None:
                             choices=backend_names() if dest == "backend" else None)
     parser.add_argument("--no-uniqueness", dest="uniqueness", action="store_const", const=False, default=None,
                         help="keep pairs whose description also fits another box of the same category")
+    runners.add_arguments(parser)
 
 
 def effective_options(recipe_options: BootstrapOptions | None, args) -> BootstrapOptions:
@@ -84,12 +86,12 @@ def main(args, beam_args) -> dict:
         manifest = Manifest.load(args.out, "bootstrap")
     except InputError:  # no earlier ingest in OUT: ingest below
         manifest = None
-    if manifest is None or manifest.ingest_fingerprint != recipe.ingest_fingerprint():
-        manifest = ingest(recipe, args.out, beam_args=beam_args, progress=True)
-    roots = manifest.image_roots()
-    describe, ground = handlers(options, roots)
     settings = BootstrapSettings(sources=options.sources, selection=options.selection, lam=options.lam,
                                  uniqueness=options.uniqueness, seed=recipe.seed)
-    summary = run_bootstrap(args.out, describe, ground, settings, beam_args=beam_args)
+    with runners.beam_options(beam_args, getattr(args, "workers", 0)) as beam_args:
+        if manifest is None or manifest.ingest_fingerprint != recipe.ingest_fingerprint():
+            manifest = ingest(recipe, args.out, beam_args=beam_args, progress=True)
+        describe, ground = handlers(options, manifest.image_roots())
+        summary = run_bootstrap(args.out, describe, ground, settings, beam_args=beam_args)
     print(json.dumps(summary, indent=2), file=sys.stdout)
     return summary

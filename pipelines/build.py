@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 from rcforge.bootstrap.pairs import PairIndex
 from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
+from rcforge.pipelines import runners
 from rcforge.pipelines.ingest import ingest_into, run_pipeline
 
 from rcforge import coordinates, fsio, generations, schemas
@@ -308,12 +309,11 @@ def _value_counts(column):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe YAML (local path or fsspec URL)")
     parser.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="local worker processes (Beam multi_processing); 0: one in-process worker")
     parser.add_argument("--fresh-ingest", action="store_true", help="ingest again even if OUT holds this ingest")
     parser.add_argument("--templates", help="a folder of template YAML files (overrides render.templates)")
     parser.add_argument("--coordinates", help="coordinate format (overrides render.coordinates)")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
+    runners.add_arguments(parser)
 
 
 def main(args, beam_args, *, test_pipeline=None) -> Manifest:
@@ -327,10 +327,9 @@ def main(args, beam_args, *, test_pipeline=None) -> Manifest:
         overrides["coordinates"] = coordinates.canonical(args.coordinates)
     if overrides:
         recipe = dataclasses.replace(recipe, render=dataclasses.replace(recipe.render, **overrides))
-    if args.workers and args.workers > 1:
-        beam_args = [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
-    manifest = build(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,
-                     reuse_ingest=not args.fresh_ingest, test_pipeline=test_pipeline)
+    with runners.beam_options(beam_args, args.workers) as options:  # one cluster for the ingest and the render
+        manifest = build(recipe, args.out, beam_args=options, progress=not args.no_progress,
+                         reuse_ingest=not args.fresh_ingest, test_pipeline=test_pipeline)
     if not manifest.build.reused_ingest:
         print_ingest_summary(manifest, args.out, file=sys.stdout)
     print_build_summary(manifest, args.out, file=sys.stdout)

@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
+from rcforge.pipelines import runners
 
 import rcforge
 from rcforge import fsio, generations, images, readers, schemas
@@ -420,21 +421,20 @@ def run_pipeline(stage, beam_args: list[str] | None, test_pipeline: beam.Pipelin
         stage(test_pipeline)
         test_pipeline.run().wait_until_finish()
         return
-    with beam.Pipeline(options=PipelineOptions(_with_default_runner(beam_args or []))) as pipeline:
-        stage(pipeline)
-
-
-def _with_default_runner(beam_args: list[str]) -> list[str]:
-    """Local runs default to the in-process FnApiRunner (the DirectRunner tries to download Prism first)."""
-    if not any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
-        beam_args = ["--runner=FnApiRunner", *beam_args]
-    return beam_args
+    pipeline = beam.Pipeline(options=PipelineOptions(runners.resolved(beam_args)))
+    stage(pipeline)
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        runners.release(result)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe YAML (local path or fsspec URL)")
     parser.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
+    runners.add_arguments(parser)
 
 
 def run(argv=None, *, test_pipeline=None) -> Manifest:
@@ -447,8 +447,9 @@ def run(argv=None, *, test_pipeline=None) -> Manifest:
 
 def main(args, beam_args, *, test_pipeline=None) -> Manifest:
     recipe = load_recipe(args.recipe)
-    manifest = ingest(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,
-                      test_pipeline=test_pipeline)
+    with runners.beam_options(beam_args, getattr(args, "workers", 0)) as options:
+        manifest = ingest(recipe, args.out, beam_args=options, progress=not args.no_progress,
+                          test_pipeline=test_pipeline)
     print_ingest_summary(manifest, args.out, file=sys.stdout)
     return manifest
 

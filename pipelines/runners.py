@@ -1,0 +1,100 @@
+"""Where a pipeline runs: Beam's runner options made from the command line, and a local Dask cluster when asked.
+
+- No ``--runner``: the in-process FnApiRunner (the DirectRunner tries to download Prism first); ``--workers N``
+  (N > 1) makes it Beam's ``multi_processing`` mode with N worker processes.
+- ``--runner DaskRunner`` (Beam's DaskRunner, installed by the ``dask`` extra, with one fix:
+  `rcforge.pipelines.dask_runner`): with ``--dask_client_address tcp://HOST:PORT`` the pipeline runs on that running cluster (a
+  dask-jobqueue SLURMCluster, a dask-kubernetes cluster, ...); without one, a local cluster of ``--workers N``
+  processes (one thread each; N defaults to the CPU count) is started for the run and shut down afterwards.
+- Any other runner (Dataflow, Flink, Spark, PortableRunner) takes Beam's own options unchanged.
+
+Nothing the pipelines do relies on the driver's memory or disk: workers read inputs and write outputs through
+fsspec URLs, and the driver gathers manifests from OUT. On a cluster whose workers do not share the driver's
+disk, OUT and the inputs must be URLs every worker reaches (gs://, s3://, a shared file system).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from typing import Iterator
+
+#: Beam's DaskRunner with tagged outputs routed (`rcforge.pipelines.dask_runner`)
+DASK_RUNNER = "rcforge.pipelines.dask_runner.DaskRunner"
+#: short runner names Beam itself does not resolve
+ALIASES = {"DaskRunner": DASK_RUNNER}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=0,
+                        help="local worker processes: Beam multi_processing, or the size of the local Dask cluster "
+                             "with --runner DaskRunner (0: one in-process worker; the CPU count for Dask)")
+
+
+def _option(args: list[str], name: str) -> str | None:
+    """The value of ``--name=V`` or ``--name V`` in Beam's arguments (the last one given)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == f"--{name}" and i + 1 < len(args):
+            value = args[i + 1]
+    return value
+
+
+def _without(args: list[str], name: str) -> list[str]:
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg == f"--{name}":
+            skip = True
+            continue
+        if not arg.startswith(f"--{name}="):
+            out.append(arg)
+    return out
+
+
+def runner(beam_args: list[str]) -> str:
+    """The runner the arguments ask for, by its full name where rcforge knows a short one."""
+    name = _option(beam_args, "runner") or "FnApiRunner"
+    return ALIASES.get(name, name)
+
+
+def resolved(beam_args: list[str] | None) -> list[str]:
+    """The arguments with one ``--runner=<full name>`` (FnApiRunner when none is given)."""
+    args = list(beam_args or [])
+    return [*_without(args, "runner"), f"--runner={runner(args)}"]
+
+
+@contextlib.contextmanager
+def beam_options(beam_args: list[str] | None, workers: int = 0) -> Iterator[list[str]]:
+    """Beam's arguments for a run (see the module docstring); a local Dask cluster lives as long as the block."""
+    args = resolved(beam_args)
+    name = runner(args)
+    if name != DASK_RUNNER:
+        if workers > 1 and name == "FnApiRunner":
+            args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+        yield args
+        return
+    if _option(args, "dask_client_address"):
+        yield args
+        return
+    from dask.distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    try:
+        yield [*args, f"--dask_client_address={cluster.scheduler_address}"]
+    finally:
+        cluster.close()
+
+
+def release(result) -> None:
+    """Close what a finished run holds open: the Dask runner's client, before its cluster goes (a client left
+    open tries to reconnect to a closed scheduler for 30 s)."""
+    client = getattr(result, "client", None)
+    if client is not None:
+        client.close()
