@@ -23,13 +23,16 @@ from rcforge.manifest import Manifest
 from rcforge.recipe import load_recipe
 
 
-def handlers(options: BootstrapOptions, roots: dict):
-    """The backend's describe and ground handlers."""
+def handlers(options: BootstrapOptions, roots: dict, beam_args: list[str] | None = None):
+    """The backend's describe and ground handlers. On Dask each worker process holds its own model (one worker per
+    GPU): Beam's cross-process model sharing would start a server process, which a daemonic Dask worker may not."""
     decoding = Decoding(max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,
                         temperature=options.temperature, top_p=options.top_p)
     make = backend(options.backend).adapter
+    share = False if runners.runner(beam_args or []) == runners.DASK_RUNNER else None
     return stage_handlers(lambda stage: make(stage, options), options.model, image_roots=roots,
-                          revision=options.revision, device=options.device, decoding=decoding)
+                          revision=options.revision, device=options.device, decoding=decoding,
+                          share_model_across_processes=share)
 
 
 #: flag -> option; each flag's default is None (not given: the recipe's value stands)
@@ -91,7 +94,7 @@ def main(args, beam_args) -> dict:
     with runners.beam_options(beam_args, getattr(args, "workers", 0)) as beam_args:
         if manifest is None or manifest.ingest_fingerprint != recipe.ingest_fingerprint():
             manifest = ingest(recipe, args.out, beam_args=beam_args, progress=True)
-        describe, ground = handlers(options, manifest.image_roots())
+        describe, ground = handlers(options, manifest.image_roots(), beam_args)
         summary = run_bootstrap(args.out, describe, ground, settings, beam_args=beam_args)
     print(json.dumps(summary, indent=2), file=sys.stdout)
     return summary
