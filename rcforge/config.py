@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 import typing
 from typing import Any, Mapping
 
@@ -25,8 +26,9 @@ def resolve_path(value: str, base_dir: str | None) -> str:
     value = str(value)
     if "://" in value or os.path.isabs(value) or base_dir is None:
         return os.path.expanduser(value)
-    if "://" in base_dir:
-        return fsio.join(base_dir, value)
+    if "://" in base_dir:  # a recipe in an object store: "../data" is resolved within the URL's path
+        protocol, path = base_dir.split("://", 1)
+        return f"{protocol}://{posixpath.normpath(posixpath.join(path, value))}"
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 
 
