@@ -4,6 +4,8 @@ live in the bucket; ingest and build write OUT there; the records equal those of
 
 from __future__ import annotations
 
+import uuid
+
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
@@ -24,12 +26,15 @@ def bucket(monkeypatch):
     host, port = server.get_host_and_port()
     options = {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
     monkeypatch.setitem(fsspec.config.conf, "s3", options)  # every s3:// path of the run reaches the server
+    for name, value in options.items():  # and in worker processes, which read fsspec's settings from the env
+        monkeypatch.setenv(f"FSSPEC_S3_{name.upper()}", value)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
-    fs.mkdir("rcforge")
-    fs.put(str(REPO / "sample_data"), "rcforge/sample_data", recursive=True)
-    fs.put(str(REPO / "recipes"), "rcforge/recipes", recursive=True)
-    yield fs
+    name = f"rcforge-{uuid.uuid4().hex[:8]}"  # moto keeps its buckets per process, not per server
+    fs.mkdir(name)
+    fs.put(str(REPO / "sample_data"), f"{name}/sample_data", recursive=True)
+    fs.put(str(REPO / "recipes"), f"{name}/recipes", recursive=True)
+    yield fs, name
     server.stop()
 
 
@@ -41,12 +46,16 @@ def _rows(fs, folder: str) -> list[dict]:
     return rows
 
 
-def test_build_with_recipe_inputs_and_out_in_an_object_store(bucket, sample_build):
-    assert cli.main(["build", "s3://rcforge/recipes/sample.yaml", "--out", "s3://rcforge/out", "--no-progress"]) == 0
-    remote = _rows(bucket, "rcforge/out")
+@pytest.mark.parametrize("runner", [[], ["--runner", "DaskRunner", "--workers", "2"]], ids=["fnapi", "dask"])
+def test_build_with_recipe_inputs_and_out_in_an_object_store(bucket, sample_build, runner):
+    """On Dask, the worker processes share nothing with the driver but the object store."""
+    fs, name = bucket
+    assert cli.main(["build", f"s3://{name}/recipes/sample.yaml", "--out", f"s3://{name}/out", "--no-progress",
+                     *runner]) == 0
+    remote = _rows(fs, f"{name}/out")
     local = [r for p in sorted((sample_build / "dialogues").glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
     assert len(remote) == len(local) > 0
     assert [r["conversations"] for r in remote] == [r["conversations"] for r in local]
     assert [r["boxes"] for r in remote] == [r["boxes"] for r in local]
-    assert bucket.exists("rcforge/out/manifest.json") and not bucket.exists("rcforge/out/.staging")
-    assert cli.main(["validate", "s3://rcforge/out"]) == 0
+    assert fs.exists(f"{name}/out/manifest.json") and not fs.exists(f"{name}/out/.staging")
+    assert cli.main(["validate", f"s3://{name}/out"]) == 0
