@@ -105,7 +105,7 @@ def box_and_size(draw):
 
 
 @pytest.mark.parametrize("name", sorted(coordinates.FORMATTERS))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=box_and_size(), phrase=st.sampled_from([None, "a red car", 'the "big" one']))
 def test_printed_boxes_parse_back_within_the_formats_tolerance(name, data, phrase):
     box, w, h = data
@@ -119,7 +119,7 @@ def test_printed_boxes_parse_back_within_the_formats_tolerance(name, data, phras
 
 
 @pytest.mark.parametrize("name", sorted(coordinates.FORMATTERS))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(data=box_and_size())
 def test_points_parse_back_and_are_not_read_as_boxes(name, data):
     (x, y, _, _), w, h = data

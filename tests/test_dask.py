@@ -18,7 +18,11 @@ from conftest import SAMPLE_RECIPE
 from rcforge import cli
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("dask.distributed")
+
+
+@pytest.fixture(autouse=True)
+def _dask_installed():
+    pytest.importorskip("dask.distributed")  # at run time, not when the inner loop collects
 
 
 def _tables(folder) -> dict[str, pa.Table]:

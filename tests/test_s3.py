@@ -13,14 +13,14 @@ from conftest import REPO
 from rcforge import cli
 
 pytestmark = pytest.mark.slow
-moto_server = pytest.importorskip("moto.server")
-s3fs = pytest.importorskip("s3fs")
 
 
 @pytest.fixture
 def bucket(monkeypatch):
     import fsspec
 
+    moto_server = pytest.importorskip("moto.server")  # imported here, not when the inner loop collects
+    s3fs = pytest.importorskip("s3fs")
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
