@@ -21,3 +21,16 @@ def test_each_printed_box_gets_the_colour_of_its_drawn_box():
     assert f'<b style="color:{COLOURS[0]}">[0.1,0.2,0.3,0.4]</b>' in text
     assert f'<b style="color:{COLOURS[1]}">[0.5,0.5,0.6,0.6]</b>' in text
     assert "[0.500,0.250]" in text and text.count("<b ") == 2  # a point is not a box
+
+
+@pytest.mark.parametrize("name", sorted(coordinates.FORMATTERS))
+def test_every_formats_mentions_are_coloured_one_colour_per_box(name):
+    """Each printed mention takes the colours of its boxes in order; a point takes none."""
+    fmt = coordinates.get(name)
+    boxes = [(0, 0, 100, 100), (200, 100, 400, 300)]
+    phrase = "two cats" if fmt.ties else None
+    answer = fmt.json_answer([(phrase, boxes)], 640, 480) if fmt.json_tasks else fmt.boxes_text(boxes, 640, 480, phrase)
+    text = f"Find {fmt.box((10, 10, 50, 50), 640, 480)} near {fmt.point_text((5, 5), 640, 480)}. {answer}"
+    html, index = colour_text(text, fmt, 0, 640, 480)
+    assert index == 3
+    assert f'color:{COLOURS[0]}' in html and f'color:{COLOURS[1]}' in html
