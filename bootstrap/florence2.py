@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from rcforge import coordinates
+
 DESCRIBE_TASK = "<REGION_TO_DESCRIPTION>"
 GROUND_TASK = "<CAPTION_TO_PHRASE_GROUNDING>"
 BINS = 1000
@@ -20,18 +22,13 @@ _LOC = re.compile(r"<loc_(\d+)>")
 _SPECIAL = re.compile(r"</?s>|<pad>|<unk>")
 
 
-def quantize(value: float, size: int) -> int:
-    return min(BINS - 1, max(0, int(value / size * BINS)))
-
-
 def dequantize(bin_: int, size: int) -> float:
     return (bin_ + 0.5) * size / BINS
 
 
 def describe_prompt(box, width: int, height: int) -> str:
-    x1, y1, x2, y2 = box
-    bins = (quantize(x1, width), quantize(y1, height), quantize(x2, width), quantize(y2, height))
-    return DESCRIBE_TASK + "".join(f"<loc_{b}>" for b in bins)
+    """The box's ``<loc_N>`` tokens are the ``florence2`` coordinate format's (the same quantization)."""
+    return DESCRIBE_TASK + coordinates.get("florence2").box(box, width, height)
 
 
 def ground_prompt(description: str) -> str:

@@ -32,41 +32,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with --runner DaskRunner (0: one in-process worker; the CPU count for Dask)")
 
 
-def _option(args: list[str], name: str) -> str | None:
-    """The value of ``--name=V`` or ``--name V`` in Beam's arguments (the last one given)."""
-    value = None
-    for i, arg in enumerate(args):
-        if arg.startswith(f"--{name}="):
-            value = arg.split("=", 1)[1]
-        elif arg == f"--{name}" and i + 1 < len(args):
-            value = args[i + 1]
-    return value
-
-
-def _without(args: list[str], name: str) -> list[str]:
-    out, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg == f"--{name}":
-            skip = True
-            continue
-        if not arg.startswith(f"--{name}="):
-            out.append(arg)
-    return out
+def _split(args: list[str], name: str) -> tuple[str | None, list[str]]:
+    """(the value of ``--name`` in Beam's arguments, the other arguments), as Beam's own argparse reads them."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument(f"--{name}")
+    known, rest = parser.parse_known_args(args)
+    return getattr(known, name), rest
 
 
 def runner(beam_args: list[str]) -> str:
     """The runner the arguments ask for, by its full name where rcforge knows a short one."""
-    name = _option(beam_args, "runner") or "FnApiRunner"
+    name = _split(beam_args, "runner")[0] or "FnApiRunner"
     return ALIASES.get(name, name)
 
 
 def resolved(beam_args: list[str] | None) -> list[str]:
     """The arguments with one ``--runner=<full name>`` (FnApiRunner when none is given)."""
-    args = list(beam_args or [])
-    return [*_without(args, "runner"), f"--runner={runner(args)}"]
+    name, rest = _split(list(beam_args or []), "runner")
+    name = name or "FnApiRunner"
+    return [*rest, f"--runner={ALIASES.get(name, name)}"]
 
 
 @contextlib.contextmanager
@@ -79,7 +63,7 @@ def beam_options(beam_args: list[str] | None, workers: int = 0) -> Iterator[list
             args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
         yield args
         return
-    if _option(args, "dask_client_address"):
+    if _split(args, "dask_client_address")[0]:
         yield args
         return
     from dask.distributed import LocalCluster

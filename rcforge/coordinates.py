@@ -233,10 +233,20 @@ class Shikra(Formatter):
 
 # -- integer grids ----------------------------------------------------------------------------------------------
 class Grid(Formatter):
-    """Integers ``bins`` per axis: round(v * bins) (capped at ``top``) or, when ``truncates``, int(v * bins)."""
+    """Integers ``bins`` per axis: round(v * bins) (capped at ``top``) or, when ``truncates``, int(v * bins).
+
+    A family's text is its templates: ``box_format`` (one box, its four integers), ``joiner`` (between the boxes of
+    one mention), ``group_format`` (around them), ``phrase_format`` (the tie), ``point_format``; ``_BOX`` reads
+    one box back."""
 
     bins = 1000
     top = 1000
+    box_format = ""
+    joiner = ""
+    group_format = "{}"
+    phrase_format = "{phrase}{boxes}"
+    point_format = ""
+    _BOX: re.Pattern
 
     @property
     def unit(self) -> float:  # type: ignore[override]
@@ -266,32 +276,31 @@ class Grid(Formatter):
     def point_value(self, x, y, w, h):
         return self.values((x, y))
 
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        text = self.group_format.format(self.joiner.join(self.box_format.format(*self.ints(b, w, h)) for b in boxes))
+        return self.phrase_format.format(phrase=phrase, boxes=text) if phrase else text
+
+    def point_text(self, p, w, h) -> str:
+        return self.point_format.format(*self.point_ints(p, w, h))
+
+    def parse(self, text, w, h):
+        return [self.values(m) for m in self._BOX.findall(text)]
+
 
 class QwenVL(Grid):
     name, ties, top = "qwen_vl", True, 999
     point_pattern = r"(?<!>)(?<!\),)\((\d+),(\d+)\)(?!,\()"  # not a corner of a <box>
     pattern = r"(?:<ref>[^<]*</ref>)?(?:<box>\(\d+,\d+\),\(\d+,\d+\)</box>)+"
     _BOX = re.compile(r"<box>\((\d+),(\d+)\),\((\d+),(\d+)\)</box>")
-
-    def boxes_text(self, boxes, w, h, phrase=None) -> str:
-        text = "".join("<box>({},{}),({},{})</box>".format(*self.ints(b, w, h)) for b in boxes)
-        return f"<ref>{phrase}</ref>{text}" if phrase else text
-
-    def point_text(self, p, w, h) -> str:
-        return "({},{})".format(*self.point_ints(p, w, h))
-
-    def parse(self, text, w, h):
-        return [self.values(m) for m in self._BOX.findall(text)]
+    box_format, phrase_format, point_format = "<box>({},{}),({},{})</box>", "<ref>{phrase}</ref>{boxes}", "({},{})"
 
 
 class Qwen2VL(QwenVL):
     name = "qwen2_vl"
     pattern = r"(?:<\|object_ref_start\|>.*?<\|object_ref_end\|>)?(?:<\|box_start\|>\(\d+,\d+\),\(\d+,\d+\)<\|box_end\|>)+"
     _BOX = re.compile(r"<\|box_start\|>\((\d+),(\d+)\),\((\d+),(\d+)\)<\|box_end\|>")
-
-    def boxes_text(self, boxes, w, h, phrase=None) -> str:
-        text = "".join("<|box_start|>({},{}),({},{})<|box_end|>".format(*self.ints(b, w, h)) for b in boxes)
-        return f"<|object_ref_start|>{phrase}<|object_ref_end|>{text}" if phrase else text
+    box_format = "<|box_start|>({},{}),({},{})<|box_end|>"
+    phrase_format = "<|object_ref_start|>{phrase}<|object_ref_end|>{boxes}"
 
 
 class InternVL(Grid):
@@ -300,12 +309,8 @@ class InternVL(Grid):
     pattern = r"(?:<ref>[^<]*</ref>)?<box>\[\[[\d, \[\]]*\]\]</box>"
     _BOXES = re.compile(r"<box>(\[\[[\d, \[\]]*\]\])</box>")
 
-    def boxes_text(self, boxes, w, h, phrase=None) -> str:
-        text = "<box>[" + ", ".join("[{}, {}, {}, {}]".format(*self.ints(b, w, h)) for b in boxes) + "]</box>"
-        return f"<ref>{phrase}</ref>{text}" if phrase else text
-
-    def point_text(self, p, w, h) -> str:
-        return "[{}, {}]".format(*self.point_ints(p, w, h))
+    box_format, joiner, group_format = "[{}, {}, {}, {}]", ", ", "<box>[{}]</box>"
+    phrase_format, point_format = "<ref>{phrase}</ref>{boxes}", "[{}, {}]"
 
     def parse(self, text, w, h):
         return [self.values(b) for group in self._BOXES.findall(text) for b in json.loads(group)]
@@ -321,12 +326,7 @@ class Florence2(Grid):
     def tolerance(self, w, h) -> float:
         return self.unit / 2 + 1e-9  # a bin's centre is within half a bin of every value in it
 
-    def boxes_text(self, boxes, w, h, phrase=None) -> str:
-        return (phrase or "") + "".join("<loc_{}><loc_{}><loc_{}><loc_{}>".format(*self.ints(b, w, h))
-                                        for b in boxes)
-
-    def point_text(self, p, w, h) -> str:
-        return "<loc_{}><loc_{}>".format(*self.point_ints(p, w, h))
+    box_format, point_format = "<loc_{}><loc_{}><loc_{}><loc_{}>", "<loc_{}><loc_{}>"
 
     def parse_points(self, text, w, h):
         """Runs of exactly two location tokens (a box is four)."""
@@ -335,9 +335,6 @@ class Florence2(Grid):
 
     def values(self, numbers) -> NormBox:
         return tuple((int(n) + 0.5) / self.bins for n in numbers)
-
-    def parse(self, text, w, h):
-        return [self.values(m) for m in self._BOX.findall(text)]
 
 
 class MiniGPTv2(Grid):
@@ -354,15 +351,8 @@ class MiniGPTv2(Grid):
     def task_id(self, task: str) -> str | None:
         return self.task_ids.get(task, self.default_task_id)
 
-    def boxes_text(self, boxes, w, h, phrase=None) -> str:
-        text = "<delim>".join("{{<{}><{}><{}><{}>}}".format(*self.ints(b, w, h)) for b in boxes)
-        return f"<p>{phrase}</p> {text}" if phrase else text
-
-    def point_text(self, p, w, h) -> str:
-        return "{{<{}><{}>}}".format(*self.point_ints(p, w, h))
-
-    def parse(self, text, w, h):
-        return [self.values(m) for m in self._BOX.findall(text)]
+    box_format, joiner, point_format = "{{<{}><{}><{}><{}>}}", "<delim>", "{{<{}><{}>}}"
+    phrase_format = "<p>{phrase}</p> {boxes}"
 
 
 # -- Kosmos-2's patch grid --------------------------------------------------------------------------------------
