@@ -30,7 +30,7 @@ from typing import Callable
 from rcforge.bootstrap import chat
 from rcforge.bootstrap.selection import SelectionConfig
 
-from rcforge.config import build_config, resolve_path
+from rcforge.config import build_config, number, resolve_path
 from rcforge.errors import RecipeError
 
 @dataclass(frozen=True)
@@ -65,16 +65,16 @@ class BootstrapOptions:
     revision: str | None = None
     chat_prompts: str = "pink"
     device: str = "cpu"
-    batch_size: int = 16
-    max_new_tokens: int = 32
+    batch_size: int = number(16, 1)
+    max_new_tokens: int = number(32, 1)
     sources: tuple[str, ...] = ("objects365",)
-    lam: float = 0.5
+    lam: float = number(0.5, 0, 1, key="lambda")
     uniqueness: bool = True
-    samples: int = 1
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_annotations: int = 15
-    min_area: float = 2000.0
+    samples: int = number(1, 1)
+    temperature: float = number(0.7, 0, low_open=True)
+    top_p: float = number(0.9, 0, 1, low_open=True)
+    max_annotations: int = number(15, 1)
+    min_area: float = number(2000.0, 0)
     skip_ignored: bool = True
 
     @property

@@ -18,6 +18,7 @@ from rcforge.pipelines import runners
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 from rcforge.pipelines.ingest import ingest
 
+from rcforge.config import flag_type
 from rcforge.errors import InputError, RecipeError
 from rcforge.manifest import Manifest
 from rcforge.recipe import load_recipe
@@ -59,7 +60,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("recipe", help="recipe YAML (its bootstrap section holds the defaults of the flags below)")
     parser.add_argument("--out", required=True, help="output folder")
     for flag, (dest, kind, text) in FLAGS.items():
-        parser.add_argument(flag, dest=dest, type=kind, default=None, help=text,
+        # a numeric flag is checked against its option's one declared range before anything runs
+        parse = flag_type(BootstrapOptions, dest) if kind in (int, float) else kind
+        parser.add_argument(flag, dest=dest, type=parse, default=None, help=text,
                             choices=backend_names() if dest == "backend" else None)
     parser.add_argument("--no-uniqueness", dest="uniqueness", action="store_const", const=False, default=None,
                         help="keep pairs whose description also fits another box of the same category")

@@ -14,12 +14,15 @@ import time
 import fsspec
 import pyarrow.parquet as pq
 from rcforge.bootstrap.decide import decide
+from rcforge.bootstrap.options import BootstrapOptions
 
 from rcforge import fsio, schemas
+from rcforge.config import check_field, flag_type
 from rcforge.errors import InputError
 
 
 def refilter(out: str, lam: float, *, target: str | None = None, uniqueness: bool = True) -> dict:
+    lam = check_field(BootstrapOptions, "lam", lam, "--lambda")  # before anything is written
     fs, path = fsspec.core.url_to_fs(out)
     shards = sorted(fs.glob(fsio.join(path, "bootstrap", "candidates", "part-*.parquet")))
     if not shards:
@@ -47,7 +50,8 @@ def refilter(out: str, lam: float, *, target: str | None = None, uniqueness: boo
 
 def add_arguments(parser) -> None:
     parser.add_argument("out", help="a bootstrap output folder (holds bootstrap/candidates/)")
-    parser.add_argument("--lambda", dest="lam", type=float, required=True, help="the IoU threshold, 0 to 1")
+    parser.add_argument("--lambda", dest="lam", type=flag_type(BootstrapOptions, "lam"), required=True,
+                        help="the IoU threshold, 0 to 1")
     parser.add_argument("--out", dest="target", help="write the pairs here instead (default: OUT)")
     parser.add_argument("--no-uniqueness", action="store_true", help="keep pairs that also ground elsewhere")
 

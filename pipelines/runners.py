@@ -20,6 +20,8 @@ import contextlib
 import os
 from typing import Iterator
 
+from rcforge.config import Range, number_flag
+
 #: Beam's DaskRunner with tagged outputs routed (`rcforge.pipelines.dask_runner`)
 DASK_RUNNER = "rcforge.pipelines.dask_runner.DaskRunner"
 #: short runner names Beam itself does not resolve
@@ -27,7 +29,7 @@ ALIASES = {"DaskRunner": DASK_RUNNER}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=0,
+    parser.add_argument("--workers", type=number_flag(int, Range(0)), default=0,
                         help="local worker processes: Beam multi_processing, or the size of the local Dask cluster "
                              "with --runner DaskRunner (0: one in-process worker; the CPU count for Dask)")
 

@@ -22,6 +22,8 @@ from typing import Literal
 from rcforge.rc_tasks import Mention, TaskInstance, register
 from rcforge.rc_tasks.common import all_boxes, category, merged
 
+from rcforge.config import number
+
 COLOURS = frozenset((
     "beige", "black", "blond", "blonde", "blue", "brown", "cream", "dark blue", "dark brown", "dark green", "gold",
     "golden", "gray", "green", "grey", "khaki", "light blue", "light brown", "maroon", "navy", "orange", "pink",
@@ -36,8 +38,8 @@ class AttributeConfig:
     "find". max_answers: "find" asks about a name only when at most this many of its objects answer."""
 
     variants: tuple[Literal["describe", "find"], ...] = ("describe", "find")
-    merge_iou: float = 0.7
-    max_answers: int = 10
+    merge_iou: float = number(0.7, 0, 1, low_open=True)
+    max_answers: int = number(10, 1)
 
 
 def colour_or_material(attributes) -> list[str]:

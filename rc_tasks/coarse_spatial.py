@@ -16,6 +16,8 @@ from typing import Literal
 from rcforge.rc_tasks import Mention, TaskInstance, register
 from rcforge.rc_tasks.common import Group, items, merged
 
+from rcforge.config import number
+
 DIRECTIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 ANSWER_FORMS = ("boxes", "names", "pairs")
 
@@ -31,12 +33,8 @@ class CoarseSpatialConfig:
     directions: tuple[Literal["top-left", "top-right", "bottom-left", "bottom-right"], ...] = DIRECTIONS
     empty: Literal["answer", "skip"] = "answer"
     answer_forms: tuple[Literal["boxes", "names", "pairs"], ...] = ANSWER_FORMS
-    merge_iou: float = 0.7
-    max_tries: int = 8
-
-    def __post_init__(self):
-        if not 0.0 < self.merge_iou <= 1.0:
-            raise ValueError(f"merge_iou {self.merge_iou} is not in (0, 1]")
+    merge_iou: float = number(0.7, 0, 1, low_open=True)
+    max_tries: int = number(8, 1)
 
 
 def in_quadrant(direction: str, centre: tuple[float, float], ref: tuple[float, float]) -> bool:

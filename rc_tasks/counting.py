@@ -16,6 +16,8 @@ from typing import Literal
 from rcforge.rc_tasks import TaskInstance, register
 from rcforge.rc_tasks.common import all_boxes, merged
 
+from rcforge.config import number
+
 
 @dataclass(frozen=True)
 class CountingConfig:
@@ -26,8 +28,8 @@ class CountingConfig:
 
     by: tuple[Literal["box", "name"], ...] = ("box", "name")
     sampler: Literal["uniform_count", "frequency"] = "uniform_count"
-    merge_iou: float = 0.7
-    max_count: int = 20
+    merge_iou: float = number(0.7, 0, 1, low_open=True)
+    max_count: int = number(20, 1)
 
 
 def categories(record: dict, cfg) -> dict[str, list]:

@@ -14,6 +14,8 @@ from rcforge.rc_tasks import TaskInstance, register
 from rcforge.rc_tasks.common import all_boxes
 from rcforge.rc_tasks.counting import categories
 
+from rcforge.config import number
+
 
 @dataclass(frozen=True)
 class DetectionConfig:
@@ -21,8 +23,8 @@ class DetectionConfig:
     with more objects are not asked."""
 
     by: tuple[Literal["box", "name"], ...] = ("box", "name")
-    merge_iou: float = 0.7
-    max_count: int = 20
+    merge_iou: float = number(0.7, 0, 1, low_open=True)
+    max_count: int = number(20, 1)
 
 
 def sample(record: dict, rng: random.Random, cfg: DetectionConfig) -> TaskInstance | None:

@@ -12,12 +12,14 @@ from typing import Iterator
 
 from rcforge.rc_tasks import Mention, TaskInstance, register
 
+from rcforge.config import number
+
 
 @dataclass(frozen=True)
 class FlickrGroundedCaptionConfig:
     """min_boxed_phrases: captions with fewer phrases that have boxes are skipped."""
 
-    min_boxed_phrases: int = 1
+    min_boxed_phrases: int = number(1, 0)
 
 
 def segments(caption: dict, objects: dict) -> list[dict]:

@@ -15,6 +15,8 @@ from typing import Callable, Iterator
 
 from rcforge.rc_tasks import Mention, TaskInstance, register
 
+from rcforge.config import number
+
 #: the split of the refs that kept bootstrap pairs become (rcforge.bootstrap.pairs.SPLIT)
 BOOTSTRAP_SPLIT = "bootstrap"
 
@@ -23,7 +25,7 @@ BOOTSTRAP_SPLIT = "bootstrap"
 class GroundingConfig:
     """min_phrase_words: region phrases shorter than this are not used."""
 
-    min_phrase_words: int = 1
+    min_phrase_words: int = number(1, 0)
 
 
 def _pairs_from_regions(record: dict, rng: random.Random, cfg) -> tuple[str, Mention, list[str]] | None:

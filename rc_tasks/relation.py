@@ -19,6 +19,8 @@ from typing import Literal
 from rcforge.rc_tasks import Mention, TaskInstance, register
 from rcforge.rc_tasks.common import Group, category, items
 
+from rcforge.config import number
+
 FREQUENT = ("on", "has", "wearing", "of", "in")
 ANSWER_FORMS = ("boxes", "names", "pairs")
 
@@ -34,12 +36,10 @@ class RelationConfig:
     variants: tuple[Literal["predicate", "objects"], ...] = ("predicate", "objects")
     answer_forms: tuple[Literal["boxes", "names", "pairs"], ...] = ANSWER_FORMS
     frequent_predicates: tuple[str, ...] = FREQUENT
-    frequent_keep: float = 0.2
-    max_tries: int = 8
+    frequent_keep: float = number(0.2, 0, 1)
+    max_tries: int = number(8, 1)
 
     def __post_init__(self):
-        if not 0.0 <= self.frequent_keep <= 1.0:
-            raise ValueError(f"frequent_keep {self.frequent_keep} is not between 0 and 1")
         if not self.variants or not self.answer_forms:
             raise ValueError("variants and answer_forms must not be empty")
 

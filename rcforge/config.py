@@ -2,15 +2,20 @@
 
 A config field whose metadata has ``path=True`` is a file or folder: a relative path is resolved against the
 recipe's folder and, with ``must_exist`` (the default for paths), checked to exist. ``choices`` in the metadata
-(or a ``Literal`` annotation) lists the allowed values.
+(or a ``Literal`` annotation) lists the allowed values. A numeric field declares its allowed values once, with
+`number` (a `Range`); the recipe (`build_config`, `check_field`) and the command line (`flag_type`) both check
+against that one declaration, and a number is always finite (no ``nan``, no ``inf``).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import math
 import os
 import posixpath
 import typing
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from rcforge import fsio
@@ -20,6 +25,105 @@ from rcforge.errors import RecipeError
 def path_field(*, default: Any = dataclasses.MISSING, must_exist: bool = True, doc: str = ""):
     kwargs = {} if default is dataclasses.MISSING else {"default": default}
     return dataclasses.field(metadata={"path": True, "must_exist": must_exist, "doc": doc}, **kwargs)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric option: ``low`` and ``high`` are inclusive unless ``low_open`` /
+    ``high_open``; None is unbounded. Every value is also finite."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self, kind: type) -> str:
+        """``an integer >= 1``, ``a number within (0, 1]``, ..."""
+        noun = "an integer" if kind is int else "a number"
+        low, high = _shown(self.low), _shown(self.high)
+        if self.low is not None and self.high is not None:
+            return f"{noun} within {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{noun} {'>' if self.low_open else '>='} {low}"
+        if self.high is not None:
+            return f"{noun} {'<' if self.high_open else '<='} {high}"
+        return "an integer" if kind is int else "a finite number"
+
+
+def _shown(bound) -> str:
+    if bound is None:
+        return ""
+    if bound == 2**63 - 1:
+        return "2**63 - 1"
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+#: the values of a number option that declares no range of its own
+ANY_NUMBER = Range()
+
+
+def number(default, low=None, high=None, *, low_open: bool = False, high_open: bool = False, key: str | None = None):
+    """A numeric config field with its allowed values (checked by `build_config` and by `flag_type`). ``key``: the
+    option's recipe key, where it differs from the field's name (``lambda`` for ``lam``)."""
+    metadata = {"range": Range(low, high, low_open, high_open)}
+    if key:
+        metadata["key"] = key
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def field_range(cls, name: str) -> Range:
+    """The declared `Range` of ``cls``'s field ``name`` (`ANY_NUMBER` when it declares none)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.metadata.get("range", ANY_NUMBER)
+    raise KeyError(name)
+
+
+def check_number(value, kind: type, allowed: Range, key: str):
+    """``value`` as a ``kind`` (int or float) within ``allowed``; a `RecipeError` naming ``key`` and the allowed
+    values otherwise. Booleans are not numbers; floats must be finite; an int option takes no float."""
+    ok_type = not isinstance(value, bool) and isinstance(value, (int,) if kind is int else (int, float))
+    if not ok_type or value not in allowed:
+        raise RecipeError(f"{key}: expected {allowed.describe(kind)}, got {value!r:.60}")
+    return float(value) if kind is float else value
+
+
+def check_field(cls, name: str, value, key: str):
+    """``value`` checked as the recipe value of ``cls``'s field ``name``: its type, and its `Range` if a number."""
+    hint = typing.get_type_hints(cls).get(name)
+    if hint in (int, float):
+        return check_number(value, hint, field_range(cls, name), key)
+    return check_type(value, hint, key)
+
+
+def flag_type(cls, name: str):
+    """An argparse ``type`` for a command-line flag that sets ``cls``'s numeric field ``name``: the flag is parsed
+    and checked against the field's one `Range` before the command touches anything. ``--lambda 1.5``,
+    ``nan``, ``-1`` or ``x`` end with argparse's one-line error naming the flag and the allowed values."""
+    return number_flag(typing.get_type_hints(cls)[name], field_range(cls, name))
+
+
+def number_flag(kind: type, allowed: Range):
+    """An argparse ``type`` for a numeric flag of its own (not a config field): a ``kind`` within ``allowed``."""
+
+    def parse(text: str):
+        try:
+            value = int(text) if kind is int else float(text)
+        except ValueError:
+            value = None
+        if value is None or value not in allowed:
+            raise argparse.ArgumentTypeError(f"expected {allowed.describe(kind)}, got {text!r}")
+        return value
+
+    parse.__name__ = allowed.describe(kind)  # what argparse shows if it names the type
+    return parse
 
 
 def resolve_path(value: str, base_dir: str | None) -> str:
@@ -50,14 +154,17 @@ def build_config(cls, mapping: Mapping[str, Any] | None, where: str, base_dir: s
                 raise RecipeError(f"{where}.{name} is required")
             continue
         value = mapping[name]
-        key = f"{where}.{name}"
+        key = f"{where}.{f.metadata.get('key', name)}"
         if f.metadata.get("path") and value is not None:
             if not isinstance(value, str):
                 raise RecipeError(f"{key}: expected a path, got {value!r}")
             value = resolve_path(value, base_dir)
             if f.metadata.get("must_exist", True) and not fsio.exists(value):
                 raise RecipeError(f"{key}: {value} does not exist")
-        kwargs[name] = check_type(value, hints.get(name), key)
+        if hints.get(name) in (int, float):
+            kwargs[name] = check_number(value, hints[name], f.metadata.get("range", ANY_NUMBER), key)
+        else:
+            kwargs[name] = check_type(value, hints.get(name), key)
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
@@ -94,14 +201,8 @@ def check_type(value, hint, key):
         if not isinstance(value, bool):
             raise RecipeError(f"{key}: expected true or false, got {value!r}")
         return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RecipeError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecipeError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+    if hint in (int, float):
+        return check_number(value, hint, ANY_NUMBER, key)
     if hint is str:
         if not isinstance(value, str):
             raise RecipeError(f"{key}: expected a string, got {value!r}")

@@ -88,15 +88,29 @@ class ExportKind:
     suffixes: tuple[str, ...] = (".json", ".jsonl")
     #: (FILE, items written, image root) -> {file name beside FILE: JSON to merge into it}
     sidecars: Callable[[str, int, str | None], dict[str, dict]] | None = None
+    #: the coordinate formats (`rcforge.coordinates` names) whose text its trainer reads; a build in another
+    #: format is refused, since a trainer fed it would learn boxes in the wrong format without a word
+    coordinates: tuple[str, ...] = ()
 
 
+#: the formats the LLaMA-Factory (sharegpt) and ms-swift trainers are paired with (README, "Model families")
+_MESSAGE_FORMATS = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "florence2", "kosmos2")
 KINDS = {kind.name: kind for kind in (
-    ExportKind("llava", _llava),
-    ExportKind("sharegpt", _messages, sidecars=_dataset_info),
-    ExportKind("swift", _messages, suffixes=(".jsonl",)),
-    ExportKind("internvl", _internvl, suffixes=(".jsonl",), sidecars=_internvl_meta),
-    ExportKind("qwen_vl", _qwen_vl, suffixes=(".json",)),
+    ExportKind("llava", _llava, coordinates=("pink", "shikra", "minigpt_v2")),
+    ExportKind("sharegpt", _messages, sidecars=_dataset_info, coordinates=_MESSAGE_FORMATS),
+    ExportKind("swift", _messages, suffixes=(".jsonl",), coordinates=_MESSAGE_FORMATS),
+    ExportKind("internvl", _internvl, suffixes=(".jsonl",), sidecars=_internvl_meta, coordinates=("internvl",)),
+    ExportKind("qwen_vl", _qwen_vl, suffixes=(".json",), coordinates=("qwen_vl",)),
 )}
+
+
+def check_coordinates(spec: ExportKind, built: str) -> None:
+    """Refuse to export a build whose boxes are printed in a format ``spec``'s trainer does not read."""
+    if built not in spec.coordinates:
+        wanted = " or ".join(f"--coordinates {name}" for name in spec.coordinates)
+        raise InputError(f"export {spec.name}: this build prints its boxes in the {built!r} format, which the "
+                         f"{spec.name} trainer does not read (it reads {', '.join(spec.coordinates)}); build again "
+                         f"with {wanted} (or render.coordinates in the recipe)")
 
 
 def _stem(file: str) -> str:
@@ -162,8 +176,10 @@ def export(kind: str, out: str, file: str, *, relative: bool = False, image_root
                          f"reads), got {file!r}")
     if relative and image_root:
         raise InputError("export: give --relative or --image-root, not both")
-    paths = ImagePaths(Manifest.load(out, "export", "rcforge build").image_roots(), relative=relative,
-                       image_root=image_root)
+    manifest = Manifest.load(out, "export", "rcforge build")
+    if manifest.build is not None:  # without a build there are no dialogues: _batches says so
+        check_coordinates(spec, manifest.build.coordinates)
+    paths = ImagePaths(manifest.image_roots(), relative=relative, image_root=image_root)
     n, (left_out, first) = _write(spec, _batches(out), paths, file, jsonl=suffix == ".jsonl")
     if spec.sidecars:
         for name, entry in spec.sidecars(file, n, image_root).items():

@@ -32,6 +32,7 @@ import fsspec
 from PIL import Image, UnidentifiedImageError
 
 from rcforge import fsio
+from rcforge.config import number
 
 #: Pillow's own default limit (``Image.MAX_IMAGE_PIXELS``): about 0.25 GB of 24-bit pixels
 MAX_IMAGE_PIXELS = 89_478_485
@@ -49,7 +50,7 @@ class ImageChecks:
 
     verify: Literal["header", "decode", "off"] = "header"
     mismatch: Literal["reject", "rescale"] = "reject"
-    max_pixels: int = MAX_IMAGE_PIXELS
+    max_pixels: int = number(MAX_IMAGE_PIXELS, 1)
 
 
 @dataclass(frozen=True)

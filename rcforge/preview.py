@@ -14,6 +14,7 @@ import io
 import fsspec
 
 from rcforge import coordinates, fsio, images
+from rcforge.config import Range, number_flag
 from rcforge.manifest import Manifest
 from rcforge.stats import _connect, _shards
 
@@ -163,9 +164,9 @@ def sample_candidates(out: str, n: int, seed: int) -> list[dict]:
 def add_arguments(parser) -> None:
     parser.add_argument("out", help="a build's (or a bootstrap run's) output folder")
     parser.add_argument("--html", required=True, help="the HTML file to write")
-    parser.add_argument("--n", type=int, default=50, help="how many dialogues")
+    parser.add_argument("--n", type=number_flag(int, Range(1)), default=50, help="how many dialogues")
     parser.add_argument("--task", help="only this task")
-    parser.add_argument("--seed", type=int, default=0, help="which sample")
+    parser.add_argument("--seed", type=number_flag(int, Range(0, 2**63 - 1)), default=0, help="which sample")
     parser.add_argument("--bootstrap", action="store_true",
                         help="show bootstrap candidates (the default when OUT has no dialogues)")
 

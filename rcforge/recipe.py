@@ -31,7 +31,8 @@ import yaml
 from rcforge import coordinates, fsio, rc_tasks, readers
 from rcforge.bootstrap.options import BootstrapOptions, options_from_mapping
 from rcforge.bootstrap.pairs import PairsSource
-from rcforge.config import build_config, check_type, path_field, resolve_path
+from rcforge.config import (Range, build_config, check_field, check_number, check_type, number, path_field,
+                            resolve_path)
 from rcforge.errors import RecipeError
 from rcforge.images import ImageChecks
 from rcforge.render import RenderSettings, TaskChoice
@@ -42,6 +43,8 @@ TOP_LEVEL_KEYS = ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part",
                   "verify_images_mismatch", "max_image_pixels", "sources", "exclude", "render", "bootstrap")
 #: image-check keys: at the top level (every source) and in a source's options (that source); `rcforge.images`
 IMAGE_CHECK_KEYS = {"verify_images": "verify", "verify_images_mismatch": "mismatch", "max_image_pixels": "max_pixels"}
+#: a source's factor on ``render.per_image``
+SOURCE_WEIGHT = Range(0)
 RENDER_KEYS = ("coordinates", "per_image", "turns_per_dialogue", "templates", "tasks", "source_weights",
                "rows_per_shard", "bootstrap_pairs")
 
@@ -67,10 +70,10 @@ class IngestPolicy:
 
 @dataclass(frozen=True)
 class Recipe:
-    seed: int = 0
+    seed: int = number(0, 0, SEED_MAX)
     on_bad_records: Literal["error", "skip"] = "skip"
-    max_bad_fraction: float = 0.05
-    rows_per_part: int = 20000
+    max_bad_fraction: float = number(0.05, 0, 1)
+    rows_per_part: int = number(20000, 1)
     sources: Mapping[str, Any] = field(default_factory=dict)  # name -> reader config
     image_checks: Mapping[str, ImageChecks] = field(default_factory=dict)  # name -> how its image files are checked
     exclude_refs: tuple[ExcludeRefConfig, ...] = ()
@@ -239,10 +242,7 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
         resolved_files.append(p)
 
     top = {k: raw[k] for k in ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part") if k in raw}
-    hints = typing.get_type_hints(Recipe)
-    checked = {k: check_type(v, hints[k], k) for k, v in top.items()}
-    if "seed" in checked and not 0 <= checked["seed"] <= SEED_MAX:
-        raise RecipeError(f"seed: {checked['seed']} is outside [0, 2**63 - 1] (it is stored as a 64-bit integer)")
+    checked = {k: check_field(Recipe, k, v, k) for k, v in top.items()}
     render = render_from_mapping(raw.get("render"), base_dir)
     bootstrap = options_from_mapping(raw.get("bootstrap"), base_dir)
     return Recipe(**checked, sources=sources, image_checks=image_checks, exclude_refs=exclude_refs,
@@ -253,14 +253,11 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
 def _image_checks(raw: Mapping, where: str, inherited: ImageChecks) -> ImageChecks:
     """The image-check keys of a mapping (the recipe's top level, or a source's options) over ``inherited``."""
     given = {IMAGE_CHECK_KEYS[k]: raw[k] for k in IMAGE_CHECK_KEYS if k in raw}
-    hints = typing.get_type_hints(ImageChecks)
     for key, attr in IMAGE_CHECK_KEYS.items():
         if attr in given:
             if given[attr] is False and attr == "verify":  # YAML reads a bare `off` as false
                 given[attr] = "off"
-            given[attr] = check_type(given[attr], hints[attr], where + key)
-    if given.get("max_pixels", 1) < 1:
-        raise RecipeError(f"{where}max_image_pixels: expected an integer >= 1, got {given['max_pixels']!r}")
+            given[attr] = check_field(ImageChecks, attr, given[attr], where + key)
     return dataclasses.replace(inherited, **given)
 
 
@@ -283,10 +280,8 @@ def render_from_mapping(raw: Any, base_dir: str | None):
         if options is not None and not isinstance(options, Mapping):
             raise RecipeError(f"render.tasks.{name}: expected a mapping of options (or nothing), got {options!r:.60}")
         options = dict(options or {})
-        weight = options.pop("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise RecipeError(f"render.tasks.{name}.weight: expected a number >= 0, got {weight!r}")
-        tasks[name] = TaskChoice(name, float(weight), build_config(spec.config_class, options, f"render.tasks.{name}"))
+        weight = check_field(TaskChoice, "weight", options.pop("weight", 1.0), f"render.tasks.{name}.weight")
+        tasks[name] = TaskChoice(name, weight, build_config(spec.config_class, options, f"render.tasks.{name}"))
     source_weights = raw.get("source_weights")
     source_weights = {} if source_weights is None else source_weights
     if not isinstance(source_weights, Mapping):
@@ -296,9 +291,8 @@ def render_from_mapping(raw: Any, base_dir: str | None):
     for src in source_weights:
         if src not in registered:
             raise RecipeError(f"render.source_weights: unknown source {src!r}; registered: {', '.join(registered)}")
-    for src, w in source_weights.items():
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-            raise RecipeError(f"render.source_weights.{src}: expected a number >= 0, got {w!r}")
+    source_weights = {src: check_number(w, float, SOURCE_WEIGHT, f"render.source_weights.{src}")
+                      for src, w in source_weights.items()}
     fmt = raw.get("coordinates", "pink")
     if not isinstance(fmt, str):
         raise RecipeError(f"render.coordinates: expected a format name, got {fmt!r:.60}; registered: "
@@ -309,12 +303,9 @@ def render_from_mapping(raw: Any, base_dir: str | None):
         templates_dir = resolve_path(templates_dir, base_dir)
         if not fsio.exists(templates_dir):
             raise RecipeError(f"render.templates: {templates_dir} does not exist")
-    top = {k: raw[k] for k in ("per_image", "turns_per_dialogue", "rows_per_shard") if k in raw}
-    for k, v in top.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "per_image" else 1):
-            raise RecipeError(f"render.{k}: expected an integer >= {0 if k == 'per_image' else 1}, got {v!r}")
-    return RenderSettings(coordinates=fmt, templates=templates_dir, tasks=tasks,
-                          source_weights={k: float(v) for k, v in source_weights.items()},
+    top = {k: check_field(RenderSettings, k, raw[k], f"render.{k}")
+           for k in ("per_image", "turns_per_dialogue", "rows_per_shard") if k in raw}
+    return RenderSettings(coordinates=fmt, templates=templates_dir, tasks=tasks, source_weights=source_weights,
                           bootstrap_pairs=pairs_from_mapping(raw.get("bootstrap_pairs"), base_dir), **top)
 
 

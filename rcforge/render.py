@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from rcforge import coordinates, rc_tasks, readers, templating
+from rcforge.config import number
 from rcforge.errors import RecipeError
 from rcforge.rc_tasks import Mention, TaskInstance
 
@@ -33,8 +34,8 @@ def seeded_rng(seed: int, source: str, key: str, k) -> random.Random:
 @dataclass(frozen=True)
 class TaskChoice:
     name: str
-    weight: float
-    config: Any
+    weight: float = number(1.0, 0)
+    config: Any = None
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,12 @@ class RenderSettings:
     """
 
     coordinates: str = "pink"
-    per_image: int = 2
-    turns_per_dialogue: int = 1
+    per_image: int = number(2, 0)
+    turns_per_dialogue: int = number(1, 1)
     templates: str | None = None
     tasks: Mapping[str, TaskChoice] = field(default_factory=dict)
     source_weights: Mapping[str, float] = field(default_factory=dict)
-    rows_per_shard: int = 50000
+    rows_per_shard: int = number(50000, 1)
     bootstrap_pairs: Any = None
 
 

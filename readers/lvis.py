@@ -24,7 +24,7 @@ from rcforge.readers import ReadContext, register
 from rcforge.readers.coco_format import CocoFlavour, CocoReader
 
 from rcforge import fsio
-from rcforge.config import path_field
+from rcforge.config import number, path_field
 from rcforge.contract import F, Int, ItemContract, Spec, Text, wrong_type
 from rcforge.errors import BadRecord
 from rcforge.ledger import ImageResult
@@ -86,8 +86,8 @@ class LvisConfig:
     annotations: str = path_field()
     images: str = path_field(must_exist=False)
     mode: Literal["auto", "memory", "stream"] = "auto"
-    in_memory_max_bytes: int = 512 * 1024 * 1024
-    partitions: int = 0
+    in_memory_max_bytes: int = number(512 * 1024 * 1024, 0)
+    partitions: int = number(0, 0)
 
 
 @register(SOURCE, LvisConfig, provides=("object_categories", "refs"))

@@ -16,7 +16,7 @@ from rcforge.readers import ReadContext, register
 from rcforge.readers.coco_format import CocoFlavour, CocoReader
 
 from rcforge import fsio
-from rcforge.config import path_field
+from rcforge.config import number, path_field
 from rcforge.ledger import ImageResult
 
 SOURCE = "objects365"
@@ -36,8 +36,8 @@ class Objects365Config:
     annotations: str = path_field()
     images: str = path_field(must_exist=False)
     mode: Literal["auto", "memory", "stream"] = "auto"
-    in_memory_max_bytes: int = 512 * 1024 * 1024
-    partitions: int = 0
+    in_memory_max_bytes: int = number(512 * 1024 * 1024, 0)
+    partitions: int = number(0, 0)
 
 
 FLAVOUR = CocoFlavour(SOURCE, "Objects365 annotation file")

@@ -31,6 +31,28 @@ def sample_build(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def sample_build_in(sample_build, tmp_path_factory):
+    """``sample_build_in(fmt)``: OUT of the sample recipe built with ``--coordinates fmt`` (``pink`` is
+    `sample_build` itself), made once a session on a copy of `sample_build`, so that it reuses its ingest."""
+    import shutil
+
+    from rcforge import cli
+
+    built = {"pink": sample_build}
+
+    def build_in(fmt: str) -> Path:
+        if fmt not in built:
+            out = tmp_path_factory.mktemp(f"sample-build-{fmt}") / "out"
+            shutil.copytree(sample_build, out)
+            assert cli.main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--coordinates", fmt,
+                             "--no-progress"]) == 0
+            built[fmt] = out
+        return built[fmt]
+
+    return build_in
+
+
 def copy_of(out: Path, tmp_path: Path) -> Path:
     """A private copy of a build's OUT, for a test that changes it."""
     import shutil

@@ -238,10 +238,10 @@ def test_bootstrap_with_the_chat_backend_from_the_recipes_bootstrap_section(tmp_
 
 @pytest.mark.parametrize("section, message", [
     ({"backend": "gpt"}, "bootstrap.backend"),
-    ({"lambda": 1.5}, "lambda must be within"),
+    ({"lambda": 1.5}, r"bootstrap.lambda: expected a number within \[0, 1\], got 1.5"),
     ({"lam": 0.5}, "key is 'lambda'"),
-    ({"batch_size": 0}, "batch_size must be at least 1"),
-    ({"temperature": 0}, "temperature must be > 0"),
+    ({"batch_size": 0}, "bootstrap.batch_size: expected an integer >= 1, got 0"),
+    ({"temperature": 0}, "bootstrap.temperature: expected a number > 0, got 0"),
     ({"backend": "chat", "chat_prompts": "nope.yaml"}, "neither a bundled set"),
     ({"samples": "two"}, "bootstrap.samples: expected an integer"),
 ])

@@ -35,7 +35,8 @@ def _image_root(out) -> str:
 
 
 @pytest.mark.slow  # loads with Hugging Face datasets (a 2 s import)
-def test_sharegpt_is_what_llamafactory_reads(sample_build, tmp_path):
+def test_sharegpt_is_what_llamafactory_reads(sample_build_in, tmp_path):
+    sample_build = sample_build_in("qwen2_vl")
     file = tmp_path / "rcforge_sample.json"
     assert cli.main(["export", "sharegpt", str(sample_build), str(file)]) == 0
     rows = _rows(sample_build)
@@ -57,7 +58,8 @@ def test_sharegpt_is_what_llamafactory_reads(sample_build, tmp_path):
         assert item["images"] == [f"{_image_root_of(sample_build, row)}/{row['image']}"]  # absolute by default
 
 
-def test_dataset_info_entries_are_merged(sample_build, tmp_path):
+def test_dataset_info_entries_are_merged(sample_build_in, tmp_path):
+    sample_build = sample_build_in("qwen2_vl")
     (tmp_path / "dataset_info.json").write_text(json.dumps({"mine": {"file_name": "mine.json"}}))
     export("sharegpt", str(sample_build), str(tmp_path / "a.jsonl"))
     info = json.loads((tmp_path / "dataset_info.json").read_text())
@@ -65,7 +67,8 @@ def test_dataset_info_entries_are_merged(sample_build, tmp_path):
 
 
 @pytest.mark.slow  # loads with Hugging Face datasets (a 2 s import)
-def test_swift_messages_and_images(sample_build, tmp_path):
+def test_swift_messages_and_images(sample_build_in, tmp_path):
+    sample_build = sample_build_in("qwen2_vl")
     file = tmp_path / "train.jsonl"
     n = export("swift", str(sample_build), str(file), relative=True)
     items = _load(file)
@@ -80,7 +83,8 @@ def test_swift_messages_and_images(sample_build, tmp_path):
 
 
 @pytest.mark.slow  # loads with Hugging Face datasets (a 2 s import)
-def test_internvl_jsonl_and_its_meta_file(sample_build, tmp_path):
+def test_internvl_jsonl_and_its_meta_file(sample_build_in, tmp_path):
+    sample_build = sample_build_in("internvl")
     file = tmp_path / "rc.jsonl"
     root = os.path.dirname(_image_root(sample_build).rstrip("/"))
     n = export("internvl", str(sample_build), str(file), image_root=root)
@@ -102,7 +106,8 @@ def test_internvl_jsonl_and_its_meta_file(sample_build, tmp_path):
 
 
 @pytest.mark.slow
-def test_qwen_vl_json_with_its_picture_tag(sample_build, tmp_path):
+def test_qwen_vl_json_with_its_picture_tag(sample_build_in, tmp_path):
+    sample_build = sample_build_in("qwen_vl")
     file = tmp_path / "qwen.json"
     export("qwen_vl", str(sample_build), str(file))
     items = json.loads(file.read_text())  # Qwen-VL finetune.py:243 json.load()s one list
@@ -134,7 +139,8 @@ def test_a_file_form_the_trainer_does_not_read_is_refused(sample_build, tmp_path
         export(kind, str(sample_build), str(tmp_path / file))
 
 
-def test_images_outside_the_image_root_are_left_out_and_counted(sample_build, tmp_path, capsys):
+def test_images_outside_the_image_root_are_left_out_and_counted(sample_build_in, tmp_path, capsys):
+    sample_build = sample_build_in("qwen2_vl")
     vg_root = _image_root(sample_build)
     n = export("swift", str(sample_build), str(tmp_path / "vg.jsonl"), image_root=vg_root)
     rows = _rows(sample_build)
@@ -144,3 +150,35 @@ def test_images_outside_the_image_root_are_left_out_and_counted(sample_build, tm
 
 def test_every_kind_is_listed_in_the_command_help():
     assert set(KINDS) == {"llava", "sharegpt", "swift", "internvl", "qwen_vl"}
+
+
+def test_every_kind_declares_registered_formats_and_every_format_has_a_kind():
+    from rcforge import coordinates
+
+    declared = {fmt for kind in KINDS.values() for fmt in kind.coordinates}
+    assert declared == set(coordinates.REGISTRY.names())
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_build_in_a_format_the_trainer_does_not_read_is_refused_before_writing(sample_build, tmp_path, capsys,
+                                                                                  kind):
+    """A Qwen-VL file with Pink boxes in its answers would teach the wrong format without a word: an export of a
+    build in a format the kind's trainer does not read is refused, names the formats to build with, and writes
+    nothing."""
+    file = tmp_path / ("x.json" if ".json" in KINDS[kind].suffixes else "x.jsonl")
+    if "pink" in KINDS[kind].coordinates:
+        assert cli.main(["export", kind, str(sample_build), str(file)]) == 0
+        return
+    assert cli.main(["export", kind, str(sample_build), str(file)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'pink' format" in err
+    assert all(f"--coordinates {fmt}" in err for fmt in KINDS[kind].coordinates)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # five more builds of the sample
+@pytest.mark.parametrize("kind, fmt", [("qwen_vl", "qwen_vl"), ("internvl", "internvl"), ("swift", "kosmos2"),
+                                       ("sharegpt", "florence2"), ("llava", "shikra")])
+def test_a_build_in_the_trainers_format_exports(sample_build_in, tmp_path, kind, fmt):
+    file = tmp_path / ("x.json" if ".json" in KINDS[kind].suffixes else "x.jsonl")
+    assert export(kind, str(sample_build_in(fmt)), str(file)) == len(_rows(sample_build_in(fmt)))
