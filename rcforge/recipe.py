@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 

@@ -11,8 +11,16 @@ from tiny_models import tiny_florence2, tiny_kosmos2, tiny_llava
 
 pytestmark = pytest.mark.slow  # real models / a real browser: CI runs them, the inner loop does not
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bootstrap_extra():
+    """torch and transformers (the bootstrap extra, ~3 s to import), when a test here runs, not when the inner loop
+    collects this module only to leave it out."""
+    global torch
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
 
 
 def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):

@@ -7,12 +7,17 @@ from types import SimpleNamespace
 import pytest
 from rcforge.bootstrap import florence2
 
-torch = pytest.importorskip("torch")  # the processor's quantizer works on tensors (bootstrap extra)
-processing = pytest.importorskip("transformers.models.florence2.processing_florence2")
+# the family's own code: transformers' processor module imports torch and the image processors (~5 s), so these
+# run with the other family-code tests (test_native_formats.py) in the full suite, not in the inner loop
+pytestmark = pytest.mark.slow
+processing = torch = None
 
 
 @pytest.fixture(scope="module")
 def post():
+    global processing, torch
+    torch = pytest.importorskip("torch")  # the processor's quantizer works on tensors (bootstrap extra)
+    processing = pytest.importorskip("transformers.models.florence2.processing_florence2")
     tokenizer = SimpleNamespace(all_special_tokens=["<s>", "</s>", "<pad>", "<unk>"])
     return processing.Florence2PostProcessor({"phrase_grounding": {"banned_grounding_tokens": []},
                                               "pure_text": {}}, tokenizer)

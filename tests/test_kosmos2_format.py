@@ -6,7 +6,16 @@ import random
 import pytest
 from rcforge.bootstrap import kosmos2
 
-processing = pytest.importorskip("transformers.models.kosmos2.processing_kosmos2")
+# the family's own code: transformers' processor module imports torch and the image processors (~5 s), so these
+# run with the other family-code tests (test_native_formats.py) in the full suite, not in the inner loop
+pytestmark = pytest.mark.slow
+processing = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _processing():
+    global processing
+    processing = pytest.importorskip("transformers.models.kosmos2.processing_kosmos2")
 
 
 def test_patch_indices_match_the_processor():
