@@ -95,6 +95,7 @@ def test_a_prompted_box_reads_back_within_one_printed_unit(name, width, height, 
     assert found == pytest.approx([x1, y1, x2, y2], abs=unit)
 
 
+@pytest.mark.slow  # the family's own code: transformers' image processor (a ~4 s import of torch and transformers)
 def test_the_resized_frame_is_the_processors_own():
     """Qwen2.5-VL answers in pixels of the image as its processor resized it; the frame must be that size."""
     transformers = pytest.importorskip("transformers")
