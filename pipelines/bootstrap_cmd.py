@@ -66,6 +66,8 @@ def add_arguments(parser) -> None:
                             choices=backend_names() if dest == "backend" else None)
     parser.add_argument("--no-uniqueness", dest="uniqueness", action="store_const", const=False, default=None,
                         help="keep pairs whose description also fits another box of the same category")
+    parser.add_argument("--force", action="store_true",
+                        help="write into an OUT that holds other files and no rcforge output (they are never removed)")
     runners.add_arguments(parser)
 
 
@@ -96,7 +98,7 @@ def main(args, beam_args) -> dict:
                                  uniqueness=options.uniqueness, seed=recipe.seed)
     with runners.beam_options(beam_args, getattr(args, "workers", 0)) as beam_args:
         if manifest is None or manifest.ingest_fingerprint != recipe.ingest_fingerprint():
-            manifest = ingest(recipe, args.out, beam_args=beam_args, progress=True)
+            manifest = ingest(recipe, args.out, beam_args=beam_args, progress=True, force=args.force)
         describe, ground = handlers(options, manifest.image_roots(), beam_args)
         summary = run_bootstrap(args.out, describe, ground, settings, beam_args=beam_args)
     print(json.dumps(summary, indent=2), file=sys.stdout)

@@ -184,10 +184,12 @@ def estimate_dialogues(manifest: Manifest, recipe: Recipe, pairs: int = 0) -> in
     return int(total) + 2 * pairs
 
 
-def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_ingest=True, test_pipeline=None):
+def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_ingest=True, test_pipeline=None,
+          force: bool = False):
     """Ingest (or reuse OUT's ingest), render, and switch OUT to the new generation (`rcforge.generations`):
-    a failed or killed build leaves the previous output whole. Returns the manifest."""
-    generation = generations.begin(out)
+    a failed or killed build leaves the previous output whole. Returns the manifest. ``force``: write into an OUT
+    that holds other files and no rcforge output (`rcforge.generations.begin`)."""
+    generation = generations.begin(out, force=force)
     try:
         inputs = recipe.input_fingerprints()  # read once: every file's size, mtime and sampled hash
         fingerprint = recipe.ingest_fingerprint(inputs)
@@ -313,6 +315,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--templates", help="a folder of template YAML files (overrides render.templates)")
     parser.add_argument("--coordinates", help="coordinate format (overrides render.coordinates)")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
+    parser.add_argument("--force", action="store_true",
+                        help="write into an OUT that holds other files and no rcforge output (they are never removed)")
     runners.add_arguments(parser)
 
 
@@ -329,7 +333,7 @@ def main(args, beam_args, *, test_pipeline=None) -> Manifest:
         recipe = dataclasses.replace(recipe, render=dataclasses.replace(recipe.render, **overrides))
     with runners.beam_options(beam_args, args.workers) as options:  # one cluster for the ingest and the render
         manifest = build(recipe, args.out, beam_args=options, progress=not args.no_progress,
-                         reuse_ingest=not args.fresh_ingest, test_pipeline=test_pipeline)
+                         reuse_ingest=not args.fresh_ingest, test_pipeline=test_pipeline, force=args.force)
     if not manifest.build.reused_ingest:
         print_ingest_summary(manifest, args.out, file=sys.stdout)
     print_build_summary(manifest, args.out, file=sys.stdout)

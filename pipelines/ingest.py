@@ -350,10 +350,11 @@ def build_pipeline(pipeline: beam.Pipeline, recipe: Recipe, settings: IngestSett
 
 
 def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, progress: bool = True,
-           test_pipeline: beam.Pipeline | None = None, inputs: dict | None = None) -> Manifest:
+           test_pipeline: beam.Pipeline | None = None, inputs: dict | None = None, force: bool = False) -> Manifest:
     """Ingest into a new generation of OUT and switch OUT to it (`rcforge.generations`); returns the manifest.
-    ``inputs``: the recipe's `input_fingerprints`, taken before reading (computed here when not given)."""
-    generation = generations.begin(out)
+    ``inputs``: the recipe's `input_fingerprints`, taken before reading (computed here when not given).
+    ``force``: write into an OUT that holds other files and no rcforge output (`rcforge.generations.begin`)."""
+    generation = generations.begin(out, force=force)
     try:
         manifest = ingest_into(recipe, generation, beam_args=beam_args, progress=progress,
                                test_pipeline=test_pipeline, inputs=inputs)
@@ -434,6 +435,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe YAML (local path or fsspec URL)")
     parser.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
+    parser.add_argument("--force", action="store_true",
+                        help="write into an OUT that holds other files and no rcforge output (they are never removed)")
     runners.add_arguments(parser)
 
 
@@ -449,7 +452,7 @@ def main(args, beam_args, *, test_pipeline=None) -> Manifest:
     recipe = load_recipe(args.recipe)
     with runners.beam_options(beam_args, getattr(args, "workers", 0)) as options:
         manifest = ingest(recipe, args.out, beam_args=options, progress=not args.no_progress,
-                          test_pipeline=test_pipeline)
+                          test_pipeline=test_pipeline, force=args.force)
     print_ingest_summary(manifest, args.out, file=sys.stdout)
     return manifest
 

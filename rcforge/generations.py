@@ -12,9 +12,19 @@ the layout of OUT itself, and when every part is written it commits:
 
 So a run that fails or is killed before the commit point leaves the previous generation whole (the next writer
 removes its staging folder; a failure also keeps its errors under ``OUT/last-failed-run/``). A run killed
-during step 2 is committed: the next command that opens OUT (`load_manifest`, or any writer) carries out the
-rest of the plan first. Every step of the plan is idempotent, and while it runs there is no manifest at all, so
-a manifest never lists a missing part. One writer per OUT at a time.
+during step 2 is committed: the next writer into OUT carries out the rest of the plan first. Every step of the
+plan is idempotent, and while it runs there is no manifest at all, so a manifest never lists a missing part.
+One writer per OUT at a time.
+
+An OUT folder is data, not instructions (people download and share built corpora):
+
+- only a writer (`begin`) carries out a plan; commands that read OUT (`load_manifest`) never move or remove a
+  file, and say so when a publish is pending;
+- a plan is checked before any step runs: every path in it is a plain relative path inside one of the folders
+  rcforge writes (`OWNED`), so a planted ``PUBLISH.json`` can neither reach outside OUT nor touch other files;
+- rcforge removes only files a manifest of its own lists (each manifest records the files of its generation in
+  ``files``): the user's own files in OUT, in any folder, survive every command. An OUT that is not empty and
+  holds no manifest is refused, unless the writer is forced, and even then nothing of it is removed.
 """
 
 from __future__ import annotations
@@ -33,6 +43,10 @@ STAGING = ".staging"
 PLAN = "PUBLISH.json"
 MANIFEST = "manifest.json"
 FAILED = "last-failed-run"
+#: the folders of OUT whose files a generation writes and replaces
+OWNED = ("images", "errors", "dialogues")
+#: what rcforge itself keeps at OUT's top level besides a generation's files
+OWN_ENTRIES = (STAGING, FAILED, MANIFEST, "bootstrap")
 
 
 def _files_under(fs, root: str) -> list[str]:
@@ -65,14 +79,16 @@ class Generation:
         """Make this generation OUT's: ``replaces`` are the top-level folders (``images``, ``errors/render``,
         ...) whose live files are replaced by this generation's (files of other folders stay)."""
         fs, staged = self.fs, self.staging_path
-        manifest = {**manifest, "generation": self.number}
-        fsio.write_json(fs, fsio.join(staged, MANIFEST), manifest)
         moves = [p for p in _files_under(fs, staged) if p not in (MANIFEST, PLAN)
                  and not p.rsplit("/", 1)[-1].startswith(".tmp-")]
         keep = set(moves)
-        removes = [rel for folder in replaces for rel in
-                   (fsio.join(folder, p) for p in _files_under(fs, fsio.join(self.out_path, folder)))
-                   if rel not in keep]
+        # what the live generation wrote (its manifest's list) in the replaced folders, and nothing else
+        owned = _owned_files(_read_json(fs, fsio.join(self.out_path, MANIFEST)))
+        removes = sorted(rel for rel in owned if rel not in keep and _inside(rel, replaces))
+        # the files of this generation: those moved in, and those of the live one it keeps
+        files = sorted(keep | {rel for rel in owned if not _inside(rel, replaces)})
+        manifest = {**manifest, "generation": self.number, "files": files}
+        fsio.write_json(fs, fsio.join(staged, MANIFEST), manifest)
         plan = {"generation": self.number, "replaces": list(replaces), "move": moves, "remove": removes}
         fsio.write_json(fs, fsio.join(staged, PLAN), plan)  # the commit point
         _publish(fs, self.out_path, self.id, plan)
@@ -99,10 +115,71 @@ class Generation:
             "command": command, "generation": self.number,
             "error": f"{type(error).__name__}: {error}" if error is not None else None, "kept": kept})
         fs.rm(staged, recursive=True)
+        _remove_staging_if_empty(fs, self.out_path)
 
     def errors_hint(self, *parts: str) -> str:
         """Where the errors of this run can be read if it stops now (`abandon` moves them there)."""
         return fsio.join(self.out, FAILED, "errors", *parts)
+
+
+def _inside(rel: str, folders) -> bool:
+    return any(rel.startswith(folder.rstrip("/") + "/") for folder in folders)
+
+
+def _read_json(fs, path: str):
+    if not fs.exists(path):
+        return None
+    try:
+        with fs.open(path) as f:
+            return json.load(f)
+    except ValueError:
+        return None
+
+
+def _owned_files(manifest) -> set[str]:
+    """The files (relative to OUT) that a manifest says its generation wrote: its ``files`` list, or for a
+    manifest written before that list existed, its parts and shards. Anything else in OUT is not rcforge's."""
+    if not isinstance(manifest, dict):
+        return set()
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        files = []
+        for entry in (manifest.get("sources") or {}).values():
+            if isinstance(entry, dict):
+                files += list(entry.get("parts") or []) + list(entry.get("error_parts") or [])
+        build = manifest.get("build") or {}
+        if isinstance(build, dict):
+            files += [f"dialogues/{s}" for s in build.get("shards") or []]
+            files += list(build.get("error_parts") or [])
+    return {f for f in files if isinstance(f, str) and _plain_path(f) and _inside(f, OWNED)}
+
+
+def _plain_path(rel) -> bool:
+    """A relative path with no way out of its folder: no absolute path, URL, drive, backslash, ``..`` or ``.``
+    step, or empty step."""
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel or ":" in rel or "\0" in rel:
+        return False
+    return all(step not in ("", ".", "..") for step in rel.split("/"))
+
+
+def check_plan(plan, where: str) -> dict:
+    """A publish plan read from OUT, checked before any of its steps runs: every path is a plain relative path
+    inside one of rcforge's own folders. A `InputError` naming the plan and the first bad entry otherwise."""
+    if not isinstance(plan, dict):
+        raise InputError(f"{where}: a publish plan must be a JSON object; refusing to carry it out")
+    for key in ("move", "remove", "replaces"):
+        value = plan.get(key, [])
+        if not isinstance(value, list):
+            raise InputError(f"{where}: '{key}' must be a list of paths; refusing to carry out the plan")
+        for rel in value:
+            allowed = rel in OWNED or _plain_path(rel) and rel.split("/")[0] in OWNED if key == "replaces" else \
+                _plain_path(rel) and _inside(rel, OWNED)
+            if not allowed:
+                raise InputError(f"{where}: {key} entry {str(rel)[:80]!r} is not a file of rcforge's own folders "
+                                 f"({', '.join(OWNED)}) inside OUT; refusing to carry out the plan")
+    if not isinstance(plan.get("generation", 0), int):
+        raise InputError(f"{where}: 'generation' must be an integer; refusing to carry out the plan")
+    return plan
 
 
 def _publish(fs, out_path: str, gen_id: str, plan: dict) -> None:
@@ -121,30 +198,46 @@ def _publish(fs, out_path: str, gen_id: str, plan: dict) -> None:
         target = fsio.join(out_path, rel)
         if fs.exists(target):
             fs.rm(target)
-    _remove_empty_dirs(fs, out_path, plan.get("replaces", ()))
+    _remove_empty_dirs(fs, out_path, plan["remove"])
     if fs.exists(fsio.join(staged, MANIFEST)):
         fs.mv(fsio.join(staged, MANIFEST), live_manifest)
     fs.rm(staged, recursive=True)
+    _remove_staging_if_empty(fs, out_path)
+
+
+def _remove_staging_if_empty(fs, out_path: str) -> None:
     staging = fsio.join(out_path, STAGING)
     if fs.exists(staging) and not fs.ls(staging):
         fs.rmdir(staging)
 
 
-def _remove_empty_dirs(fs, out_path: str, folders) -> None:
-    """Local folders emptied by a publish (a source dropped from the recipe) go too; object stores have none."""
+def _remove_empty_dirs(fs, out_path: str, removed) -> None:
+    """Local folders that a publish emptied (a source dropped from the recipe) go too: the folders of removed
+    files, up to their top folder, when nothing is left in them. Object stores have no folders."""
     if "file" not in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
         return
-    for folder in folders:
-        root = fsio.join(out_path, folder)
-        for dirpath, _, _ in os.walk(root, topdown=False):  # children before their parents
-            if dirpath != root and not os.listdir(dirpath):
-                os.rmdir(dirpath)
+    folders = {rel.rsplit("/", 1)[0] for rel in removed if "/" in rel}
+    for folder in sorted(folders, key=lambda f: -f.count("/")):  # children before their parents
+        while "/" in folder:
+            path = os.path.join(out_path, folder)
+            if not os.path.isdir(path) or os.listdir(path):
+                break
+            os.rmdir(path)
+            folder = folder.rsplit("/", 1)[0]
 
 
-def settle(out: str, *, discard_uncommitted: bool = False) -> None:
-    """Finish a committed publish that a killed run left half-done; with ``discard_uncommitted`` (writers only:
-    a reader must not remove a running writer's staging folder) also remove the staging folders of runs that
-    never committed."""
+def _pending(fs, out_path: str) -> list[str]:
+    """The staging folders of OUT that hold a committed plan (a publish that a killed writer left half-done)."""
+    staging = fsio.join(out_path, STAGING)
+    if not fs.exists(staging):
+        return []
+    ids = [e.rstrip("/").rsplit("/", 1)[-1] for e in sorted(fs.ls(staging, detail=False))]
+    return [i for i in ids if fs.exists(fsio.join(staging, i, PLAN))]
+
+
+def settle(out: str) -> None:
+    """For a writer, before it stages anything: finish a committed publish that a killed run left half-done (its
+    plan checked first), and remove the staging folders of runs that never committed."""
     fs, out_path = fsspec.core.url_to_fs(out)
     staging = fsio.join(out_path, STAGING)
     if not fs.exists(staging):
@@ -153,13 +246,13 @@ def settle(out: str, *, discard_uncommitted: bool = False) -> None:
         gen_id = entry.rstrip("/").rsplit("/", 1)[-1]
         plan_path = fsio.join(staging, gen_id, PLAN)
         if fs.exists(plan_path):
-            with fs.open(plan_path) as f:
-                plan = json.load(f)
-            _publish(fs, out_path, gen_id, plan)
-        elif discard_uncommitted:
+            plan = _read_json(fs, plan_path)
+            if plan is None:
+                raise InputError(f"{fsio.join(out, STAGING, gen_id, PLAN)}: not valid JSON; refusing to carry it out")
+            _publish(fs, out_path, gen_id, check_plan(plan, fsio.join(out, STAGING, gen_id, PLAN)))
+        elif fs.isdir(fsio.join(staging, gen_id)):
             fs.rm(fsio.join(staging, gen_id), recursive=True)
-    if fs.exists(staging) and not fs.ls(staging):
-        fs.rmdir(staging)
+    _remove_staging_if_empty(fs, out_path)
 
 
 def leftovers(out: str) -> list[str]:
@@ -179,10 +272,20 @@ def leftovers(out: str) -> list[str]:
     return notes
 
 
-def begin(out: str) -> Generation:
-    """Start a new generation of OUT (after settling what an earlier run left): numbered one past the live one."""
-    settle(out, discard_uncommitted=True)
+def begin(out: str, *, force: bool = False) -> Generation:
+    """Start a new generation of OUT (after settling what an earlier run left): numbered one past the live one.
+    An OUT that is not empty and holds no rcforge manifest is refused (it may be a dataset's own folder), unless
+    ``force``; even then only files a manifest of rcforge's lists are ever removed."""
     fs, out_path = fsspec.core.url_to_fs(out)
+    if not force and fs.isdir(out_path) and not fs.exists(fsio.join(out_path, MANIFEST)) and not _pending(fs, out_path):
+        foreign = sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(out_path, detail=False))
+        foreign = [name for name in foreign if name not in OWN_ENTRIES]
+        if foreign:
+            raise InputError(f"{out} is not empty and holds no rcforge output (it has {foreign[0]!r}"
+                             f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); choose a new or "
+                             "empty folder, or pass --force to write beside those files (rcforge never removes "
+                             "files it did not write)")
+    settle(out)
     fs.makedirs(out_path, exist_ok=True)
     number = 1
     live = fsio.join(out_path, MANIFEST)
@@ -198,12 +301,14 @@ def begin(out: str) -> Generation:
 
 
 def load_manifest(out: str, command: str, needs: str = "rcforge ingest or rcforge build") -> dict:
-    """OUT/manifest.json (after finishing a publish a killed run left half-done), or an `InputError` naming the
-    command and what to run first."""
-    settle(out)
+    """OUT/manifest.json, or an `InputError` naming the command and what to run first. Reading never changes OUT:
+    a publish that a killed writer left half-done is finished by the next writer, not here."""
     fs, path = fsspec.core.url_to_fs(out)
     manifest_path = fsio.join(path, MANIFEST)
     if not fs.exists(manifest_path):
+        if _pending(fs, path):
+            raise InputError(f"{command}: {out} holds a publish that a killed run left half-done; run the "
+                             f"ingest or build into {out} again to finish it")
         raise InputError(f"{command}: {out} has no manifest.json (run {needs} first)")
     with fs.open(manifest_path) as f:
         try:
