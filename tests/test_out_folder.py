@@ -57,6 +57,7 @@ def _listed(out: Path) -> set[str]:
     return set(json.loads((out / "manifest.json").read_text())["files"])
 
 
+@pytest.mark.slow  # five builds and four readers
 def test_the_users_files_in_out_survive_every_command(sample_build, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(sample_build, out)
@@ -121,7 +122,9 @@ PLANTED = [(key, entry) for key in ("remove", "move", "replaces") for entry in H
            if not (key == "replaces" and entry == "images")]
 
 
-@pytest.mark.parametrize("key, entry", PLANTED, ids=[f"{k}-{e!r:.30}" for k, e in PLANTED])
+@pytest.mark.parametrize("key, entry", [
+    pytest.param(k, e, id=f"{k}-{e!r:.30}", marks=() if e in HOSTILE[:2] else pytest.mark.slow)  # inner loop: 2 a key
+    for k, e in PLANTED])
 def test_a_planted_publish_plan_is_never_carried_out(sample_build, tmp_path, capsys, key, entry):
     """A PUBLISH.json planted in OUT/.staging: commands that read OUT ignore it (they never publish), and a writer
     refuses it with an error naming it, before any of its steps. The file outside OUT and the output survive."""
