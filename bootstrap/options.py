@@ -30,7 +30,7 @@ from typing import Callable
 from rcforge.bootstrap import chat
 from rcforge.bootstrap.selection import SelectionConfig
 
-from rcforge.config import build_config, number, resolve_path
+from rcforge.config import build_config, check_ranges, number, resolve_path
 from rcforge.errors import RecipeError
 
 @dataclass(frozen=True)
@@ -87,13 +87,7 @@ class BootstrapOptions:
         if self.backend not in backend_names():
             raise RecipeError(f"bootstrap.backend: unknown bootstrap backend {self.backend!r}; registered: "
                               f"{', '.join(backend_names())}")
-        if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lambda must be within [0, 1], got {self.lam}")
-        for name in ("batch_size", "max_new_tokens", "samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"temperature must be > 0 and top_p within (0, 1], got {self.temperature}, {self.top_p}")
+        check_ranges(self)
         if not self.sources:
             raise ValueError("sources must name at least one source")
 

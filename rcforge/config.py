@@ -95,6 +95,15 @@ def check_number(value, kind: type, allowed: Range, key: str):
     return float(value) if kind is float else value
 
 
+def check_ranges(config) -> None:
+    """Every numeric field of the dataclass instance ``config`` within its declared `Range` (for a config built in
+    code, not from a recipe: `build_config` has checked those); a `RecipeError` naming the first that is not."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        if "range" in f.metadata:
+            check_number(getattr(config, f.name), hints[f.name], f.metadata["range"], f.metadata.get("key", f.name))
+
+
 def check_field(cls, name: str, value, key: str):
     """``value`` checked as the recipe value of ``cls``'s field ``name``: its type, and its `Range` if a number."""
     hint = typing.get_type_hints(cls).get(name)

@@ -150,7 +150,6 @@ def _owned_files(manifest) -> set[str]:
         build = manifest.get("build") or {}
         if isinstance(build, dict):
             files += [f"dialogues/{s}" for s in build.get("shards") or []]
-            files += list(build.get("error_parts") or [])
     return {f for f in files if isinstance(f, str) and _plain_path(f) and _inside(f, OWNED)}
 
 
@@ -172,9 +171,8 @@ def check_plan(plan, where: str) -> dict:
         if not isinstance(value, list):
             raise InputError(f"{where}: '{key}' must be a list of paths; refusing to carry out the plan")
         for rel in value:
-            allowed = rel in OWNED or _plain_path(rel) and rel.split("/")[0] in OWNED if key == "replaces" else \
-                _plain_path(rel) and _inside(rel, OWNED)
-            if not allowed:
+            # "replaces" lists folders (images, errors/render); "move" and "remove" list files inside them
+            if not _plain_path(rel) or not (rel.split("/")[0] in OWNED if key == "replaces" else _inside(rel, OWNED)):
                 raise InputError(f"{where}: {key} entry {str(rel)[:80]!r} is not a file of rcforge's own folders "
                                  f"({', '.join(OWNED)}) inside OUT; refusing to carry out the plan")
     if not isinstance(plan.get("generation", 0), int):

@@ -30,8 +30,8 @@ import yaml
 from rcforge import coordinates, fsio, rc_tasks, readers
 from rcforge.bootstrap.options import BootstrapOptions, options_from_mapping
 from rcforge.bootstrap.pairs import PairsSource
-from rcforge.config import (Range, build_config, check_field, check_number, check_type, number, path_field,
-                            resolve_path)
+from rcforge.config import (Range, build_config, check_field, check_number, check_ranges, check_type, number,
+                            path_field, resolve_path)
 from rcforge.errors import RecipeError
 from rcforge.images import ImageChecks
 from rcforge.render import RenderSettings, TaskChoice
@@ -85,10 +85,7 @@ class Recipe:
     bootstrap: BootstrapOptions | None = None
 
     def __post_init__(self):
-        if not 0.0 <= self.max_bad_fraction <= 1.0:
-            raise RecipeError(f"max_bad_fraction: {self.max_bad_fraction} is not between 0 and 1")
-        if self.rows_per_part < 1:
-            raise RecipeError(f"rows_per_part: {self.rows_per_part} must be at least 1")
+        check_ranges(self)
 
     @property
     def ingest_policy(self) -> IngestPolicy:
