@@ -23,6 +23,7 @@ kept. Every key has a flag of the same name on `rcforge bootstrap` that override
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from dataclasses import dataclass
 from typing import Callable
@@ -30,6 +31,7 @@ from typing import Callable
 from rcforge.bootstrap import chat
 from rcforge.bootstrap.selection import SelectionConfig
 
+from rcforge import fsio
 from rcforge.config import build_config, check_ranges, number, resolve_path
 from rcforge.errors import RecipeError
 
@@ -103,6 +105,8 @@ def options_from_mapping(raw, base_dir: str | None) -> BootstrapOptions:
     mapping = {("lam" if k == "lambda" else k): v for k, v in raw.items()}
     if isinstance(mapping.get("sources"), str):
         mapping["sources"] = [mapping["sources"]]
+    if isinstance(mapping.get("model"), str):
+        mapping["model"] = model_location(mapping["model"], base_dir)
     prompts = mapping.get("chat_prompts")
     if isinstance(prompts, str) and prompts not in chat.bundled():
         mapping["chat_prompts"] = resolve_path(prompts, base_dir)
@@ -110,3 +114,51 @@ def options_from_mapping(raw, base_dir: str | None) -> BootstrapOptions:
     if options.backend == "chat":
         chat.load_prompts(options.chat_prompts)  # a bad prompt set fails with the recipe, not mid-run
     return options
+
+
+def looks_like_path(model: str) -> bool:
+    """Whether ``model`` names a folder rather than a hub id (``name`` or ``namespace/name``)."""
+    return model.startswith((".", "/", "~")) or "://" in model or model.count("/") > 1 or "\\" in model
+
+
+def model_location(model: str, base_dir: str | None) -> str:
+    """The recipe's ``bootstrap.model``: a folder is relative to the recipe, like every other path in it; a value
+    that names no folder there and looks like a hub id stays a hub id."""
+    local = resolve_path(model, base_dir)
+    if looks_like_path(model) or fsio.exists(local):
+        return local
+    return model
+
+
+def check_model(options: BootstrapOptions) -> None:
+    """Refuse, before any pipeline starts, a model that cannot load: a folder that is missing or holds no
+    ``config.json``, or (with ``HF_HUB_OFFLINE`` set) a hub id that is not in the local hub cache; and a device
+    that is not there."""
+    model = options.model
+    if not model:
+        raise RecipeError("bootstrap: no model: give --model or the recipe's bootstrap.model")
+    if fsio.exists(model) or looks_like_path(model):
+        if not fsio.exists(model):
+            raise RecipeError(f"bootstrap.model: no model folder at {model}")
+        if not fsio.exists(fsio.join(model, "config.json")):
+            raise RecipeError(f"bootstrap.model: {model} holds no config.json; expected a model saved with "
+                              f"save_pretrained()")
+    elif os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(model, "config.json", revision=options.revision), str):
+            raise RecipeError(f"bootstrap.model: {model!r} is not a folder and not in the local hub cache, and "
+                              f"HF_HUB_OFFLINE is set, so it cannot be downloaded")
+    import torch
+
+    try:
+        device = torch.device(options.device)
+    except RuntimeError:
+        raise RecipeError(f"bootstrap.device: {options.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") \
+            from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RecipeError(f"bootstrap.device: {options.device} asked, but torch sees no CUDA GPU here; use "
+                          f"--device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RecipeError(f"bootstrap.device: {options.device} asked, but torch sees "
+                          f"{torch.cuda.device_count()} GPU(s)")

@@ -13,12 +13,11 @@ import json
 import sys
 
 from rcforge.bootstrap.handlers import Decoding, stage_handlers
-from rcforge.bootstrap.options import BootstrapOptions, backend, backend_names
+from rcforge.bootstrap.options import BootstrapOptions, backend, check_model
 from rcforge.pipelines import runners
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 from rcforge.pipelines.ingest import ingest
 
-from rcforge.config import flag_type
 from rcforge.errors import InputError, RecipeError
 from rcforge.manifest import Manifest
 from rcforge.recipe import load_recipe
@@ -36,41 +35,6 @@ def handlers(options: BootstrapOptions, roots: dict, beam_args: list[str] | None
                           share_model_across_processes=share)
 
 
-#: flag -> option; each flag's default is None (not given: the recipe's value stands)
-FLAGS = {
-    "--model": ("model", str, "a local model folder or a hub id"),
-    "--backend": ("backend", str, "a registered backend: florence2, kosmos2 or chat"),
-    "--revision": ("revision", str, "a hub revision of the model"),
-    "--chat-prompts": ("chat_prompts", str, "chat backend: a bundled prompt set (pink, llava, qwen2-vl, "
-                                            "qwen2.5-vl) or a YAML file"),
-    "--device": ("device", str, "cuda or cpu"),
-    "--batch-size": ("batch_size", int, "requests per model call"),
-    "--max-new-tokens": ("max_new_tokens", int, "the longest reply"),
-    "--sources": ("sources", str, "comma-separated sources to bootstrap"),
-    "--lambda": ("lam", float, "IoU threshold (refilter changes it without a model)"),
-    "--samples": ("samples", int, "descriptions drawn per box (the best IoU wins)"),
-    "--temperature": ("temperature", float, "sampling temperature of the extra descriptions (--samples > 1)"),
-    "--top-p": ("top_p", float, "nucleus sampling of the extra descriptions"),
-    "--max-annotations": ("max_annotations", int, "skip images with more objects"),
-    "--min-area": ("min_area", float, "skip smaller boxes (px^2)"),
-}
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("recipe", help="recipe YAML (its bootstrap section holds the defaults of the flags below)")
-    parser.add_argument("--out", required=True, help="output folder")
-    for flag, (dest, kind, text) in FLAGS.items():
-        # a numeric flag is checked against its option's one declared range before anything runs
-        parse = flag_type(BootstrapOptions, dest) if kind in (int, float) else kind
-        parser.add_argument(flag, dest=dest, type=parse, default=None, help=text,
-                            choices=backend_names() if dest == "backend" else None)
-    parser.add_argument("--no-uniqueness", dest="uniqueness", action="store_const", const=False, default=None,
-                        help="keep pairs whose description also fits another box of the same category")
-    parser.add_argument("--force", action="store_true",
-                        help="write into an OUT that holds other files and no rcforge output (they are never removed)")
-    runners.add_arguments(parser)
-
-
 def effective_options(recipe_options: BootstrapOptions | None, args) -> BootstrapOptions:
     """The recipe's options with the flags given on the command line in their place."""
     options = recipe_options or BootstrapOptions()
@@ -82,8 +46,7 @@ def effective_options(recipe_options: BootstrapOptions | None, args) -> Bootstra
         options = dataclasses.replace(options, **given)
     except ValueError as err:
         raise RecipeError(f"bootstrap: {err}") from None
-    if not options.model:
-        raise RecipeError("bootstrap: no model: give --model or the recipe's bootstrap.model")
+    check_model(options)
     return options
 
 
@@ -98,7 +61,8 @@ def main(args, beam_args) -> dict:
                                  uniqueness=options.uniqueness, seed=recipe.seed)
     with runners.beam_options(beam_args, getattr(args, "workers", 0)) as beam_args:
         if manifest is None or manifest.ingest_fingerprint != recipe.ingest_fingerprint():
-            manifest = ingest(recipe, args.out, beam_args=beam_args, progress=True, force=args.force)
+            manifest = ingest(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,
+                              force=args.force)
         describe, ground = handlers(options, manifest.image_roots(), beam_args)
         summary = run_bootstrap(args.out, describe, ground, settings, beam_args=beam_args)
     print(json.dumps(summary, indent=2), file=sys.stdout)

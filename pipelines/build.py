@@ -19,7 +19,6 @@ previous output whole.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -306,18 +305,6 @@ def _counts(fs, dpath) -> dict:
 def _value_counts(column):
     vc = column.value_counts()
     return vc.field("values").to_pylist(), vc.field("counts").to_pylist()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="recipe YAML (local path or fsspec URL)")
-    parser.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
-    parser.add_argument("--fresh-ingest", action="store_true", help="ingest again even if OUT holds this ingest")
-    parser.add_argument("--templates", help="a folder of template YAML files (overrides render.templates)")
-    parser.add_argument("--coordinates", help="coordinate format (overrides render.coordinates)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
-    parser.add_argument("--force", action="store_true",
-                        help="write into an OUT that holds other files and no rcforge output (they are never removed)")
-    runners.add_arguments(parser)
 
 
 def main(args, beam_args, *, test_pipeline=None) -> Manifest:

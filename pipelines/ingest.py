@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
-from rcforge.pipelines import runners
+from rcforge.pipelines import flags, runners
 
 import rcforge
 from rcforge import fsio, generations, images, readers, schemas
@@ -431,19 +431,10 @@ def run_pipeline(stage, beam_args: list[str] | None, test_pipeline: beam.Pipelin
         runners.release(result)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="recipe YAML (local path or fsspec URL)")
-    parser.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress lines on the terminal")
-    parser.add_argument("--force", action="store_true",
-                        help="write into an OUT that holds other files and no rcforge output (they are never removed)")
-    runners.add_arguments(parser)
-
-
 def run(argv=None, *, test_pipeline=None) -> Manifest:
     """Entry point: app flags are parsed here, everything else is passed to Beam (``--runner``, ...)."""
     parser = argparse.ArgumentParser(prog="rcforge ingest", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
+    flags.ingest(parser)
     args, beam_args = parser.parse_known_args(argv)
     return main(args, beam_args, test_pipeline=test_pipeline)
 

@@ -20,18 +20,11 @@ import contextlib
 import os
 from typing import Iterator
 
-from rcforge.config import Range, number_flag
 
 #: Beam's DaskRunner with tagged outputs routed (`rcforge.pipelines.dask_runner`)
 DASK_RUNNER = "rcforge.pipelines.dask_runner.DaskRunner"
 #: short runner names Beam itself does not resolve
 ALIASES = {"DaskRunner": DASK_RUNNER}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=number_flag(int, Range(0)), default=0,
-                        help="local worker processes: Beam multi_processing, or the size of the local Dask cluster "
-                             "with --runner DaskRunner (0: one in-process worker; the CPU count for Dask)")
 
 
 def _split(args: list[str], name: str) -> tuple[str | None, list[str]]:
@@ -84,3 +77,39 @@ def release(result) -> None:
     client = getattr(result, "client", None)
     if client is not None:
         client.close()
+
+
+def check_beam_args(command: str, beam_args: list[str]) -> None:
+    """Refuse, before anything runs, the arguments that neither the command nor any Beam pipeline option declares:
+    Beam itself only logs "Discarding unparseable args", so a mistyped flag would be ignored silently."""
+    import difflib
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from rcforge.errors import RecipeError
+
+    if runner(beam_args) == DASK_RUNNER or any(a.startswith("--dask") for a in beam_args):
+        try:  # Beam declares the Dask runner's options (--dask_client_address, ...) in the runner's module
+            import apache_beam.runners.dask.dask_runner  # noqa: F401
+        except ImportError:
+            raise RecipeError("the Dask runner needs the dask extra: pip install -c requirements/lock.txt "
+                              "-e '.[dask]'") from None
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    seen = {}
+    for cls in PipelineOptions.__subclasses__():  # as Beam's own PipelineOptions.get_all_options collects them
+        seen.setdefault(str(cls), cls)
+    for cls in seen.values():
+        cls._add_argparse_args(parser)  # noqa: SLF001 (Beam's one way to list its options)
+    try:
+        _, unknown = parser.parse_known_args(beam_args)
+    except SystemExit:  # a Beam option with a bad value: argparse has printed why
+        raise RecipeError("a Beam pipeline option has a bad value (see above)") from None
+    if not unknown:
+        return
+    known = [o for action in parser._actions for o in action.option_strings]  # noqa: SLF001
+    known += [o for o in ("--workers", "--out", "--force", "--no-progress")]
+    first = unknown[0].split("=", 1)[0]
+    close = difflib.get_close_matches(first, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise RecipeError(f"unknown argument {unknown[0]!r}{hint}: it is neither a flag of rcforge {command} "
+                      f"(see rcforge {command} --help) nor an Apache Beam pipeline option")

@@ -1,7 +1,10 @@
 """The `rcforge` command. Each subcommand lives with its pipeline and registers here by name.
 
-App flags are parsed by the subcommand; flags it does not know go to Apache Beam (``--runner``,
-``--direct_num_workers``, ...), so the same command runs locally or on Dataflow / Flink / Spark.
+Only the chosen subcommand's module is imported, and a pipeline command's flags are declared apart from its
+pipeline (`rcforge.pipelines.flags`), so ``--help``, ``--version``, ``tasks`` and ``sources`` answer without
+importing Apache Beam, torch or transformers. Flags a pipeline command does not declare go to Beam
+(``--runner``, ``--direct_num_workers``, ...) so the same command runs locally or on Dataflow / Flink / Spark;
+they are checked against Beam's own options first. Any other command refuses a flag it does not know.
 """
 
 from __future__ import annotations
@@ -9,60 +12,115 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from dataclasses import dataclass
 
 from rcforge.errors import RcforgeError
 
-#: subcommand -> (module with add_arguments(parser) and main(args, beam_args), one-line help)
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``module`` holds ``main(args, rest)``; ``flags`` is "module:function" adding its flags to a
+    parser (default: ``module.add_arguments``); a ``beam`` command passes the flags it does not know to Beam."""
+
+    module: str
+    help: str
+    flags: str | None = None
+    beam: bool = False
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        module, _, function = (self.flags or f"{self.module}:add_arguments").partition(":")
+        getattr(importlib.import_module(module), function)(parser)
+
+
 COMMANDS = {
-    "bootstrap": ("rcforge.pipelines.bootstrap_cmd", "describe boxes, ground the descriptions, keep pairs with IoU >= lambda"),
-    "build": ("rcforge.pipelines.build", "ingest, then render every task into dialogue shards (Parquet)"),
-    "ingest": ("rcforge.pipelines.ingest", "read the recipe's annotation files into image records (Parquet)"),
-    "refilter": ("rcforge.pipelines.refilter", "pairs for another IoU threshold from bootstrap candidates, no model"),
-    "tasks": ("rcforge.tasks_cmd", "list the registered tasks, their variants and options"),
-    "export": ("rcforge.export", "write dialogue shards as a trainer's file: llava, sharegpt, swift, internvl, qwen_vl"),
-    "stats": ("rcforge.stats", "corpus statistics of a build (DuckDB over the shards)"),
-    "report": ("rcforge.report", "an HTML page of plots of a build's statistics"),
-    "preview": ("rcforge.preview", "an HTML gallery of sampled dialogues with their boxes drawn on the images"),
-    "validate": ("rcforge.validate", "check shards against the schema, the coordinate format and the ledgers"),
-    "sources": ("rcforge.sources_cmd", "list the registered dataset readers and their recipe options"),
+    "bootstrap": Command("rcforge.pipelines.bootstrap_cmd",
+                         "describe boxes, ground the descriptions, keep pairs with IoU >= lambda",
+                         "rcforge.pipelines.flags:bootstrap", beam=True),
+    "build": Command("rcforge.pipelines.build", "ingest, then render every task into dialogue shards (Parquet)",
+                     "rcforge.pipelines.flags:build", beam=True),
+    "ingest": Command("rcforge.pipelines.ingest", "read the recipe's annotation files into image records (Parquet)",
+                      "rcforge.pipelines.flags:ingest", beam=True),
+    "refilter": Command("rcforge.pipelines.refilter",
+                        "pairs for another IoU threshold from bootstrap candidates, no model"),
+    "tasks": Command("rcforge.tasks_cmd", "list the registered tasks, their variants and options"),
+    "export": Command("rcforge.export",
+                      "write dialogue shards as a trainer's file: llava, sharegpt, swift, internvl, qwen_vl"),
+    "stats": Command("rcforge.stats", "corpus statistics of a build (DuckDB over the shards)"),
+    "report": Command("rcforge.report", "an HTML page of plots of a build's statistics"),
+    "preview": Command("rcforge.preview",
+                       "an HTML gallery of sampled dialogues with their boxes drawn on the images"),
+    "validate": Command("rcforge.validate",
+                        "check shards against the schema, the coordinate format and the ledgers"),
+    "sources": Command("rcforge.sources_cmd", "list the registered dataset readers and their recipe options"),
 }
 
+TOP_FLAGS = {"--version", "-v", "--verbose", "-h", "--help"}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def chosen(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: the first argument that is not a top-level flag."""
+    for arg in argv:
+        if arg not in TOP_FLAGS:
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the flags of ``command`` only (the others are listed by name and help)."""
     parser = argparse.ArgumentParser(
         prog="rcforge", description="Build referring-and-grounding instruction corpora for multimodal LLMs.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Apache Beam's own log messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(sp)
+    for name, spec in COMMANDS.items():
+        sp = sub.add_parser(name, help=spec.help, description=spec.help)
+        if name == command:
+            spec.add_arguments(sp)
     return parser
 
 
 def main(argv=None) -> int:
-    if not (argv or sys.argv[1:]).count("-v") and "--verbose" not in (argv or sys.argv[1:]):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-v" not in argv and "--verbose" not in argv:
         # Beam logs a traceback for a failing step before re-raising it, and warns about optional cloud
         # libraries at import; our own one-line error says what went wrong. -v shows them.
         logging.getLogger().setLevel(logging.ERROR)
         logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if args.version:
-        import rcforge
-
-        print(rcforge.__version__)
-        return 0
-    if not args.command:
-        parser.print_help()
-        return 2
-    module = importlib.import_module(COMMANDS[args.command][0])
+    command = chosen(argv)
+    parser = build_parser(command)
     try:
-        module.main(args, rest)
+        if command and COMMANDS[command].beam:
+            args, rest = parser.parse_known_args(argv)
+        else:
+            args, rest = parser.parse_args(argv), []
+        if args.version:
+            from rcforge import __version__
+
+            print(__version__)
+            return 0
+        if not args.command:
+            parser.print_help()
+            return 2
+        if rest:
+            from rcforge.pipelines.runners import check_beam_args
+
+            check_beam_args(command, rest)
+        importlib.import_module(COMMANDS[command].module).main(args, rest)
     except RcforgeError as err:
-        print(f"rcforge {args.command}: error: {err}", file=sys.stderr)
+        print(f"rcforge {command}: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # a writer's staged generation is left for the next writer to clear; the previous output stays whole
+        print(f"rcforge {command}: interrupted" if command else "rcforge: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`rcforge tasks | head`): stop quietly; point stdout at devnull so
+        # the interpreter's final flush does not complain either
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     return 0
 
 

@@ -146,9 +146,10 @@ def main_raising(argv):
     import argparse
 
     from rcforge.pipelines import build as build_cmd
+    from rcforge.pipelines import flags
 
     parser = argparse.ArgumentParser()
-    build_cmd.add_arguments(parser)
+    flags.build(parser)
     args, rest = parser.parse_known_args(argv[1:])
     return build_cmd.main(args, rest)
 

@@ -1,0 +1,142 @@
+"""The command line itself: start-up without the heavy libraries, unknown flags refused, Ctrl-C and a closed pipe
+handled in one line, and the bootstrap model checked before any pipeline starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import SAMPLE_RECIPE
+
+from rcforge import cli
+
+HEAVY = ("apache_beam", "torch", "transformers", "duckdb")
+
+PROBE = """
+import sys
+from rcforge import cli
+try:
+    code = cli.main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted(m for m in {heavy!r} if m in sys.modules)
+print("HEAVY", ",".join(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["tasks"], ["sources"], [], ["build", "--help"],
+                                  ["ingest", "--help"], ["bootstrap", "--help"], ["refilter", "--help"],
+                                  ["validate", "--help"], ["stats", "--help"], ["export", "--help"]])
+def test_start_up_imports_no_pipeline_or_model_library(argv):
+    run = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv], capture_output=True, text=True,
+                         timeout=120)
+    line = [x for x in run.stderr.splitlines() if x.startswith("HEAVY")]
+    assert line == ["HEAVY "], (argv, run.stderr[-2000:])
+
+
+def test_every_command_has_its_flags_in_help(capsys):
+    for name in cli.COMMANDS:
+        with pytest.raises(SystemExit) as exit:
+            cli.main([name, "--help"])
+        assert exit.value.code == 0
+        text = capsys.readouterr().out
+        assert f"rcforge {name}" in text and "--" in text, name
+
+
+@pytest.mark.parametrize("argv", [["stats", "OUT", "--jsn", "x.json"], ["validate", "OUT", "--imgaes"],
+                                  ["tasks", "--verbos"], ["refilter", "OUT", "--lambda", "0.5", "--uniq"],
+                                  ["export", "llava", "OUT", "x.json", "--extra"]])
+def test_a_mistyped_flag_of_a_plain_command_is_an_error(argv, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(argv)
+    assert exit.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("command", ["build", "ingest", "bootstrap"])
+def test_a_flag_neither_rcforge_nor_beam_knows_is_refused_before_anything_runs(command, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli.main([command, str(SAMPLE_RECIPE), "--out", str(out), "--no-progress", "--runnr", "FnApiRunner"])
+    err = capsys.readouterr().err
+    assert code == 1 and "unknown argument '--runnr'" in err and "did you mean --runner?" in err
+    assert not out.exists()
+
+
+def test_beam_options_still_reach_beam(tmp_path):
+    out = tmp_path / "out"
+    assert cli.main(["ingest", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress", "--runner", "FnApiRunner",
+                     "--job_name=rcforge-test"]) == 0
+
+
+def test_a_bad_value_for_a_beam_option_is_one_error(tmp_path, capsys):
+    code = cli.main(["ingest", str(SAMPLE_RECIPE), "--out", str(tmp_path / "o"), "--direct_num_workers", "many"])
+    assert code == 1 and "Beam pipeline option" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    from rcforge import stats
+
+    def interrupted(args, rest):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stats, "main", interrupted)
+    assert cli.main(["stats", "OUT"]) == 130
+    err = capsys.readouterr().err
+    assert err == "rcforge stats: interrupted\n"
+
+
+def test_a_closed_pipe_is_quiet():
+    run = subprocess.run(f"{sys.executable} -m rcforge.cli tasks | head -c 10", shell=True, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0 and len(run.stdout) == 10 and run.stderr == ""
+
+
+def test_sigint_to_a_running_build_exits_130_in_one_line(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "rcforge.cli", "build", str(SAMPLE_RECIPE), "--out", str(out),
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # inside the imports or the pipeline: either way one line
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the build finished before the signal")
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["rcforge build: interrupted"], err
+
+
+def test_bootstrap_model_is_relative_to_the_recipe_and_checked_first(tmp_path, capsys):
+    from rcforge.bootstrap.options import model_location
+
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    assert model_location("models/m", str(tmp_path)) == str(tmp_path / "models" / "m")
+    assert model_location("microsoft/Florence-2-large", str(tmp_path)) == "microsoft/Florence-2-large"
+    assert model_location("./nothing", str(tmp_path)) == str(tmp_path / "nothing")
+
+    recipe = tmp_path / "r.yaml"
+    text = SAMPLE_RECIPE.read_text().replace("../sample_data/", str(SAMPLE_RECIPE.parents[1] / "sample_data") + "/")
+    for model, message in [("./models/none", "no model folder at"), ("models/m", "holds no config.json"),
+                           ("nobody/no-such-model", "not in the local hub cache")]:
+        recipe.write_text(text + f"\nbootstrap:\n  model: {model}\n  sources: [visual_genome]\n")
+        out = tmp_path / "out"
+        code = cli.main(["bootstrap", str(recipe), "--out", str(out), "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()  # refused before the ingest
+
+
+def test_cuda_without_a_gpu_is_refused_first(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    out = tmp_path / "out"
+    code = cli.main(["bootstrap", str(SAMPLE_RECIPE), "--out", str(out), "--model", str(model), "--device", "cuda",
+                     "--sources", "visual_genome"])
+    assert code == 1 and "torch sees no CUDA GPU" in capsys.readouterr().err and not out.exists()
