@@ -36,7 +36,7 @@ from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
 from rcforge.pipelines import runners
 from rcforge.pipelines.ingest import ingest_into, run_pipeline
 
-from rcforge import coordinates, fsio, generations, schemas
+from rcforge import bulk, coordinates, fsio, generations, schemas
 from rcforge.config import resolve_path
 from rcforge.errors import InputError, RecipeError, TooManyBadRecords
 from rcforge.ledger import ErrorRow
@@ -44,6 +44,7 @@ from rcforge.manifest import BuildSection, Manifest
 from rcforge.recipe import Recipe, load_recipe
 from rcforge.render import Renderer
 from rcforge.summary import print_build_summary, print_ingest_summary
+from rcforge.templating import TemplateStallError
 
 
 def shard_of(dialogue_id: str, shards: int) -> int:
@@ -59,7 +60,9 @@ def read_part(path: str):
     with fsspec.open(path, "rb") as f:
         parquet = pq.ParquetFile(f)
         for batch in parquet.iter_batches(batch_size=512):
-            yield from batch.to_pylist()
+            with bulk.gc_paused():
+                records = batch.to_pylist()
+            yield from records
 
 
 def row_groups(path: str):
@@ -72,7 +75,10 @@ def row_groups(path: str):
 def read_row_group(item):
     path, index = item
     with fsspec.open(path, "rb") as f:
-        yield from pq.ParquetFile(f).read_row_group(index).to_pylist()
+        table = pq.ParquetFile(f).read_row_group(index)
+    with bulk.gc_paused():
+        records = table.to_pylist()
+    yield from records
 
 
 def write_shard(out_dir: str, index: int, shards: int, rows: list[dict]) -> tuple[str, int]:
@@ -113,28 +119,8 @@ class RenderRowGroupFn(beam.DoFn):
         by_shard: dict[int, list[dict]] = {}
         ledger = dict.fromkeys(LEDGER_KEYS, 0)
         errors = []
-        for record in read_row_group(item):
-            self.images.inc()
-            ledger["images"] += 1
-            if self.pairs is not None:
-                record = self.pairs.attach(record)
-                if record is None:  # its source renders only images with a kept pair
-                    ledger["images_skipped_unpaired"] += 1
-                    continue
-            try:
-                dialogues = list(self.renderer.dialogues(record))
-            except Exception as err:  # dead letter: the record, stage and reason go to OUT/errors/render
-                self.failures.inc()
-                ledger["render_errors"] += 1
-                errors.append(ErrorRow(record["source"], record["key"], path, f"row group {index}", "", "render",
-                                       "image", type(err).__name__, str(err)[:500]).row())
-                continue
-            if not dialogues:
-                ledger["images_without_dialogues"] += 1
-            for dialogue in dialogues:
-                self.dialogues.inc()
-                ledger["dialogues"] += 1
-                by_shard.setdefault(shard_of(dialogue["id"], self.shards), []).append(dialogue)
+        with bulk.gc_paused():  # a row group is a bounded unit of work (see rcforge.bulk)
+            self._render(item, by_shard, ledger, errors)
         fs, root = fsspec.core.url_to_fs(self.dialogues_dir)
         tag = f"{zlib.crc32(path.encode()):08x}-{index:05d}"
         ledger_dir = fsio.join(root, "_fragments", "ledger")
@@ -150,6 +136,34 @@ class RenderRowGroupFn(beam.DoFn):
             fragment = fsio.join(folder, f"{tag}.parquet")
             fsio.write_parquet(fs, fragment, pa.Table.from_pylist(rows, schema=schemas.DIALOGUE))
             yield shard, fragment
+
+    def _render(self, item, by_shard: dict, ledger: dict, errors: list) -> None:
+        """The row group's records rendered: dialogues by shard, the ledger counted, render errors collected."""
+        path, index = item
+        for record in read_row_group(item):
+            self.images.inc()
+            ledger["images"] += 1
+            if self.pairs is not None:
+                record = self.pairs.attach(record)
+                if record is None:  # its source renders only images with a kept pair
+                    ledger["images_skipped_unpaired"] += 1
+                    continue
+            try:
+                dialogues = list(self.renderer.dialogues(record))
+            except TemplateStallError:
+                raise  # the build's end, not a record's error: it would depend on the machine's load
+            except Exception as err:  # dead letter: the record, stage and reason go to OUT/errors/render
+                self.failures.inc()
+                ledger["render_errors"] += 1
+                errors.append(ErrorRow(record["source"], record["key"], path, f"row group {index}", "", "render",
+                                       "image", type(err).__name__, str(err)[:500]).row())
+                continue
+            if not dialogues:
+                ledger["images_without_dialogues"] += 1
+            for dialogue in dialogues:
+                self.dialogues.inc()
+                ledger["dialogues"] += 1
+                by_shard.setdefault(shard_of(dialogue["id"], self.shards), []).append(dialogue)
 
 
 def merge_fragments(dialogues_dir: str, index: int, shards: int, fragments) -> tuple[str, int]:

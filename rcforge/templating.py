@@ -16,7 +16,9 @@ Templates are compiled in Jinja's immutable sandbox with ``StrictUndefined``: a 
 the task does not provide, or omits one it must show, fails at load time with the file, variant and template id.
 Annotation text only ever reaches a template as a variable's value, never as template source. Templates
 get curated globals and filters (nothing random, nothing that pads to a width), and each rendered turn is capped
-in length, render time and loop steps (`render`), so a careless or hostile template set cannot stall a build. The template id
+in length and in loop steps (`render`), so a careless or hostile template set cannot stall a build. The limits
+count characters and steps, never seconds, so a loaded machine renders exactly what a quiet one does; a far
+larger wall-clock backstop (`BACKSTOP_SECONDS`) fails the whole build loudly instead of dropping a record. The template id
 of a sample is ``<task>.<variant>.<question id>+<answer id>``; the manifest records a content hash per file.
 """
 
@@ -32,6 +34,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.runtime
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -67,10 +70,11 @@ class TemplateSet:
 
 #: the most characters one rendered turn (a question or an answer) may have; real turns stay under ~5,000
 MAX_TURN_CHARS = 20_000
-#: the most seconds one turn may take to render (a turn takes about 10 µs)
-MAX_RENDER_SECONDS = 1.0
-#: the most loop steps over ``range`` in one turn (loops over the task's own lists are bounded by the data)
-MAX_RANGE_STEPS = 10_000
+#: the most loop steps in one turn, over ``range`` or the task's own lists, nested loops counting every inner step
+MAX_LOOP_STEPS = 100_000
+#: the wall-clock backstop for one turn (a turn takes about 10 µs): past it the build fails; it never fires
+#: within the step and size limits, so it cannot make two runs differ
+BACKSTOP_SECONDS = 60.0
 #: the widest field a format string may ask for (``"%9999999d"``, ``"{:>9999999}"``)
 MAX_FORMAT_WIDTH = 1_000
 
@@ -83,7 +87,17 @@ FILTERS = ("abs", "attr", "batch", "capitalize", "count", "d", "default", "dicts
 
 
 class TemplateLimitError(RecipeError):
-    """A template went past a resource limit while rendering (output size, time, loop steps, a huge value)."""
+    """A template went past a resource limit while rendering (output size, loop steps, a huge value): the record
+    is a counted render error."""
+
+
+class TemplateStallError(RecipeError):
+    """A turn ran past `BACKSTOP_SECONDS`: not a per-record error (that would depend on the machine's load) but
+    the build's end, naming the template."""
+
+
+#: the clock of the backstop (a test slows it down to stand for a loaded machine)
+_clock = time.perf_counter
 
 
 class _Budget(threading.local):
@@ -99,15 +113,25 @@ def _over(what: str) -> TemplateLimitError:
     return TemplateLimitError(f"{_budget.where}: {what}")
 
 
-def _range(*args):
-    """``range`` for templates: every step counts against the turn's step and time budget."""
-    for i, value in enumerate(range(*args)):
-        if i % 256 == 0 and time.perf_counter() > _budget.deadline:
-            raise _over(f"took longer than {MAX_RENDER_SECONDS} s to render")
+def _stalled() -> TemplateStallError:
+    return TemplateStallError(f"{_budget.where}: one turn took longer than {BACKSTOP_SECONDS:.0f} s to render; the "
+                              f"build stops here rather than drop records depending on the machine's load")
+
+
+def _counted(iterable):
+    """Every step of a template's loop, or of ``range``, counts against the turn's step budget."""
+    for value in iterable:
         _budget.steps += 1
-        if _budget.steps > MAX_RANGE_STEPS:
-            raise _over(f"loops over range() ran more than {MAX_RANGE_STEPS:,} steps")
+        if _budget.steps > MAX_LOOP_STEPS:
+            raise _over(f"loops ran more than {MAX_LOOP_STEPS:,} steps")
+        if _budget.steps % 4096 == 0 and _clock() > _budget.deadline:
+            raise _stalled()
         yield value
+
+
+def _range(*args):
+    """``range`` for templates, counted like every loop."""
+    return _counted(range(*args))
 
 
 _WIDTH = re.compile(r"%[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?|\{[^{}]*?[:]([^{}]*)\}")
@@ -126,6 +150,18 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox, with operators that could build a huge value checked first."""
 
     intercepted_binops = frozenset(["*", "**", "%"])
+
+    #: what a template's ``{% for %}`` iterates through (see `_parse`)
+    counted = staticmethod(_counted)
+
+    def _parse(self, source, name, filename):
+        """Jinja's parse, with every ``{% for x in seq %}`` made ``for x in counted(seq)``: loop steps are counted
+        whatever they iterate over, so nested loops over the data are bounded like ``range``."""
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(jinja2.nodes.For):
+            loop.iter = jinja2.nodes.Call(jinja2.nodes.EnvironmentAttribute("counted"), [loop.iter], [], None, None,
+                                          lineno=loop.lineno)
+        return tree
 
     def call_binop(self, context, operator, left, right):
         if operator == "**" and isinstance(right, (int, float)) and (abs(right) > 64 or (
@@ -183,13 +219,26 @@ def load(root: str | None = None, *, required: dict[tuple[str, str], tuple[set, 
     files = sorted(p for p in fs.glob(fsio.join(path, "*.yaml")))
     if not files:
         raise RecipeError(f"templates: no *.yaml template files in {root}")
+    contents = {file: fs.cat_file(file) for file in files}
+    hashes = {file.rsplit("/", 1)[-1]: hashlib.sha256(data).hexdigest() for file, data in contents.items()}
+    # compiling a set takes ~0.5 s and a pipeline unpickles its renderer once per stage and worker: compile each
+    # content once per process (the key holds every file's hash, so an edited file compiles again)
+    key = (root, tuple(sorted(hashes.items())),
+           tuple(sorted((k, tuple(tuple(sorted(x)) for x in v)) for k, v in (required or {}).items())))
+    if key not in _COMPILED:
+        _COMPILED[key] = _compile(root, contents, hashes, required)
+    return _COMPILED[key]
+
+
+#: template sets compiled in this process, by root, file hashes and required variables (see `load`)
+_COMPILED: dict[tuple, TemplateSet] = {}
+
+
+def _compile(root: str, contents: dict[str, bytes], hashes: dict[str, str], required) -> TemplateSet:
     env = environment()
     variants: dict[tuple[str, str], Variant] = {}
-    hashes = {}
-    for file in files:
-        data = fs.cat_file(file)
+    for file, data in contents.items():
         name = file.rsplit("/", 1)[-1]
-        hashes[name] = hashlib.sha256(data).hexdigest()
         task = name[: -len(".yaml")]
         try:
             doc = yaml.safe_load(data)
@@ -248,20 +297,27 @@ def compile_checked(env, source: str, where: str, *, must=(), allowed: set | Non
 
 def render(template: jinja2.Template, variables: dict[str, Any], where: str = "") -> str:
     """Render and tidy whitespace (templates may use blocks for lists), within the limits: at most
-    `MAX_TURN_CHARS` characters, `MAX_RENDER_SECONDS` seconds and `MAX_RANGE_STEPS` range steps, else a
-    `TemplateLimitError` naming the template."""
-    _budget.deadline = time.perf_counter() + MAX_RENDER_SECONDS
+    `MAX_TURN_CHARS` characters and `MAX_LOOP_STEPS` loop steps, else a `TemplateLimitError` naming the
+    template (a `TemplateStallError` past the `BACKSTOP_SECONDS` backstop)."""
+    _budget.deadline = _clock() + BACKSTOP_SECONDS
     _budget.steps = 0
     _budget.where = f"template {where or template.name or '(inline)'}"
+    # Jinja's render copies the template's globals (a ChainMap, slow to iterate) into every new context; here
+    # they are flattened once per template and the context is made over one fresh dict (same names, same result)
+    flat = template.__dict__.get("_flat_globals")
+    if flat is None:
+        flat = template._flat_globals = dict(template.globals)
+    context = jinja2.runtime.new_context(template.environment, template.name, template.blocks,
+                                         {**flat, **variables}, shared=True)
     pieces, size = [], 0
     try:
-        for piece in template.generate(**variables):
+        for piece in template.root_render_func(context):
             size += len(piece)
             if size > MAX_TURN_CHARS:
                 raise _over(f"the rendered turn is longer than {MAX_TURN_CHARS:,} characters")
-            if time.perf_counter() > _budget.deadline:
-                raise _over(f"took longer than {MAX_RENDER_SECONDS} s to render")
             pieces.append(piece)
+        if _clock() > _budget.deadline:
+            raise _stalled()
     finally:
         _budget.deadline = float("inf")
     return " ".join("".join(pieces).split())
