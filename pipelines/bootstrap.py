@@ -12,6 +12,7 @@ duplicates nothing.
 
 from __future__ import annotations
 
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from rcforge.pipelines.refilter import refilter
 from rcforge import fsio, schemas
 from rcforge.errors import InputError
 from rcforge.manifest import Manifest
+from rcforge.progress import Progress, beacon, flush_beacons, read_counts, watching
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,31 @@ def _write_chunk(out: str, run: int, chunk: int, rows) -> str:
     return final
 
 
+def _selected(record: dict, selection: SelectionConfig, seed: int, beacons: str) -> list[dict]:
+    """`select`, counted for the progress line."""
+    requests = select(record, selection, seed)
+    beacon(beacons).add("boxes selected", len(requests))
+    return requests
+
+
+def _run_watched(stage, beam_args, test_pipeline, beacons: str, progress: bool) -> None:
+    """Run the pipeline with a progress line summed from the workers' beacons, which are removed afterwards."""
+    line = Progress("bootstrap", enabled=progress, unit="grounded")
+    try:
+        with watching(line, lambda: read_counts(beacons)):
+            run_pipeline(stage, beam_args, test_pipeline)
+            flush_beacons()  # the in-process runner's last counts, for the stage's final line
+    finally:
+        fs, path = fsspec.core.url_to_fs(beacons)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
 def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, settings: BootstrapSettings, *,
-                  beam_args=None, test_pipeline=None) -> dict:
+                  beam_args=None, test_pipeline=None, progress: bool = True) -> dict:
+    """Describe, ground and write every candidate, then decide the pairs for λ; returns the summary, with each
+    stage's own seconds. Progress (boxes selected, described, grounded) comes from the workers' beacons."""
+    started = time.perf_counter()
     fs, path = fsspec.core.url_to_fs(out)
     manifest = Manifest.load(out, "bootstrap", "rcforge ingest")
     missing = [s for s in settings.sources if s not in manifest.sources]
@@ -114,7 +139,10 @@ def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, se
     run = _run_number(out)
     seed, chunks = settings.seed, settings.chunks
 
+    beacons = fsio.join(out, "bootstrap", f".progress-{run:03d}")
+
     def after_describe(result):
+        beacon(beacons).add("described")
         request, raw = result.example, result.inference
         description = describe.parse(raw, request)
         if description is None:
@@ -142,6 +170,7 @@ def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, se
         return candidate(request, None, text, None, None, where, describe, ground, seed)
 
     def after_ground(result):
+        beacon(beacons).add("grounded")
         request, raw = result.example, result.inference
         box = ground.parse(raw, request)
         return candidate(request, request["description"], request["raw_describe"], box, raw,
@@ -155,7 +184,7 @@ def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, se
                     | "Records" >> beam.FlatMap(read_row_group)
                     | "NotDoneYet" >> beam.Filter(lambda r, only=settings.only_keys: r["key"] not in skip
                                                   and (only is None or r["key"] in only))
-                    | "SelectBoxes" >> beam.FlatMap(select, settings.selection, seed))
+                    | "SelectBoxes" >> beam.FlatMap(_selected, settings.selection, seed, beacons))
         described_raw, describe_dlq = requests | "Describe" >> RunInference(describe).with_exception_handling()
         described = described_raw | "ParseDescription" >> beam.Map(after_describe).with_outputs("failed", main="ok")
         grounded_raw, ground_dlq = described.ok | "Ground" >> RunInference(ground).with_exception_handling()
@@ -167,8 +196,10 @@ def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, se
                 | "GroupChunks" >> beam.GroupByKey()
                 | "WriteCandidates" >> beam.MapTuple(lambda chunk, rows: _write_chunk(out, run, chunk, list(rows))))
 
-    run_pipeline(stage, beam_args, test_pipeline)
+    _run_watched(stage, beam_args, test_pipeline, beacons, progress)
+    models_seconds = time.perf_counter() - started
     summary = refilter(out, settings.lam, uniqueness=settings.uniqueness)
     summary["skipped_images_already_done"] = len(skip)
     summary["run"] = run
+    summary["stage_seconds"] = {"describe_and_ground": round(models_seconds, 3), "refilter": summary.pop("seconds")}
     return summary

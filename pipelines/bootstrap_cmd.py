@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 
 from rcforge.bootstrap.handlers import Decoding, stage_handlers
 from rcforge.bootstrap.options import BootstrapOptions, backend, check_model
@@ -59,11 +60,17 @@ def main(args, beam_args) -> dict:
         manifest = None
     settings = BootstrapSettings(sources=options.sources, selection=options.selection, lam=options.lam,
                                  uniqueness=options.uniqueness, seed=recipe.seed)
+    started = time.perf_counter()
+    ingest_seconds = None  # None: OUT's ingest was reused
     with runners.beam_options(beam_args, getattr(args, "workers", 0)) as beam_args:
         if manifest is None or manifest.ingest_fingerprint != recipe.ingest_fingerprint():
             manifest = ingest(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,
                               force=args.force)
+            ingest_seconds = round(time.perf_counter() - started, 3)
         describe, ground = handlers(options, manifest.image_roots(), beam_args)
-        summary = run_bootstrap(args.out, describe, ground, settings, beam_args=beam_args)
+        summary = run_bootstrap(args.out, describe, ground, settings, beam_args=beam_args,
+                                progress=not args.no_progress)
+    summary["stage_seconds"] = {"ingest": ingest_seconds, **summary["stage_seconds"]}
+    summary["seconds"] = round(time.perf_counter() - started, 3)
     print(json.dumps(summary, indent=2), file=sys.stdout)
     return summary

@@ -41,6 +41,7 @@ from rcforge.config import resolve_path
 from rcforge.errors import InputError, RecipeError, TooManyBadRecords
 from rcforge.ledger import ErrorRow
 from rcforge.manifest import BuildSection, Manifest
+from rcforge.progress import Progress, read_counts, watching
 from rcforge.recipe import Recipe, load_recipe
 from rcforge.render import Renderer
 from rcforge.summary import print_build_summary, print_ingest_summary
@@ -211,7 +212,7 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
         if manifest is None:
             manifest = ingest_into(recipe, generation, beam_args=beam_args, progress=progress, inputs=inputs)
         section = render(recipe, manifest, out if reused else generation.root, generation, beam_args=beam_args,
-                         test_pipeline=test_pipeline)
+                         test_pipeline=test_pipeline, progress=progress)
         manifest = manifest.with_build(dataclasses.replace(section, reused_ingest=reused),
                                        ingest_fingerprint=fingerprint)
         ledger = section.ledger
@@ -245,9 +246,10 @@ def _reusable_ingest(out: str, fingerprint: str, inputs: dict) -> Manifest | Non
 
 
 def render(recipe: Recipe, manifest: Manifest, records_root: str, generation, *, beam_args=None,
-           test_pipeline=None) -> BuildSection:
+           test_pipeline=None, progress: bool = True) -> BuildSection:
     """Render the image records the manifest lists (under ``records_root``) into the generation's dialogue
-    shards; returns the manifest's build section."""
+    shards; returns the manifest's build section. Progress (images rendered, dialogues, rate, ETA) is read from
+    the row groups' ledger files, which every worker writes where the driver reads them."""
     renderer = Renderer(recipe.render, recipe.seed)
     pairs = None
     if recipe.render.bootstrap_pairs is not None:
@@ -271,7 +273,14 @@ def render(recipe: Recipe, manifest: Manifest, records_root: str, generation, *,
                 | "MergeShards" >> beam.MapTuple(
                     lambda i, fragments, n=shards: merge_fragments(dialogues_dir, i, n, list(fragments))))
 
-    run_pipeline(stage, beam_args, test_pipeline)
+    ledger_dir = fsio.join(dialogues_dir, "_fragments", "ledger")
+
+    def rendered() -> dict[str, int]:
+        counts = read_counts(ledger_dir)
+        return {"images": counts.get("images", 0), "dialogues": counts.get("dialogues", 0)}
+
+    with watching(Progress("render", enabled=progress, total=manifest.records()), rendered):
+        run_pipeline(stage, beam_args, test_pipeline)
     # shards that received no dialogue are written empty, so the -of- series is complete
     written = {p.rsplit("/", 1)[-1] for p in dfs.glob(fsio.join(dpath, "part-*.parquet"))}
     for i in range(shards):

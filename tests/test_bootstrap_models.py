@@ -81,7 +81,7 @@ def test_kosmos2_handlers_run_the_pipeline_end_to_end(tmp_path):
     assert summary["format_errors"] == sum(r["format_error"] for r in rows)
 
 
-def test_bootstrap_command_with_a_tiny_florence2(tmp_path):
+def test_bootstrap_command_with_a_tiny_florence2(tmp_path, capsys):
     from rcforge.cli import main
 
     model_dir = str(tiny_florence2(tmp_path / "tiny"))
@@ -89,6 +89,13 @@ def test_bootstrap_command_with_a_tiny_florence2(tmp_path):
     assert main(["bootstrap", str(SAMPLE_RECIPE), "--out", str(out), "--model", model_dir, "--backend", "florence2",
                  "--sources", "visual_genome", "--max-annotations", "100", "--min-area", "40000",
                  "--max-new-tokens", "4", "--lambda", "0.5"]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    stages = printed["stage_seconds"]
+    assert set(stages) == {"ingest", "describe_and_ground", "refilter"} and stages["ingest"] > 0
+    assert printed["seconds"] >= stages["ingest"] + stages["describe_and_ground"]
+    line = [x for x in captured.err.splitlines() if x.startswith("[bootstrap]")]
+    assert len(line) == 1 and "described" in line[0] and "boxes selected" in line[0], captured.err
     summary = json.loads((out / "bootstrap" / "refilter.json").read_text())
     rows = pa.concat_tables([pq.read_table(p) for p in (out / "bootstrap" / "candidates").glob("*.parquet")]).to_pylist()
     assert summary["candidates"] == len(rows) > 0
