@@ -12,6 +12,7 @@ import sys
 import time
 
 import fsspec
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rcforge.bootstrap.decide import decide
 from rcforge.bootstrap.options import BootstrapOptions
@@ -32,18 +33,22 @@ def refilter(out: str, lam: float, *, target: str | None = None, uniqueness: boo
     pairs_dir = fsio.join(tpath, "bootstrap", "pairs")
     tfs.makedirs(pairs_dir, exist_ok=True)
     started = time.perf_counter()
-    candidates = pairs = errors = 0
+    candidates = pairs = errors = unreadable = 0
     for shard in shards:
         with fs.open(shard, "rb") as f:
             table = pq.read_table(f, schema=schemas.CANDIDATE)
         candidates += table.num_rows
-        errors += int(table.column("format_error").to_numpy(zero_copy_only=False).sum())
+        # a candidate whose image did not read is no format error: its reply never existed
+        failed = table.column("format_error").to_numpy(zero_copy_only=False)
+        on_image = pc.equal(table.column("error_stage"), "image").fill_null(False).to_numpy(zero_copy_only=False)
+        unreadable += int(on_image.sum())
+        errors += int((failed & ~on_image).sum())
         kept = decide(table, lam, uniqueness)
         pairs += kept.num_rows
         name = shard.rsplit("/", 1)[-1]
         fsio.write_parquet(tfs, fsio.join(pairs_dir, name), kept)
     summary = {"lambda": lam, "uniqueness": uniqueness, "candidates": candidates, "format_errors": errors,
-               "pairs": pairs, "seconds": round(time.perf_counter() - started, 3)}
+               "unreadable_images": unreadable, "pairs": pairs, "seconds": round(time.perf_counter() - started, 3)}
     fsio.write_json(tfs, fsio.join(tpath, "bootstrap", "refilter.json"), summary)
     return summary
 
@@ -59,4 +64,5 @@ def add_arguments(parser) -> None:
 def main(args, rest) -> None:
     summary = refilter(args.out, args.lam, target=args.target, uniqueness=not args.no_uniqueness)
     print(f"lambda {summary['lambda']}: {summary['pairs']:,} pairs from {summary['candidates']:,} candidates "
-          f"({summary['format_errors']:,} format errors) in {summary['seconds']:.1f} s", file=sys.stdout)
+          f"({summary['format_errors']:,} format errors, {summary['unreadable_images']:,} on images that did not "
+          f"read) in {summary['seconds']:.1f} s", file=sys.stdout)

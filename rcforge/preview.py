@@ -152,7 +152,8 @@ def sample_candidates(out: str, n: int, seed: int) -> list[dict]:
         fmt = coordinates.get("pink")
         norm = [list(fmt.normalize(b, w, h)) for b in boxes]
         text = (f"{c['category']} {fmt.box(c['box'], w, h)} -> \"{c['description'] or ''}\" -> "
-                + (fmt.box(c["predicted_box"], w, h) if c["predicted_box"] else f"format error ({c['error_stage']})")
+                + (fmt.box(c["predicted_box"], w, h) if c["predicted_box"] else
+                   "image did not read" if c["error_stage"] == "image" else f"format error ({c['error_stage']})")
                 + f" IoU {c['iou']:.2f}" + (f", other {c['other_iou']:.2f}" if c["other_iou"] else ""))
         rows.append({"id": f"{c['key']}/object:{c['object_id']}/sample:{c['sample']}", "source": c["source"],
                      "image": c["image"], "width": w, "height": h, "template_id": c["backend"],

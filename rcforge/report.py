@@ -99,7 +99,8 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; }}
 </style></head><body>
 <h1>rcforge report</h1>
 <p>{figures["dialogues"]:,} dialogues, {figures["boxes"]:,} boxes{
-    f', {boot["candidates"]:,} bootstrap candidates ({boot["format_error_rate"]:.1%} format errors)' if boot else ''
+    f', {boot["candidates"]:,} bootstrap candidates ({boot["format_error_rate"]:.1%} format errors, '
+    f'{boot["unreadable_image_rate"]:.1%} on unreadable images)' if boot else ''
 }, from {html.escape(str(out))}</p>
 <div class="plots">{"".join(plots)}</div>
 </body></html>

@@ -77,6 +77,8 @@ def test_stats_of_bootstrap_output_match_the_decision(tmp_path):
     rows = [{"key": f"o/{i // 6}", "object_id": i // 2, "sample": i % 2, "iou": float(rng.random()),
              "other_iou": float(rng.random() * 0.6) if i % 3 else 0.0, "format_error": bool(rng.random() < 0.1),
              "description": "a cup " * (1 + i % 4)} for i in range(3000)]
+    for i, r in enumerate(rows):  # a failure is on the image (it did not read) or a reply that did not parse
+        r["error_stage"] = ("image" if i % 2 else "ground") if r["format_error"] else None
     table = candidates(rows)
     folder = tmp_path / "out" / "bootstrap" / "candidates"
     folder.mkdir(parents=True)
@@ -85,7 +87,9 @@ def test_stats_of_bootstrap_output_match_the_decision(tmp_path):
     assert main(["stats", str(tmp_path / "out"), "--json", str(file)]) == 0
     boot = json.loads(file.read_text())["bootstrap"]
     assert boot["candidates"] == 3000 and boot["objects"] == 1500
-    assert boot["format_error_rate"] == pytest.approx(sum(r["format_error"] for r in rows) / 3000)
+    assert boot["format_error_rate"] == pytest.approx(
+        sum(r["format_error"] and r["error_stage"] != "image" for r in rows) / 3000)
+    assert boot["unreadable_image_rate"] == pytest.approx(sum(r["error_stage"] == "image" for r in rows) / 3000)
     assert boot["survival_curve"] == [{"lambda": s["lambda"], "pairs": s["pairs"]} for s in survival(table)]
     assert sum(b["n"] for b in boot["iou_histogram"]) == sum(not r["format_error"] for r in rows)
     words = {w["words"]: w["n"] for w in boot["description_words"]}

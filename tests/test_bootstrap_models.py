@@ -53,7 +53,8 @@ def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):
     assert all(r["backend"] == "florence2" and r["model_id"] == model_dir for r in rows)
     assert all(r["raw_describe"].startswith("</s>") for r in rows)  # what the real model decoded
     # a random model's replies rarely parse: each is a counted format error, never a crash
-    assert summary["format_errors"] == sum(r["format_error"] for r in rows)
+    assert summary["format_errors"] == sum(r["format_error"] and r["error_stage"] != "image" for r in rows)
+    assert summary["unreadable_images"] == sum(r["error_stage"] == "image" for r in rows)
 
 
 def test_kosmos2_handlers_run_the_pipeline_end_to_end(tmp_path):
@@ -78,7 +79,8 @@ def test_kosmos2_handlers_run_the_pipeline_end_to_end(tmp_path):
     assert rows and summary["candidates"] == len(rows)
     assert all(r["backend"] == "kosmos2" and r["raw_describe"].startswith("<grounding><phrase> It</phrase>")
                for r in rows)
-    assert summary["format_errors"] == sum(r["format_error"] for r in rows)
+    assert summary["format_errors"] == sum(r["format_error"] and r["error_stage"] != "image" for r in rows)
+    assert summary["unreadable_images"] == sum(r["error_stage"] == "image" for r in rows)
 
 
 def test_bootstrap_command_with_a_tiny_florence2(tmp_path, capsys):
@@ -102,6 +104,8 @@ def test_bootstrap_command_with_a_tiny_florence2(tmp_path, capsys):
     # VG image 3 has no bundled JPEG: its boxes are candidates with error_stage "image", not a crash
     missing = [r for r in rows if r["key"] == "vg/3"]
     assert missing and all(r["error_stage"] == "image" and r["format_error"] for r in missing)
+    assert printed["unreadable_images"] == len(missing)  # counted by their real stage, not as format errors
+    assert printed["format_errors"] == sum(r["format_error"] for r in rows) - len(missing)
     assert main(["stats", str(out)]) == 0 and main(["validate", str(out)]) == 0
 
 
@@ -241,7 +245,8 @@ def test_bootstrap_with_the_chat_backend_from_the_recipes_bootstrap_section(tmp_
     assert readable and all(r["raw_describe"] is not None for r in readable)
     summary = json.loads((out / "bootstrap" / "refilter.json").read_text())
     assert summary["lambda"] == 0.3 and summary["candidates"] == len(rows)
-    assert summary["format_errors"] == sum(r["format_error"] for r in rows)
+    assert summary["format_errors"] == sum(r["format_error"] and r["error_stage"] != "image" for r in rows)
+    assert summary["unreadable_images"] == sum(r["error_stage"] == "image" for r in rows)
 
     # a flag wins over the recipe's key; the rerun skips every image already done
     capsys.readouterr()
