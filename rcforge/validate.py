@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rcforge import coordinates, fsio, generations, schemas
+from rcforge import images as images_mod
 
 
 #: ledger kind -> the image-record column holding those items
@@ -94,6 +95,17 @@ def _check_pairs(fs, path, problems) -> None:
                             f"{table.column('key')[first].as_py()} object {table.column('object_id')[first].as_py()}")
 
 
+def _check_images(table, image_root: str, found: dict[str, list[str]]) -> None:
+    """Each record's image file checked as ingest checks it (there, inside the root, a readable header, the size
+    the record says), the problems gathered by reason so a folder of missing files is one line, not thousands."""
+    checks = images_mod.ImageChecks(verify="header")
+    columns = (table.column(c).to_pylist() for c in ("key", "image", "width", "height"))
+    for key, image, width, height in zip(*columns):
+        verdict = images_mod.check(image_root, image, width, height, checks)
+        if verdict.reason:
+            found.setdefault(verdict.reason, []).append(f"{key}: {verdict.message}")
+
+
 def _check_source(fs, path, name, entry, problems, *, images: bool) -> None:
     """One source's ingest: its ledger recomputed from its terms and from its parts; keys, boxes and sizes."""
     ledger = entry.get("ledger", {})
@@ -105,6 +117,7 @@ def _check_source(fs, path, name, entry, problems, *, images: bool) -> None:
             problems.append(f"ingest ledger of {name} does not balance: {kind} read {t.get('read', 0)}, accounted "
                             f"for {accounted}")
     rows, items, keys = 0, dict.fromkeys(ITEM_COLUMNS, 0), set()
+    image_problems: dict[str, list[str]] = {}  # reason -> "key: message" of each image file with that problem
     image_root = entry.get("image_root")
     for part in entry.get("parts", []):
         full = fsio.join(path, part)
@@ -122,9 +135,10 @@ def _check_source(fs, path, name, entry, problems, *, images: bool) -> None:
             keys.add(key)
         _check_record_boxes(full, table, problems)
         if images and image_root:
-            for key, image in zip(table.column("key").to_pylist(), table.column("image").to_pylist()):
-                if not fsio.exists(fsio.join(image_root, image)):
-                    problems.append(f"{full}: {key}: image file {image} is not under {image_root}")
+            _check_images(table, image_root, image_problems)
+    for reason, found in sorted(image_problems.items(), key=lambda kv: -len(kv[1])):
+        problems.append(f"{name}: {len(found):,} of {rows:,} image files {reason} under {image_root} (e.g. "
+                        + "; ".join(found[:3]) + ")")
     written = tallies["images"].get("written", 0) + tallies["images"].get("repaired", 0)
     if rows != written or rows != entry.get("records", rows):
         problems.append(f"ingest ledger of {name} does not balance: it says {written} images written, the parts "

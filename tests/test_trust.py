@@ -189,3 +189,23 @@ def test_an_unbalanced_ledger_fails_the_command(tmp_path, capsys, monkeypatch):
     code = cli.main(["ingest", str(recipe), "--out", str(tmp_path / "out"), "--no-progress"])
     text = "".join(capsys.readouterr())
     assert code == 1 and "does not balance" in text
+
+
+def test_validate_images_summarizes_by_reason(built, tmp_path):
+    from rcforge.validate import validate
+
+    out = _copy(built, tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    images = tmp_path / "vg_images"
+    shutil.copytree(manifest["sources"]["visual_genome"]["image_root"], images)
+    manifest["sources"]["visual_genome"]["image_root"] = str(images)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    files = sorted(images.iterdir())
+    files[0].write_bytes(b"not a jpeg")
+    for f in files[1:]:
+        f.unlink()
+    lines = [p for p in validate(str(out), images=True) if p.startswith("visual_genome:")]
+    records = manifest["sources"]["visual_genome"]["records"]
+    assert len(lines) == 2, lines  # one line per reason, however many files
+    assert lines[0].startswith(f"visual_genome: {records - 1:,} of {records:,} image files image_missing")
+    assert lines[1].startswith(f"visual_genome: 1 of {records:,} image files image_unreadable")
