@@ -38,7 +38,7 @@ import jinja2.runtime
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from rcforge import fsio
+from rcforge import english, fsio
 from rcforge.errors import RecipeError
 
 
@@ -191,12 +191,14 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
 
 def environment() -> ImmutableSandboxedEnvironment:
     """The sandbox every template compiles in: strict about undefined variables, with curated globals (no
-    ``lipsum``: it writes random text) and filters (`FILTERS`), and `render`'s limits."""
+    ``lipsum``: it writes random text) and filters (`FILTERS`, and ``plural``: `rcforge.english.plural`), and
+    `render`'s limits."""
     env = LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
                          trim_blocks=True, lstrip_blocks=True)
     env.globals = {"range": _range, "dict": dict, "namespace": env.globals["namespace"],
                    "joiner": env.globals["joiner"], "cycler": env.globals["cycler"]}
     env.filters = {name: env.filters[name] for name in FILTERS}
+    env.filters["plural"] = english.plural  # "how many {{ name | plural }}": plugs, people, glasses
     env.tests = dict(env.tests)
     return env
 

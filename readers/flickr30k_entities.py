@@ -47,20 +47,30 @@ class Flickr30kEntitiesConfig:
     split: str = "train"
 
 
+#: a space Flickr30K's tokenizer put before punctuation or a clitic ("edge .", "man 's"), or after "("
+_TOKENIZED = re.compile(r"\s+(?=[.,!?;:)%]|'s\b|'re\b|'ve\b|'ll\b|'d\b|'m\b|n't\b)|(?<=\()\s+")
+
+
+def detokenize(text: str) -> str:
+    """Flickr30K's tokenized text as prose: "sits on the edge ." -> "sits on the edge.", "man 's" -> "man's"."""
+    return _TOKENIZED.sub("", text)
+
+
 def parse_sentence(line: str) -> tuple[str, list[dict]]:
-    """``[/EN#1/people A man] runs .`` -> ("A man runs .", [{entity_id, types, text, start, end}])."""
+    """``[/EN#1/people A man] runs .`` -> ("A man runs.", [{entity_id, types, text, start, end}]): the caption
+    detokenized (`detokenize`), each phrase with its offsets in it."""
     text_parts, phrases, pos, last = [], [], 0, 0
     for m in PHRASE.finditer(line):
-        before = line[last:m.start()]
+        before = detokenize(line[last:m.start()])
         text_parts.append(before)
         pos += len(before)
-        words = " ".join(m.group(3).split())
+        words = detokenize(" ".join(m.group(3).split()))
         phrases.append({"entity_id": m.group(1), "types": m.group(2).split("/"), "text": words,
                         "start": pos, "end": pos + len(words)})
         text_parts.append(words)
         pos += len(words)
         last = m.end()
-    text_parts.append(line[last:])
+    text_parts.append(detokenize(line[last:]))
     text = "".join(text_parts)
     if "[/EN#" in text:
         raise BadRecord("bad_sentence", f"unparsed phrase markup in {line.strip()!r}", field="sentence")

@@ -17,9 +17,20 @@ from rcforge.errors import InputError
 # -- Flickr30K Entities -------------------------------------------------------------------------------------------
 def test_sentence_markup_gives_clean_text_and_spans():
     text, phrases = parse_sentence("[/EN#18/people A child] in [/EN#19/clothing/other a pink dress] .")
-    assert text == "A child in a pink dress ."
+    assert text == "A child in a pink dress."  # Flickr30K's tokenized punctuation as prose
     assert [(p["entity_id"], p["types"], text[p["start"]:p["end"]]) for p in phrases] == [
         ("18", ["people"], "A child"), ("19", ["clothing", "other"], "a pink dress")]
+
+
+@pytest.mark.parametrize("line, text", [
+    ("[/EN#1/people The man] 's hat , seen from [/EN#2/other behind] .", "The man's hat, seen from behind."),
+    ("[/EN#1/people A dog] is n't ( [/EN#2/other really] ) wet !", "A dog isn't (really) wet!"),
+    ("Two [/EN#1/people men 's] shirts ; [/EN#2/clothing red] : ok ?", "Two men's shirts; red: ok?"),
+])
+def test_detokenized_spans_still_point_at_their_phrases(line, text):
+    got, phrases = parse_sentence(line)
+    assert got == text
+    assert all(got[p["start"]:p["end"]] == p["text"] for p in phrases)
 
 
 def test_flickr_sample_links_phrases_to_boxes(tmp_path):
