@@ -6,7 +6,7 @@ Layout written (besides ingest's)::
     OUT/manifest.json                           + a "build" section: render settings, template hashes, counts
 
 The Beam pipeline starts from the image-record part paths (a handful of elements) and expands with FlatMap
-into row groups (about a thousand images each, spread over the workers); each row group's records are rendered
+into row groups (one per batch ingest wrote: 500 to 1,000 images each, spread over the workers); each row group's records are rendered
 (pure, seeded per record) and their dialogues written as one fragment per shard (shard = a hash of the
 dialogue id, one of M); only (shard, fragment) pairs are grouped, and each shard's fragments are merged, sorted
 by id and written atomically. Shard assignment is a function of the id and
@@ -67,7 +67,7 @@ def read_part(path: str):
 
 
 def row_groups(path: str):
-    """(path, row group) work items: parts hold row groups of about a thousand images each."""
+    """(path, row group) work items: a part's row groups are the batches ingest wrote (500 to 1,000 images)."""
     with fsspec.open(path, "rb") as f:
         n = pq.ParquetFile(f).metadata.num_row_groups
     return [(path, i) for i in range(n)]

@@ -41,7 +41,8 @@ def print_ingest_summary(manifest: Manifest, out: str, file=None) -> None:
     if reasons:
         top = sorted(reasons.items(), key=lambda kv: -kv[1])[:5]
         console.print("Top rejection reasons: " + "; ".join(f"{s}/{k}: {r} x{n}" for (s, k, r), n in top))
-    console.print(f"Records: {out}/images/<source>/part-*.parquet   errors: {out}/errors/   "
+    errors = f"{out}/errors/<source>/" if totals["errors"] else "none (no folder written)"
+    console.print(f"Records: {out}/images/<source>/part-*.parquet   errors: {errors}   "
                   f"ledger: {out}/manifest.json")
 
 
@@ -58,7 +59,7 @@ def print_build_summary(manifest: Manifest, out: str, file=None) -> None:
     led = build.ledger
     console.print(f"{led['images']:,} image records: {led['images_with_dialogues']:,} with dialogues, "
                   f"{led['images_without_dialogues']:,} with nothing any task could ask, "
-                  f"{led['render_errors']:,} failed (errors/render/)"
+                  f"{led['render_errors']:,} failed" + (f" ({out}/errors/render/)" if led['render_errors'] else "")
                   + (f", {led['images_skipped_unpaired']:,} skipped without a bootstrap pair"
                      if led.get("images_skipped_unpaired") else ""))
     if build.bootstrap_pairs:

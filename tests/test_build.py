@@ -9,8 +9,8 @@ from conftest import SAMPLE_RECIPE, copy_of
 
 from rcforge.cli import main
 
-TASKS = ["coarse_spatial", "counting", "detection", "flickr_grounded_caption", "grounded_caption", "grounding",
-         "pointqa", "relation", "vqa"]
+TASKS = ["attribute", "coarse_spatial", "counting", "detection", "flickr_grounded_caption", "grounded_caption",
+         "grounding", "pointqa", "relation", "vqa"]
 
 
 @pytest.fixture
@@ -26,8 +26,10 @@ def _rows(out):
 
 
 def test_sample_build_renders_every_task(built):
+    from rcforge import rc_tasks
+
     manifest = json.loads((built / "manifest.json").read_text())
-    assert sorted(manifest["build"]["by_task"]) == TASKS
+    assert sorted(manifest["build"]["by_task"]) == TASKS == sorted(rc_tasks.names())  # README: "every task"
     rows = _rows(built)
     assert len(rows) == manifest["build"]["dialogues"] > 0
     assert len({r["id"] for r in rows}) == len(rows)
@@ -180,3 +182,33 @@ def test_tasks_command_and_template_override(tmp_path, capsys):
     assert len(vqa) == 3 and all(r["template_id"] == "vqa.answer.mine+a" for r in vqa)
     assert all(r["conversations"][0]["value"].startswith("<image>\nMINE ") for r in vqa)
     assert any("<box>(" in r["conversations"][1]["value"] for r in rows if r["task"] == "grounding")
+
+
+def test_the_full_recipe_of_docs_scale_loads(tmp_path):
+    """recipes/full.yaml (docs/SCALE.md runs it) is a valid recipe: every key known, every value in range; its
+    data paths are laid out here as empty files and folders, since only a real download fills them."""
+    import shutil
+
+    import yaml
+
+    from rcforge.recipe import load_recipe
+
+    repo = SAMPLE_RECIPE.parents[1]
+    (tmp_path / "recipes").mkdir()
+    shutil.copy(repo / "recipes" / "full.yaml", tmp_path / "recipes" / "full.yaml")
+    raw = yaml.safe_load((repo / "recipes" / "full.yaml").read_text())
+    paths = [v for section in (raw["sources"], raw["exclude"]) for options in section.values()
+             for v in options.values() if isinstance(v, str) and v.startswith("../data/")]
+    for value in paths:
+        target = tmp_path / "recipes" / value
+        if target.suffix in (".json", ".p"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data" / "flickr30k_entities" / "train.txt").touch()
+    recipe = load_recipe(str(tmp_path / "recipes" / "full.yaml"))
+    assert set(recipe.sources) == {"visual_genome", "objects365", "flickr30k_entities", "refcoco", "vqav2", "pointqa"}
+    assert sorted(recipe.render.tasks) == TASKS
+    assert recipe.bootstrap.model == "microsoft/Florence-2-large"  # a hub id, not a folder beside the recipe
+    assert "recipes/full.yaml" in (repo / "docs" / "SCALE.md").read_text()
