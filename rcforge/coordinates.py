@@ -327,6 +327,7 @@ class Florence2(Grid):
         return self.unit / 2 + 1e-9  # a bin's centre is within half a bin of every value in it
 
     box_format, point_format = "<loc_{}><loc_{}><loc_{}><loc_{}>", "<loc_{}><loc_{}>"
+    point_pattern = r"(?<!\d>)<loc_(\d+)><loc_(\d+)>(?!<loc_)"  # a run of exactly two tokens
 
     def parse_points(self, text, w, h):
         """Runs of exactly two location tokens (a box is four)."""
@@ -408,6 +409,8 @@ class Kosmos2(Formatter):
 
     def parse(self, text, w, h):
         return [patch_box(int(a), int(b)) for group in self._OBJECT.findall(text) for a, b in self._PAIR.findall(group)]
+
+    point_pattern = r"<object><patch_index_(\d{4})></object>"  # one patch (parse_points reads it)
 
     def parse_points(self, text, w, h):
         """A point is the centre of the one patch its ``<object>`` names."""

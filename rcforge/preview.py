@@ -2,7 +2,8 @@
 of the dialogue drawn on its image, each box in the colour of its mention in the text.
 
 A self-contained HTML page: images are embedded (JPEG thumbnails), nothing is fetched. The sample is a seeded
-draw over the shards (DuckDB); an image that cannot be read is shown as missing, with its path.
+draw over the shards (DuckDB); an image that cannot be read is shown as a blank canvas of its size with the
+boxes drawn on it, and its path.
 """
 
 from __future__ import annotations
@@ -44,18 +45,24 @@ def to_pixels(fmt: coordinates.Formatter, values, w: int, h: int):
     return [v * (w if i % 2 == 0 else h) for i, v in enumerate(values)]
 
 
-def draw(image_bytes: bytes | None, row: dict) -> str | None:
-    """The image with the dialogue's boxes and points drawn, as a data URL (None when it cannot be read)."""
+def draw(image_bytes: bytes | None, row: dict) -> tuple[str, bool]:
+    """(the image with the dialogue's boxes and points drawn, as a data URL; whether the image itself was there).
+    An image that is missing or does not read becomes a blank canvas of the record's size and aspect, so the
+    boxes still show where they are."""
     from PIL import Image, ImageDraw, UnidentifiedImageError
 
-    if image_bytes is None:
-        return None
-    try:
-        img = Image.open(io.BytesIO(image_bytes)).convert("RGB")
-    except (UnidentifiedImageError, OSError):
-        return None
-    fmt = coordinates.get(row["coordinates"])
     w, h = row["width"], row["height"]
+    img = None
+    if image_bytes is not None:
+        try:
+            img = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+        except (UnidentifiedImageError, OSError):
+            img = None
+    found = img is not None
+    if img is None:
+        side = max(w, h, 1)
+        img = Image.new("RGB", (max(1, round(w * THUMB / side)), max(1, round(h * THUMB / side))), "#d9d9d9")
+    fmt = coordinates.get(row["coordinates"])
     scale = img.width / w
     pen = ImageDraw.Draw(img)
     width = max(2, img.width // 200)
@@ -65,32 +72,44 @@ def draw(image_bytes: bytes | None, row: dict) -> str | None:
     for j, point in enumerate(row["points"]):
         x, y = (v * scale for v in to_pixels(fmt, point, w, h))
         r = width * 3
-        pen.ellipse([x - r, y - r, x + r, y + r], outline="#ffffff", fill=COLOURS[(len(row["boxes"]) + j) % 12])
+        pen.ellipse([x - r, y - r, x + r, y + r], outline="#ffffff", fill=point_colour(len(row["boxes"]), j))
     img.thumbnail((THUMB, THUMB))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), found
 
 
-def colour_text(text: str, fmt: coordinates.Formatter, start: int, w: int, h: int) -> tuple[str, int]:
-    """HTML of a turn with each printed mention in the colour of its (first) drawn box; returns the next box
-    index. A mention is what the format's ``pattern`` matches (a JSON answer's objects one by one)."""
+def point_colour(boxes: int, index: int) -> str:
+    """The colour of the dialogue's ``index``-th point: the colours after its boxes'."""
+    return COLOURS[(boxes + index) % len(COLOURS)]
+
+
+def colour_text(text: str, fmt: coordinates.Formatter, start: int, w: int, h: int, *, point_start: int = 0,
+                boxes: int = 0) -> tuple[str, int, int]:
+    """HTML of a turn with each printed mention in the colour of its (first) drawn box and each printed point in
+    the colour of its drawn point; returns the next box and point indices. A mention is what the format's
+    ``pattern`` matches (a JSON answer's objects one by one), a point what its ``point_pattern`` matches;
+    ``boxes`` is the dialogue's number of boxes (points take the colours after them)."""
     import re
 
-    out, pos, index = [], 0, start
+    spans = []  # (start, end, kind, boxes in it)
     for m in re.finditer(fmt.pattern, text):
         n = len(fmt.parse(m.group(), w, h))
-        out.append(html.escape(text[pos:m.start()]))
-        if n == 0:  # a point, or bracketed text that is no box
-            out.append(html.escape(m.group()))
-        elif n == 1:
-            out.append(f'<b style="color:{COLOURS[index % 12]}">{html.escape(m.group())}</b>')
-        else:  # Shikra's [a;b]: one bracket, several boxes
-            out.append(f'<b style="color:{COLOURS[index % 12]}">{html.escape(m.group())}</b>')
-        index += n
-        pos = m.end()
+        if n:
+            spans.append((m.start(), m.end(), "box", n))
+    if fmt.point_pattern:
+        for m in re.finditer(fmt.point_pattern, text):
+            if not any(a < m.end() and m.start() < b for a, b, _, _ in spans):
+                spans.append((m.start(), m.end(), "point", 0))
+    out, pos, index, point = [], 0, start, point_start
+    for a, b, kind, n in sorted(spans):
+        out.append(html.escape(text[pos:a]))
+        colour = COLOURS[index % len(COLOURS)] if kind == "box" else point_colour(boxes, point)
+        out.append(f'<b style="color:{colour}">{html.escape(text[a:b])}</b>')  # Shikra's [a;b]: one colour
+        index, point = index + n, point + (kind == "point")
+        pos = b
     out.append(html.escape(text[pos:]))
-    return "".join(out).replace("\n", "<br>"), index
+    return "".join(out).replace("\n", "<br>"), index, point
 
 
 def render_html(out: str, rows: list[dict]) -> str:
@@ -106,14 +125,17 @@ def render_html(out: str, rows: list[dict]) -> str:
                 data = fsio.read_bytes(image_path, "image")
             except Exception:  # a missing image is shown as missing, whatever the filesystem says
                 data = None
-        url = draw(data, row)
+        url, found = draw(data, row)
         fmt = coordinates.get(row["coordinates"])
-        index, turns = 0, []
+        index, point, turns = 0, 0, []
         for turn in row["conversations"]:
-            text, index = colour_text(turn["value"], fmt, index, row["width"], row["height"])
+            text, index, point = colour_text(turn["value"], fmt, index, row["width"], row["height"],
+                                             point_start=point, boxes=len(row["boxes"]))
             turns.append(f'<p class="{turn["from"]}"><span class="who">{turn["from"]}</span> {text}</p>')
-        figure = (f'<img src="{url}" alt="{html.escape(row["image"])}">' if url else
-                  f'<div class="missing">image missing:<br>{html.escape(image_path)}</div>')
+        figure = (f'<figure><img src="{url}" alt="{html.escape(row["image"])}">'
+                  + ("" if found else f'<figcaption class="missing">image missing, boxes drawn on a blank '
+                                      f'canvas of its size:<br>{html.escape(image_path)}</figcaption>')
+                  + "</figure>")
         cards.append(f'<div class="card" data-id="{html.escape(row["id"])}">{figure}<div class="text">'
                      f'<div class="meta">{html.escape(row["id"])} · {html.escape(row["template_id"])}</div>'
                      f'{"".join(turns)}</div></div>')
@@ -124,9 +146,8 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; 
 .card {{ display: flex; gap: 1em; background: white; border: 1px solid #ddd; border-radius: 6px; padding: 0.8em;
         margin-bottom: 1em; }}
 .card img {{ max-width: 512px; max-height: 512px; }}
-.missing {{ width: 320px; height: 200px; display: flex; align-items: center; justify-content: center;
-           background: #eee; color: #900; text-align: center; font-size: 0.9em; word-break: break-all;
-           padding: 0.5em; box-sizing: border-box; }}
+figure {{ margin: 0; }}
+.missing {{ max-width: 512px; color: #900; font-size: 0.85em; word-break: break-all; }}
 .text {{ flex: 1; }} .meta {{ color: #666; font-size: 0.8em; margin-bottom: 0.4em; }}
 .who {{ font-weight: bold; text-transform: uppercase; font-size: 0.75em; color: #555; margin-right: 0.4em; }}
 .human {{ background: #f2f6ff; padding: 0.3em; }} .gpt {{ background: #f5fff2; padding: 0.3em; }}

@@ -63,6 +63,6 @@ def test_preview_in_a_browser(chromium, pages, tmp_path):
     cards = re.findall(r'<div class="card"', dom)
     images = re.findall(r'<img src="data:image/jpeg;base64,', dom)
     missing = re.findall(r'class="missing"', dom)
-    assert len(cards) == len(images) + len(missing) > 0
+    assert len(cards) == len(images) > len(missing) > 0  # a missing image is a blank canvas with its boxes
     # the sample bundles images for VG 1-2, Flickr30K, VQAv2; Objects365, RefCOCO and VG 3 are shown missing
     assert images and missing

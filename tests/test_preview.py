@@ -3,7 +3,7 @@
 import pytest
 
 from rcforge import coordinates
-from rcforge.preview import COLOURS, colour_text, to_pixels
+from rcforge.preview import COLOURS, colour_text, draw, point_colour, to_pixels
 
 
 @pytest.mark.parametrize("name", sorted(coordinates.FORMATTERS))
@@ -14,13 +14,14 @@ def test_normalized_boxes_map_back_to_pixels(name):
         assert to_pixels(fmt, fmt.normalize(box, w, h), w, h) == pytest.approx(box)
 
 
-def test_each_printed_box_gets_the_colour_of_its_drawn_box():
+def test_each_printed_box_and_point_gets_the_colour_drawn_for_it():
     fmt = coordinates.get("pink")
-    text, index = colour_text("Where is [0.1,0.2,0.3,0.4] next to [0.5,0.5,0.6,0.6] at [0.500,0.250]?", fmt, 0, 800, 600)
-    assert index == 2
+    text, index, point = colour_text("Where is [0.1,0.2,0.3,0.4] next to [0.5,0.5,0.6,0.6] at [0.500,0.250]?", fmt,
+                                     0, 800, 600, boxes=2)
+    assert (index, point) == (2, 1)
     assert f'<b style="color:{COLOURS[0]}">[0.1,0.2,0.3,0.4]</b>' in text
     assert f'<b style="color:{COLOURS[1]}">[0.5,0.5,0.6,0.6]</b>' in text
-    assert "[0.500,0.250]" in text and text.count("<b ") == 2  # a point is not a box
+    assert f'<b style="color:{point_colour(2, 0)}">[0.500,0.250]</b>' in text  # as draw() fills the point
 
 
 @pytest.mark.parametrize("name", sorted(coordinates.FORMATTERS))
@@ -31,6 +32,24 @@ def test_every_formats_mentions_are_coloured_one_colour_per_box(name):
     phrase = "two cats" if fmt.ties else None
     answer = fmt.json_answer([(phrase, boxes)], 640, 480) if fmt.json_tasks else fmt.boxes_text(boxes, 640, 480, phrase)
     text = f"Find {fmt.box((10, 10, 50, 50), 640, 480)} near {fmt.point_text((5, 5), 640, 480)}. {answer}"
-    html, index = colour_text(text, fmt, 0, 640, 480)
-    assert index == 3
+    html, index, point = colour_text(text, fmt, 0, 640, 480, boxes=3)
+    assert (index, point) == (3, 1)
     assert f'color:{COLOURS[0]}' in html and f'color:{COLOURS[1]}' in html
+    assert f'color:{point_colour(3, 0)}' in html
+
+
+def test_a_missing_image_is_a_blank_canvas_of_its_aspect_with_the_boxes():
+    import base64
+    import io
+
+    from PIL import Image
+
+    row = {"coordinates": "pink", "width": 400, "height": 200, "boxes": [[0.0, 0.0, 0.5, 1.0]],
+           "points": [[0.75, 0.5]]}
+    for data in (None, b"not an image"):
+        url, found = draw(data, row)
+        assert not found
+        img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+        assert img.width == 2 * img.height  # the record's aspect
+        r, g, b = img.getpixel((1, img.height // 2))  # the box's left edge, in the first colour
+        assert (r, g, b) != img.getpixel((img.width // 3, img.height // 2))
