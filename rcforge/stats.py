@@ -100,6 +100,13 @@ BOOTSTRAP_SQL = {
 }
 
 
+def _filled(rows: list[dict], key: str, bins) -> list[dict]:
+    """A histogram with every bin in ``bins``, the empty ones with n 0 (a gap in a plot is a finding)."""
+    counts = {r[key]: r["n"] for r in rows if r[key] is not None}
+    unbinned = [{key: None, "n": r["n"]} for r in rows if r[key] is None]  # e.g. an answer with no number
+    return [{key: b, "n": counts.get(b, 0)} for b in bins] + unbinned
+
+
 def compute_bootstrap(out: str) -> dict | None:
     if not _shards(out, "bootstrap", "candidates"):
         return None
@@ -107,9 +114,9 @@ def compute_bootstrap(out: str) -> dict | None:
     r = {name: _rows(con, sql) for name, sql in BOOTSTRAP_SQL.items()}
     return {**r["totals"][0],
             "iou_histogram": [{"iou_from": b["bucket"] / 10, "iou_to": (b["bucket"] + 1) / 10, "n": b["n"]}
-                              for b in r["iou"]],
+                              for b in _filled(r["iou"], "bucket", range(10))],
             "survival_curve": [{"lambda": float(x["lambda"]), "pairs": x["pairs"]} for x in r["survival"]],
-            "description_words": r["description_words"]}
+            "description_words": _filled(r["description_words"], "words", range(1, 21))}
 
 
 #: the annotations behind the dialogues (view i: the image records), through the dialogues' provenance
@@ -153,10 +160,11 @@ def compute(out: str) -> dict:
         "boxes": total["boxes"] or 0,
         "by_task": r["by_task"],
         "box_area_histogram": [{"area_from": b["bucket"] / 10, "area_to": (b["bucket"] + 1) / 10, "n": b["n"]}
-                               for b in r["area"]],
-        "box_aspect_log2_histogram": r["aspect"],
+                               for b in _filled(r["area"], "bucket", range(10))],
+        "box_aspect_log2_histogram": _filled(r["aspect"], "log2_bucket", range(-4, 5)),
         "box_centre_heatmap_8x8": heatmap,
-        "counting_answers": r["counts"],
+        "counting_answers": _filled(r["counts"], "count", range(0, 1 + max((c["count"] for c in r["counts"]
+                                                                          if c["count"] is not None), default=-1))),
         "template_usage": r["templates"],
         "top_predicates": r.get("top_predicates", []),
         "top_categories": r.get("top_categories", []),
@@ -221,7 +229,7 @@ def main(args, rest) -> None:
         table.add_row(r["source"], r["task"], f"{r['records']:,}", f"{r['turns']:,}", f"{r['characters']:,}",
                       *tokens, f"{r['boxes_per_dialogue']:.2f}", f"{r['empty_answer_rate']:.1%}")
     console.print(table)
-    if figures["counting_answers"]:
+    if any(r["n"] for r in figures["counting_answers"]):
         console.print("Counting answers: " + ", ".join(f"{r['count']}: {r['n']}" for r in figures["counting_answers"]))
     if figures["top_predicates"]:
         console.print("Top predicates: " + ", ".join(f"{p['predicate']} ({p['task']}) {p['n']}"
@@ -229,7 +237,7 @@ def main(args, rest) -> None:
     if figures["top_categories"]:
         console.print("Top categories: " + ", ".join(f"{c['category']} ({c['task']}) {c['n']}"
                                                      for c in figures["top_categories"][:10]))
-    if figures["box_area_histogram"]:
+    if any(b["n"] for b in figures["box_area_histogram"]):
         console.print("Box areas (share of the image): " + ", ".join(
             f"{b['area_from']:.1f}-{b['area_to']:.1f}: {b['n']}" for b in figures["box_area_histogram"]))
     boot = figures.get("bootstrap")

@@ -92,8 +92,10 @@ def test_stats_of_bootstrap_output_match_the_decision(tmp_path):
     assert boot["unreadable_image_rate"] == pytest.approx(sum(r["error_stage"] == "image" for r in rows) / 3000)
     assert boot["survival_curve"] == [{"lambda": s["lambda"], "pairs": s["pairs"]} for s in survival(table)]
     assert sum(b["n"] for b in boot["iou_histogram"]) == sum(not r["format_error"] for r in rows)
-    words = {w["words"]: w["n"] for w in boot["description_words"]}
+    words = {w["words"]: w["n"] for w in boot["description_words"] if w["n"]}
     assert words == {2: 750, 4: 750, 6: 750, 8: 750}
+    assert [w["words"] for w in boot["description_words"]] == list(range(1, 21))  # empty bins kept
+    assert [b["iou_from"] for b in boot["iou_histogram"]] == [i / 10 for i in range(10)]
 
 
 def test_preview_and_validate_on_bootstrap_output(tmp_path):

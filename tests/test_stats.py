@@ -32,7 +32,11 @@ def test_stats_match_an_independent_count(built, tmp_path):
     assert {(f["source"], f["task"]): f["characters"] for f in figures["by_task"]} == dict(chars)
     counting = Counter(int(re.search(r"\d+", r["conversations"][1]["value"]).group()) for r in rows
                        if r["task"] == "counting")
-    assert {c["count"]: c["n"] for c in figures["counting_answers"]} == dict(counting)
+    # every count from 0 to the largest is a bin, the empty ones at 0
+    assert [c["count"] for c in figures["counting_answers"]] == list(range(max(counting) + 1))
+    assert {c["count"]: c["n"] for c in figures["counting_answers"] if c["n"]} == dict(counting)
+    assert [b["area_from"] for b in figures["box_area_histogram"]] == [i / 10 for i in range(10)]
+    assert [b["log2_bucket"] for b in figures["box_aspect_log2_histogram"]] == list(range(-4, 5))
     assert sum(map(sum, figures["box_centre_heatmap_8x8"])) == figures["boxes"]
     assert sum(b["n"] for b in figures["box_area_histogram"]) == figures["boxes"]
     assert sum(t["n"] for t in figures["template_usage"]) == len(rows)
@@ -86,3 +90,21 @@ def test_top_predicates_and_categories_follow_the_provenance(built, tmp_path):
         dict(sorted(predicates.items(), key=lambda kv: -kv[1])[:25])
     got = {(c["task"], c["category"]): c["n"] for c in figures["top_categories"]}
     assert len(got) == min(25, len(categories)) and all(categories[k] == n for k, n in got.items())
+
+
+def test_report_plots_have_axes_and_fitting_labels_and_say_when_empty():
+    from rcforge.report import CHAR_PX, bar_chart, render_html
+
+    label = "visual_genome / flickr_grounded_caption_with_a_long_name"
+    svg = bar_chart("Boxes", [label, "b"], [3, 0], axis="boxes per dialogue (mean)", category="source / task")
+    left = float(re.search(r'<rect x="(\d+)"', svg).group(1))
+    assert left >= CHAR_PX * len(label)  # the longest label fits left of the bars: never clipped
+    assert ">boxes per dialogue (mean)</text>" in svg and ">source / task</text>" in svg  # axis titles, unit
+    assert svg.count('class="tick"') >= 2 and ">b</text>" in svg  # ticks; a zero bin keeps its row
+    assert bar_chart("Empty", [], [], axis="x", category="y", empty="no counting dialogues") == \
+        '<p class="empty"><b>Empty</b>: no counting dialogues.</p>'
+    figures = {"dialogues": 0, "boxes": 0, "by_task": [], "box_area_histogram": [], "box_aspect_log2_histogram": [],
+               "box_centre_heatmap_8x8": [[0] * 8 for _ in range(8)], "counting_answers": [], "template_usage": [],
+               "top_predicates": [], "top_categories": [], "bootstrap": None}
+    page = render_html("OUT", figures)
+    assert "<svg" not in page and page.count('<p class="empty">') == 11  # one line per section, no empty chart
