@@ -46,6 +46,8 @@ class TaskInstance:
     provenance: list[str] = field(default_factory=list)
     #: a stable per-annotation id part for enumerated instances ("ref/123")
     key: str | None = None
+    #: a counting instance: whether its count is proven by exhaustive labels (the turn's ``count_proven``)
+    count_proven: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,21 @@ def plural(name: str) -> str:
         return plural(name[:of.start()]) + name[of.start():]
     head, _, last = name.rpartition(" ")
     return (head + " " if head else "") + _word(last)
+
+
+#: mass nouns of scene-graph vocabularies: stuff, not things, so "how many" has no answer ("how many skies")
+UNCOUNTABLE = {"sky", "water", "grass", "snow", "sand", "ground", "dirt", "mud", "hair", "fur", "floor", "ceiling",
+               "field", "fog", "smoke", "steam", "air", "ocean", "sea", "pavement", "asphalt", "concrete", "gravel",
+               "foliage", "vegetation", "greenery", "grassland", "background", "daylight", "sunlight", "shade",
+               "rice", "milk", "coffee", "juice", "sauce", "soup", "cheese", "meat", "ice", "rust", "paint",
+               "wood", "metal", "plastic", "clothing", "furniture", "luggage", "traffic", "scenery",
+               "weather", "lighting", "writing", "text", "graffiti", "moss", "wallpaper"}
+
+
+def countable(name: str) -> bool:
+    """False for a name whose head noun is a mass noun (`UNCOUNTABLE`: "sky", "green grass"); counting
+    never asks about them."""
+    words = " ".join(str(name).lower().split())
+    of = re.search(r"\s(of|with|for|on|in)\s", words)
+    head = (words[:of.start()] if of else words).rpartition(" ")[2]
+    return bool(head) and head not in UNCOUNTABLE

@@ -165,7 +165,7 @@ class Renderer:
             conversations.append({"from": "human", "value": ("<image>\n" if i == 0 else "") + question})
             conversations.append({"from": "gpt", "value": answer})
             turns.append({"task": inst.task, "variant": inst.variant,
-                          "template_id": f"{inst.task}.{inst.variant}.{qid}+{aid}"})
+                          "template_id": f"{inst.task}.{inst.variant}.{qid}+{aid}", "count_proven": inst.count_proven})
             for p in inst.provenance:
                 if p not in provenance:
                     provenance.append(p)

@@ -39,6 +39,8 @@ class ReaderSpec:
     doc: str
     #: the `ANNOTATIONS` its records hold
     provides: tuple[str, ...] = ()
+    #: how completely its object labels cover their categories (`LABELS`)
+    labels: str = "partial"
 
 
 #: every module of this package is imported on first use (so that `import rcforge.readers` stays cheap); a reader
@@ -46,16 +48,30 @@ class ReaderSpec:
 REGISTRY: Registry[ReaderSpec] = Registry("source", package=__name__)
 
 
-def register(name: str, config_class: type, *, provides: tuple[str, ...]):
-    """Decorator: register ``read(config, ctx)`` under ``name``, with the `ANNOTATIONS` its records provide; a
-    duplicate name or an unknown kind is an error."""
+#: How completely a source's object labels cover their categories, which decides whether a count is proven:
+LABELS = {
+    # every instance of a labelled category in an image has a box (LVIS flags its not-exhaustive categories'
+    # boxes ``ignore``, so they are never counted)
+    "exhaustive": "every instance of a labelled category is boxed",
+    # the dataset says so, but it is not verified (Objects365); counting may trust it (``trust_claimed``)
+    "claimed": "claimed exhaustive by the dataset, unverified",
+    # free-text labels of what annotators chose to mark (Visual Genome): a count is a lower bound
+    "partial": "annotators labelled some instances; counts are lower bounds",
+}
+
+
+def register(name: str, config_class: type, *, provides: tuple[str, ...], labels: str = "partial"):
+    """Decorator: register ``read(config, ctx)`` under ``name``, with the `ANNOTATIONS` its records provide and
+    how complete its labels are (`LABELS`); a duplicate name or an unknown kind is an error."""
     unknown = set(provides) - set(ANNOTATIONS)
     if unknown:
         raise ValueError(f"reader {name!r}: unknown annotation kinds {sorted(unknown)}; known: {sorted(ANNOTATIONS)}")
+    if labels not in LABELS:
+        raise ValueError(f"reader {name!r}: labels must be one of {sorted(LABELS)}")
 
     def wrap(fn):
         REGISTRY.add(name, ReaderSpec(name, config_class, fn, (fn.__module__ and (fn.__doc__ or "")).strip(),
-                                      tuple(provides)))
+                                      tuple(provides), labels))
         return fn
 
     return wrap

@@ -90,7 +90,7 @@ class LvisConfig:
     partitions: int = number(0, 0)
 
 
-@register(SOURCE, LvisConfig, provides=("object_categories", "refs"))
+@register(SOURCE, LvisConfig, provides=("object_categories", "refs"), labels="exhaustive")
 def read(config: LvisConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     """LVIS v1 (COCO format, federated labels), parsed whole when small or streamed through partitions."""
     path = config.annotations

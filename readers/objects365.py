@@ -43,7 +43,7 @@ class Objects365Config:
 FLAVOUR = CocoFlavour(SOURCE, "Objects365 annotation file")
 
 
-@register(SOURCE, Objects365Config, provides=("object_categories", "refs"))
+@register(SOURCE, Objects365Config, provides=("object_categories", "refs"), labels="claimed")
 def read(config: Objects365Config, ctx: ReadContext) -> Iterator[ImageResult]:
     """Objects365 (COCO format), parsed whole when small or streamed through on-disk partitions."""
     path = config.annotations

@@ -171,6 +171,10 @@ TURN_SOURCE = pa.struct(
         pa.field("task", pa.string(), nullable=False),
         pa.field("variant", pa.string(), nullable=False),
         pa.field("template_id", pa.string(), nullable=False),
+        # a counting turn: whether its count is proven by labels that mark every instance of the category (LVIS,
+        # COCO-style exhaustive vocabularies), or only the count of what annotators happened to label (Visual
+        # Genome); null for every other task (`rcforge.rc_tasks.counting`)
+        pa.field("count_proven", pa.bool_()),
     ]
 )
 

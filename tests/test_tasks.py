@@ -86,6 +86,33 @@ def test_counting_answers_are_true_and_skip_crowds():
     assert {v for v, _ in seen} == {"by_box", "by_name"}
 
 
+@pytest.mark.parametrize("source, options, expected", [
+    ("visual_genome", {}, False),                           # free-text labels: a count is a lower bound
+    ("objects365", {}, False),                              # claimed exhaustive, unverified
+    ("objects365", {"trust_claimed": True}, True),
+    ("lvis", {}, True),                                     # exhaustive (non-exhaustive categories are ignored)
+    ("visual_genome", {"proven_only": True}, None),         # no counting where no count is proven
+    ("objects365", {"proven_only": True}, None),
+    ("objects365", {"proven_only": True, "trust_claimed": True}, True),
+])
+def test_each_count_says_whether_it_is_proven(source, options, expected):
+    record = dict(RECORD, source=source)
+    instances = _instances("counting", record=record, n=20, **options)
+    if expected is None:
+        assert instances == []
+    else:
+        assert instances and all(inst.count_proven is expected for inst in instances)
+
+
+def test_stuff_is_never_counted():
+    from rcforge.english import countable
+
+    assert not countable("sky") and not countable("green grass") and not countable("water")
+    assert countable("tree trunk") and countable("glass") and countable("pair of skis")
+    objects = [{**OBJECTS[0], "id": 90, "names": ["sky"], "box": [0.0, 0.0, 999.0, 200.0]}, *OBJECTS]
+    assert all(inst.answer["name"] != "sky" for inst in _instances("counting", record=dict(RECORD, objects=objects)))
+
+
 def test_uniform_count_sampler_flattens_the_answer_distribution():
     counts = [inst.answer["count"] for inst in _instances("counting", n=400, by=["name"])]
     # counts present: 1 (man, frisbee, hat) and 3 (dog): drawn about equally often, not 3:1
