@@ -113,7 +113,9 @@ def colour_text(text: str, fmt: coordinates.Formatter, start: int, w: int, h: in
 
 
 def render_html(out: str, rows: list[dict]) -> str:
-    roots = Manifest.load(out, "preview").image_roots()
+    manifest = Manifest.load(out, "preview")
+    roots = manifest.image_roots()
+    notes = manifest.recipe.get("notes") or {}  # the recipe's per-source notes ("synthetic boxes ...")
     cards = []
     for row in rows:
         image_path, refused = images.confine(roots.get(row["source"], ""), row["image"])
@@ -136,9 +138,11 @@ def render_html(out: str, rows: list[dict]) -> str:
                   + ("" if found else f'<figcaption class="missing">image missing, boxes drawn on a blank '
                                       f'canvas of its size:<br>{html.escape(image_path)}</figcaption>')
                   + "</figure>")
+        note = notes.get(row["source"])
         cards.append(f'<div class="card" data-id="{html.escape(row["id"])}">{figure}<div class="text">'
                      f'<div class="meta">{html.escape(row["id"])} · {html.escape(row["template_id"])}</div>'
-                     f'{"".join(turns)}</div></div>')
+                     + (f'<div class="note">{html.escape(str(note))}</div>' if note else "")
+                     + f'{"".join(turns)}</div></div>')
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rcforge preview</title>
 <style>
@@ -149,6 +153,7 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; 
 figure {{ margin: 0; }}
 .missing {{ max-width: 512px; color: #900; font-size: 0.85em; word-break: break-all; }}
 .text {{ flex: 1; }} .meta {{ color: #666; font-size: 0.8em; margin-bottom: 0.4em; }}
+.note {{ background: #fff3cd; color: #664d03; font-size: 0.85em; padding: 0.2em 0.4em; margin-bottom: 0.4em; }}
 .who {{ font-weight: bold; text-transform: uppercase; font-size: 0.75em; color: #555; margin-right: 0.4em; }}
 .human {{ background: #f2f6ff; padding: 0.3em; }} .gpt {{ background: #f5fff2; padding: 0.3em; }}
 .candidate {{ background: #fff8ec; padding: 0.3em; }}

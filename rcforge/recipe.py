@@ -75,6 +75,9 @@ class Recipe:
     rows_per_part: int = number(20000, 1)
     sources: Mapping[str, Any] = field(default_factory=dict)  # name -> reader config
     image_checks: Mapping[str, ImageChecks] = field(default_factory=dict)  # name -> how its image files are checked
+    #: name -> a line about the source that `rcforge preview` shows on its cards (a source's ``note`` key), e.g.
+    #: that its boxes are synthetic
+    notes: Mapping[str, str] = field(default_factory=dict)
     exclude_refs: tuple[ExcludeRefConfig, ...] = ()
     exclude_coco_id_files: tuple[str, ...] = ()
     path: str | None = None
@@ -106,6 +109,7 @@ class Recipe:
             "rows_per_part": self.rows_per_part,
             "sources": {name: conv(cfg) for name, cfg in self.sources.items()},
             "image_checks": {name: conv(c) for name, c in self.image_checks.items()},
+            "notes": dict(self.notes),
             "exclude": {"refcoco": conv(list(self.exclude_refs)), "coco_ids": list(self.exclude_coco_id_files)},
             "render": conv(self.render) if self.render is not None else None,
             "bootstrap": conv(self.bootstrap) if self.bootstrap is not None else None,
@@ -142,6 +146,7 @@ class Recipe:
         data.pop("render", None)
         data.pop("bootstrap", None)
         data.pop("seed", None)  # the seed only steers rendering
+        data.pop("notes", None)  # for people reading the output
         data["inputs"] = self.input_fingerprints() if inputs is None else inputs
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -203,12 +208,14 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
         raise RecipeError("recipe: 'sources' must map at least one source name to its options; registered "
                           f"sources: {', '.join(readers.names())}")
     default_checks = _image_checks(raw, "", ImageChecks())
-    sources, image_checks = {}, {}
+    sources, image_checks, notes = {}, {}, {}
     for name, options in sources_raw.items():
         spec = readers.get(name)
         if isinstance(options, Mapping):
             image_checks[name] = _image_checks(options, f"sources.{name}.", default_checks)
-            options = {k: v for k, v in options.items() if k not in IMAGE_CHECK_KEYS}
+            if "note" in options:
+                notes[name] = check_type(options["note"], str, f"sources.{name}.note")
+            options = {k: v for k, v in options.items() if k not in IMAGE_CHECK_KEYS and k != "note"}
         else:
             image_checks[name] = default_checks
         sources[name] = build_config(spec.config_class, options, f"sources.{name}", base_dir)
@@ -241,7 +248,7 @@ def recipe_from_mapping(raw: Any, base_dir: str | None = None, path: str | None 
     checked = {k: check_field(Recipe, k, v, k) for k, v in top.items()}
     render = render_from_mapping(raw.get("render"), base_dir)
     bootstrap = options_from_mapping(raw.get("bootstrap"), base_dir)
-    return Recipe(**checked, sources=sources, image_checks=image_checks, exclude_refs=exclude_refs,
+    return Recipe(**checked, sources=sources, image_checks=image_checks, notes=notes, exclude_refs=exclude_refs,
                   exclude_coco_id_files=tuple(resolved_files), path=path, raw=raw, render=render,
                   bootstrap=bootstrap)
 

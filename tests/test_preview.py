@@ -53,3 +53,21 @@ def test_a_missing_image_is_a_blank_canvas_of_its_aspect_with_the_boxes():
         assert img.width == 2 * img.height  # the record's aspect
         r, g, b = img.getpixel((1, img.height // 2))  # the box's left edge, in the first colour
         assert (r, g, b) != img.getpixel((img.width // 3, img.height // 2))
+
+
+def test_a_sources_note_is_shown_on_its_cards(sample_build, tmp_path):
+    """The sample's Flickr30K boxes are hand-placed: its recipe says so, and every Flickr30K card shows it."""
+    import json
+    import re
+
+    from rcforge import cli
+
+    page = tmp_path / "preview.html"
+    assert cli.main(["preview", str(sample_build), "--html", str(page), "--n", "1000"]) == 0
+    text = page.read_text()
+    cards = re.findall(r'<div class="card" data-id="([^"]+)">(.*?)</div></div>', text)
+    flickr = [body for key, body in cards if key.startswith("flickr30k/")]
+    assert flickr and all("synthetic boxes" in body for body in flickr)
+    assert not any('class="note"' in body for key, body in cards if not key.startswith("flickr30k/"))
+    notes = json.loads((sample_build / "manifest.json").read_text())["recipe"]["notes"]
+    assert list(notes) == ["flickr30k_entities"]
