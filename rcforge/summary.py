@@ -70,5 +70,7 @@ def print_build_summary(manifest: Manifest, out: str, file=None) -> None:
     console.print(f"{build.dialogues:,} dialogues in {len(build.shards)} shard(s) ({sources}); coordinates "
                   f"{build.coordinates}, seed {build.seed}"
                   + ("; ingest reused" if build.reused_ingest else "") + ".")
+    ingest = "reused" if build.reused_ingest else f"{manifest.seconds:.1f} s"
+    console.print(f"Stages: ingest {ingest}, render {build.seconds:.1f} s.")
     console.print(f"Dialogues: {out}/dialogues/   manifest: {out}/manifest.json   "
                   f"LLaVA JSON: rcforge export llava {out} FILE.json")
