@@ -27,7 +27,7 @@ from rcforge.pipelines.build import read_row_group, row_groups
 from rcforge.pipelines.ingest import run_pipeline
 from rcforge.pipelines.refilter import refilter
 
-from rcforge import fsio, schemas
+from rcforge import fsio, outlock, schemas
 from rcforge.errors import InputError
 from rcforge.manifest import Manifest
 from rcforge.progress import Progress, beacon, flush_beacons, read_counts, watching
@@ -196,7 +196,8 @@ def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, se
                 | "GroupChunks" >> beam.GroupByKey()
                 | "WriteCandidates" >> beam.MapTuple(lambda chunk, rows: _write_chunk(out, run, chunk, list(rows))))
 
-    _run_watched(stage, beam_args, test_pipeline, beacons, progress)
+    with outlock.writing(out, "rcforge bootstrap"):
+        _run_watched(stage, beam_args, test_pipeline, beacons, progress)
     models_seconds = time.perf_counter() - started
     summary = refilter(out, settings.lam, uniqueness=settings.uniqueness)
     summary["skipped_images_already_done"] = len(skip)

@@ -19,6 +19,7 @@ from rcforge.pipelines import runners
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 from rcforge.pipelines.ingest import ingest
 
+from rcforge import generations, outlock
 from rcforge.errors import InputError, RecipeError
 from rcforge.manifest import Manifest
 from rcforge.recipe import load_recipe
@@ -62,7 +63,9 @@ def main(args, beam_args) -> dict:
                                  uniqueness=options.uniqueness, seed=recipe.seed)
     started = time.perf_counter()
     ingest_seconds = None  # None: OUT's ingest was reused
-    with runners.beam_options(beam_args, getattr(args, "workers", 0)) as beam_args:
+    generations.check_foreign(args.out, force=args.force)
+    with outlock.writing(args.out, "rcforge bootstrap"), \
+            runners.beam_options(beam_args, getattr(args, "workers", 0)) as beam_args:
         if manifest is None or manifest.ingest_fingerprint != recipe.ingest_fingerprint():
             manifest = ingest(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,
                               force=args.force)

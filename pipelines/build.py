@@ -36,7 +36,7 @@ from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
 from rcforge.pipelines import runners
 from rcforge.pipelines.ingest import ingest_into, run_pipeline
 
-from rcforge import bulk, coordinates, fsio, generations, schemas
+from rcforge import bulk, coordinates, fsio, generations, outlock, schemas
 from rcforge.config import resolve_path
 from rcforge.errors import InputError, RecipeError, TooManyBadRecords
 from rcforge.ledger import ErrorRow
@@ -202,7 +202,15 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
           force: bool = False):
     """Ingest (or reuse OUT's ingest), render, and switch OUT to the new generation (`rcforge.generations`):
     a failed or killed build leaves the previous output whole. Returns the manifest. ``force``: write into an OUT
-    that holds other files and no rcforge output (`rcforge.generations.begin`)."""
+    that holds other files and no rcforge output (`rcforge.generations.begin`). Holds OUT's writer lock
+    (`rcforge.outlock`) throughout."""
+    generations.check_foreign(out, force=force)  # before the lock, so that a refused folder stays untouched
+    with outlock.writing(out, "rcforge build"):
+        return _build(recipe, out, beam_args=beam_args, progress=progress, reuse_ingest=reuse_ingest,
+                      test_pipeline=test_pipeline, force=force)
+
+
+def _build(recipe: Recipe, out: str, *, beam_args, progress, reuse_ingest, test_pipeline, force):
     generation = generations.begin(out, force=force)
     try:
         inputs = recipe.input_fingerprints()  # read once: every file's size, mtime and sampled hash

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from rcforge.bootstrap.decide import decide
 from rcforge.bootstrap.options import BootstrapOptions
 
-from rcforge import fsio, schemas
+from rcforge import fsio, outlock, schemas
 from rcforge.config import check_field, flag_type
 from rcforge.errors import InputError
 
@@ -29,6 +29,11 @@ def refilter(out: str, lam: float, *, target: str | None = None, uniqueness: boo
     if not shards:
         raise InputError(f"refilter: no candidates under {out}/bootstrap/candidates (run rcforge bootstrap first)")
     target = target or out
+    with outlock.writing(target, "rcforge refilter"):  # one writer per OUT
+        return _write_pairs(fs, shards, target, lam, uniqueness)
+
+
+def _write_pairs(fs, shards: list[str], target: str, lam: float, uniqueness: bool) -> dict:
     tfs, tpath = fsspec.core.url_to_fs(target)
     pairs_dir = fsio.join(tpath, "bootstrap", "pairs")
     tfs.makedirs(pairs_dir, exist_ok=True)

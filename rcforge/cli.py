@@ -81,6 +81,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def os_error(err: OSError) -> str:
+    """An operating-system error as one line: what happened, to which path, and what to do."""
+    import errno
+
+    what = err.strerror or str(err)
+    where = f": {err.filename}" if err.filename else ""
+    advice = {errno.ENOSPC: "free space on that disk or write OUT elsewhere",
+              errno.EDQUOT: "free space in your quota or write OUT elsewhere",
+              errno.EROFS: "OUT must be on a writable file system",
+              errno.EACCES: "check the permissions of that path",
+              errno.EPERM: "check the permissions of that path",
+              errno.EISDIR: "give a file path, not a folder",
+              errno.ENOTDIR: "a folder on that path is a file"}.get(err.errno, "")
+    return f"{what}{where}" + (f"; {advice}" if advice else "")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-v" not in argv and "--verbose" not in argv:
@@ -108,9 +124,6 @@ def main(argv=None) -> int:
 
             check_beam_args(command, rest)
         importlib.import_module(COMMANDS[command].module).main(args, rest)
-    except RcforgeError as err:
-        print(f"rcforge {command}: error: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         # a writer's staged generation is left for the next writer to clear; the previous output stays whole
         print(f"rcforge {command}: interrupted" if command else "rcforge: interrupted", file=sys.stderr)
@@ -121,7 +134,29 @@ def main(argv=None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except Exception as err:
+        cause = user_error(err)
+        if cause is None:
+            raise
+        # a recipe or input error, or the disk is full, OUT is read-only, a target is a folder: the user's to
+        # fix, said in one line (a writer stages its output, so the previous output in OUT stays whole)
+        text = os_error(cause) if isinstance(cause, OSError) else str(cause)
+        print(f"rcforge {command}: error: {text}", file=sys.stderr)
+        return 1
     return 0
+
+
+def user_error(err: BaseException) -> BaseException | None:
+    """The `RcforgeError` or operating-system error behind ``err``: itself, or one it was raised from or while
+    handling (Beam re-raises a step's error wrapped, e.g. as ``RuntimeError: OSError: ... [while running ...]``).
+    None when the error is a bug, whose traceback is the useful report."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, RcforgeError) or (isinstance(err, OSError) and not isinstance(err, BrokenPipeError)):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

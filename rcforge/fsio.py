@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import posixpath
+import stat
 from typing import IO, Any, Iterator
 
 import fsspec
@@ -82,6 +84,23 @@ def isdir(path: str) -> bool:
 def size(path: str) -> int:
     fs, p = fsspec.core.url_to_fs(str(path))
     return int(fs.size(p))
+
+
+def check_regular(path: str, what: str) -> None:
+    """An `InputError` when a local ``path`` is there but is not a regular file: opening a FIFO would wait for a
+    writer forever, and a device or socket is no input. (Object stores hold only files.)"""
+    path = str(path)
+    if "://" in path and not path.startswith("file://"):
+        return
+    try:
+        mode = os.stat(path.removeprefix("file://")).st_mode
+    except OSError:
+        return  # missing: the open that follows says so
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        raise InputError(f"{what}: {path} is {kind}; rcforge reads only regular files")
 
 
 def require(path: str, what: str) -> str:
@@ -178,7 +197,9 @@ class _CountingReader(io.RawIOBase):
 
 @contextlib.contextmanager
 def open_binary(path: str, what: str = "input file") -> Iterator[IO[bytes]]:
-    """Open a local or remote file for reading; compression is inferred from the extension."""
+    """Open a local or remote file for reading; compression is inferred from the extension. Only a regular file
+    is opened (`check_regular`)."""
+    check_regular(path, what)
     try:
         opened = fsspec.open(str(path), "rb", compression="infer")
         handle = opened.open()

@@ -38,6 +38,7 @@ import fsspec
 
 from rcforge import fsio
 from rcforge.errors import InputError
+from rcforge.outlock import LOCK
 
 STAGING = ".staging"
 PLAN = "PUBLISH.json"
@@ -46,7 +47,7 @@ FAILED = "last-failed-run"
 #: the folders of OUT whose files a generation writes and replaces
 OWNED = ("images", "errors", "dialogues")
 #: what rcforge itself keeps at OUT's top level besides a generation's files
-OWN_ENTRIES = (STAGING, FAILED, MANIFEST, "bootstrap")
+OWN_ENTRIES = (STAGING, FAILED, MANIFEST, "bootstrap", LOCK)
 
 
 def _files_under(fs, root: str) -> list[str]:
@@ -270,10 +271,9 @@ def leftovers(out: str) -> list[str]:
     return notes
 
 
-def begin(out: str, *, force: bool = False) -> Generation:
-    """Start a new generation of OUT (after settling what an earlier run left): numbered one past the live one.
-    An OUT that is not empty and holds no rcforge manifest is refused (it may be a dataset's own folder), unless
-    ``force``; even then only files a manifest of rcforge's lists are ever removed."""
+def check_foreign(out: str, *, force: bool = False) -> None:
+    """Refuse an OUT that is not empty and holds no rcforge output (it may be a dataset's own folder), unless
+    ``force``. Writers check this before they take OUT's lock, so a refused folder is left untouched."""
     fs, out_path = fsspec.core.url_to_fs(out)
     if not force and fs.isdir(out_path) and not fs.exists(fsio.join(out_path, MANIFEST)) and not _pending(fs, out_path):
         foreign = sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(out_path, detail=False))
@@ -283,6 +283,14 @@ def begin(out: str, *, force: bool = False) -> Generation:
                              f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); choose a new or "
                              "empty folder, or pass --force to write beside those files (rcforge never removes "
                              "files it did not write)")
+
+
+def begin(out: str, *, force: bool = False) -> Generation:
+    """Start a new generation of OUT (after settling what an earlier run left): numbered one past the live one.
+    An OUT that is not empty and holds no rcforge manifest is refused (it may be a dataset's own folder), unless
+    ``force``; even then only files a manifest of rcforge's lists are ever removed."""
+    fs, out_path = fsspec.core.url_to_fs(out)
+    check_foreign(out, force=force)
     settle(out)
     fs.makedirs(out_path, exist_ok=True)
     number = 1

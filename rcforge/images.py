@@ -33,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from rcforge import fsio
 from rcforge.config import number
+from rcforge.errors import InputError
 
 #: Pillow's own default limit (``Image.MAX_IMAGE_PIXELS``): about 0.25 GB of 24-bit pixels
 MAX_IMAGE_PIXELS = 89_478_485
@@ -107,6 +108,11 @@ def check(root: str, image: str, width: int, height: int, checks: ImageChecks) -
         return Verdict("image_path_outside_root", why)
     if checks.verify == "off":
         return FINE
+    if not (_is_local(full) and os.path.isdir(full.removeprefix("file://"))):  # a folder: "missing", below
+        try:
+            fsio.check_regular(full, "image")
+        except InputError as err:  # a FIFO would block the read forever
+            return Verdict("image_unreadable", str(err))
     try:
         with (open(full.removeprefix("file://"), "rb") if _is_local(full) else fsspec.open(full, "rb").open()) as f:
             with Image.open(f) as im:

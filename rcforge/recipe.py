@@ -158,6 +158,7 @@ def input_fingerprint(path: str) -> dict:
     stores."""
     import hashlib
 
+    fsio.check_regular(path, "input file")  # a FIFO would block the read below forever
     fs, p = fsspec.core.url_to_fs(path)
     info = fs.info(p)
     size = int(info.get("size") or 0)
@@ -183,16 +184,56 @@ def _input_files(value: str) -> list[str]:
     return [fs.unstrip_protocol(f) if remote else f for f in found]
 
 
+#: the longest recipe file, and the most values its anchors and aliases may expand to (a "billion laughs"
+#: document is a few hundred bytes that expands to 10^9 values)
+MAX_RECIPE_CHARS = 1_000_000
+MAX_RECIPE_VALUES = 100_000
+
+
+def _check_expanded_size(raw: Any, where: str) -> None:
+    """A `RecipeError` when the document, with every alias expanded, holds more than `MAX_RECIPE_VALUES` values,
+    or refers to itself. Counted over the loaded graph, each shared node once, so the check itself is cheap."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise RecipeError(f"{where}: an alias refers to a value that contains it (a recursive document)")
+        active.add(key)
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_RECIPE_VALUES:
+                raise RecipeError(f"{where}: with its aliases expanded it holds more than {MAX_RECIPE_VALUES:,} "
+                                  f"values; a recipe is a few hundred")
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    size(raw)
+
+
 def load_recipe(path: str) -> Recipe:
     """Read and check a recipe file (local path or fsspec URL)."""
     try:
         text = fsio.read_text(path, "recipe")
     except Exception as err:  # InputError already names the path
         raise RecipeError(str(err)) from None
+    if len(text) > MAX_RECIPE_CHARS:
+        raise RecipeError(f"recipe {path}: {len(text):,} characters; a recipe is at most {MAX_RECIPE_CHARS:,}")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise RecipeError(f"recipe {path}: not valid YAML: {err}") from None
+    except ValueError as err:  # e.g. an integer past Python's digit limit
+        raise RecipeError(f"recipe {path}: a value does not convert: {str(err)[:200]}") from None
+    _check_expanded_size(raw, f"recipe {path}")
     base = os.path.dirname(os.path.abspath(path)) if "://" not in str(path) else str(path).rsplit("/", 1)[0]
     return recipe_from_mapping(raw, base_dir=base, path=str(path))
 

@@ -88,8 +88,8 @@ def image_size_from_file(path: str) -> tuple[int, int]:
         with fsio.open_binary(path, "image") as handle:
             with Image.open(handle) as img:
                 return img.size
-    except InputError:
-        raise BadRecord("image_size_unavailable", f"no size known and no image file at {path}",
+    except InputError as err:  # missing, or not a regular file (a FIFO would block the read)
+        raise BadRecord("image_size_unavailable", f"no size known and no readable image file: {err}",
                         field="width") from None
     except (UnidentifiedImageError, OSError) as err:
         raise BadRecord("image_size_unavailable", f"cannot read the image header of {path}: {err}",
