@@ -36,7 +36,7 @@ from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
 from rcforge.pipelines import runners
 from rcforge.pipelines.ingest import ingest_into, run_pipeline
 
-from rcforge import bulk, coordinates, fsio, generations, outlock, schemas
+from rcforge import bulk, coordinates, fsio, generations, markup, outlock, schemas
 from rcforge.config import resolve_path
 from rcforge.errors import InputError, RecipeError, TooManyBadRecords
 from rcforge.ledger import ErrorRow
@@ -92,8 +92,11 @@ def write_shard(out_dir: str, index: int, shards: int, rows: list[dict]) -> tupl
     return final, table.num_rows
 
 
-#: the build ledger: images = with dialogues + without dialogues + render errors + skipped for want of a pair
-LEDGER_KEYS = ("images", "images_without_dialogues", "dialogues", "render_errors", "images_skipped_unpaired")
+#: the build ledger: images = with dialogues + without dialogues + render errors + skipped for want of a pair +
+#: rejected for reserved markup in their text (``on_markup: reject``); ``texts_escaped`` counts annotation texts
+#: whose reserved markup was escaped (`rcforge.markup`)
+LEDGER_KEYS = ("images", "images_without_dialogues", "dialogues", "render_errors", "images_skipped_unpaired",
+               "images_rejected_markup", "texts_escaped")
 
 
 class RenderRowGroupFn(beam.DoFn):
@@ -149,16 +152,23 @@ class RenderRowGroupFn(beam.DoFn):
                 if record is None:  # its source renders only images with a kept pair
                     ledger["images_skipped_unpaired"] += 1
                     continue
+            escaped = self.renderer.escaped
             try:
                 dialogues = list(self.renderer.dialogues(record))
             except TemplateStallError:
                 raise  # the build's end, not a record's error: it would depend on the machine's load
+            except markup.ReservedMarkup as err:  # the recipe's policy, not a failure: counted apart
+                ledger["images_rejected_markup"] += 1
+                errors.append(ErrorRow(record["source"], record["key"], path, f"row group {index}", "", "render",
+                                       "image", "reserved_markup", str(err)[:500]).row())
+                continue
             except Exception as err:  # dead letter: the record, stage and reason go to OUT/errors/render
                 self.failures.inc()
                 ledger["render_errors"] += 1
                 errors.append(ErrorRow(record["source"], record["key"], path, f"row group {index}", "", "render",
                                        "image", type(err).__name__, str(err)[:500]).row())
                 continue
+            ledger["texts_escaped"] += self.renderer.escaped - escaped
             if not dialogues:
                 ledger["images_without_dialogues"] += 1
             for dialogue in dialogues:
@@ -303,7 +313,7 @@ def render(recipe: Recipe, manifest: Manifest, records_root: str, generation, *,
         dfs.rm(fsio.join(dpath, "_fragments"), recursive=True)
     counts = _counts(dfs, dpath)
     ledger["images_with_dialogues"] = (ledger["images"] - ledger["images_without_dialogues"] - ledger["render_errors"]
-                                       - ledger["images_skipped_unpaired"])
+                                       - ledger["images_skipped_unpaired"] - ledger["images_rejected_markup"])
     ledger["balanced"] = ledger["dialogues"] == counts["total"] and ledger["images"] == manifest.records()
     return BuildSection(
         coordinates=recipe.render.coordinates,

@@ -81,6 +81,17 @@ def _relative(box: Box, w: int, h: int) -> NormBox:
     return (_clamp(box[0] / w), _clamp(box[1] / h), _clamp(box[2] / w), _clamp(box[3] / h))
 
 
+#: a bracketed list of numbers: a Pink or Shikra box or point, which annotation text must not look like
+NUMBER_BRACKETS = r"\[\s*-?\d*\.?\d+(?:\s*[,;]\s*-?\d*\.?\d+)+\s*\]"
+#: the special tokens of the Llama tokenizer under Pink's and Shikra's LLaVA-style models
+LLAMA_TOKENS = r"|</?s>|<unk>"
+#: any angle bracket: in a format whose mentions are tags, a phrase holding one breaks the family's reading of
+#: ``<ref>phrase</ref>`` (``[^<]*``), so a lone ``<`` or ``>`` of annotation text is escaped too
+ANGLES = r"|[<>]"
+#: Qwen's special tokens (chat roles, vision, object and box markers): ``<|im_end|>``, ``<|box_start|>``, ...
+QWEN_TOKENS = r"<\|[a-z_]+\|>"
+
+
 class Formatter:
     """A family's text form of coordinates. Subclasses implement `box_numbers`/`write_boxes` and `parse`; the
     class attributes say how phrases, answers and questions look."""
@@ -103,6 +114,11 @@ class Formatter:
     truncates = False
     #: a regular expression matching one printed mention (the preview colours each)
     pattern = ""
+    #: the markup around a whole answer that the format writes (Qwen's JSON code fence), for `rcforge.markup.stray`
+    frame = ""
+    #: markup and special tokens of the format and its family that annotation text must not carry (besides
+    #: `rcforge.markup.COMMON`): its mention syntax, its chat template's and tokenizer's added tokens
+    reserved = ""
 
     @property
     def params(self) -> dict:
@@ -181,6 +197,7 @@ def _parse_brackets(text: str) -> list[NormBox]:
 
 class Pink(Formatter):
     name, sort_by_area, pattern = "pink", True, r"\[[^\[\]]*\]"
+    reserved = NUMBER_BRACKETS + LLAMA_TOKENS
     point_pattern = r"\[(\d+\.\d+),(\d+\.\d+)\]"
 
     @property
@@ -206,6 +223,7 @@ def square_frame(w: int, h: int) -> tuple[int, int, int]:
 
 class Shikra(Formatter):
     name, pattern = "shikra", r"\[[^\[\]]*\]"
+    reserved = NUMBER_BRACKETS + LLAMA_TOKENS
     point_pattern = r"\[(\d+\.\d+),(\d+\.\d+)\]"
 
     @property
@@ -289,6 +307,7 @@ class Grid(Formatter):
 
 class QwenVL(Grid):
     name, ties, top = "qwen_vl", True, 999
+    reserved = QWEN_TOKENS + r"|</?(?:ref|box|quad|img|imgpad)>|\(\d+,\d+\)" + ANGLES
     point_pattern = r"(?<!>)(?<!\),)\((\d+),(\d+)\)(?!,\()"  # not a corner of a <box>
     pattern = r"(?:<ref>[^<]*</ref>)?(?:<box>\(\d+,\d+\),\(\d+,\d+\)</box>)+"
     _BOX = re.compile(r"<box>\((\d+),(\d+)\),\((\d+),(\d+)\)</box>")
@@ -305,6 +324,7 @@ class Qwen2VL(QwenVL):
 
 class InternVL(Grid):
     name, ties, truncates = "internvl", True, True
+    reserved = QWEN_TOKENS + r"|</?(?:ref|box|quad|img)>|<IMG_CONTEXT>|\[\[?\d+(?:, ?\d+)+\]\]?" + ANGLES
     point_pattern = r"\[(\d+), (\d+)\]"  # two numbers: never part of a box's four
     pattern = r"(?:<ref>[^<]*</ref>)?<box>\[\[[\d, \[\]]*\]\]</box>"
     _BOXES = re.compile(r"<box>(\[\[[\d, \[\]]*\]\])</box>")
@@ -320,6 +340,7 @@ class Florence2(Grid):
     """Bins are floor(v * 1000) clamped to 999 and read back as their centres, as the processor does."""
 
     name, ties, truncates, top = "florence2", True, True, 999
+    reserved = r"<loc_\d+>|<[A-Z][A-Z_]+>|</?s>|<pad>|<unk>|<mask>" + ANGLES
     pattern = r"(?:<loc_\d+>){4}"
     _BOX = re.compile(r"<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")
 
@@ -340,6 +361,8 @@ class Florence2(Grid):
 
 class MiniGPTv2(Grid):
     name, ties, truncates, bins, top = "minigpt_v2", True, True, 100, 100
+    reserved = (r"</?p>|\{(?:<\d+>)+\}|<delim>|\[(?:grounding|refer|identify|detection|vqa|caption)\]|\[/?INST\]"
+                r"|</?s>|</?Img>|<ImageHere>" + ANGLES)
     point_pattern = r"\{<(\d+)><(\d+)>\}"
     untied_tasks = frozenset({"grounding"})
     task_ids = {"grounding": "[refer]", "grounded_caption": "[identify]", "detection": "[detection]",
@@ -383,6 +406,7 @@ def patch_box(ul: int, lr: int) -> NormBox:
 
 class Kosmos2(Formatter):
     name, ties, unit = "kosmos2", True, 1.0 / PATCHES
+    reserved = r"</?(?:phrase|object|grounding)>|<patch_index_\d+>|</delimiter_of_multi_objects/>|</?s>" + ANGLES
     pattern = r"(?:<phrase>[^<]*</phrase>)?<object>(?:<patch_index_\d{4}>|</delimiter_of_multi_objects/>)+</object>"
     _OBJECT = re.compile(r"<object>((?:<patch_index_\d{4}>|</delimiter_of_multi_objects/>)+)</object>")
     _PAIR = re.compile(r"<patch_index_(\d{4})><patch_index_(\d{4})>")
@@ -450,6 +474,8 @@ class QwenJSON(Formatter):
     """Qwen3-VL: relative integers 0..1000 (round(v * 1000))."""
 
     name, ties, wraps_in_place = "qwen3_vl", True, False
+    reserved = QWEN_TOKENS + r"|```|\{\s*\"(?:bbox_2d|point_2d)\""
+    frame = r"```json\n\[|\]\n```"
     point_pattern = r'\{"point_2d": \[(\d+), (\d+)\]\}'
     json_tasks = frozenset({"grounding", "detection"})
     pattern = r'\{"bbox_2d": \[[\d, ]*\](?:, "label": "(?:[^"\\]|\\.)*")?\}|\{"point_2d": \[[\d, ]*\]\}'

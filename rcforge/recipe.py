@@ -45,7 +45,7 @@ IMAGE_CHECK_KEYS = {"verify_images": "verify", "verify_images_mismatch": "mismat
 #: a source's factor on ``render.per_image``
 SOURCE_WEIGHT = Range(0)
 RENDER_KEYS = ("coordinates", "per_image", "turns_per_dialogue", "templates", "tasks", "source_weights",
-               "rows_per_shard", "bootstrap_pairs")
+               "rows_per_shard", "bootstrap_pairs", "on_markup")
 
 
 @dataclass(frozen=True)
@@ -349,6 +349,8 @@ def render_from_mapping(raw: Any, base_dir: str | None):
             raise RecipeError(f"render.templates: {templates_dir} does not exist")
     top = {k: check_field(RenderSettings, k, raw[k], f"render.{k}")
            for k in ("per_image", "turns_per_dialogue", "rows_per_shard") if k in raw}
+    if "on_markup" in raw:
+        top["on_markup"] = check_type(raw["on_markup"], Literal["escape", "reject"], "render.on_markup")
     return RenderSettings(coordinates=fmt, templates=templates_dir, tasks=tasks, source_weights=source_weights,
                           bootstrap_pairs=pairs_from_mapping(raw.get("bootstrap_pairs"), base_dir), **top)
 

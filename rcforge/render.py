@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Literal, Mapping
 
-from rcforge import coordinates, rc_tasks, readers, templating
+from rcforge import coordinates, markup, rc_tasks, readers, templating
 from rcforge.config import number
 from rcforge.errors import RecipeError
 from rcforge.rc_tasks import Mention, TaskInstance
@@ -50,6 +51,8 @@ class RenderSettings:
     source_weights: source -> factor on per_image (Objects365 down-weighted, as Pink did).
     rows_per_shard: target dialogues per output shard.
     bootstrap_pairs: kept bootstrap pairs to render as referring expressions (rcforge.bootstrap.pairs.PairsSource).
+    on_markup: annotation text holding the format's reserved markup (`rcforge.markup`) is escaped (its brackets
+      made look-alikes) or, with "reject", its image is not rendered (counted with its reason).
     """
 
     coordinates: str = "pink"
@@ -60,6 +63,7 @@ class RenderSettings:
     source_weights: Mapping[str, float] = field(default_factory=dict)
     rows_per_shard: int = number(50000, 1)
     bootstrap_pairs: Any = None
+    on_markup: Literal["escape", "reject"] = "escape"
 
 
 class Renderer:
@@ -70,6 +74,8 @@ class Renderer:
         self.specs = {name: rc_tasks.get(name) for name in settings.tasks}
         required = {(name, v): vars_ for name, spec in self.specs.items() for v, vars_ in spec.variables.items()}
         self.templates = templating.load(settings.templates, required=required)
+        #: annotation texts whose reserved markup was escaped so far (the build's ledger counts them)
+        self.escaped = 0
         missing = sorted(f"{t}.{v}" for t, v in required if (t, v) not in self.templates.variants)
         if missing:
             raise RecipeError(f"templates in {self.templates.root} lack variants the tasks need: {', '.join(missing)}")
@@ -178,20 +184,35 @@ class Renderer:
             "coordinates": self.formatter.name, "seed": self.seed,
         }
 
-    @staticmethod
-    def _placeholders(variables: dict, mentions: list, provenance: list) -> dict:
+    def _text(self, value: str) -> str:
+        """Annotation text as the format may print it: without the placeholder characters, and with the format's
+        reserved markup escaped (or, under ``on_markup: reject``, refused: `markup.ReservedMarkup`)."""
+        if _OPEN in value or _CLOSE in value:
+            value = value.replace(_OPEN, "").replace(_CLOSE, "")
+        found = markup.pattern(self.formatter.reserved).search(value)
+        if found is None:
+            return value
+        if self.settings.on_markup == "reject":
+            raise markup.ReservedMarkup(found.group(), value, self.formatter.name)
+        self.escaped += 1
+        return markup.escape(value, self.formatter.reserved)
+
+    def _placeholders(self, variables: dict, mentions: list, provenance: list) -> dict:
         """Mentions (anywhere in the values) become placeholders ``\\ue000N\\ue001``; the text of annotations has
-        those two private-use characters removed, so only a placeholder can look like one."""
+        those two private-use characters removed, so only a placeholder can look like one, and its reserved
+        markup escaped (`_text`), a mention's phrase included."""
 
         def conv(value):
             if isinstance(value, Mention):
                 for ident in value.ids:
                     if ident not in provenance:
                         provenance.append(ident)
+                if value.phrase:
+                    value = dataclasses.replace(value, phrase=self._text(value.phrase))
                 mentions.append(value)
                 return f"{_OPEN}{len(mentions) - 1}{_CLOSE}"
             if isinstance(value, str):
-                return value.replace(_OPEN, "").replace(_CLOSE, "") if (_OPEN in value or _CLOSE in value) else value
+                return self._text(value)
             if isinstance(value, dict):
                 return {k: conv(v) for k, v in value.items()}
             if isinstance(value, (list, tuple)):

@@ -61,7 +61,12 @@ def print_build_summary(manifest: Manifest, out: str, file=None) -> None:
                   f"{led['images_without_dialogues']:,} with nothing any task could ask, "
                   f"{led['render_errors']:,} failed" + (f" ({out}/errors/render/)" if led['render_errors'] else "")
                   + (f", {led['images_skipped_unpaired']:,} skipped without a bootstrap pair"
-                     if led.get("images_skipped_unpaired") else ""))
+                     if led.get("images_skipped_unpaired") else "")
+                  + (f", {led['images_rejected_markup']:,} rejected for reserved markup in their text "
+                     f"({out}/errors/render/)" if led.get("images_rejected_markup") else ""))
+    if led.get("texts_escaped"):
+        console.print(f"{led['texts_escaped']:,} annotation texts held the format's reserved markup: escaped "
+                      f"(render.on_markup).")
     if build.bootstrap_pairs:
         info = build.bootstrap_pairs
         decided = info.get("refilter", {})

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rcforge import coordinates, fsio, generations, schemas
+from rcforge import coordinates, fsio, generations, markup, schemas
 from rcforge import images as images_mod
 
 
@@ -55,7 +55,8 @@ def validate(out: str, *, max_listed: int = 20, images: bool = False) -> list[st
     if build is not None:
         ledger = build["ledger"]
         accounted = (ledger.get("images_with_dialogues", 0) + ledger.get("images_without_dialogues", 0)
-                     + ledger.get("render_errors", 0) + ledger.get("images_skipped_unpaired", 0))
+                     + ledger.get("render_errors", 0) + ledger.get("images_skipped_unpaired", 0)
+                     + ledger.get("images_rejected_markup", 0))
         records = sum(e.get("records", 0) for e in manifest.get("sources", {}).values())
         if ledger.get("images") != records or accounted != ledger.get("images"):
             problems.append(f"build ledger does not balance: {ledger.get('images')} images rendered, {records} image "
@@ -249,6 +250,13 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set) -> int:
             if fmt is None:
                 report(f"{row['id']}: unknown coordinate format {row['coordinates']!r}")
                 continue
+            for i, turn in enumerate(turns):  # text from data never acts as the format's markup
+                for token in markup.stray(turn["value"], fmt, first=i == 0)[:3]:
+                    report(f"{row['id']}: turn {i + 1} holds {token!r}, reserved markup of the {fmt.name} format "
+                           f"that the renderer did not write")
+            images = sum(t["value"].count("<image>") for t in turns)
+            if images != 1:
+                report(f"{row['id']}: {images} <image> tokens in the dialogue; one image has exactly one")
             w, h = row["width"], row["height"]
             printed = [b for t in turns for b in fmt.parse(t["value"], w, h)]
             if len(printed) != len(row["boxes"]):

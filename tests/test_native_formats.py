@@ -54,7 +54,10 @@ def _qwen_json(scale):
             found += [o["bbox_2d"] for o in json.loads(block) if "bbox_2d" in o]
         rest = re.sub(r"```json\n.*?\n```", "", text, flags=re.S)
         for m in re.finditer(r"\[\{.*?\}\]|\{[^{}]*\}", rest):  # boxes inside other text: objects or lists of them
-            value = json.loads(m.group())
+            try:
+                value = json.loads(m.group())
+            except ValueError:  # braces in prose that are no JSON: not a box
+                continue
             found += [o["bbox_2d"] for o in (value if isinstance(value, list) else [value]) if "bbox_2d" in o]
         return [(x1 / sx, y1 / sy, x2 / sx, y2 / sy) for x1, y1, x2, y2 in found]
     return parse
