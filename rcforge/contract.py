@@ -19,6 +19,7 @@ What the contract promises:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -128,12 +129,32 @@ class Text(Spec):
             raise wrong_type(name, self.expected, value)
         if len(value) > self.max_len:
             raise too_long(name, len(value), self.max_len)
+        check_chars(value, name)
         text = " ".join(value.split())
         if self.lower:
             text = text.lower()
         if self.nonempty and not text:
             raise BadRecord(self.empty_reason, f"{name} is empty", field=name)
         return text
+
+
+#: control characters a text must not hold (tab, newline and carriage return are whitespace, collapsed)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_chars(value: str, name: str) -> None:
+    """A `BadRecord` for text that would break the text pipeline downstream: a lone surrogate (from a pickle or
+    a JSON escape: not valid Unicode, it cannot be written as UTF-8) or a control character (a NUL byte ends a C
+    string; an image path holding one cannot be opened)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise BadRecord("bad_text", f"{name} holds a lone surrogate U+{ord(value[err.start]):04X} at {err.start} "
+                                    f"(not valid Unicode)", field=name) from None
+    control = _CONTROL.search(value)
+    if control:
+        raise BadRecord("bad_text", f"{name} holds the control character U+{ord(control.group()):04X} at "
+                                    f"{control.start()}", field=name)
 
 
 def too_long(name: str, length: int, limit: int) -> BadRecord:
@@ -164,6 +185,7 @@ class TextList(Spec):
                 raise wrong_type(f"{name}[{i}]", "a string", v)
             if len(v) > MAX_TEXT:
                 raise too_long(f"{name}[{i}]", len(v), MAX_TEXT)
+            check_chars(v, f"{name}[{i}]")
             if self.raw:
                 out.append(v)
                 continue

@@ -75,6 +75,8 @@ def unsafe_path(image) -> str | None:
     or None."""
     if not isinstance(image, str) or not image.strip():
         return "the image path is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in image) or any("\ud800" <= c <= "\udfff" for c in image):
+        return f"the image path {image!r:.80} holds a control character or a lone surrogate"
     if image.startswith(("/", "\\")) or "://" in image or (len(image) > 1 and image[1] == ":"):
         return f"the image path {image!r:.80} is absolute"
     if ".." in image.replace("\\", "/").split("/"):

@@ -1,0 +1,84 @@
+"""Bytes that would break the text pipeline (a NUL, a lone surrogate, invalid UTF-8) reject their record with a
+reason, per record, on every reader path; the source and the build go on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import SAMPLE, SAMPLE_RECIPE
+
+from rcforge import cli
+
+
+def _copy(tmp_path):
+    """The sample, with a recipe that keeps going past bad records (the sample's sources are a few records
+    each, so one bad record is past any fraction)."""
+    shutil.copytree(SAMPLE, tmp_path / "sample_data")
+    (tmp_path / "recipes").mkdir()
+    text = SAMPLE_RECIPE.read_text().replace("max_bad_fraction: 0.05", "max_bad_fraction: 1.0")
+    (tmp_path / "recipes" / "sample.yaml").write_text(text)
+    return tmp_path / "recipes" / "sample.yaml"
+
+
+def _errors(out):
+    folder = out / "errors"
+    return pq.read_table(folder).to_pylist() if folder.exists() else []
+
+
+@pytest.mark.parametrize("bad", ["\\u0000", "\\ud800", "\\u0007"])
+def test_a_question_with_bad_characters_rejects_its_record_only(bad, tmp_path):
+    recipe = _copy(tmp_path)
+    questions = tmp_path / "sample_data" / "vqav2" / "questions.json"
+    raw = questions.read_text()
+    data = json.loads(raw)
+    first = data["questions"][0]["question"]
+    raw = raw.replace(json.dumps(first)[1:-1], json.dumps(first)[1:-1] + bad, 1)
+    questions.write_text(raw)
+    out = tmp_path / "out"
+    assert cli.main(["build", str(recipe), "--out", str(out), "--no-progress"]) == 0
+    errors = [e for e in _errors(out) if e["source"] == "vqav2"]
+    if bad == "\\ud800":  # the JSON parser itself replaces a lone surrogate escape: nothing bad gets through
+        texts = [t["value"] for p in (out / "dialogues").glob("*.parquet") for r in pq.read_table(p).to_pylist()
+                 for t in r["conversations"]]
+        assert all(t.encode("utf-8") for t in texts)
+    else:
+        assert errors and errors[0]["reason"] == "bad_text", errors
+    assert cli.main(["validate", str(out)]) == 0
+
+
+def test_a_lone_surrogate_from_a_pickle_rejects_its_ref(tmp_path):
+    """RefCOCO's refs are a pickle: a str with a lone surrogate arrives as it is, and the text contract rejects
+    that sentence's ref, not the source."""
+    import pickle
+
+    recipe = _copy(tmp_path)
+    refs_path = tmp_path / "sample_data" / "refcoco" / "refcoco" / "refs(unc).p"
+    refs = pickle.loads(refs_path.read_bytes())
+    refs[0]["sentences"][0]["sent"] = "the man \ud800 on the left"
+    refs[0]["sentences"][0]["raw"] = "the man \ud800 on the left"
+    refs_path.write_bytes(pickle.dumps(refs, protocol=2))
+    out = tmp_path / "out"
+    assert cli.main(["build", str(recipe), "--out", str(out), "--no-progress"]) == 0
+    errors = [e for e in _errors(out) if e["source"] == "refcoco"]
+    assert any(e["reason"] == "bad_text" and "surrogate" in e["message"] for e in errors), errors
+    assert cli.main(["validate", str(out)]) == 0
+
+
+def test_an_image_path_with_a_nul_rejects_its_image(tmp_path):
+    recipe = _copy(tmp_path)
+    annotations = tmp_path / "sample_data" / "vqav2" / "annotations.json"
+    questions = tmp_path / "sample_data" / "vqav2" / "questions.json"
+    # VQAv2 makes the image path from the image id; a NUL reaches a path through Objects365's file_name
+    o365 = tmp_path / "sample_data" / "objects365" / "objv2_train_reassembled_from_quotes.json"
+    data = json.loads(o365.read_text())
+    data["images"][0]["file_name"] = "images/v2/patch0/objects365_v2_00420917\u0000.jpg"
+    o365.write_text(json.dumps(data))
+    assert annotations.exists() and questions.exists()
+    out = tmp_path / "out"
+    assert cli.main(["build", str(recipe), "--out", str(out), "--no-progress"]) == 0
+    errors = [e for e in _errors(out) if e["source"] == "objects365"]
+    assert errors and ("control character" in errors[0]["message"] or errors[0]["reason"] == "bad_text"), errors
+    assert cli.main(["validate", str(out)]) == 0
