@@ -28,6 +28,8 @@ class Command:
     help: str
     flags: str | None = None
     beam: bool = False
+    #: it reads a built OUT: a Parquet file there that does not read is the user's damaged output, not a bug
+    reads_output: bool = False
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         module, _, function = (self.flags or f"{self.module}:add_arguments").partition(":")
@@ -46,13 +48,13 @@ COMMANDS = {
                         "pairs for another IoU threshold from bootstrap candidates, no model"),
     "tasks": Command("rcforge.tasks_cmd", "list the registered tasks, their variants and options"),
     "export": Command("rcforge.export",
-                      "write dialogue shards as a trainer's file: llava, sharegpt, swift, internvl, qwen_vl"),
-    "stats": Command("rcforge.stats", "corpus statistics of a build (DuckDB over the shards)"),
-    "report": Command("rcforge.report", "an HTML page of plots of a build's statistics"),
+                      "write dialogue shards as a trainer's file: llava, sharegpt, swift, internvl, qwen_vl", reads_output=True),
+    "stats": Command("rcforge.stats", "corpus statistics of a build (DuckDB over the shards)", reads_output=True),
+    "report": Command("rcforge.report", "an HTML page of plots of a build's statistics", reads_output=True),
     "preview": Command("rcforge.preview",
-                       "an HTML gallery of sampled dialogues with their boxes drawn on the images"),
+                       "an HTML gallery of sampled dialogues with their boxes drawn on the images", reads_output=True),
     "validate": Command("rcforge.validate",
-                        "check shards against the schema, the coordinate format and the ledgers"),
+                        "check shards against the schema, the coordinate format and the ledgers", reads_output=True),
     "sources": Command("rcforge.sources_cmd", "list the registered dataset readers and their recipe options"),
 }
 
@@ -135,28 +137,45 @@ def main(argv=None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except Exception as err:
-        cause = user_error(err)
+        cause = user_error(err, reads_output=COMMANDS[command].reads_output)
         if cause is None:
             raise
         # a recipe or input error, or the disk is full, OUT is read-only, a target is a folder: the user's to
         # fix, said in one line (a writer stages its output, so the previous output in OUT stays whole)
-        text = os_error(cause) if isinstance(cause, OSError) else str(cause)
+        text = os_error(cause) if isinstance(cause, OSError) else _first_line(cause)
         print(f"rcforge {command}: error: {text}", file=sys.stderr)
         return 1
     return 0
 
 
-def user_error(err: BaseException) -> BaseException | None:
-    """The `RcforgeError` or operating-system error behind ``err``: itself, or one it was raised from or while
-    handling (Beam re-raises a step's error wrapped, e.g. as ``RuntimeError: OSError: ... [while running ...]``).
-    None when the error is a bug, whose traceback is the useful report."""
+def user_error(err: BaseException, *, reads_output: bool = False) -> BaseException | None:
+    """The error behind ``err`` that is the user's to fix: an `RcforgeError`, an operating-system error, a URL
+    with a protocol fsspec does not know, or (for a command that reads a built OUT) a damaged Parquet file that
+    pyarrow or DuckDB refuses; itself, or one it was raised from or while handling (Beam re-raises a step's
+    error wrapped, e.g. as ``RuntimeError: OSError: ... [while running ...]``). None when the error is a bug,
+    whose traceback is the useful report."""
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, RcforgeError) or (isinstance(err, OSError) and not isinstance(err, BrokenPipeError)):
             return err
+        if isinstance(err, ValueError) and str(err).startswith("Protocol not known"):
+            return InputErrorText(f"{err}: a path or URL names a storage protocol fsspec does not know (local "
+                                  f"paths, file://, s3:// with the s3 extra, gs:// with gcsfs, ...)")
+        if reads_output and type(err).__module__.split(".")[0] in ("pyarrow", "duckdb", "_duckdb"):
+            return InputErrorText(f"a file of the output does not read ({_first_line(err)}); rcforge validate "
+                                  f"OUT lists what is damaged")
         err = err.__cause__ or err.__context__
     return None
+
+
+class InputErrorText(RcforgeError):
+    """A user error found by its kind (`user_error`), with the text to print."""
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:300] if lines else type(err).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

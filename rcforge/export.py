@@ -29,6 +29,7 @@ from typing import Callable
 
 import fsspec
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rcforge import fsio, images
@@ -161,8 +162,12 @@ def _batches(out: str):
         raise InputError(f"export: no dialogue shards under {out}/dialogues")
     for shard in shards:
         with fs.open(shard, "rb") as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=4096, columns=COLUMNS):
-                yield batch.to_pylist()
+            try:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=4096, columns=COLUMNS):
+                    yield batch.to_pylist()
+            except (pa.ArrowException, ValueError) as err:  # truncated, not Parquet, or a column missing
+                raise InputError(f"export: {shard} does not read ({str(err).splitlines()[0][:200]}); rcforge "
+                                 f"validate OUT lists what is damaged") from None
 
 
 def export(kind: str, out: str, file: str, *, relative: bool = False, image_root: str | None = None) -> int:

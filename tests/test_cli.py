@@ -143,3 +143,31 @@ def test_cuda_without_a_gpu_is_refused_first(tmp_path, capsys):
     code = cli.main(["bootstrap", str(SAMPLE_RECIPE), "--out", str(out), "--model", str(model), "--device", "cuda",
                      "--sources", "visual_genome"])
     assert code == 1 and "torch sees no CUDA GPU" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["stats", "{out}"], ["report", "{out}", "--html", "{tmp}/r.html"],
+                                  ["preview", "{out}", "--html", "{tmp}/p.html"],
+                                  ["export", "llava", "{out}", "{tmp}/x.json"], ["validate", "{out}"]])
+def test_a_truncated_shard_is_one_line_for_every_reader(argv, sample_build, tmp_path, capsys):
+    from conftest import copy_of
+
+    out = copy_of(sample_build, tmp_path)
+    shard = sorted((out / "dialogues").glob("part-*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    try:
+        code = cli.main([a.format(out=out, tmp=tmp_path) for a in argv])
+    except SystemExit as exit:  # validate exits with its count of problems listed
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and str(shard.name) in err, err
+    if argv[0] != "validate":
+        assert len(err.strip().splitlines()) == 1 and "rcforge validate OUT lists" in err
+
+
+@pytest.mark.parametrize("argv", [["build", str(SAMPLE_RECIPE), "--out", "nope://x", "--no-progress"],
+                                  ["stats", "nope://x"], ["export", "llava", "nope://x", "x.json"],
+                                  ["validate", "nope://x"], ["refilter", "nope://x", "--lambda", "0.5"]])
+def test_an_unknown_storage_protocol_is_one_line(argv, capsys):
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 1 and "Protocol not known: nope" in err and len(err.strip().splitlines()) == 1, err
