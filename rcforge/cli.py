@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             raise
         # a recipe or input error, or the disk is full, OUT is read-only, a target is a folder: the user's to
         # fix, said in one line (a writer stages its output, so the previous output in OUT stays whole)
-        text = os_error(cause) if isinstance(cause, OSError) else _first_line(cause)
+        text = os_error(cause) if isinstance(cause, OSError) else str(cause)
         print(f"rcforge {command}: error: {text}", file=sys.stderr)
         return 1
     return 0
