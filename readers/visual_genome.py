@@ -74,7 +74,7 @@ class VisualGenomeConfig:
     objects: str = "objects.json"
     relationships: str = "relationships.json"
     region_descriptions: str = "region_descriptions.json"
-    attributes: str | None = "attributes.json"
+    attributes: str | None = "attributes.json"  # DEFAULT_ATTRIBUTES: optional (VG without it has no attributes)
     #: "columnar" checks whole batches of images at once (visual_genome_batch); "processes" does so with each
     #: file parsed in its own process; "auto" uses processes for inputs over 32 MB on a multi-core machine;
     #: "per_image" is the reference path, which a keyed join falls back to when the files disagree on order
@@ -148,6 +148,10 @@ def _items(entry: dict | None, key: str) -> list:
     return items_of(entry, key)
 
 
+#: the attributes file looked for when the recipe names none; its absence is no error
+DEFAULT_ATTRIBUTES = "attributes.json"
+
+
 @register(SOURCE, VisualGenomeConfig, provides=("object_categories", "relations", "regions", "attributes", "refs"))
 def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     """Visual Genome (objects, relationships, regions, attributes), joined per image in O(one image) memory."""
@@ -163,6 +167,8 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
         attr_path = fsio.join(root, config.attributes)
         if fsio.exists(attr_path):
             files["attribute"] = attr_path
+        elif config.attributes != DEFAULT_ATTRIBUTES:  # named in the recipe: a misspelling must not pass silently
+            fsio.require(attr_path, "sources.visual_genome attributes file")
     emitted: set = set()
     skip = 0
     if config.mode != "per_image":

@@ -234,3 +234,22 @@ def test_mismatch_after_some_batches_continues_per_image_without_loss(tmp_path, 
     entry, out = ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root), "mode": "columnar"})
     assert read_records(out, "visual_genome") == read_records(ref_out, "visual_genome")
     assert entry["ledger"]["balanced"] and entry["ledger"]["images"]["read"] == 3
+
+
+def test_a_misspelled_attributes_file_is_an_error_not_silence(tmp_path, capsys):
+    """attributes.json is optional when the recipe names none; a file the recipe names must be there."""
+    import shutil
+
+    from rcforge import cli
+
+    root = tmp_path / "vg"
+    shutil.copytree(SAMPLE / "visual_genome", root)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"sources:\n  visual_genome: {{root: {root}, images: {root}/images, image_layout: flat, "
+                      f"verify_images: 'off', attributes: atributes.json}}\n")
+    code = cli.main(["ingest", str(recipe), "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "attributes file" in err and "atributes.json does not exist" in err, err
+    (root / "attributes.json").unlink()  # the default name, absent: VG without attributes, no error
+    recipe.write_text(recipe.read_text().replace(", attributes: atributes.json", ""))
+    assert cli.main(["ingest", str(recipe), "--out", str(tmp_path / "out2"), "--no-progress"]) == 0
