@@ -182,6 +182,13 @@ def read(config: RefCocoConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     for image_id in sorted(seen_images):
         yield _image(config, image_id, coco, seen_images[image_id], refs_by_image.pop(image_id, []),
                      bad_anns_by_image.pop(image_id, []), bad_cats, wanted, refs_path, inst_path)
+    rejected_ids = {img.get("id") for _, img, _ in bad_images if isinstance(img, dict)}
+    for image_id, anns in coco.imgToAnns.items():  # annotations of an image the file does not hold
+        if image_id not in seen_images and image_id not in rejected_ids:
+            for ann in anns:
+                err = BadRecord("unknown_image", f"image_id {image_id!r} is not in the images of {inst_path}",
+                                field="image_id")
+                bad_anns_by_image[image_id].append((ann.get("id"), ann, err))
     yield from _orphans(config, refs_by_image, bad_anns_by_image, wanted, refs_path, inst_path)
 
 

@@ -174,3 +174,19 @@ def test_flickr_shared_boxes_and_several_boxes_per_entity(tmp_path):
     time_phrase = rec["captions"][4]["phrases"][1]  # [/EN#10/other time]: <nobndbox>1</nobndbox>
     assert time_phrase["no_box"] and not time_phrase["scene"]
     assert entry["ledger"]["balanced"]
+
+
+def test_refcoco_annotations_of_an_unknown_image_are_counted_and_rejected(tmp_path):
+    root = tmp_path / "refcoco"
+    shutil.copytree(SAMPLE / "refcoco", root)
+    instances = root / "refcoco" / "instances.json"
+    data = json.loads(instances.read_text())
+    stray = dict(data["annotations"][0], id=424242, image_id=999999)
+    data["annotations"].append(stray)
+    instances.write_text(json.dumps(data))
+    entry, out = ingest_one(tmp_path, "refcoco", {"root": str(root), "images": str(root / "images")},
+                            max_bad_fraction=1.0)  # the sample has a handful of records: one is past 5 %
+    objects = entry["ledger"]["annotations"]["object"]
+    assert objects["read"] == len(data["annotations"]) and objects["rejected"].get("unknown_image") == 1
+    errors = [e for e in read_errors(out, "refcoco") if e["reason"] == "unknown_image" and e["kind"] == "object"]
+    assert len(errors) == 1 and "999999" in errors[0]["message"]
