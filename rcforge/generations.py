@@ -264,8 +264,10 @@ def leftovers(out: str) -> list[str]:
                      "the next ingest or build removes it")
     failed = fsio.join(out_path, FAILED, "failure.json")
     if fs.exists(failed):
-        with fs.open(failed) as f:
-            failure = json.load(f)
+        failure = _read_json(fs, failed)
+        if not isinstance(failure, dict):
+            notes.append(f"{fsio.join(out, FAILED)}/failure.json does not read; the last failed run left it")
+            return notes
         notes.append(f"the last run that failed ({failure.get('command')}: {str(failure.get('error'))[:120]}) "
                      f"left its errors in {fsio.join(out, FAILED)}/")
     return notes

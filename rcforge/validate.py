@@ -33,10 +33,47 @@ ITEM_COLUMNS = {"object": "objects", "relation": "relations", "region": "regions
                 "ref": "refs", "qa": "qas"}
 
 
+#: the manifest's shape, checked before anything of it is trusted: key -> the type its value must have (a dict
+#: nested for a mapping whose keys are known, ``{"*": ...}`` for one whose keys are names)
+COUNT = (int,)
+LEDGER_TALLY = {"read": COUNT, "written": COUNT, "rejected": dict, "filtered": dict}
+MANIFEST_SHAPE = {
+    "sources": {"*": {"parts": list, "records": COUNT,
+                      "ledger": {"images": LEDGER_TALLY, "annotations": {"*": LEDGER_TALLY}}}},
+}
+BUILD_SHAPE = {"shards": list, "dialogues": COUNT, "ledger": {"images": COUNT, "dialogues": COUNT}}
+
+
+def _shape_problems(value, shape, where: str) -> list[str]:
+    """Where ``value`` departs from ``shape`` (see `MANIFEST_SHAPE`), as problems naming the key path."""
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return [f"manifest.json: {where or 'the document'} is {type(value).__name__}, expected a mapping"]
+        if "*" in shape:
+            return [p for key, sub in value.items() for p in _shape_problems(sub, shape["*"], f"{where}.{key}")]
+        found = []
+        for key, sub in shape.items():
+            if key not in value:
+                found.append(f"manifest.json: {where + '.' if where else ''}{key} is missing")
+            else:
+                found += _shape_problems(value[key], sub, f"{where + '.' if where else ''}{key}")
+        return found
+    kinds = shape if isinstance(shape, tuple) else (shape,)
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        return [f"manifest.json: {where} is {type(value).__name__}, expected {' or '.join(k.__name__ for k in kinds)}"]
+    if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        return [f"manifest.json: {where} holds a value that is not a file name"]
+    return []
+
+
 def validate(out: str, *, max_listed: int = 20, images: bool = False) -> list[str]:
     fs, path = fsspec.core.url_to_fs(out)
     manifest = generations.load_manifest(out, "validate")
-    problems: list[str] = []
+    problems = _shape_problems(manifest, MANIFEST_SHAPE, "")
+    if not problems and manifest.get("build") is not None:
+        problems = _shape_problems(manifest["build"], BUILD_SHAPE, "build")
+    if problems:  # nothing else of a manifest of the wrong shape can be trusted
+        return problems
     for name, entry in manifest.get("sources", {}).items():
         _check_source(fs, path, name, entry, problems, images=images)
     build = manifest.get("build")
