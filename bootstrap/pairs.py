@@ -49,14 +49,48 @@ def pair_shards(folder: str) -> list[str]:
     return [fs.unstrip_protocol(s) if "://" in folder else s for s in shards]
 
 
+def decided_from(out: str) -> dict:
+    """The candidates of ``out`` as pairs depend on them: the folder, the state key of the run that made them
+    (``bootstrap/state.json``, written by `rcforge.pipelines.bootstrap.claim_state`) and each candidate shard's
+    name and size (a resumed run adds shards). `rcforge refilter` records it with the pairs."""
+    fs, path = fsspec.core.url_to_fs(out)
+    state_path = fsio.join(path, "bootstrap", "state.json")
+    try:
+        key = json.loads(fs.cat_file(state_path)).get("key") if fs.exists(state_path) else None
+    except (ValueError, AttributeError):
+        key = None
+    shards = {s.rsplit("/", 1)[-1]: int(fs.size(s))
+              for s in sorted(fs.glob(fsio.join(path, "bootstrap", "candidates", "part-*.parquet")))}
+    return {"folder": out, "state": key, "shards": shards}
+
+
+def check_fresh(folder: str) -> None:
+    """Refuse pairs decided from candidates that have changed since (a resumed bootstrap added some, another
+    model's run replaced them): the build would serve an older decision silently."""
+    pair_shards(folder)  # there are pairs at all
+    info = summary(folder).get("refilter")
+    then = info.get("decided_from") if isinstance(info, dict) else None
+    if not isinstance(then, dict) or not isinstance(then.get("folder"), str):
+        raise InputError(f"render.bootstrap_pairs: {folder}/bootstrap/refilter.json does not say which candidates "
+                         f"its pairs were decided from; run rcforge refilter again to decide them")
+    now = decided_from(then["folder"])
+    if now["state"] != then.get("state") or now["shards"] != then.get("shards"):
+        raise InputError(f"render.bootstrap_pairs: the pairs in {folder} were decided from candidates in "
+                         f"{then['folder']} that have changed since ({len(then.get('shards') or {})} shards then, "
+                         f"{len(now['shards'])} now); run rcforge refilter {then['folder']} --lambda "
+                         f"{info.get('lambda')} --out {folder} again")
+
+
 def summary(folder: str) -> dict:
     """What the build manifest records about the pairs: the folder, the refilter summary (lambda, counts)."""
     fs, path = fsspec.core.url_to_fs(folder)
     info = {"from": folder}
     decision = fsio.join(path, "bootstrap", "refilter.json")
     if fs.exists(decision):
-        with fs.open(decision) as f:
-            info["refilter"] = json.load(f)
+        try:
+            info["refilter"] = json.loads(fs.cat_file(decision))
+        except ValueError:
+            raise InputError(f"render.bootstrap_pairs: {decision} is not valid JSON") from None
     return info
 
 

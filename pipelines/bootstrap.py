@@ -12,6 +12,9 @@ duplicates nothing.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import time
 import zlib
 from dataclasses import dataclass
@@ -43,6 +46,58 @@ class BootstrapSettings:
     chunks: int = 16
     #: only these image keys (all when None)
     only_keys: frozenset | None = None
+
+
+STATE = "state.json"
+
+
+def state_of(describe: BootstrapStage, ground: BootstrapStage, settings: BootstrapSettings,
+             ingest_fingerprint: str | None) -> dict:
+    """What the candidates of OUT depend on (not λ or uniqueness, which `refilter` changes): the models, their
+    prompts, the box selection, the seed and the ingest. A resumed run must match it."""
+    return {"describe": {"backend": describe.backend, "model": describe.model_id, "revision": describe.revision,
+                         "template": describe.template_id},
+            "ground": {"backend": ground.backend, "model": ground.model_id, "revision": ground.revision,
+                       "template": ground.template_id},
+            "selection": dataclasses.asdict(settings.selection), "sources": sorted(settings.sources),
+            "seed": settings.seed, "ingest": ingest_fingerprint}
+
+
+def state_key(state: dict) -> str:
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_state(out: str) -> dict | None:
+    fs, path = fsspec.core.url_to_fs(out)
+    target = fsio.join(path, "bootstrap", STATE)
+    if not fs.exists(target):
+        return None
+    try:
+        state = json.loads(fs.cat_file(target))
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def claim_state(out: str, state: dict) -> None:
+    """Record what this run's candidates depend on; refuse to add to candidates made with other inputs (a
+    resumed run skips the images already done, so mixing would serve an older model's candidates silently)."""
+    fs, path = fsspec.core.url_to_fs(out)
+    state = json.loads(json.dumps(state, default=str))  # as it reads back from the file
+    has_candidates = bool(fs.glob(fsio.join(path, "bootstrap", "candidates", "part-*.parquet")))
+    previous = read_state(out)
+    if previous:
+        previous = {k: v for k, v in previous.items() if k != "key"}
+    if has_candidates and previous != state:
+        if previous is None or not previous:
+            raise InputError(f"bootstrap: {out}/bootstrap/candidates has no record of the model and settings "
+                             f"that made it; use another OUT, or remove {out}/bootstrap to start again")
+        changed = sorted(k for k in set(state) | set(previous) if state.get(k) != previous.get(k))
+        raise InputError(f"bootstrap: {out}/bootstrap/candidates were made with other {', '.join(changed)} "
+                         f"({json.dumps({k: previous.get(k) for k in changed}, default=str)[:300]}); a rerun "
+                         f"would mix them with this run's: use another OUT, or remove {out}/bootstrap")
+    fs.makedirs(fsio.join(path, "bootstrap"), exist_ok=True)
+    fsio.write_json(fs, fsio.join(path, "bootstrap", STATE), {**state, "key": state_key(state)})
 
 
 def done_keys(out: str) -> set[str]:
@@ -129,16 +184,16 @@ def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, se
     """Describe, ground and write every candidate, then decide the pairs for λ; returns the summary, with each
     stage's own seconds. Progress (boxes selected, described, grounded) comes from the workers' beacons."""
     started = time.perf_counter()
-    fs, path = fsspec.core.url_to_fs(out)
+    path = fsspec.core.url_to_fs(out)[1]
     manifest = Manifest.load(out, "bootstrap", "rcforge ingest")
     missing = [s for s in settings.sources if s not in manifest.sources]
     if missing:
         raise InputError(f"bootstrap: {out} has no image records for {', '.join(missing)}")
     parts = sorted(manifest.part_paths(path, settings.sources))
+    claim_state(out, state_of(describe, ground, settings, manifest.ingest_fingerprint))
     skip = frozenset(done_keys(out))
     run = _run_number(out)
     seed, chunks = settings.seed, settings.chunks
-
     beacons = fsio.join(out, "bootstrap", f".progress-{run:03d}")
 
     def after_describe(result):

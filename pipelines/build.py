@@ -31,7 +31,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
-from rcforge.bootstrap.pairs import PairIndex
+from rcforge.bootstrap.pairs import PairIndex, check_fresh
 from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
 from rcforge.pipelines import runners
 from rcforge.pipelines.ingest import ingest_into, run_pipeline
@@ -271,6 +271,7 @@ def render(recipe: Recipe, manifest: Manifest, records_root: str, generation, *,
     renderer = Renderer(recipe.render, recipe.seed)
     pairs = None
     if recipe.render.bootstrap_pairs is not None:
+        check_fresh(recipe.render.bootstrap_pairs.folder)  # pairs decided from the candidates as they are now
         pairs = PairIndex(recipe.render.bootstrap_pairs)
     shards = max(1, math.ceil(estimate_dialogues(manifest, recipe, len(pairs) if pairs else 0)
                               / recipe.render.rows_per_shard))

@@ -15,6 +15,7 @@ import fsspec
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rcforge.bootstrap.decide import decide
+from rcforge.bootstrap.pairs import decided_from
 from rcforge.bootstrap.options import BootstrapOptions
 
 from rcforge import fsio, outlock, schemas
@@ -30,10 +31,10 @@ def refilter(out: str, lam: float, *, target: str | None = None, uniqueness: boo
         raise InputError(f"refilter: no candidates under {out}/bootstrap/candidates (run rcforge bootstrap first)")
     target = target or out
     with outlock.writing(target, "rcforge refilter"):  # one writer per OUT
-        return _write_pairs(fs, shards, target, lam, uniqueness)
+        return _write_pairs(fs, shards, target, lam, uniqueness, out)
 
 
-def _write_pairs(fs, shards: list[str], target: str, lam: float, uniqueness: bool) -> dict:
+def _write_pairs(fs, shards: list[str], target: str, lam: float, uniqueness: bool, out: str) -> dict:
     tfs, tpath = fsspec.core.url_to_fs(target)
     pairs_dir = fsio.join(tpath, "bootstrap", "pairs")
     tfs.makedirs(pairs_dir, exist_ok=True)
@@ -53,7 +54,9 @@ def _write_pairs(fs, shards: list[str], target: str, lam: float, uniqueness: boo
         name = shard.rsplit("/", 1)[-1]
         fsio.write_parquet(tfs, fsio.join(pairs_dir, name), kept)
     summary = {"lambda": lam, "uniqueness": uniqueness, "candidates": candidates, "format_errors": errors,
-               "unreadable_images": unreadable, "pairs": pairs, "seconds": round(time.perf_counter() - started, 3)}
+               "unreadable_images": unreadable, "pairs": pairs, "seconds": round(time.perf_counter() - started, 3),
+               # what the pairs were decided from, so that a build can tell when they are stale
+               "decided_from": decided_from(out)}
     fsio.write_json(tfs, fsio.join(tpath, "bootstrap", "refilter.json"), summary)
     return summary
 

@@ -239,3 +239,45 @@ def test_backends_are_registered_by_name():
                               "images": str(SAMPLE)}}
     with pytest.raises(RecipeError, match="bootstrap.backend: unknown bootstrap backend 'florence'; registered: chat, florence2"):
         recipe_from_mapping({"sources": sources, "bootstrap": {"backend": "florence"}})
+
+
+def test_stale_bootstrap_state_is_refused_not_served(tmp_path, capsys):
+    """Candidates remember what made them: a rerun with another model is refused (it would resume past the images
+    done and mix two models' candidates), and a build refuses pairs decided before the candidates changed."""
+    import dataclasses
+
+    import pytest
+    import yaml
+
+    from rcforge.cli import main
+    from rcforge.errors import InputError
+    from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
+    from rcforge.pipelines.refilter import refilter
+
+    out = _ingested(tmp_path)
+    _manifest(out, tmp_path)
+    settings = BootstrapSettings(sources=("objects365",), lam=0.5)
+    describe, ground = FakeDescribe("fake/model"), FakeGround("fake/model")
+    run_bootstrap(str(out), describe, ground, settings)
+    state = json.loads((out / "bootstrap" / "state.json").read_text())
+    assert state["describe"]["model"] == "fake/model" and state["key"]
+    run_bootstrap(str(out), describe, ground, settings)  # the same inputs resume
+    with pytest.raises(InputError, match="were made with other describe"):
+        run_bootstrap(str(out), FakeDescribe("another/model"), ground, settings)
+    with pytest.raises(InputError, match="were made with other selection"):
+        run_bootstrap(str(out), describe, ground, dataclasses.replace(
+            settings, selection=dataclasses.replace(settings.selection, min_area=1.0)))
+    # pairs decided at lambda 0.5 into another folder, then the candidates change (a shard is added)
+    target = tmp_path / "pairs05"
+    refilter(str(out), 0.5, target=str(target))
+    shard = sorted((out / "bootstrap" / "candidates").glob("part-*.parquet"))[0]
+    (shard.parent / ("part-999-" + shard.name.split("-", 2)[2])).write_bytes(shard.read_bytes())
+    sources = {"objects365": {"annotations": str(tmp_path / "o365.json"), "images": str(tmp_path)}}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"sources": sources, "render": {"bootstrap_pairs": str(target)},
+                                      "verify_images": "off"}))
+    assert main(["build", str(recipe), "--out", str(tmp_path / "built"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "have changed since" in err and "rcforge refilter" in err
+    refilter(str(out), 0.5, target=str(target))  # decided again: the build goes on
+    assert main(["build", str(recipe), "--out", str(tmp_path / "built"), "--no-progress"]) == 0
