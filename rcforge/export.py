@@ -154,6 +154,17 @@ class ImagePaths:
         return full, None
 
 
+def _check_roles(rows: list[dict], shard: str) -> None:
+    """rcforge writes turns human, gpt, human, gpt, ...: any other role (a damaged or edited shard) would reach
+    the trainer as a role it does not know, or as a KeyError here; it is refused, naming the dialogue."""
+    for row in rows:
+        for i, turn in enumerate(row["conversations"] or []):
+            if turn.get("from") != ("human" if i % 2 == 0 else "gpt"):
+                raise InputError(f"export: {shard}: dialogue {row.get('id')!r} turn {i + 1} has role "
+                                 f"{turn.get('from')!r}; rcforge's turns alternate human and gpt (rcforge validate "
+                                 f"OUT checks the shards)")
+
+
 def _batches(out: str):
     """The dialogue rows of a build, shard by shard, one Arrow batch (a list of row dicts) at a time."""
     fs, path = fsspec.core.url_to_fs(out)
@@ -164,7 +175,9 @@ def _batches(out: str):
         with fs.open(shard, "rb") as f:
             try:
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=4096, columns=COLUMNS):
-                    yield batch.to_pylist()
+                    rows = batch.to_pylist()
+                    _check_roles(rows, shard)
+                    yield rows
             except (pa.ArrowException, ValueError) as err:  # truncated, not Parquet, or a column missing
                 raise InputError(f"export: {shard} does not read ({str(err).splitlines()[0][:200]}); rcforge "
                                  f"validate OUT lists what is damaged") from None
@@ -200,7 +213,8 @@ def _write(spec: ExportKind, batches, paths: ImagePaths, file: str, *, jsonl: bo
     and (how many were left out, the first one's reason)."""
     n, left_out, first = 0, 0, ""
     item, dumps = spec.item, orjson.dumps
-    with fsspec.open(file, "wb") as sink:
+    fs, path = fsspec.core.url_to_fs(file)
+    with fsio.atomic_write(fs, path, "wb") as sink:  # whole or not at all: a refused row leaves no half file
         if not jsonl:
             sink.write(b"[\n")
         for rows in batches:

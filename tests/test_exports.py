@@ -182,3 +182,20 @@ def test_a_build_in_a_format_the_trainer_does_not_read_is_refused_before_writing
 def test_a_build_in_the_trainers_format_exports(sample_build_in, tmp_path, kind, fmt):
     file = tmp_path / ("x.json" if ".json" in KINDS[kind].suffixes else "x.jsonl")
     assert export(kind, str(sample_build_in(fmt)), str(file)) == len(_rows(sample_build_in(fmt)))
+
+
+def test_a_turn_with_a_foreign_role_is_refused_naming_the_dialogue(sample_build, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from conftest import copy_of
+
+    out = copy_of(sample_build, tmp_path)
+    shard = sorted((out / "dialogues").glob("part-*.parquet"))[0]
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["conversations"][1]["from"] = "system"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    target = tmp_path / "x.json"
+    assert cli.main(["export", "llava", str(out), str(target)]) == 1
+    err = capsys.readouterr().err
+    assert f"dialogue {rows[0]['id']!r} turn 2 has role 'system'" in err and not target.exists()
