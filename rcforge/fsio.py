@@ -8,6 +8,7 @@ that names the file and the byte offset where the parser was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import posixpath
@@ -39,6 +40,8 @@ def atomic_write(fs, path: str, mode: str = "wb"):
     """Open ``path`` for writing through ``fs`` so that it appears whole or not at all: the data goes to
     `temp_name` and is renamed over ``path`` when the block ends; on an error the temporary is removed. The one
     way rcforge writes a finished file (parts, shards, manifests, plans)."""
+    if fs.isdir(path):  # a rename onto a folder would move the file into it
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
     tmp = temp_name(path)
     try:
         with fs.open(tmp, mode) as f:
