@@ -95,7 +95,8 @@ def os_error(err: OSError) -> str:
               errno.EACCES: "check the permissions of that path",
               errno.EPERM: "check the permissions of that path",
               errno.EISDIR: "give a file path, not a folder",
-              errno.ENOTDIR: "a folder on that path is a file"}.get(err.errno, "")
+              errno.ENOTDIR: "a folder on that path is a file",
+              errno.ENOENT: "it is not there (a symbolic link to a missing file?)"}.get(err.errno, "")
     return f"{what}{where}" + (f"; {advice}" if advice else "")
 
 
