@@ -12,6 +12,7 @@ import sys
 import time
 
 import fsspec
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rcforge.bootstrap.decide import decide
@@ -34,6 +35,28 @@ def refilter(out: str, lam: float, *, target: str | None = None, uniqueness: boo
         return _write_pairs(fs, shards, target, lam, uniqueness, out)
 
 
+#: the candidate columns the decision reads, which bootstrap always fills
+DECIDED_ON = ("key", "object_id", "iou", "other_iou", "format_error")
+
+
+def _read_candidates(fs, shard: str):
+    """One candidate shard, or an `InputError` naming it when it is truncated, not Parquet, of another schema or
+    holding nulls where the decision needs values (a damaged shard would otherwise be a traceback or, worse, a
+    decision on missing numbers)."""
+    try:
+        with fs.open(shard, "rb") as f:
+            table = pq.read_table(f, schema=schemas.CANDIDATE)
+    except (pa.ArrowException, ValueError, OSError) as err:
+        raise InputError(f"refilter: {shard} does not read as candidates ({str(err).splitlines()[0][:200]}); "
+                         f"rcforge validate OUT lists what is damaged") from None
+    for column in DECIDED_ON:
+        nulls = table.column(column).null_count
+        if nulls:
+            raise InputError(f"refilter: {shard} has {nulls} empty value(s) in column {column!r}, which bootstrap "
+                             f"always fills (a damaged shard?)")
+    return table
+
+
 def _write_pairs(fs, shards: list[str], target: str, lam: float, uniqueness: bool, out: str) -> dict:
     tfs, tpath = fsspec.core.url_to_fs(target)
     pairs_dir = fsio.join(tpath, "bootstrap", "pairs")
@@ -41,8 +64,7 @@ def _write_pairs(fs, shards: list[str], target: str, lam: float, uniqueness: boo
     started = time.perf_counter()
     candidates = pairs = errors = unreadable = 0
     for shard in shards:
-        with fs.open(shard, "rb") as f:
-            table = pq.read_table(f, schema=schemas.CANDIDATE)
+        table = _read_candidates(fs, shard)
         candidates += table.num_rows
         # a candidate whose image did not read is no format error: its reply never existed
         failed = table.column("format_error").to_numpy(zero_copy_only=False)

@@ -128,3 +128,23 @@ def test_preview_and_validate_on_bootstrap_output(tmp_path):
     from rcforge.validate import validate
 
     assert any("IoU below its lambda" in p for p in validate(str(out)))
+
+
+@pytest.mark.parametrize("damage", ["null iou", "null format_error", "truncated"])
+def test_refilter_names_a_damaged_candidate_shard(damage, tmp_path, capsys):
+    folder = tmp_path / "out" / "bootstrap" / "candidates"
+    folder.mkdir(parents=True)
+    rows = candidates([{"key": "o/1", "object_id": 1, "iou": 0.5}, {"key": "o/2", "object_id": 2, "iou": 0.7}])
+    rows = rows.to_pylist()
+    shard = folder / "part-000-00000.parquet"
+    if damage.startswith("null"):
+        rows[1][damage.split()[1]] = None
+        loose = pa.schema([f.with_nullable(True) for f in schemas.CANDIDATE], metadata=schemas.CANDIDATE.metadata)
+        pq.write_table(pa.Table.from_pylist(rows, schema=loose), shard)
+    else:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schemas.CANDIDATE), shard)
+        shard.write_bytes(shard.read_bytes()[:200])
+    assert main(["refilter", str(tmp_path / "out"), "--lambda", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert shard.name in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out" / "bootstrap" / "pairs" / shard.name).exists()
