@@ -74,7 +74,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rcforge", description="Build referring-and-grounding instruction corpora for multimodal LLMs.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show Apache Beam's own log messages")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show Apache Beam's own log messages, and the traceback behind an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, spec in COMMANDS.items():
         sp = sub.add_parser(name, help=spec.help, description=spec.help)
@@ -102,7 +103,7 @@ def os_error(err: OSError) -> str:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "-v" not in argv and "--verbose" not in argv:
+    if not args_verbose(argv):
         # Beam logs a traceback for a failing step before re-raising it, and warns about optional cloud
         # libraries at import; our own one-line error says what went wrong. -v shows them.
         logging.getLogger().setLevel(logging.ERROR)
@@ -139,14 +140,18 @@ def main(argv=None) -> int:
         return 141
     except Exception as err:
         cause = user_error(err, reads_output=COMMANDS[command].reads_output)
-        if cause is None:
-            raise
+        if cause is None or args_verbose(argv):
+            raise  # a bug, or -v asked for the traceback behind the one-line error
         # a recipe or input error, or the disk is full, OUT is read-only, a target is a folder: the user's to
         # fix, said in one line (a writer stages its output, so the previous output in OUT stays whole)
         text = os_error(cause) if isinstance(cause, OSError) else str(cause)
         print(f"rcforge {command}: error: {text}", file=sys.stderr)
         return 1
     return 0
+
+
+def args_verbose(argv: list[str]) -> bool:
+    return "-v" in argv or "--verbose" in argv
 
 
 def user_error(err: BaseException, *, reads_output: bool = False) -> BaseException | None:

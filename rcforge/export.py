@@ -198,10 +198,16 @@ def export(kind: str, out: str, file: str, *, relative: bool = False, image_root
     if manifest.build is not None:  # without a build there are no dialogues: _batches says so
         check_coordinates(spec, manifest.build.coordinates)
     paths = ImagePaths(manifest.image_roots(), relative=relative, image_root=image_root)
+    sidecars = {}
+    if spec.sidecars:  # read (and refuse) an existing sidecar before the data is written, not after
+        sidecars = {name: _existing_json(fsio.join(os.path.dirname(file) or ".", name))
+                    for name in spec.sidecars(file, 0, image_root)}
     n, (left_out, first) = _write(spec, _batches(out), paths, file, jsonl=suffix == ".jsonl")
     if spec.sidecars:
         for name, entry in spec.sidecars(file, n, image_root).items():
-            _merge_json(fsio.join(os.path.dirname(file) or ".", name), entry)
+            path = fsio.join(os.path.dirname(file) or ".", name)
+            fs, local = fsspec.core.url_to_fs(path)
+            fsio.write_json(fs, local, {**sidecars[name], **entry})
     if left_out:
         print(f"export: left out {left_out:,} dialogue(s) whose image path cannot be passed on, e.g. {first}",
               file=sys.stderr)
@@ -237,16 +243,19 @@ def _write(spec: ExportKind, batches, paths: ImagePaths, file: str, *, jsonl: bo
     return n, (left_out, first)
 
 
-def _merge_json(path: str, entry: dict) -> None:
-    """Add ``entry``'s keys to the JSON object at ``path`` (created when absent), written atomically."""
-    current = {}
-    if fsio.exists(path):
-        with fsspec.open(path, "r", encoding="utf-8") as f:
-            current = json.load(f)
-        if not isinstance(current, dict):
-            raise InputError(f"export: {path} exists and is not a JSON object; cannot add the dataset entry")
-    fs, local = fsspec.core.url_to_fs(path)
-    fsio.write_json(fs, local, {**current, **entry})
+def _existing_json(path: str) -> dict:
+    """The JSON object at ``path`` that an export adds its entry to (``{}`` when absent); an `InputError` when it
+    is not valid JSON or not an object (the user's file is never overwritten)."""
+    if not fsio.exists(path):
+        return {}
+    try:
+        current = json.loads(fsio.read_text(path, "dataset info"))
+    except ValueError as err:
+        raise InputError(f"export: {path} exists and is not valid JSON ({err}); fix or move it, it is never "
+                         f"overwritten") from None
+    if not isinstance(current, dict):
+        raise InputError(f"export: {path} exists and is not a JSON object; cannot add the dataset entry")
+    return current
 
 
 def add_arguments(parser) -> None:

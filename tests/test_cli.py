@@ -171,3 +171,8 @@ def test_an_unknown_storage_protocol_is_one_line(argv, capsys):
     code = cli.main(argv)
     err = capsys.readouterr().err
     assert code == 1 and "Protocol not known: nope" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_verbose_shows_the_traceback_behind_a_one_line_error():
+    with pytest.raises(ValueError, match="Protocol not known"):
+        cli.main(["-v", "stats", "nope://x"])

@@ -199,3 +199,15 @@ def test_a_turn_with_a_foreign_role_is_refused_naming_the_dialogue(sample_build,
     assert cli.main(["export", "llava", str(out), str(target)]) == 1
     err = capsys.readouterr().err
     assert f"dialogue {rows[0]['id']!r} turn 2 has role 'system'" in err and not target.exists()
+
+
+@pytest.mark.parametrize("existing, says", [("{bad", "is not valid JSON"), ("[1, 2]", "is not a JSON object")])
+def test_an_unusable_dataset_info_is_refused_before_anything_is_written(sample_build_in, tmp_path, capsys, existing,
+                                                                         says):
+    out = sample_build_in("qwen2_vl")
+    (tmp_path / "dataset_info.json").write_text(existing)
+    assert cli.main(["export", "sharegpt", str(out), str(tmp_path / "data.json")]) == 1
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset_info.json"]  # no data file, the user's kept
+    assert (tmp_path / "dataset_info.json").read_text() == existing
