@@ -49,16 +49,24 @@ def pair_shards(folder: str) -> list[str]:
     return [fs.unstrip_protocol(s) if "://" in folder else s for s in shards]
 
 
-def decided_from(out: str) -> dict:
-    """The candidates of ``out`` as pairs depend on them: the folder, the state key of the run that made them
-    (``bootstrap/state.json``, written by `rcforge.pipelines.bootstrap.claim_state`) and each candidate shard's
-    name and size (a resumed run adds shards). `rcforge refilter` records it with the pairs."""
+#: what made the candidates of an OUT (``bootstrap/state.json``, written by
+#: `rcforge.pipelines.bootstrap.claim_state`)
+STATE = "state.json"
+
+
+def read_state(out: str) -> dict:
+    """OUT's bootstrap state ({} when there is none, or one that does not read)."""
     fs, path = fsspec.core.url_to_fs(out)
-    state_path = fsio.join(path, "bootstrap", "state.json")
-    try:
-        key = json.loads(fs.cat_file(state_path)).get("key") if fs.exists(state_path) else None
-    except (ValueError, AttributeError):
-        key = None
+    state = fsio.read_json(fs, fsio.join(path, "bootstrap", STATE))
+    return state if isinstance(state, dict) else {}
+
+
+def decided_from(out: str) -> dict:
+    """The candidates of ``out`` as pairs depend on them: the folder, the key of the `STATE` that made them and
+    each candidate shard's name and size (a resumed run adds shards). `rcforge refilter` records it with the
+    pairs."""
+    fs, path = fsspec.core.url_to_fs(out)
+    key = read_state(out).get("key")
     shards = {s.rsplit("/", 1)[-1]: int(fs.size(s))
               for s in sorted(fs.glob(fsio.join(path, "bootstrap", "candidates", "part-*.parquet")))}
     return {"folder": out, "state": key, "shards": shards}

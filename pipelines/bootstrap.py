@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import RunInference
 from rcforge.bootstrap.handlers import BootstrapStage
+from rcforge.bootstrap.pairs import STATE, read_state
 from rcforge.bootstrap.selection import SelectionConfig, score, select
 from rcforge.pipelines.build import read_row_group, row_groups
 from rcforge.pipelines.ingest import run_pipeline
@@ -48,9 +49,6 @@ class BootstrapSettings:
     only_keys: frozenset | None = None
 
 
-STATE = "state.json"
-
-
 def state_of(describe: BootstrapStage, ground: BootstrapStage, settings: BootstrapSettings,
              ingest_fingerprint: str | None) -> dict:
     """What the candidates of OUT depend on (not λ or uniqueness, which `refilter` changes): the models, their
@@ -67,18 +65,6 @@ def state_key(state: dict) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def read_state(out: str) -> dict | None:
-    fs, path = fsspec.core.url_to_fs(out)
-    target = fsio.join(path, "bootstrap", STATE)
-    if not fs.exists(target):
-        return None
-    try:
-        state = json.loads(fs.cat_file(target))
-    except ValueError:
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
 def claim_state(out: str, state: dict) -> None:
     """Record what this run's candidates depend on; refuse to add to candidates made with other inputs (a
     resumed run skips the images already done, so mixing would serve an older model's candidates silently)."""
@@ -86,10 +72,9 @@ def claim_state(out: str, state: dict) -> None:
     state = json.loads(json.dumps(state, default=str))  # as it reads back from the file
     has_candidates = bool(fs.glob(fsio.join(path, "bootstrap", "candidates", "part-*.parquet")))
     previous = read_state(out)
-    if previous:
-        previous = {k: v for k, v in previous.items() if k != "key"}
+    previous.pop("key", None)
     if has_candidates and previous != state:
-        if previous is None or not previous:
+        if not previous:
             raise InputError(f"bootstrap: {out}/bootstrap/candidates has no record of the model and settings "
                              f"that made it; use another OUT, or remove {out}/bootstrap to start again")
         changed = sorted(k for k in set(state) | set(previous) if state.get(k) != previous.get(k))

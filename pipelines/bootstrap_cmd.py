@@ -19,7 +19,7 @@ from rcforge.pipelines import runners
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 from rcforge.pipelines.ingest import ingest
 
-from rcforge import generations, outlock
+from rcforge import generations
 from rcforge.errors import InputError, RecipeError
 from rcforge.manifest import Manifest
 from rcforge.recipe import load_recipe
@@ -63,8 +63,7 @@ def main(args, beam_args) -> dict:
                                  uniqueness=options.uniqueness, seed=recipe.seed)
     started = time.perf_counter()
     ingest_seconds = None  # None: OUT's ingest was reused
-    generations.check_foreign(args.out, force=args.force)
-    with outlock.writing(args.out, "rcforge bootstrap"), \
+    with generations.writing(args.out, "rcforge bootstrap", force=args.force), \
             runners.beam_options(beam_args, getattr(args, "workers", 0)) as beam_args:
         if manifest is None or manifest.ingest_fingerprint != recipe.ingest_fingerprint():
             manifest = ingest(recipe, args.out, beam_args=beam_args, progress=not args.no_progress,

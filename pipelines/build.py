@@ -6,8 +6,8 @@ Layout written (besides ingest's)::
     OUT/manifest.json                           + a "build" section: render settings, template hashes, counts
 
 The Beam pipeline starts from the image-record part paths (a handful of elements) and expands with FlatMap
-into row groups (one per batch ingest wrote: 500 to 1,000 images each, spread over the workers); each row group's records are rendered
-(pure, seeded per record) and their dialogues written as one fragment per shard (shard = a hash of the
+into row groups (one per batch ingest wrote: 500 to 1,000 images each, spread over the workers); each row
+group's records are rendered (pure, seeded per record) and their dialogues written as one fragment per shard (shard = a hash of the
 dialogue id, one of M); only (shard, fragment) pairs are grouped, and each shard's fragments are merged, sorted
 by id and written atomically. Shard assignment is a function of the id and
 rows are sorted within a shard, so any runner with any number of workers writes the same files.
@@ -36,11 +36,11 @@ from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
 from rcforge.pipelines import runners
 from rcforge.pipelines.ingest import ingest_into, run_pipeline
 
-from rcforge import bulk, coordinates, fsio, generations, markup, outlock, schemas
+from rcforge import bulk, coordinates, fsio, generations, markup, schemas
 from rcforge.config import resolve_path
 from rcforge.errors import InputError, RecipeError, TooManyBadRecords
 from rcforge.ledger import ErrorRow
-from rcforge.manifest import BuildSection, Manifest
+from rcforge.manifest import IMAGES_WITHOUT_DIALOGUES, BuildSection, Manifest
 from rcforge.progress import Progress, read_counts, watching
 from rcforge.recipe import Recipe, load_recipe
 from rcforge.render import Renderer
@@ -212,10 +212,9 @@ def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_inge
           force: bool = False):
     """Ingest (or reuse OUT's ingest), render, and switch OUT to the new generation (`rcforge.generations`):
     a failed or killed build leaves the previous output whole. Returns the manifest. ``force``: write into an OUT
-    that holds other files and no rcforge output (`rcforge.generations.begin`). Holds OUT's writer lock
-    (`rcforge.outlock`) throughout."""
-    generations.check_foreign(out, force=force)  # before the lock, so that a refused folder stays untouched
-    with outlock.writing(out, "rcforge build"):
+    that holds other files and no rcforge output (`rcforge.generations.begin`). Holds OUT as its writer
+    throughout (`rcforge.generations.writing`)."""
+    with generations.writing(out, "rcforge build", force=force):
         return _build(recipe, out, beam_args=beam_args, progress=progress, reuse_ingest=reuse_ingest,
                       test_pipeline=test_pipeline, force=force)
 
@@ -313,8 +312,7 @@ def render(recipe: Recipe, manifest: Manifest, records_root: str, generation, *,
     if dfs.exists(fsio.join(dpath, "_fragments")):
         dfs.rm(fsio.join(dpath, "_fragments"), recursive=True)
     counts = _counts(dfs, dpath)
-    ledger["images_with_dialogues"] = (ledger["images"] - ledger["images_without_dialogues"] - ledger["render_errors"]
-                                       - ledger["images_skipped_unpaired"] - ledger["images_rejected_markup"])
+    ledger["images_with_dialogues"] = ledger["images"] - sum(ledger[k] for k in IMAGES_WITHOUT_DIALOGUES)
     ledger["balanced"] = ledger["dialogues"] == counts["total"] and ledger["images"] == manifest.records()
     return BuildSection(
         coordinates=recipe.render.coordinates,

@@ -38,7 +38,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from rcforge.pipelines import flags, runners
 
 import rcforge
-from rcforge import bulk, fsio, generations, images, outlock, readers, schemas
+from rcforge import bulk, fsio, generations, images, readers, schemas
 from rcforge.errors import LedgerError, TooManyBadRecords
 from rcforge.exclusion import excluded_coco_ids
 from rcforge.ledger import ErrorRow, ImageResult, SourceLedger
@@ -350,9 +350,8 @@ def ingest(recipe: Recipe, out: str, *, beam_args: list[str] | None = None, prog
     """Ingest into a new generation of OUT and switch OUT to it (`rcforge.generations`); returns the manifest.
     ``inputs``: the recipe's `input_fingerprints`, taken before reading (computed here when not given).
     ``force``: write into an OUT that holds other files and no rcforge output (`rcforge.generations.begin`).
-    Holds OUT's writer lock (`rcforge.outlock`) throughout."""
-    generations.check_foreign(out, force=force)  # before the lock, so that a refused folder stays untouched
-    with outlock.writing(out, "rcforge ingest"):
+    Holds OUT as its writer throughout (`rcforge.generations.writing`)."""
+    with generations.writing(out, "rcforge ingest", force=force):
         return _ingest(recipe, out, beam_args=beam_args, progress=progress, test_pipeline=test_pipeline,
                        inputs=inputs, force=force)
 

@@ -47,7 +47,7 @@ def _read_candidates(fs, shard: str):
         with fs.open(shard, "rb") as f:
             table = pq.read_table(f, schema=schemas.CANDIDATE)
     except (pa.ArrowException, ValueError, OSError) as err:
-        raise InputError(f"refilter: {shard} does not read as candidates ({str(err).splitlines()[0][:200]}); "
+        raise InputError(f"refilter: {shard} does not read as candidates ({fsio.first_line(err)}); "
                          f"rcforge validate OUT lists what is damaged") from None
     for column in DECIDED_ON:
         nulls = table.column(column).null_count

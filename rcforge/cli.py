@@ -48,7 +48,8 @@ COMMANDS = {
                         "pairs for another IoU threshold from bootstrap candidates, no model"),
     "tasks": Command("rcforge.tasks_cmd", "list the registered tasks, their variants and options"),
     "export": Command("rcforge.export",
-                      "write dialogue shards as a trainer's file: llava, sharegpt, swift, internvl, qwen_vl", reads_output=True),
+                      "write dialogue shards as a trainer's file: llava, sharegpt, swift, internvl, qwen_vl",
+                      reads_output=True),
     "stats": Command("rcforge.stats", "corpus statistics of a build (DuckDB over the shards)", reads_output=True),
     "report": Command("rcforge.report", "an HTML page of plots of a build's statistics", reads_output=True),
     "preview": Command("rcforge.preview",
@@ -169,7 +170,9 @@ def user_error(err: BaseException, *, reads_output: bool = False) -> BaseExcepti
             return InputErrorText(f"{err}: a path or URL names a storage protocol fsspec does not know (local "
                                   f"paths, file://, s3:// with the s3 extra, gs:// with gcsfs, ...)")
         if reads_output and type(err).__module__.split(".")[0] in ("pyarrow", "duckdb", "_duckdb"):
-            return InputErrorText(f"a file of the output does not read ({_first_line(err)}); rcforge validate "
+            from rcforge.fsio import first_line
+
+            return InputErrorText(f"a file of the output does not read ({first_line(err, 300)}); rcforge validate "
                                   f"OUT lists what is damaged")
         err = err.__cause__ or err.__context__
     return None
@@ -177,11 +180,6 @@ def user_error(err: BaseException, *, reads_output: bool = False) -> BaseExcepti
 
 class InputErrorText(RcforgeError):
     """A user error found by its kind (`user_error`), with the text to print."""
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0][:300] if lines else type(err).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

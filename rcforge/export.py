@@ -179,7 +179,7 @@ def _batches(out: str):
                     _check_roles(rows, shard)
                     yield rows
             except (pa.ArrowException, ValueError) as err:  # truncated, not Parquet, or a column missing
-                raise InputError(f"export: {shard} does not read ({str(err).splitlines()[0][:200]}); rcforge "
+                raise InputError(f"export: {shard} does not read ({fsio.first_line(err)}); rcforge "
                                  f"validate OUT lists what is damaged") from None
 
 

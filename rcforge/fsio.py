@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import posixpath
 import stat
@@ -285,7 +286,7 @@ def iter_json(path: str, prefix: str, *, what: str = "JSON file", kv: bool = Fal
                     backend = _python_backend()
                     continue
                 kind = "truncated or malformed" if isinstance(err, ijson.IncompleteJSONError) else "malformed"
-                raise InputError(f"{what} {path}: {kind} JSON near byte {counter.offset}: {_short(err)}") from None
+                raise InputError(f"{what} {path}: {kind} JSON near byte {counter.offset}: {first_line(err)}") from None
             except UnicodeDecodeError as err:
                 raise InputError(f"{what} {path}: not UTF-8 text near byte {counter.offset}: {err.reason}") from None
     if not yielded:
@@ -321,7 +322,7 @@ def check_shape(path: str, prefix: str, *, what: str, kv: bool = False, required
                     found = {"start_map": "an object", "start_array": "an array"}.get(event, f"a {event}")
                     raise InputError(f"{what} {path}: expected {shown} {where}, found {found}")
         except ijson.JSONError as err:
-            raise InputError(f"{what} {path}: malformed JSON near byte {counter.offset}: {_short(err)}") from None
+            raise InputError(f"{what} {path}: malformed JSON near byte {counter.offset}: {first_line(err)}") from None
     if required:
         raise InputError(f"{what} {path}: expected {shown} {where}, found none")
 
@@ -352,6 +353,17 @@ def read_bytes(path: str, what: str = "file") -> bytes:
         return handle.read()
 
 
-def _short(err: Exception) -> str:
+def read_json(fs, path: str) -> Any:
+    """The JSON document at ``path`` on ``fs``, or None when it is not there or does not read as JSON: for the
+    small state files rcforge keeps beside its output (a manifest being replaced, a plan, a lock's holder, a
+    bootstrap state), where a torn or missing file is an answer, not an error."""
+    try:
+        return json.loads(fs.cat_file(path))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """An error's message as one short line for a one-line report (its type's name when it has no message)."""
     text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
+    return text[0][:limit] if text else type(err).__name__

@@ -29,14 +29,16 @@ An OUT folder is data, not instructions (people download and share built corpora
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import fsspec
 
-from rcforge import fsio
+from rcforge import fsio, outlock
 from rcforge.errors import InputError
 from rcforge.outlock import LOCK
 
@@ -84,7 +86,7 @@ class Generation:
                  and not p.rsplit("/", 1)[-1].startswith(".tmp-")]
         keep = set(moves)
         # what the live generation wrote (its manifest's list) in the replaced folders, and nothing else
-        owned = _owned_files(_read_json(fs, fsio.join(self.out_path, MANIFEST)))
+        owned = _owned_files(fsio.read_json(fs, fsio.join(self.out_path, MANIFEST)))
         removes = sorted(rel for rel in owned if rel not in keep and _inside(rel, replaces))
         # the files of this generation: those moved in, and those of the live one it keeps
         files = sorted(keep | {rel for rel in owned if not _inside(rel, replaces)})
@@ -125,16 +127,6 @@ class Generation:
 
 def _inside(rel: str, folders) -> bool:
     return any(rel.startswith(folder.rstrip("/") + "/") for folder in folders)
-
-
-def _read_json(fs, path: str):
-    if not fs.exists(path):
-        return None
-    try:
-        with fs.open(path) as f:
-            return json.load(f)
-    except ValueError:
-        return None
 
 
 def _owned_files(manifest) -> set[str]:
@@ -245,7 +237,7 @@ def settle(out: str) -> None:
         gen_id = entry.rstrip("/").rsplit("/", 1)[-1]
         plan_path = fsio.join(staging, gen_id, PLAN)
         if fs.exists(plan_path):
-            plan = _read_json(fs, plan_path)
+            plan = fsio.read_json(fs, plan_path)
             if plan is None:
                 raise InputError(f"{fsio.join(out, STAGING, gen_id, PLAN)}: not valid JSON; refusing to carry it out")
             _publish(fs, out_path, gen_id, check_plan(plan, fsio.join(out, STAGING, gen_id, PLAN)))
@@ -264,7 +256,7 @@ def leftovers(out: str) -> list[str]:
                      "the next ingest or build removes it")
     failed = fsio.join(out_path, FAILED, "failure.json")
     if fs.exists(failed):
-        failure = _read_json(fs, failed)
+        failure = fsio.read_json(fs, failed)
         if not isinstance(failure, dict):
             notes.append(f"{fsio.join(out, FAILED)}/failure.json does not read; the last failed run left it")
             return notes
@@ -285,6 +277,15 @@ def check_foreign(out: str, *, force: bool = False) -> None:
                              f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); choose a new or "
                              "empty folder, or pass --force to write beside those files (rcforge never removes "
                              "files it did not write)")
+
+
+@contextlib.contextmanager
+def writing(out: str, command: str, *, force: bool = False) -> Iterator[None]:
+    """A writer's hold on OUT for the block: a foreign OUT refused first (`check_foreign`, so that a refused folder
+    stays untouched), then OUT's writer lock (`rcforge.outlock`)."""
+    check_foreign(out, force=force)
+    with outlock.writing(out, command):
+        yield
 
 
 def begin(out: str, *, force: bool = False) -> Generation:

@@ -34,6 +34,12 @@ class SourceEntry:
         return bool(self.ledger.get("balanced"))
 
 
+#: the build ledger's image records that got no dialogue, by why; every other one is ``images_with_dialogues``,
+#: so ``images`` = ``images_with_dialogues`` + these (the build computes it so, `rcforge validate` checks it)
+IMAGES_WITHOUT_DIALOGUES = ("images_without_dialogues", "render_errors", "images_skipped_unpaired",
+                            "images_rejected_markup")
+
+
 @dataclass(frozen=True)
 class BuildSection:
     """What `rcforge build` rendered: settings, template hashes, shard names, counts and the build ledger."""

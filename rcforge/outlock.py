@@ -134,13 +134,9 @@ def _read_holder_fd(fd: int) -> dict:
         return {}
 
 
-def _read_lease(fs, path: str) -> dict | None:
-    try:
-        holder = json.loads(fs.cat_file(path))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return {}
+def _read_lease(fs, path: str) -> dict:
+    """The lease's holder ({} when there is no lease, or one that does not read)."""
+    holder = fsio.read_json(fs, path)
     return holder if isinstance(holder, dict) else {}
 
 
@@ -174,7 +170,7 @@ def _lease(out: str, command: str):
         stop.set()
         thread.join()
         with contextlib.suppress(OSError):
-            if (_read_lease(fs, path) or {}).get("pid") == mine["pid"]:
+            if _read_lease(fs, path).get("pid") == mine["pid"]:
                 fs.rm(path)
 
     return release

@@ -76,6 +76,7 @@ class Renderer:
         self.templates = templating.load(settings.templates, required=required)
         #: annotation texts whose reserved markup was escaped so far (the build's ledger counts them)
         self.escaped = 0
+        self._reserved = markup.pattern(self.formatter.reserved)  # searched in every annotation text
         missing = sorted(f"{t}.{v}" for t, v in required if (t, v) not in self.templates.variants)
         if missing:
             raise RecipeError(f"templates in {self.templates.root} lack variants the tasks need: {', '.join(missing)}")
@@ -189,7 +190,7 @@ class Renderer:
         reserved markup escaped (or, under ``on_markup: reject``, refused: `markup.ReservedMarkup`)."""
         if _OPEN in value or _CLOSE in value:
             value = value.replace(_OPEN, "").replace(_CLOSE, "")
-        found = markup.pattern(self.formatter.reserved).search(value)
+        found = self._reserved.search(value)
         if found is None:
             return value
         if self.settings.on_markup == "reject":

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from rcforge import coordinates, fsio, generations, markup, schemas
 from rcforge import images as images_mod
+from rcforge.manifest import IMAGES_WITHOUT_DIALOGUES
 
 
 #: ledger kind -> the image-record column holding those items
@@ -91,9 +92,7 @@ def validate(out: str, *, max_listed: int = 20, images: bool = False) -> list[st
             dialogues += _check_dialogues(fs, shard, problems, max_listed, seen_ids)
     if build is not None:
         ledger = build["ledger"]
-        accounted = (ledger.get("images_with_dialogues", 0) + ledger.get("images_without_dialogues", 0)
-                     + ledger.get("render_errors", 0) + ledger.get("images_skipped_unpaired", 0)
-                     + ledger.get("images_rejected_markup", 0))
+        accounted = sum(ledger.get(k, 0) for k in ("images_with_dialogues", *IMAGES_WITHOUT_DIALOGUES))
         records = sum(e.get("records", 0) for e in manifest.get("sources", {}).values())
         if ledger.get("images") != records or accounted != ledger.get("images"):
             problems.append(f"build ledger does not balance: {ledger.get('images')} images rendered, {records} image "
@@ -225,7 +224,7 @@ def _read(fs, path, problems, columns=None):
     except FileNotFoundError:
         problems.append(f"{path}: missing")
     except (OSError, ValueError, pa.ArrowException) as err:
-        problems.append(f"{path}: unreadable ({str(err).splitlines()[0][:200]})")
+        problems.append(f"{path}: unreadable ({fsio.first_line(err)})")
     return None
 
 
@@ -235,7 +234,7 @@ def _batches(fs, path, columns, problems):
         with fs.open(path, "rb") as f:
             yield from pq.ParquetFile(f).iter_batches(batch_size=4096, columns=columns)
     except (OSError, ValueError, pa.ArrowException) as err:
-        problems.append(f"{path}: unreadable, truncated or not Parquet ({str(err).splitlines()[0][:200]})")
+        problems.append(f"{path}: unreadable, truncated or not Parquet ({fsio.first_line(err)})")
 
 
 def _check_schema(fs, path, schema, problems) -> bool:
@@ -246,7 +245,7 @@ def _check_schema(fs, path, schema, problems) -> bool:
         problems.append(f"{path}: missing (the manifest lists it)")
         return False
     except (OSError, ValueError, pa.ArrowException) as err:
-        problems.append(f"{path}: unreadable, truncated or not Parquet ({str(err).splitlines()[0][:200]})")
+        problems.append(f"{path}: unreadable, truncated or not Parquet ({fsio.first_line(err)})")
         return False
     if not found.remove_metadata().equals(schema.remove_metadata()):
         problems.append(f"{path}: schema differs from the declared {schema.metadata[b'rcforge.table'].decode()} "

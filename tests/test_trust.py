@@ -117,15 +117,22 @@ def test_validate_finds_tampering(built, tmp_path, capsys, case):
     assert code == 1 and says in text, text
 
 
+def _with_own_images(built, tmp_path, source: str):
+    """(a copy of the build, a copy of ``source``'s image folder that its manifest now points at, the manifest),
+    so a test can damage the images without touching the sample's."""
+    out = _copy(built, tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    images = tmp_path / f"{source}_images"
+    shutil.copytree(manifest["sources"][source]["image_root"], images)
+    manifest["sources"][source]["image_root"] = str(images)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out, images, manifest
+
+
 def test_validate_images_checks_the_files(built, tmp_path, capsys):
     from rcforge.validate import validate
 
-    out = _copy(built, tmp_path)
-    manifest = json.loads((out / "manifest.json").read_text())
-    images = tmp_path / "vqa_images"
-    shutil.copytree(manifest["sources"]["vqav2"]["image_root"], images)
-    manifest["sources"]["vqav2"]["image_root"] = str(images)
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    out, images, _ = _with_own_images(built, tmp_path, "vqav2")
     assert not [p for p in validate(str(out), images=True) if "vqav2" in p]
     for f in images.iterdir():
         f.unlink()
@@ -194,12 +201,7 @@ def test_an_unbalanced_ledger_fails_the_command(tmp_path, capsys, monkeypatch):
 def test_validate_images_summarizes_by_reason(built, tmp_path):
     from rcforge.validate import validate
 
-    out = _copy(built, tmp_path)
-    manifest = json.loads((out / "manifest.json").read_text())
-    images = tmp_path / "vg_images"
-    shutil.copytree(manifest["sources"]["visual_genome"]["image_root"], images)
-    manifest["sources"]["visual_genome"]["image_root"] = str(images)
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    out, images, manifest = _with_own_images(built, tmp_path, "visual_genome")
     files = sorted(images.iterdir())
     files[0].write_bytes(b"not a jpeg")
     for f in files[1:]:
