@@ -149,7 +149,11 @@ def check_chars(value: str, name: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as err:
-        raise BadRecord("bad_text", f"{name} holds a lone surrogate U+{ord(value[err.start]):04X} at {err.start} "
+        code = ord(value[err.start])
+        if 0xDC80 <= code <= 0xDCFF:  # a byte of the file that is not UTF-8, kept by surrogateescape
+            raise BadRecord("bad_text", f"{name} holds the byte 0x{code - 0xDC00:02X} at {err.start}, which is not "
+                                        f"UTF-8 text", field=name) from None
+        raise BadRecord("bad_text", f"{name} holds a lone surrogate U+{code:04X} at {err.start} "
                                     f"(not valid Unicode)", field=name) from None
     control = _CONTROL.search(value)
     if control:

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 from rcforge.boxes import Box, canonical_box
 from rcforge.errors import BadRecord
 
-ITEM_KINDS = ("object", "relation", "region", "caption", "ref", "qa")
+ITEM_KINDS = ("object", "attribute", "relation", "region", "caption", "ref", "qa")
 
 
 @dataclass

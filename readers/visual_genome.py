@@ -33,6 +33,7 @@ from rcforge.readers.visual_genome_batch import (
     _entry_image_id,
     _extract_attribute,
     _image_path,
+    attribute_outcomes,
     check_image,
     endpoint_problem,
     items_of,
@@ -198,7 +199,7 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
         entries = {kind: sec.take(image_id) for kind, sec in secondaries.items()}
         record_desc = f"image_data[{index}] (image_id={image_id})"
         key = f"{KEY_PREFIX}/{image_id}"
-        counts = Counter({k: len(_items(entries.get(k), list_key[k])) for k in ("object", "relation", "region")})
+        counts = Counter({k: len(_items(entries.get(k), list_key[k])) for k in files})
         try:
             image = check_image(meta, seen)
         except BadRecord as err:
@@ -211,8 +212,6 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
 
     known = seen
     for kind, sec in secondaries.items():
-        if kind == "attribute":
-            continue
         for entry in sec.leftovers(known):
             orphan_id = _entry_image_id(entry)
             n = len(_items(entry, list_key[kind]))
@@ -229,12 +228,12 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
 def _build(config, files, image_data_path, key, image_id, meta, width, height, entries) -> ImageResult:
     b = ImageBuilder(SOURCE, key, files["object"], width, height)
 
-    attributes: dict = {}
-    for att in _items(entries.get("attribute"), "attributes"):
-        cols = {"id": [], "attributes": []}
-        _extract_attribute(att, cols)
-        if cols["id"][0] is not None and cols["attributes"][0]:
-            attributes[cols["id"][0]] = cols["attributes"][0]
+    att = {"id": [], "attributes": []}
+    att_problems = [_extract_attribute(entry, att) for entry in _items(entries.get("attribute"), "attributes")]
+    b.read("attribute", len(att_problems))
+    # an object's values: its last entry that has some (the rule of `attribute_outcomes`)
+    attributes = {oid: values for oid, values, problem in zip(att["id"], att["attributes"], att_problems)
+                  if problem is None and values}
 
     objects: list[dict] = []
     object_ids: set = set()
@@ -299,11 +298,29 @@ def _build(config, files, image_data_path, key, image_id, meta, width, height, e
             continue
         regions.append({"id": rid, "phrase": phrase, "box": box})
 
+    _account_attributes(b, att, att_problems, objects, rejected_objects, image_id, files.get("attribute"))
     coco_id = meta["coco_id"]
     record = image_record(key, SOURCE, image_id, _image_path(meta, image_id, config.image_layout), width, height,
                           coco_id=coco_id, vg_id=image_id, flickr_id=meta["flickr_id"],
                           objects=objects, relations=relations, regions=regions)
     return b.finish(record, coco_id=coco_id)
+
+
+def _account_attributes(b, att, problems, objects, rejected_objects, image_id, file) -> None:
+    """Every attributes entry of the image filtered or rejected by `attribute_outcomes` (the rest are written:
+    attached to an object of the record, adopted endpoints included)."""
+    n = len(problems)
+    outcomes = attribute_outcomes([0] * n, att["id"], att["attributes"], problems,
+                                  {(0, o["id"]) for o in objects}, {(0, oid) for oid in rejected_objects})
+    for oid, outcome in zip(att["id"], outcomes):
+        if outcome is None:
+            continue
+        verdict, reason, fld, message = outcome
+        if verdict == "filtered":
+            b.filter("attribute", reason)
+        else:
+            b.reject("attribute", BadRecord(reason, message, field=fld), f"image_id={image_id} object_id={oid}",
+                     file=file)
 
 
 def _endpoint(rel, end, b, image_id, files, attributes, objects, object_ids, rejected_objects) -> int:

@@ -38,9 +38,10 @@ LIST_KEY = {"object": "objects", "relation": "relationships", "region": "regions
 
 
 def _entry_image_id(entry):
+    """``image_id``, else (VG 1.0) ``id``: as `extract_table` coalesces them."""
     if not isinstance(entry, dict):
         return None
-    return entry["image_id"] if "image_id" in entry else entry.get("id")
+    return entry["image_id"] if entry.get("image_id") is not None else entry.get("id")
 
 
 def extract(kind: str, entries: list) -> pa.RecordBatch:
@@ -274,9 +275,17 @@ def _usual_ids(*arrays: pa.Array) -> None:
             raise _Unusual()
 
 
+#: the characters `contract.check_chars` rejects, as an RE2 class
+_CONTROL = r"[\x{00}-\x{08}\x{0b}\x{0c}\x{0e}-\x{1f}\x{7f}]"
+
+
 def _usual_text(arr: pa.Array) -> None:
-    """Text past the contract's length limit goes to the careful lane, which rejects it with its message."""
-    if len(arr) and arr.null_count < len(arr) and _pc().max(_pc().utf8_length(arr)).as_py() > MAX_TEXT:
+    """Text past the contract's length limit, or holding a control character, goes to the careful lane, which
+    rejects it with the contract's message."""
+    if not len(arr) or arr.null_count == len(arr):
+        return
+    pc = _pc()
+    if pc.max(pc.utf8_length(arr)).as_py() > MAX_TEXT or pc.any(pc.match_substring_regex(arr, _CONTROL)).as_py():
         raise _Unusual()
 
 
@@ -373,13 +382,13 @@ def _fast_relations(table: pa.Table) -> pa.RecordBatch:
 def _fast_attributes(table: pa.Table) -> pa.RecordBatch:
     img, items = _items_of("attribute", table)
     m = len(img)
-    none = pa.nulls(m, pa.string())
     ids = _coalesce(items, "object_id", "id")
     _usual_ids(ids)
     _usual_text(_pc().list_flatten(items.field("attributes")))
+    reason, field, message = _problem_columns(m, [
+        (~_valid(ids), "missing_field", "object_id", missing(contract.ATTRIBUTE.what, "object_id").message)])
     return pa.RecordBatch.from_pydict({
-        "img": pa.array(img, pa.int32()), "id": ids, "p_reason": none,
-        "p_field": none, "p_msg": none,
+        "img": pa.array(img, pa.int32()), "id": ids, "p_reason": reason, "p_field": field, "p_msg": message,
         "attributes": _strings_or_empty(items.field("attributes"), normalize=True, drop_empty=True, dedupe=True)})
 _FROM_TABLE = {"object": _fast_objects, "region": _fast_regions, "relation": _fast_relations,
                "attribute": _fast_attributes}
@@ -426,14 +435,24 @@ def _extract_region(reg, cols):
         return ("malformed_record", "", "region entry is not a mapping")
     p = _Problems()
     cols["id"].append(p.take(lambda: contract.REGION.value(reg, "region_id")))
-    cols["phrase"].append(p.take(lambda: contract.REGION.value(reg, "phrase"),
-                                 " ".join(reg["phrase"].split()) if isinstance(reg.get("phrase"), str) else ""))
+    cols["phrase"].append(p.take(lambda: contract.REGION.value(reg, "phrase"), _plain(reg.get("phrase"))))
     xywh = [p.take(lambda n=n: contract.REGION.value(reg, n)) for n in ("x", "y", "width", "height")]
     if any(v is None for v in xywh):
         xywh = [None] * 4
     for part, v in zip("xywh", xywh):
         cols[part].append(v)
     return p.first
+
+
+def _plain(value) -> str:
+    """A rejected text's column value, as the fast lane normalizes it; "" for text Arrow cannot hold."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return ""
+    return " ".join(value.split())
 
 
 def endpoint_problem(rel: dict, end: str) -> tuple[int | None, tuple | None]:
@@ -462,16 +481,46 @@ def _extract_relation(rel, cols):
 
 
 def _extract_attribute(att, cols):
-    oid, values = None, []
-    if isinstance(att, dict):
-        try:
-            oid = contract.ATTRIBUTE.value(att, "object_id")
-            values = list(contract.ATTRIBUTE.value(att, "attributes"))
-        except BadRecord:
-            oid, values = None, []  # an attribute entry that breaks the contract attaches to no object
-    cols["id"].append(oid)
-    cols["attributes"].append(values)
-    return None
+    """One attributes.json entry through the contract (`visual_genome_contract.ATTRIBUTE`): object id, values."""
+    if not isinstance(att, dict):
+        _pad(cols, ("id",))
+        cols["attributes"].append([])
+        return ("malformed_record", "", "attribute entry is not a mapping")
+    p = _Problems()
+    cols["id"].append(p.take(lambda: contract.ATTRIBUTE.value(att, "object_id")))
+    cols["attributes"].append(p.take(lambda: list(contract.ATTRIBUTE.value(att, "attributes")), []))
+    return p.first
+
+
+def attribute_outcomes(img: list, ids: list, values: list, problems: list, kept: set, rejected: set) -> list:
+    """What becomes of each attributes.json entry (the one rule both lanes apply): None when its values are
+    attached to a kept object, else ``(verdict, reason, field, message)`` with verdict "filtered" or "rejected".
+
+    In order: an entry that breaks the contract is rejected with the contract's reason; one with no values is
+    filtered (``no_attributes``: the file lists every object, most with none); of several entries for one object
+    the last wins, as VG's own loaders read it, and the earlier ones are duplicates; the values of an object that
+    was rejected, or that objects.json does not hold for the image, are rejected with that reason. ``kept`` and
+    ``rejected`` hold (image index, object id) pairs; ``img`` gives each entry's image index.
+    """
+    last = {(k, oid): r for r, (k, oid, vals, prob) in enumerate(zip(img, ids, values, problems))
+            if prob is None and vals}
+    out: list = []
+    for r, (k, oid, vals, prob) in enumerate(zip(img, ids, values, problems)):
+        if prob is not None:
+            out.append(("rejected", *prob))
+        elif not vals:
+            out.append(("filtered", "no_attributes", None, None))
+        elif last[(k, oid)] != r:
+            out.append(("rejected", "duplicate_object_id", "object_id",
+                        f"attributes of object_id {oid} are given again later in the image (the later entry is used)"))
+        elif (k, oid) in kept:
+            out.append(None)
+        elif (k, oid) in rejected:
+            out.append(("rejected", "attribute_object_rejected", "object_id", f"object {oid} was rejected"))
+        else:
+            out.append(("rejected", "attribute_unknown_object", "object_id",
+                        f"object_id {oid} is not an object of this image in the objects file"))
+    return out
 
 
 def _pad(cols, names):
@@ -559,14 +608,52 @@ def _split_batches(kind: str, path: str, batch: int) -> Iterator[pa.RecordBatch]
                 table = _read_lines(kind, complete)
             except pa.ArrowException:
                 raise _NotSplittable() from None
-            pending.append(table)
-            rows += table.num_rows
+            pending.append(_utf8_or_entries(table, complete))
+            rows += len(pending[-1])
             while rows >= batch or (eof and rows):
-                whole = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
                 take = min(batch, rows)
-                yield extract_table(kind, whole.slice(0, take))
-                rest = whole.slice(take)
-                pending, rows = ([rest] if rest.num_rows else []), rest.num_rows
+                head, pending = _first_rows(pending, take)
+                rows -= take
+                yield extract_table(kind, head) if isinstance(head, pa.Table) else extract(kind, head)
+
+
+def _utf8_or_entries(table: pa.Table, lines: bytes) -> pa.Table | list:
+    """The table, or, when its strings hold bytes that are not UTF-8 (Arrow's reader does not check), the lines
+    as Python entries with each such byte kept as a lone surrogate (``surrogateescape``): the contract then
+    rejects the one value that holds it, and only its record, instead of the whole file."""
+    try:
+        table.validate(full=True)
+        return table
+    except pa.ArrowInvalid:
+        pass
+    import json
+
+    try:
+        entries = [json.loads(line.decode("utf-8", "surrogateescape")) for line in lines.split(b"\n") if line.strip()]
+    except ValueError:
+        raise _NotSplittable() from None
+    if len(entries) != table.num_rows:
+        raise _NotSplittable()
+    return entries
+
+
+def _first_rows(pending: list, take: int) -> tuple[pa.Table | list, list]:
+    """The first ``take`` rows of the pending segments (tables, or lists of entries) and the segments left: one
+    table when every part is a table, else entries (a table's rows as `extract_table`'s careful lane reads them)."""
+    parts, rest, need = [], [], take
+    for seg in pending:
+        n = len(seg)
+        if need >= n:
+            parts.append(seg)
+        elif need:
+            parts.append(seg[:need] if isinstance(seg, list) else seg.slice(0, need))
+            rest.append(seg[need:] if isinstance(seg, list) else seg.slice(need))
+        else:
+            rest.append(seg)
+        need = max(0, need - n)
+    if all(isinstance(p, pa.Table) for p in parts):
+        return (pa.concat_tables(parts) if len(parts) > 1 else parts[0]), rest
+    return [e for p in parts for e in (p if isinstance(p, list) else p.to_pylist())], rest
 
 
 def worker_main(kind: str, path: str, batch: int) -> None:
@@ -754,7 +841,7 @@ def _join(images: dict, sec: dict[str, pa.RecordBatch], files, image_data_path, 
 
     kept, repaired, rejected_per_image = {}, {}, np.zeros(n, dtype=np.int64)
     objects_col, object_keys_kept, object_keys_rejected = _objects(
-        sec["object"], sec.get("attribute"), images, ok, widths, heights, files["object"], ledger, errors, kept,
+        sec["object"], (sec.get("attribute"), files.get("attribute")), images, ok, widths, heights, files["object"], ledger, errors, kept,
         repaired, rejected_per_image)
     regions_col = _regions(sec["region"], images, ok, widths, heights, files["region"], ledger, errors, kept,
                            repaired, rejected_per_image)
@@ -892,19 +979,8 @@ def _objects(b, attrs, images, ok, W, H, file, ledger, errors, kept, repaired, r
     kept["object"] = np.bincount(img[good], minlength=n)
     repaired["object"] = np.bincount(img[rep], minlength=n)
     gi = np.flatnonzero(good)
-    # attributes joined on (image, object id); a later entry for the same object wins, as in the reference path
-    attr_values = [[] for _ in range(len(gi))]
-    if attrs is not None and attrs.num_rows:
-        a_img = attrs.column("img").to_numpy()
-        a_id = attrs.column("id").to_pylist()
-        a_vals = attrs.column("attributes").to_pylist()
-        lookup = {}
-        for k, i, v in zip(a_img.tolist(), a_id, a_vals):
-            if i is not None and v:
-                lookup[(k, i)] = v
-        if lookup:
-            gimg, goid = img[gi].tolist(), oid[gi].tolist()
-            attr_values = [lookup.get((k, i), []) for k, i in zip(gimg, goid)]
+    rej_mask = live & ~good & (oid >= 0)
+    attr_values = _attributes(attrs, images, ok, img, oid, good, rej_mask, ledger, errors, kept, rejected_per_image)
     take = pa.array(gi)
     struct = pa.StructArray.from_arrays([
         pa.array(oid[gi], pa.int64()),
@@ -917,8 +993,43 @@ def _objects(b, attrs, images, ok, W, H, file, ledger, errors, kept, repaired, r
     ], fields=list(schemas.OBJECT))
     offsets = np.concatenate([[0], np.cumsum(kept["object"])]).astype(np.int32)
     col = pa.ListArray.from_arrays(pa.array(offsets), struct, type=pa.list_(schemas.OBJECT))
-    rej_mask = live & ~good & (oid >= 0)
     return col, (img[good], oid[good]), (img[rej_mask], oid[rej_mask])
+
+
+def _attributes(attrs, images, ok, obj_img, oid, good, rejected, ledger, errors, kept, rejected_per_image) -> list:
+    """The attribute values of each kept object (rows ``good`` of the objects batch), every entry of the
+    attributes batch accounted for by `attribute_outcomes`; ``attrs`` is (batch or None, its file)."""
+    a, file = attrs
+    n = len(images["image_ids"])
+    gi = np.flatnonzero(good)
+    if a is None:
+        return [[] for _ in gi]
+    a_img = _count_read("attribute", a, ok, ledger)
+    kept["attribute"] = np.zeros(n, dtype=np.int64)
+    sel = np.flatnonzero(ok[a_img]).tolist() if len(a_img) else []
+    ids, values = a.column("id").to_pylist(), a.column("attributes").to_pylist()
+    reasons, fields, messages = (a.column(c).to_pylist() for c in ("p_reason", "p_field", "p_msg"))
+    outcomes = attribute_outcomes(
+        a_img[sel].tolist(), [ids[r] for r in sel], [values[r] for r in sel],
+        [None if reasons[r] is None else (reasons[r], fields[r], messages[r]) for r in sel],
+        set(zip(obj_img[good].tolist(), oid[good].tolist())), set(zip(obj_img[rejected].tolist(),
+                                                                      oid[rejected].tolist())))
+    lookup, tally = {}, ledger.items["attribute"]
+    for r, outcome in zip(sel, outcomes):
+        k = int(a_img[r])
+        if outcome is None:
+            lookup[(k, ids[r])] = values[r]
+            kept["attribute"][k] += 1
+        elif outcome[0] == "filtered":
+            tally.filtered[outcome[1]] += 1
+        else:
+            _, reason, fld, message = outcome
+            tally.rejected[reason] += 1
+            rejected_per_image[k] += 1
+            image_id = images["image_ids"][k]
+            errors.append(ErrorRow(SOURCE, f"{KEY_PREFIX}/{image_id}", file, f"image_id={image_id} object_id={ids[r]}",
+                                   fld, "validate", "attribute", reason, message))
+    return [lookup.get((k, i), []) for k, i in zip(obj_img[gi].tolist(), oid[gi].tolist())]
 
 
 def _regions(b, images, ok, W, H, file, ledger, errors, kept, repaired, rejected_per_image):

@@ -82,3 +82,34 @@ def test_an_image_path_with_a_nul_rejects_its_image(tmp_path):
     errors = [e for e in _errors(out) if e["source"] == "objects365"]
     assert errors and ("control character" in errors[0]["message"] or errors[0]["reason"] == "bad_text"), errors
     assert cli.main(["validate", str(out)]) == 0
+
+
+@pytest.mark.parametrize("mode", ["columnar", "processes"])
+@pytest.mark.parametrize("file, anchor", [("objects.json", b'"names": ["'), ("region_descriptions.json", b'"phrase": "'),
+                                          ("relationships.json", b'"predicate": "'),
+                                          ("attributes.json", b'"attributes": ["')])
+def test_bytes_that_are_not_utf8_in_visual_genome_reject_their_record_only(tmp_path, mode, file, anchor):
+    """Arrow's JSON reader does not check UTF-8: the columnar lane checks each batch, and the record holding the
+    byte is rejected with the byte named; every other record is read as from the clean file."""
+    from conftest import ingest_one, read_errors, read_records
+
+    root = tmp_path / "vg"
+    shutil.copytree(SAMPLE / "visual_genome", root, ignore=shutil.ignore_patterns("images"))
+    options = {"root": str(root), "images": str(root), "image_layout": "flat", "mode": mode}
+    (tmp_path / "clean").mkdir()
+    clean_entry, clean_out = ingest_one(tmp_path / "clean", "visual_genome", options, max_bad_fraction=1.0)
+    raw = (root / file).read_bytes()
+    at = raw.index(anchor, len(raw) // 2) + len(anchor)  # a record of a later image, not the first
+    (root / file).write_bytes(raw[:at] + b"\xff\xc3" + raw[at:])
+    (tmp_path / "bad").mkdir()
+    entry, out = ingest_one(tmp_path / "bad", "visual_genome", options, max_bad_fraction=1.0)
+    errors = read_errors(out, "visual_genome")
+    bad = [e for e in errors if e["reason"] == "bad_text"]
+    assert len(bad) == 1 and "0xFF" in bad[0]["message"] and "not UTF-8" in bad[0]["message"], errors
+    assert bad[0]["file"].endswith(file)
+    assert entry["ledger"]["balanced"]
+    assert entry["ledger"]["images"]["read"] == clean_entry["ledger"]["images"]["read"]
+    clean = {r["key"]: r for r in read_records(clean_out, "visual_genome")}
+    got = {r["key"]: r for r in read_records(out, "visual_genome")}
+    assert set(got) == set(clean)
+    assert sum(got[k] == clean[k] for k in clean) >= len(clean) - 1  # only the image holding the byte differs

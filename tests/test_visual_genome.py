@@ -179,10 +179,28 @@ def _bad_fixture(tmp_path):
     regions[0]["regions"][1]["width"] = 0
     regions[0]["regions"][2]["x"] = -10
     image_data[2]["width"] = None
+    attributes = _bad_attributes(o1)
     image_data.append(dict(image_data[0]))
-    objects.append(objects[0]); rels.append(rels[0]); regions.append(regions[0])
+    objects.append(objects[0]); rels.append(rels[0]); regions.append(regions[0]); attributes.append(attributes[0])
     return _vg_copy(tmp_path, image_data=image_data, objects=objects, relationships=rels,
-                    region_descriptions=regions)
+                    region_descriptions=regions, attributes=attributes)
+
+
+def _bad_attributes(o1):
+    """The sample's attributes.json with one entry of each kind of problem in image 1 (``o1``: its objects)."""
+    attributes = json.loads((VG / "attributes.json").read_text())
+    a1 = attributes[0]["attributes"]
+    a1[0]["attributes"] = ["red"]                     # object 0 has w=0: its object was rejected
+    a1[7]["attributes"] = 7                           # wrong type
+    a1[8] = "oops"                                    # not a mapping
+    a1[9]["attributes"] = ["bl\u0000ue"]              # a control character
+    a1[10].pop("object_id", None)                     # no object id
+    a1.append({"object_id": 424243, "attributes": ["shiny"]})   # no such object in the image
+    a1[11]["attributes"] = ["pale"]
+    a1.append(dict(a1[11], attributes=["Dark ", "dark"]))       # a second entry for one object: the later wins
+    a1[12]["attributes"] = []                         # nothing to attach
+    assert o1[0]["w"] == 0
+    return attributes
 
 
 @pytest.mark.parametrize("fixture", ["sample", "bad"])
@@ -202,6 +220,23 @@ def test_columnar_paths_give_the_reference_records_errors_and_ledger(tmp_path, f
         reasons = {r for _, r, *_ in outcomes["per_image"][1]}
         assert {"duplicate_object_id", "wrong_type", "relation_missing_predicate", "region_missing_phrase",
                 "duplicate_image_id", "missing_field"} <= reasons
+        attribute = outcomes["per_image"][2]["annotations"]["attribute"]
+        assert attribute["balanced"] and attribute["written"] > 0, attribute
+        assert {"attribute_object_rejected", "wrong_type", "malformed_record", "bad_text", "missing_field",
+                "attribute_unknown_object", "duplicate_object_id"} <= set(attribute["rejected"]), attribute
+        assert attribute["filtered"]["no_attributes"] > 0
+        assert attribute["rejected"]["image_rejected"] > 0  # the entries of image 3, whose width is null
+        errors = {r: e for e in read_errors(out, "visual_genome") if e["kind"] == "attribute"
+                  for r in [e["reason"]]}
+        assert errors["attribute_unknown_object"]["record"] == "image_id=1 object_id=424243"
+        assert errors["attribute_unknown_object"]["file"].endswith("attributes.json")
+        records = {r["key"]: r for r in outcomes["per_image"][0]}
+        later = {o["id"]: o["attributes"] for o in records["vg/1"]["objects"]}
+        assert later[o1_id(root, 11)] == ["dark"]
+
+
+def o1_id(root, k):
+    return json.loads((root / "objects.json").read_text())[0]["objects"][k]["object_id"]
 
 
 @pytest.mark.parametrize("kind, name", [("object", "objects"), ("relation", "relationships"),
@@ -218,6 +253,11 @@ def test_fast_and_careful_extraction_lanes_agree(tmp_path, kind, name):
         entries[0]["objects"][8]["h"] = None
     if kind == "relation":
         entries[0]["relationships"][3]["predicate"] = "  Sitting\n ON "
+    if kind == "attribute":  # the fixture's wrong types and control character would send it to the careful lane
+        for entry in (entries[0], entries[-1]):
+            entry["attributes"][7]["attributes"] = ["Tall\tTree ", "", "tall tree"]
+            entry["attributes"][8] = {"object_id": 77, "attributes": ["blue"]}
+            entry["attributes"][9]["attributes"] = ["blue"]
     assert _FAST[kind](entries).to_pylist() == _careful(kind, entries).to_pylist()
 
 
