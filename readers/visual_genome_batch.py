@@ -492,6 +492,13 @@ def _extract_attribute(att, cols):
     return p.first
 
 
+_ATTRIBUTE_MESSAGES = {
+    "duplicate_object_id": "attributes of object_id {oid} are given again later in the image (the later entry is used)",
+    "attribute_object_rejected": "object {oid} was rejected",
+    "attribute_unknown_object": "object_id {oid} is not an object of this image in the objects file",
+}
+
+
 def attribute_outcomes(img: list, ids: list, values: list, problems: list, kept: set, rejected: set) -> list:
     """What becomes of each attributes.json entry (the one rule both lanes apply): None when its values are
     attached to a kept object, else ``(verdict, reason, field, message)`` with verdict "filtered" or "rejected".
@@ -510,16 +517,12 @@ def attribute_outcomes(img: list, ids: list, values: list, problems: list, kept:
             out.append(("rejected", *prob))
         elif not vals:
             out.append(("filtered", "no_attributes", None, None))
-        elif last[(k, oid)] != r:
-            out.append(("rejected", "duplicate_object_id", "object_id",
-                        f"attributes of object_id {oid} are given again later in the image (the later entry is used)"))
-        elif (k, oid) in kept:
+        elif (k, oid) in kept and last[(k, oid)] == r:
             out.append(None)
-        elif (k, oid) in rejected:
-            out.append(("rejected", "attribute_object_rejected", "object_id", f"object {oid} was rejected"))
         else:
-            out.append(("rejected", "attribute_unknown_object", "object_id",
-                        f"object_id {oid} is not an object of this image in the objects file"))
+            reason = ("duplicate_object_id" if last[(k, oid)] != r else
+                      "attribute_object_rejected" if (k, oid) in rejected else "attribute_unknown_object")
+            out.append(("rejected", reason, "object_id", _ATTRIBUTE_MESSAGES[reason].format(oid=oid)))
     return out
 
 
@@ -988,7 +991,7 @@ def _objects(b, attrs, images, ok, W, H, file, ledger, errors, kept, repaired, r
         pa.nulls(len(gi), pa.int64()),
         pa.FixedSizeListArray.from_arrays(pa.array(xyxy[gi].reshape(-1)), 4),
         pa.array(np.zeros(len(gi), dtype=bool)),
-        pa.array(attr_values, pa.list_(pa.string())),
+        attr_values,
         b.column("synsets").take(take),
     ], fields=list(schemas.OBJECT))
     offsets = np.concatenate([[0], np.cumsum(kept["object"])]).astype(np.int32)
@@ -996,40 +999,69 @@ def _objects(b, attrs, images, ok, W, H, file, ledger, errors, kept, repaired, r
     return col, (img[good], oid[good]), (img[rej_mask], oid[rej_mask])
 
 
-def _attributes(attrs, images, ok, obj_img, oid, good, rejected, ledger, errors, kept, rejected_per_image) -> list:
+def _attributes(attrs, images, ok, obj_img, oid, good, rejected, ledger, errors, kept, rejected_per_image) -> pa.Array:
     """The attribute values of each kept object (rows ``good`` of the objects batch), every entry of the
-    attributes batch accounted for by `attribute_outcomes`; ``attrs`` is (batch or None, its file)."""
+    attributes batch accounted for: `attribute_outcomes`' rule over whole columns (the per-image lane applies that
+    function itself; the tests compare the lanes). ``attrs`` is (batch or None, its file)."""
     a, file = attrs
-    n = len(images["image_ids"])
-    gi = np.flatnonzero(good)
-    if a is None:
-        return [[] for _ in gi]
+    n, gi = len(images["image_ids"]), np.flatnonzero(good)
+    if a is None or not a.num_rows:
+        if a is not None:
+            kept["attribute"] = np.zeros(n, dtype=np.int64)
+        return _empty_lists(pa.string(), len(gi))
     a_img = _count_read("attribute", a, ok, ledger)
-    kept["attribute"] = np.zeros(n, dtype=np.int64)
-    sel = np.flatnonzero(ok[a_img]).tolist() if len(a_img) else []
-    ids, values = a.column("id").to_pylist(), a.column("attributes").to_pylist()
+    problem = a.column("p_reason").is_valid().to_numpy(zero_copy_only=False)
+    lengths = _pc().fill_null(_pc().list_value_length(a.column("attributes")), 0).to_numpy(zero_copy_only=False)
+    live = ok[a_img] & ~problem
+    # (image, object id) as one dense integer key, for entries and objects alike
+    _, codes = np.unique(np.concatenate([_np(a.column("id"), np.int64, -1).astype(np.int64), oid]),
+                         return_inverse=True)
+    width = int(codes.max()) + 1
+    a_key = a_img.astype(np.int64) * width + codes[:len(a_img)]
+    o_key = obj_img.astype(np.int64) * width + codes[len(a_img):]
+    rows = np.flatnonzero(live & (lengths > 0))[::-1]
+    winners = rows[np.unique(a_key[rows], return_index=True)[1]]  # the last entry of each key, sorted by key
+    win_kept = np.isin(a_key[winners], o_key[good])
+    losers = winners[~win_kept]
+    outcome = np.full(len(a_img), "", dtype=object)
+    outcome[rows] = "duplicate_object_id"
+    outcome[winners] = ""
+    outcome[losers] = "attribute_unknown_object"
+    outcome[losers[np.isin(a_key[losers], o_key[rejected])]] = "attribute_object_rejected"
+    nothing = int(np.count_nonzero(live & (lengths == 0)))
+    if nothing:
+        ledger.items["attribute"].filtered["no_attributes"] += nothing
+    kept["attribute"] = np.bincount(a_img[winners[win_kept]], minlength=n)
+    _reject_attributes(a, a_img, np.flatnonzero(ok[a_img] & (problem | (outcome != ""))), outcome, images, file,
+                       ledger, errors, rejected_per_image)
+    # each kept object's values: those of its winning entry, or none
+    keys = a_key[winners]
+    pos = np.minimum(np.searchsorted(keys, o_key[gi]), max(len(keys) - 1, 0))
+    hit = (keys[pos] == o_key[gi]) if len(keys) else np.zeros(len(gi), dtype=bool)
+    src = np.where(hit, winners[pos] if len(keys) else 0, 0)
+    taken = a.column("attributes").take(pa.array(src, mask=~hit))
+    offsets = np.concatenate([[0], np.cumsum(np.where(hit, lengths[src], 0))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), _pc().list_flatten(taken), type=pa.list_(pa.string()))
+
+
+def _reject_attributes(a, a_img, rows, outcome, images, file, ledger, errors, rejected_per_image) -> None:
+    """Error rows for the rejected attribute entries ``rows``: the contract's problem, else ``outcome``'s reason."""
+    if not len(rows):
+        return
+    ids = a.column("id").to_pylist()
     reasons, fields, messages = (a.column(c).to_pylist() for c in ("p_reason", "p_field", "p_msg"))
-    outcomes = attribute_outcomes(
-        a_img[sel].tolist(), [ids[r] for r in sel], [values[r] for r in sel],
-        [None if reasons[r] is None else (reasons[r], fields[r], messages[r]) for r in sel],
-        set(zip(obj_img[good].tolist(), oid[good].tolist())), set(zip(obj_img[rejected].tolist(),
-                                                                      oid[rejected].tolist())))
-    lookup, tally = {}, ledger.items["attribute"]
-    for r, outcome in zip(sel, outcomes):
-        k = int(a_img[r])
-        if outcome is None:
-            lookup[(k, ids[r])] = values[r]
-            kept["attribute"][k] += 1
-        elif outcome[0] == "filtered":
-            tally.filtered[outcome[1]] += 1
+    for r in rows.tolist():
+        if reasons[r] is not None:
+            reason, fld, message = reasons[r], fields[r], messages[r]
         else:
-            _, reason, fld, message = outcome
-            tally.rejected[reason] += 1
-            rejected_per_image[k] += 1
-            image_id = images["image_ids"][k]
-            errors.append(ErrorRow(SOURCE, f"{KEY_PREFIX}/{image_id}", file, f"image_id={image_id} object_id={ids[r]}",
-                                   fld, "validate", "attribute", reason, message))
-    return [lookup.get((k, i), []) for k, i in zip(obj_img[gi].tolist(), oid[gi].tolist())]
+            reason, fld = outcome[r], "object_id"
+            message = _ATTRIBUTE_MESSAGES[reason].format(oid=ids[r])
+        k = int(a_img[r])
+        ledger.items["attribute"].rejected[reason] += 1
+        rejected_per_image[k] += 1
+        image_id = images["image_ids"][k]
+        errors.append(ErrorRow(SOURCE, f"{KEY_PREFIX}/{image_id}", file, f"image_id={image_id} object_id={ids[r]}",
+                               fld, "validate", "attribute", reason, message))
 
 
 def _regions(b, images, ok, W, H, file, ledger, errors, kept, repaired, rejected_per_image):
