@@ -79,6 +79,26 @@ def release(result) -> None:
         client.close()
 
 
+def _check_runner(name: str) -> None:
+    """A runner Beam knows by name (``FlinkRunner``), rcforge's Dask runner, or a class path (``pkg.MyRunner``);
+    anything else is refused in one line here instead of a ValueError from inside Beam."""
+    import difflib
+
+    from apache_beam.runners import runner as beam_runner
+
+    from rcforge.errors import RecipeError
+
+    if name == DASK_RUNNER or "." in name:
+        return
+    known = {n.lower(): n for n in beam_runner._RUNNER_MAP}  # noqa: SLF001 (Beam's own table of runner names)
+    if name.lower() not in known:
+        names = sorted({*ALIASES, "DirectRunner", "DataflowRunner", "FlinkRunner",
+                                                 "SparkRunner", "PortableRunner", "PrismRunner"})
+        close = difflib.get_close_matches(name, names, n=1)
+        raise RecipeError(f"--runner {name}: not a runner Beam knows" + (f" (did you mean {close[0]}?)" if close else "")
+                          + f"; one of {', '.join(names)}, or a runner class's full path")
+
+
 def check_beam_args(command: str, beam_args: list[str]) -> None:
     """Refuse, before anything runs, the arguments that neither the command nor any Beam pipeline option declares:
     Beam itself only logs "Discarding unparseable args", so a mistyped flag would be ignored silently."""
@@ -94,6 +114,7 @@ def check_beam_args(command: str, beam_args: list[str]) -> None:
         except ImportError:
             raise RecipeError("the Dask runner needs the dask extra: pip install -c requirements/lock.txt "
                               "-e '.[dask]'") from None
+    _check_runner(runner(beam_args))
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     seen = {}
     for cls in PipelineOptions.__subclasses__():  # as Beam's own PipelineOptions.get_all_options collects them

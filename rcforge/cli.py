@@ -103,6 +103,7 @@ def os_error(err: OSError) -> str:
 
 
 def main(argv=None) -> int:
+    as_program = argv is None  # the console script or python -m: not a caller that goes on after us
     argv = list(sys.argv[1:] if argv is None else argv)
     if not args_verbose(argv):
         # Beam logs a traceback for a failing step before re-raising it, and warns about optional cloud
@@ -132,6 +133,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         # a writer's staged generation is left for the next writer to clear; the previous output stays whole
         print(f"rcforge {command}: interrupted" if command else "rcforge: interrupted", file=sys.stderr)
+        if as_program:
+            # leave now: a pipeline's threads are mid-step, and the interpreter's exit would join them (slow, and
+            # under load they can end the process by the same signal instead of with our status)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
     except BrokenPipeError:
         # the reader of our output went away (`rcforge tasks | head`): stop quietly; point stdout at devnull so

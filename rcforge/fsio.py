@@ -280,9 +280,10 @@ def iter_json(path: str, prefix: str, *, what: str = "JSON file", kv: bool = Fal
                     yield value
                 break
             except ijson.JSONError as err:
-                if "integer overflow" in str(err) and backend is ijson:
-                    # yajl stops at an integer beyond 64 bits; the pure-Python parser reads it (slowly, for this
-                    # file only), and the contract then rejects the record that holds it
+                if ("integer overflow" in str(err) or "surrogate" in str(err)) and backend is ijson:
+                    # yajl stops at an integer beyond 64 bits and at some lone surrogate escapes; the pure-Python
+                    # parser reads them (slowly, for this file only), and the contract then rejects the record
+                    # that holds one
                     backend = _python_backend()
                     continue
                 kind = "truncated or malformed" if isinstance(err, ijson.IncompleteJSONError) else "malformed"
@@ -336,6 +337,14 @@ def load_json(path: str, what: str = "JSON file") -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as err:
+        if "surrogate" in err.msg:
+            # a lone surrogate escape: Python's parser keeps it, and the text contract rejects the record holding it
+            import json
+
+            try:
+                return json.loads(data)
+            except ValueError:
+                pass
         raise InputError(f"{what} {path}: truncated or malformed JSON near byte {err.pos}: {err.msg}") from None
 
 

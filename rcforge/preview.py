@@ -16,6 +16,7 @@ import fsspec
 
 from rcforge import coordinates, fsio, images
 from rcforge.config import Range, number_flag
+from rcforge.errors import RecipeError
 from rcforge.manifest import Manifest
 from rcforge.stats import _connect, _shards
 
@@ -32,7 +33,11 @@ def sample(out: str, n: int, task: str | None, seed: int) -> list[dict]:
                          f"boxes, points, coordinates FROM d {where} ORDER BY md5(id || $seed) LIMIT {int(n)}",
                          params)
     names = [c[0] for c in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+    rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+    if task and not rows:
+        tasks = [t for (t,) in con.execute("SELECT DISTINCT task FROM d ORDER BY task").fetchall()]
+        raise RecipeError(f"--task {task}: {out} holds no dialogues of that task; its tasks are {', '.join(tasks)}")
+    return rows
 
 
 def to_pixels(fmt: coordinates.Formatter, values, w: int, h: int):

@@ -87,7 +87,7 @@ class LvisConfig:
     images: str = path_field(must_exist=False)
     mode: Literal["auto", "memory", "stream"] = "auto"
     in_memory_max_bytes: int = number(512 * 1024 * 1024, 0)
-    partitions: int = number(0, 0)
+    partitions: int = number(0, 0, 1024)  # each is a file held open while streaming
 
 
 @register(SOURCE, LvisConfig, provides=("object_categories", "refs"), labels="exhaustive")

@@ -30,14 +30,15 @@ class Objects365Config:
     images: the image root; ``file_name`` values are relative to it.
     mode: "auto" streams files larger than ``in_memory_max_bytes``; "memory" always parses the file whole;
       "stream" always streams.
-    partitions: on-disk partitions of the streaming path (0: one per 64 MB of input, at least 8).
+    partitions: on-disk partitions of the streaming path (0: one per 64 MB of input, at least 8; at most
+      1024).
     """
 
     annotations: str = path_field()
     images: str = path_field(must_exist=False)
     mode: Literal["auto", "memory", "stream"] = "auto"
     in_memory_max_bytes: int = number(512 * 1024 * 1024, 0)
-    partitions: int = number(0, 0)
+    partitions: int = number(0, 0, 1024)  # each is a file held open while streaming
 
 
 FLAVOUR = CocoFlavour(SOURCE, "Objects365 annotation file")
