@@ -316,7 +316,7 @@ def render(recipe: Recipe, manifest: Manifest, records_root: str, generation, *,
     ledger["balanced"] = ledger["dialogues"] == counts["total"] and ledger["images"] == manifest.records()
     return BuildSection(
         coordinates=recipe.render.coordinates,
-        coordinate_params=coordinates.get(recipe.render.coordinates).params,
+        coordinate_params=coordinates.get(recipe.render.coordinates, recipe.render.frame).params,
         seed=recipe.seed,
         templates={"root": renderer.templates.root, "sha256": renderer.templates.hashes},
         bootstrap_pairs=None if pairs is None else {

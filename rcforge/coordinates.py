@@ -28,12 +28,16 @@ Conventions, each from the family's own code (commit in brackets):
   evaluation divides by 999 instead (eval_mm/evaluate_grounding.py:203): the two writers disagree at the edge. We
   follow the documented training format, the contract users write data against: round(v * 1000), 1.0 written
   999 (a 0.1% difference, below the format's unit); several boxes of one phrase as consecutive ``<box>`` tags.
-- ``qwen2_vl``, Qwen2-VL: the same [0, 1000) integers with its special tokens,
+- ``qwen2_vl``, Qwen2-VL: integers 0..1000 with its special tokens,
   ``<|object_ref_start|>phrase<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>`` (the tokens of the
-  Qwen2-VL tokenizer; the normalization is Qwen-VL's, as QwenLM/Qwen3-VL issue 189 confirms for Qwen2-VL).
+  Qwen2-VL tokenizer), written as Qwen's own converter writes them: ``round(x / w * 1000)`` clamped to [0, 1000],
+  so the right or bottom edge is 1000 (QwenLM/Qwen3-VL qwen-vl-finetune/tools/process_bbox.ipynb, cell 3,
+  ``convert_to_qwen2vl_format`` [9658872]; ms-swift's ``normalize_bbox`` agrees).
 - ``qwen2_5_vl``, Qwen2.5-VL: absolute pixels of the image as its processor resizes it, ``smart_resize`` with
-  factor 28 and pixel limits 4*28*28 and 16384*28*28 (QwenLM/Qwen2.5-VL qwen-vl-utils/src/qwen_vl_utils/
-  vision_process.py:25-27, 59-85 [f0af299]); grounding and detection answers as a fenced JSON list
+  factor 28 and pixel limits 4*28*28 and 16384*28*28 by default (QwenLM/Qwen2.5-VL qwen-vl-utils/src/qwen_vl_utils/
+  vision_process.py:25-27, 59-85 [f0af299]; the recipe's ``render.frame`` sets the limits a trainer uses),
+  written as Qwen's converter writes them: ``round(x * W' / W)`` clamped to [0, W' - 1] (process_bbox.ipynb,
+  cell 5, ``convert_to_qwen25vl_format`` [9658872]); grounding and detection answers as a fenced JSON list
   ``[{"bbox_2d": [x1, y1, x2, y2], "label": "phrase"}]`` (the form its cookbook parses, and Qwen3-VL's
   evaluation strips, evaluation/ODinW-13/run_odinw.py:217-231); a box or point inside other text is a JSON object
   (``{"bbox_2d": [...]}``, ``{"point_2d": [x, y]}``).
@@ -119,6 +123,13 @@ class Formatter:
     #: markup and special tokens of the format and its family that annotation text must not carry (besides
     #: `rcforge.markup.COMMON`): its mention syntax, its chat template's and tokenizer's added tokens
     reserved = ""
+
+    #: the settings of a frame that depends on the trainer (``render.frame``): none for most formats
+    FRAME: Mapping[str, int] = {}
+
+    def framed(self, frame: Mapping) -> "Formatter":
+        """This format set to ``frame``'s settings (only those in `FRAME` count; a format without one ignores it)."""
+        return self
 
     @property
     def params(self) -> dict:
@@ -315,7 +326,7 @@ class QwenVL(Grid):
 
 
 class Qwen2VL(QwenVL):
-    name = "qwen2_vl"
+    name, top = "qwen2_vl", 1000
     pattern = r"(?:<\|object_ref_start\|>.*?<\|object_ref_end\|>)?(?:<\|box_start\|>\(\d+,\d+\),\(\d+,\d+\)<\|box_end\|>)+"
     _BOX = re.compile(r"<\|box_start\|>\((\d+),(\d+)\),\((\d+),(\d+)\)<\|box_end\|>")
     box_format = "<|box_start|>({},{}),({},{})<|box_end|>"
@@ -528,18 +539,45 @@ class QwenJSON(Formatter):
 
 
 class Qwen25VL(QwenJSON):
-    """Qwen2.5-VL: absolute pixels of the resized image (`smart_resize`)."""
+    """Qwen2.5-VL: absolute pixels of the resized image (`smart_resize` with this format's frame limits), the
+    right and bottom edge written W' - 1 and H' - 1 as Qwen's converter clamps them."""
 
     name = "qwen2_5_vl"
+    #: the frame settings a recipe may give (``render.frame``), with the processor's defaults
+    FRAME = {"factor": FACTOR, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS}
+
+    def __init__(self, factor: int = FACTOR, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS):
+        self.factor, self.min_pixels, self.max_pixels = factor, min_pixels, max_pixels
+
+    def framed(self, frame: Mapping) -> "Qwen25VL":
+        return Qwen25VL(**{k: int(frame.get(k, v)) for k, v in self.FRAME.items()})
 
     @property
     def params(self) -> dict:
-        return {"frame": "smart_resize", "factor": FACTOR, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS,
-                "unit": "1 resized pixel", "rounding": "round", "answer": "json"}
+        return {"frame": "smart_resize", "factor": self.factor, "min_pixels": self.min_pixels,
+                "max_pixels": self.max_pixels, "unit": "1 resized pixel", "rounding": "round", "max": "W' - 1",
+                "answer": "json"}
 
     def scale(self, w: int, h: int) -> tuple[int, int]:
-        rh, rw = smart_resize(h, w)
+        rh, rw = smart_resize(h, w, self.factor, self.min_pixels, self.max_pixels)
         return rw, rh
+
+    def tolerance(self, w, h) -> float:
+        sx, sy = self.scale(w, h)
+        return 1.0 / min(sx, sy) + 1e-9  # half a resized pixel, and the edge written one pixel in
+
+    def ints(self, box: Box, w: int, h: int) -> list[int]:
+        """The converter's arithmetic on the pixel box: round(x * (W' / W)), clamped to [0, W' - 1]."""
+        sx, sy = self.scale(w, h)
+        x1, y1, x2, y2 = (_clamp(v, 0.0, float(side)) for v, side in zip(box, (w, h, w, h)))
+        fx, fy = sx / w, sy / h
+        return [max(0, min(round(x1 * fx), sx - 1)), max(0, min(round(y1 * fy), sy - 1)),
+                max(0, min(round(x2 * fx), sx - 1)), max(0, min(round(y2 * fy), sy - 1))]
+
+    def point_text(self, p, w, h) -> str:
+        sx, sy = self.scale(w, h)
+        x, y = (_clamp(v, 0.0, float(side)) for v, side in zip(p, (w, h)))
+        return json.dumps({"point_2d": [max(0, min(round(x * sx / w), sx - 1)), max(0, min(round(y * sy / h), sy - 1))]})
 
 
 REGISTRY: Registry[Formatter] = Registry("coordinate format")
@@ -552,8 +590,11 @@ ALIASES = {"qwen": "qwen_vl"}
 FORMATTERS: dict[str, Formatter] = dict(REGISTRY.items())
 
 
-def get(name: str) -> Formatter:
-    return REGISTRY.get(ALIASES.get(name, name))
+def get(name: str, frame: Mapping | None = None) -> Formatter:
+    """The format ``name`` (or an alias), set to ``frame`` (``render.frame``, or a manifest's coordinate params)
+    where the format has a frame of its own."""
+    fmt = REGISTRY.get(ALIASES.get(name, name))
+    return fmt.framed(frame) if frame else fmt
 
 
 def canonical(name: str) -> str:

@@ -89,29 +89,61 @@ class ExportKind:
     suffixes: tuple[str, ...] = (".json", ".jsonl")
     #: (FILE, items written, image root) -> {file name beside FILE: JSON to merge into it}
     sidecars: Callable[[str, int, str | None], dict[str, dict]] | None = None
-    #: the coordinate formats (`rcforge.coordinates` names) whose text its trainer reads; a build in another
-    #: format is refused, since a trainer fed it would learn boxes in the wrong format without a word
+    #: the coordinate formats (`rcforge.coordinates` names) its trainer trains (the family's template exists
+    #: there); a build in another format is refused, since a trainer fed it would learn boxes in the wrong format,
+    #: or the family's tokens as plain text, without a word. The README's family table is checked against this.
     coordinates: tuple[str, ...] = ()
+    #: the formats whose template in this trainer learns one round per item: each dialogue is written as one item
+    #: per question-answer round instead of losing its earlier rounds
+    single_round: tuple[str, ...] = ()
 
 
-#: the formats the LLaMA-Factory (sharegpt) and ms-swift trainers are paired with (README, "Model families")
-_MESSAGE_FORMATS = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "florence2", "kosmos2")
+#: Qwen2-VL, Qwen2.5-VL and Qwen3-VL: LLaMA-Factory's qwen2_vl / qwen3_vl templates and ms-swift's qwen templates
+_QWEN_MESSAGES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 KINDS = {kind.name: kind for kind in (
     ExportKind("llava", _llava, coordinates=("pink", "shikra", "minigpt_v2")),
-    ExportKind("sharegpt", _messages, sidecars=_dataset_info, coordinates=_MESSAGE_FORMATS),
-    ExportKind("swift", _messages, suffixes=(".jsonl",), coordinates=_MESSAGE_FORMATS),
+    # LLaMA-Factory has no Florence-2 or Kosmos-2 template (src/llamafactory/data/template.py registers none)
+    ExportKind("sharegpt", _messages, sidecars=_dataset_info, coordinates=_QWEN_MESSAGES),
+    # ms-swift has no Kosmos-2 template; its Florence-2 one is an encoder-decoder template that encodes the last
+    # query only, loss on the last round (modelscope/ms-swift swift/llm/template/template/microsoft.py,
+    # FlorenceTemplate: is_encoder_decoder, _encode takes inputs.to_history()["query"])
+    ExportKind("swift", _messages, suffixes=(".jsonl",), coordinates=(*_QWEN_MESSAGES, "florence2"),
+               single_round=("florence2",)),
     ExportKind("internvl", _internvl, suffixes=(".jsonl",), sidecars=_internvl_meta, coordinates=("internvl",)),
     ExportKind("qwen_vl", _qwen_vl, suffixes=(".json",), coordinates=("qwen_vl",)),
 )}
 
 
+def kinds_for(fmt: str) -> list[str]:
+    """The export kinds whose trainer trains ``fmt`` (the README's family table lists these)."""
+    return [name for name, kind in KINDS.items() if fmt in kind.coordinates]
+
+
 def check_coordinates(spec: ExportKind, built: str) -> None:
-    """Refuse to export a build whose boxes are printed in a format ``spec``'s trainer does not read."""
-    if built not in spec.coordinates:
-        wanted = " or ".join(f"--coordinates {name}" for name in spec.coordinates)
-        raise InputError(f"export {spec.name}: this build prints its boxes in the {built!r} format, which the "
-                         f"{spec.name} trainer does not read (it reads {', '.join(spec.coordinates)}); build again "
-                         f"with {wanted} (or render.coordinates in the recipe)")
+    """Refuse to export a build whose boxes are printed in a format ``spec``'s trainer does not train."""
+    if built in spec.coordinates:
+        return
+    others = kinds_for(built)
+    elsewhere = (f"export it with {' or '.join(others)} instead" if others else
+                 f"no export kind trains {built} (no trainer rcforge writes for has its template); read the shards "
+                 f"with the family's own code")
+    wanted = " or ".join(f"--coordinates {name}" for name in spec.coordinates)
+    raise InputError(f"export {spec.name}: this build prints its boxes in the {built!r} format, which the "
+                     f"{spec.name} trainer does not train (it trains {', '.join(spec.coordinates)}): {elsewhere}, "
+                     f"or build again with {wanted} (or render.coordinates in the recipe)")
+
+
+def rounds(row: dict) -> list[dict]:
+    """A dialogue as single-round dialogues, one per question and answer, each starting with the image token:
+    ids ``<id>#<round>``, for a trainer that learns one round per item."""
+    turns = row["conversations"]
+    items = []
+    for k in range(0, len(turns) - 1, 2):
+        question, answer = dict(turns[k]), turns[k + 1]
+        if not question["value"].startswith(IMAGE_TOKEN):
+            question["value"] = IMAGE_TOKEN + question["value"]
+        items.append({**row, "id": f"{row['id']}#{k // 2}", "conversations": [question, answer]})
+    return items
 
 
 def _stem(file: str) -> str:
@@ -202,7 +234,11 @@ def export(kind: str, out: str, file: str, *, relative: bool = False, image_root
     if spec.sidecars:  # read (and refuse) an existing sidecar before the data is written, not after
         sidecars = {name: _existing_json(fsio.join(os.path.dirname(file) or ".", name))
                     for name in spec.sidecars(file, 0, image_root)}
-    n, (left_out, first) = _write(spec, _batches(out), paths, file, jsonl=suffix == ".jsonl")
+    split = manifest.build is not None and manifest.build.coordinates in spec.single_round
+    n, (left_out, first) = _write(spec, _batches(out), paths, file, jsonl=suffix == ".jsonl", split=split)
+    if split:
+        print(f"export {kind}: its {manifest.build.coordinates} template trains one round per item: each dialogue "
+              f"was written as one item per round ({n:,} items)", file=sys.stderr)
     if spec.sidecars:
         for name, entry in spec.sidecars(file, n, image_root).items():
             path = fsio.join(os.path.dirname(file) or ".", name)
@@ -214,9 +250,10 @@ def export(kind: str, out: str, file: str, *, relative: bool = False, image_root
     return n
 
 
-def _write(spec: ExportKind, batches, paths: ImagePaths, file: str, *, jsonl: bool) -> tuple[int, tuple[int, str]]:
-    """Items one line each (JSONL) or as one list (JSON), written one batch at a time. Returns the count written
-    and (how many were left out, the first one's reason)."""
+def _write(spec: ExportKind, batches, paths: ImagePaths, file: str, *, jsonl: bool,
+           split: bool = False) -> tuple[int, tuple[int, str]]:
+    """Items one line each (JSONL) or as one list (JSON), written one batch at a time; with ``split``, one item
+    per round (`rounds`). Returns the count written and (how many were left out, the first one's reason)."""
     n, left_out, first = 0, 0, ""
     item, dumps = spec.item, orjson.dumps
     fs, path = fsspec.core.url_to_fs(file)
@@ -231,7 +268,7 @@ def _write(spec: ExportKind, batches, paths: ImagePaths, file: str, *, jsonl: bo
                     left_out += 1
                     first = first or f"{row['id']}: {refused}"
                     continue
-                lines.append(dumps(item(row, image)))
+                lines += [dumps(item(part, image)) for part in (rounds(row) if split else (row,))]
             if lines:
                 if jsonl:
                     sink.write(b"\n".join(lines) + b"\n")

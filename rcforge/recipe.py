@@ -45,7 +45,9 @@ IMAGE_CHECK_KEYS = {"verify_images": "verify", "verify_images_mismatch": "mismat
 #: a source's factor on ``render.per_image``
 SOURCE_WEIGHT = Range(0)
 RENDER_KEYS = ("coordinates", "per_image", "turns_per_dialogue", "templates", "tasks", "source_weights",
-               "rows_per_shard", "bootstrap_pairs", "on_markup")
+               "rows_per_shard", "bootstrap_pairs", "on_markup", "frame")
+#: a frame setting's allowed values (pixels, or the patch factor)
+FRAME_VALUE = Range(1, 2**40)
 
 
 @dataclass(frozen=True)
@@ -351,8 +353,30 @@ def render_from_mapping(raw: Any, base_dir: str | None):
            for k in ("per_image", "turns_per_dialogue", "rows_per_shard") if k in raw}
     if "on_markup" in raw:
         top["on_markup"] = check_type(raw["on_markup"], Literal["escape", "reject"], "render.on_markup")
+    if "frame" in raw:
+        top["frame"] = frame_from_mapping(raw["frame"], fmt)
     return RenderSettings(coordinates=fmt, templates=templates_dir, tasks=tasks, source_weights=source_weights,
                           bootstrap_pairs=pairs_from_mapping(raw.get("bootstrap_pairs"), base_dir), **top)
+
+
+def frame_from_mapping(raw: Any, fmt: str) -> dict:
+    """``render.frame``: the trainer's image-frame settings, for a format that has a frame of its own."""
+    allowed = coordinates.get(fmt).FRAME
+    if not allowed:
+        framed = [name for name, f in coordinates.FORMATTERS.items() if f.FRAME]
+        raise RecipeError(f"render.frame: the {fmt} format prints no pixels of a processed image, so it has no frame "
+                          f"settings (formats with a frame: {', '.join(framed)})")
+    if not isinstance(raw, Mapping):
+        raise RecipeError(f"render.frame: expected a mapping of {', '.join(allowed)}")
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise RecipeError(f"render.frame: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
+    frame = {k: check_number(v, int, FRAME_VALUE, f"render.frame.{k}") for k, v in raw.items()}
+    merged = {**allowed, **frame}
+    if merged["min_pixels"] > merged["max_pixels"]:
+        raise RecipeError(f"render.frame: min_pixels {merged['min_pixels']} is more than max_pixels "
+                          f"{merged['max_pixels']}")
+    return frame
 
 
 def pairs_from_mapping(raw: Any, base_dir: str | None):

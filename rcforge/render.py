@@ -53,6 +53,8 @@ class RenderSettings:
     bootstrap_pairs: kept bootstrap pairs to render as referring expressions (rcforge.bootstrap.pairs.PairsSource).
     on_markup: annotation text holding the format's reserved markup (`rcforge.markup`) is escaped (its brackets
       made look-alikes) or, with "reject", its image is not rendered (counted with its reason).
+    frame: the trainer's image frame, for a format that prints pixels of the processed image (qwen2_5_vl:
+      ``min_pixels``, ``max_pixels``, ``factor``, as the trainer's processor is set).
     """
 
     coordinates: str = "pink"
@@ -64,13 +66,14 @@ class RenderSettings:
     rows_per_shard: int = number(50000, 1)
     bootstrap_pairs: Any = None
     on_markup: Literal["escape", "reject"] = "escape"
+    frame: Mapping[str, int] = field(default_factory=dict)
 
 
 class Renderer:
     def __init__(self, settings: RenderSettings, seed: int):
         self.settings = settings
         self.seed = seed
-        self.formatter = coordinates.get(settings.coordinates)
+        self.formatter = coordinates.get(settings.coordinates, settings.frame)
         self.specs = {name: rc_tasks.get(name) for name in settings.tasks}
         required = {(name, v): vars_ for name, spec in self.specs.items() for v, vars_ in spec.variables.items()}
         self.templates = templating.load(settings.templates, required=required)

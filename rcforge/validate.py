@@ -89,7 +89,8 @@ def validate(out: str, *, max_listed: int = 20, images: bool = False) -> list[st
     dialogues = 0
     for shard in shards:
         if _check_schema(fs, shard, schemas.DIALOGUE, problems):
-            dialogues += _check_dialogues(fs, shard, problems, max_listed, seen_ids)
+            dialogues += _check_dialogues(fs, shard, problems, max_listed, seen_ids,
+                                          build.get("coordinate_params") or {})
     if build is not None:
         ledger = build["ledger"]
         accounted = sum(ledger.get(k, 0) for k in ("images_with_dialogues", *IMAGES_WITHOUT_DIALOGUES))
@@ -254,8 +255,9 @@ def _check_schema(fs, path, schema, problems) -> bool:
     return True
 
 
-def _check_dialogues(fs, path, problems, max_listed, seen_ids: set) -> int:
-    """Check one shard's dialogues; returns its row count."""
+def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict) -> int:
+    """Check one shard's dialogues; returns its row count. ``frame``: the build's coordinate params (a format with
+    a trainer's frame reads its numbers back in that frame)."""
     listed = 0
     rows = 0
 
@@ -286,6 +288,7 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set) -> int:
             if fmt is None:
                 report(f"{row['id']}: unknown coordinate format {row['coordinates']!r}")
                 continue
+            fmt = fmt.framed(frame)
             for i, turn in enumerate(turns):  # text from data never acts as the format's markup
                 for token in markup.stray(turn["value"], fmt, first=i == 0)[:3]:
                     report(f"{row['id']}: turn {i + 1} holds {token!r}, reserved markup of the {fmt.name} format "

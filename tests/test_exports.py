@@ -152,11 +152,14 @@ def test_every_kind_is_listed_in_the_command_help():
     assert set(KINDS) == {"llava", "sharegpt", "swift", "internvl", "qwen_vl"}
 
 
-def test_every_kind_declares_registered_formats_and_every_format_has_a_kind():
+def test_every_kind_declares_registered_formats_and_every_format_but_kosmos2_has_a_kind():
+    """Kosmos-2 has no template in LLaMA-Factory or ms-swift (nor a fine-tune format of its own that rcforge
+    writes): its build is read from the shards."""
     from rcforge import coordinates
 
     declared = {fmt for kind in KINDS.values() for fmt in kind.coordinates}
-    assert declared == set(coordinates.REGISTRY.names())
+    assert declared == set(coordinates.REGISTRY.names()) - {"kosmos2"}
+    assert all(set(kind.single_round) <= set(kind.coordinates) for kind in KINDS.values())
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -177,11 +180,82 @@ def test_a_build_in_a_format_the_trainer_does_not_read_is_refused_before_writing
 
 
 @pytest.mark.slow  # five more builds of the sample
-@pytest.mark.parametrize("kind, fmt", [("qwen_vl", "qwen_vl"), ("internvl", "internvl"), ("swift", "kosmos2"),
-                                       ("sharegpt", "florence2"), ("llava", "shikra")])
+@pytest.mark.parametrize("kind, fmt", [("qwen_vl", "qwen_vl"), ("internvl", "internvl"), ("swift", "qwen2_5_vl"),
+                                       ("sharegpt", "qwen3_vl"), ("llava", "shikra")])
 def test_a_build_in_the_trainers_format_exports(sample_build_in, tmp_path, kind, fmt):
     file = tmp_path / ("x.json" if ".json" in KINDS[kind].suffixes else "x.jsonl")
     assert export(kind, str(sample_build_in(fmt)), str(file)) == len(_rows(sample_build_in(fmt)))
+
+
+@pytest.mark.parametrize("kind, fmt", [("sharegpt", "florence2"), ("sharegpt", "kosmos2"), ("swift", "kosmos2"),
+                                       ("llava", "kosmos2")])
+def test_a_pairing_the_trainer_cannot_train_is_refused(sample_build, tmp_path, capsys, kind, fmt):
+    """LLaMA-Factory has no Florence-2 or Kosmos-2 template, ms-swift no Kosmos-2 one: refused in one line that
+    says where the build can go instead (the manifest says which format the build printed)."""
+    import json
+
+    from conftest import copy_of
+
+    out = copy_of(sample_build, tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["build"]["coordinates"] = fmt
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    target = tmp_path / ("x.jsonl" if kind == "swift" else "x.json")
+    assert cli.main(["export", kind, str(out), str(target)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{fmt!r} format" in err and not target.exists(), err
+    assert ("export it with swift" in err) if fmt == "florence2" else ("no export kind trains kosmos2" in err)
+
+
+def test_a_single_round_trainer_gets_every_round_as_an_item(sample_build, tmp_path, capsys):
+    """ms-swift's Florence-2 template trains the last round of an item only: each round becomes an item of its
+    own (starting with the image), so no round is lost."""
+    import json
+
+    from conftest import copy_of
+
+    from rcforge.export import rounds
+
+    row = {"id": "d1", "source": "s", "image": "i.jpg", "task": "t", "width": 4, "height": 4, "conversations": [
+        {"from": "human", "value": "<image>\nq1"}, {"from": "gpt", "value": "a1"},
+        {"from": "human", "value": "q2"}, {"from": "gpt", "value": "a2"}]}
+    assert [r["conversations"] for r in rounds(row)] == [
+        [{"from": "human", "value": "<image>\nq1"}, {"from": "gpt", "value": "a1"}],
+        [{"from": "human", "value": "<image>\nq2"}, {"from": "gpt", "value": "a2"}]]
+    assert [r["id"] for r in rounds(row)] == ["d1#0", "d1#1"]
+
+    out = copy_of(sample_build, tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["build"]["coordinates"] = "florence2"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    target = tmp_path / "x.jsonl"
+    rows = _rows(out)
+    assert cli.main(["export", "swift", str(out), str(target)]) == 0
+    items = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(items) == sum(len(r["conversations"]) // 2 for r in rows.values())
+    assert all(len(i["messages"]) == 2 and i["messages"][0]["content"].startswith("<image>") for i in items)
+    assert "one item per round" in capsys.readouterr().err
+
+
+def test_the_readme_pairs_each_format_with_the_kinds_that_train_it():
+    """README's family table: the export column of each format is exactly the kinds that declare it."""
+    import re
+
+    from conftest import REPO
+
+    from rcforge import coordinates
+    from rcforge.export import kinds_for
+
+    found = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.replace("\\|", "\x00").split("|")]
+        if len(cells) > 5 and cells[2].startswith("`") and not cells[2].startswith("`coordinates`"):
+            found[cells[2].split("`")[1]] = cells[4]
+    assert set(found) == set(coordinates.FORMATTERS)
+    for fmt, cell in found.items():
+        assert set(re.findall(r"`(\w+)`", cell)) == set(kinds_for(fmt)), (fmt, cell)
+        for kind in kinds_for(fmt):
+            assert (fmt in KINDS[kind].single_round) == ("one round per item" in cell), (fmt, cell)
 
 
 def test_a_turn_with_a_foreign_role_is_refused_naming_the_dialogue(sample_build, tmp_path, capsys):

@@ -1,0 +1,174 @@
+"""Qwen2-VL and Qwen2.5-VL boxes, byte for byte as Qwen's own converter writes them.
+
+The family code below is copied from QwenLM/Qwen3-VL at 9658872, qwen-vl-finetune/tools/process_bbox.ipynb ("Convert
+to Qwen2-VL training format", cell 3; "Convert to Qwen2.5-VL training format", cell 5), unchanged but for layout.
+Property tests run it and rcforge's formats over pixel boxes on images from 64x64 to 4000x3000, and over the frame
+settings trainers use; a build-level test reads every box printed in a sample build back against it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rcforge import coordinates
+
+
+# -- copied: QwenLM/Qwen3-VL@9658872 qwen-vl-finetune/tools/process_bbox.ipynb ---------------------------------------
+def convert_to_qwen2vl_format(bbox, h, w):
+    x1, y1, x2, y2 = bbox
+    x1_new = round(x1 / w * 1000)
+    y1_new = round(y1 / h * 1000)
+    x2_new = round(x2 / w * 1000)
+    y2_new = round(y2 / h * 1000)
+
+    x1_new = max(0, min(x1_new, 1000))
+    y1_new = max(0, min(y1_new, 1000))
+    x2_new = max(0, min(x2_new, 1000))
+    y2_new = max(0, min(y2_new, 1000))
+
+    return [x1_new, y1_new, x2_new, y2_new]
+
+
+def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
+                 max_pixels: int = 14 * 14 * 4 * 1280):
+    if height < factor or width < factor:
+        raise ValueError(f"height:{height} or width:{width} must be larger than factor:{factor}")
+    elif max(height, width) / min(height, width) > 200:
+        raise ValueError(
+            f"absolute aspect ratio must be smaller than 200, got {max(height, width) / min(height, width)}"
+        )
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = math.floor(height / beta / factor) * factor
+        w_bar = math.floor(width / beta / factor) * factor
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def convert_to_qwen25vl_format(bbox, orig_height, orig_width, factor=28, min_pixels=56 * 56,
+                               max_pixels=14 * 14 * 4 * 1280):
+    new_height, new_width = smart_resize(orig_height, orig_width, factor, min_pixels, max_pixels)
+    scale_w = new_width / orig_width
+    scale_h = new_height / orig_height
+
+    x1, y1, x2, y2 = bbox
+    x1_new = round(x1 * scale_w)
+    y1_new = round(y1 * scale_h)
+    x2_new = round(x2 * scale_w)
+    y2_new = round(y2 * scale_h)
+
+    x1_new = max(0, min(x1_new, new_width - 1))
+    y1_new = max(0, min(y1_new, new_height - 1))
+    x2_new = max(0, min(x2_new, new_width - 1))
+    y2_new = max(0, min(y2_new, new_height - 1))
+
+    return [x1_new, y1_new, x2_new, y2_new]
+# -- end of the copied code -------------------------------------------------------------------------------------
+
+
+@st.composite
+def image_and_box(draw):
+    """An image from 64x64 to 4000x3000 and a pixel box inside it (whole or fractional pixels, edges included)."""
+    w = draw(st.integers(64, 4000))
+    h = draw(st.integers(64, 3000))
+    xs = sorted(draw(st.lists(st.one_of(st.integers(0, w), st.floats(0, w)), min_size=2, max_size=2)))
+    ys = sorted(draw(st.lists(st.one_of(st.integers(0, h), st.floats(0, h)), min_size=2, max_size=2)))
+    if xs[0] == xs[1] or ys[0] == ys[1]:
+        xs, ys = [0, w], [0, h]
+    return (xs[0], ys[0], xs[1], ys[1]), w, h
+
+
+#: trainers' frames: the processor's default, Qwen's converter default (1280 tokens), the fine-tune README's
+#: (576 tokens, 16 at least), and a LLaMA-Factory-like 768x768 limit
+FRAMES = [{}, {"max_pixels": 14 * 14 * 4 * 1280}, {"max_pixels": 576 * 28 * 28, "min_pixels": 16 * 28 * 28},
+          {"max_pixels": 768 * 768}]
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(v) for v in re.findall(r"-?\d+", text)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=image_and_box())
+def test_qwen2_vl_writes_what_qwens_converter_writes(data):
+    box, w, h = data
+    text = coordinates.get("qwen2_vl").box(box, w, h)
+    assert _numbers(text.replace("<|box_start|>", "").replace("<|box_end|>", "")) == \
+        convert_to_qwen2vl_format(box, h, w), (box, w, h, text)
+
+
+@pytest.mark.parametrize("frame", FRAMES, ids=["processor", "converter", "finetune-readme", "768x768"])
+@settings(max_examples=150, deadline=None)
+@given(data=image_and_box())
+def test_qwen2_5_vl_writes_what_qwens_converter_writes_in_the_trainers_frame(frame, data):
+    box, w, h = data
+    full = {"factor": 28, "min_pixels": 56 * 56, "max_pixels": coordinates.MAX_PIXELS, **frame}
+    fmt = coordinates.get("qwen2_5_vl", frame)
+    assert json.loads(fmt.box(box, w, h))["bbox_2d"] == convert_to_qwen25vl_format(box, h, w, **full), (box, w, h)
+    rh, rw = smart_resize(h, w, **full)
+    assert fmt.scale(w, h) == (rw, rh)  # the frame the trainer's processor gives the image
+
+
+def test_a_recipe_sets_the_frame_and_the_manifest_records_it(tmp_path):
+    """render.frame reaches the renderer and the manifest; a format without a frame refuses the key."""
+    from rcforge.errors import RecipeError
+    from rcforge.recipe import render_from_mapping
+
+    render = render_from_mapping({"coordinates": "qwen2_5_vl", "frame": {"max_pixels": 589824}}, None)
+    assert render.frame == {"max_pixels": 589824}
+    assert coordinates.get(render.coordinates, render.frame).params["max_pixels"] == 589824
+    for bad, says in [({"coordinates": "pink", "frame": {"max_pixels": 10}}, "no frame settings"),
+                      ({"coordinates": "qwen2_5_vl", "frame": {"max_pixel": 10}}, "unknown key 'max_pixel'"),
+                      ({"coordinates": "qwen2_5_vl", "frame": {"max_pixels": -1}}, "render.frame.max_pixels"),
+                      ({"coordinates": "qwen2_5_vl", "frame": {"min_pixels": 10**6, "max_pixels": 10}},
+                       "more than max_pixels")]:
+        with pytest.raises(RecipeError, match=says):
+            render_from_mapping(bad, None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["qwen2_vl", "qwen2_5_vl"])
+def test_every_box_of_a_build_is_what_qwens_converter_writes(sample_build_in, fmt):
+    """The sample built in the format: each printed box equals the converter's output for the record's pixel box
+    (recovered from the boxes column), or differs by one where the converter's input is a rounding tie."""
+    out = sample_build_in(fmt)
+    checked = 0
+    for shard in sorted((out / "dialogues").glob("part-*.parquet")):
+        for row in pq.read_table(shard).to_pylist():
+            w, h = row["width"], row["height"]
+            formatter = coordinates.get(fmt)
+            printed = []
+            for turn in row["conversations"]:
+                if fmt == "qwen2_vl":
+                    printed += [[int(v) for v in m] for m in re.findall(
+                        r"<\|box_start\|>\((\d+),(\d+)\),\((\d+),(\d+)\)<\|box_end\|>", turn["value"])]
+                else:
+                    printed += [[int(v) for v in m] for m in re.findall(
+                        r'"bbox_2d": \[(\d+), (\d+), (\d+), (\d+)\]', turn["value"])]
+            assert len(printed) == len(row["boxes"]), row["id"]
+            for got, norm in zip(printed, row["boxes"]):
+                pixels = [norm[0] * w, norm[1] * h, norm[2] * w, norm[3] * h]
+                want = convert_to_qwen2vl_format(pixels, h, w) if fmt == "qwen2_vl" else \
+                    convert_to_qwen25vl_format(pixels, h, w, max_pixels=coordinates.MAX_PIXELS)
+                for g, e, p, side, new in zip(got, want, pixels, (w, h, w, h), _sides(formatter, w, h)):
+                    exact = p / side * 1000 if fmt == "qwen2_vl" else p * new / side
+                    assert g == e or (abs(g - e) == 1 and abs(exact % 1 - 0.5) < 1e-6), (row["id"], got, want)
+                checked += 1
+    assert checked >= 30  # every box the sample prints (45 in the default build)
+
+
+def _sides(formatter, w: int, h: int) -> tuple[int, int, int, int]:
+    sx, sy = formatter.scale(w, h) if hasattr(formatter, "scale") else (1000, 1000)
+    return sx, sy, sx, sy
