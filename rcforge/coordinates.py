@@ -11,7 +11,9 @@ a new task never touches this module, and a new format never touches a task. A f
 - how several boxes of one mention are joined;
 - the answer form for grounding and detection where the family has its own (``json_tasks``: Qwen2.5-VL and
   Qwen3-VL answer with a JSON list);
-- a task identifier in front of each question (``task_ids``: MiniGPT-v2);
+- a task identifier in front of each question (``task_ids``: MiniGPT-v2, Florence-2's task tokens);
+- answers in the family's own form instead of a template (`Formatter.answers_itself`: Qwen's JSON lists,
+  Florence-2's ``phrase<loc..>`` grammar);
 - ``params``: the frame, the bins or grid, the rounding and the pixel limits, recorded in the build's manifest.
 
 Every format reads its own text back (`Formatter.parse`, normalized to [0, 1] in the format's frame), within
@@ -48,7 +50,9 @@ Conventions, each from the family's own code (commit in brackets):
   demo, OpenGVLab/InternVL streamlit_demo/app.py:195-211 [2410d1d], reads ``<ref>..</ref><box>[[..]]</box>`` and
   divides by 1000).
 - ``florence2``, Florence-2: ``phrase<loc_x1><loc_y1><loc_x2><loc_y2>``, bins floor(v * 1000) clamped to 999, as
-  transformers' Florence2 processor quantizes; a bin reads back as its centre (bin + 0.5) / 1000.
+  transformers' Florence2 processor quantizes; a bin reads back as its centre (bin + 0.5) / 1000. Answers with
+  boxes are its grammar, ``phrase<loc..>phrase<loc..>`` with no prose (what its post-processor parses); its task
+  tokens start the questions of grounding, detection and grounded captions (see `Florence2`).
 - ``kosmos2``, Kosmos-2: ``<phrase>phrase</phrase><object><patch_index_UL><patch_index_LR></object>`` on a 32 x 32
   grid, several boxes joined by ``</delimiter_of_multi_objects/>`` inside one object, as transformers' Kosmos2
   processor writes and its ``post_process_generation`` reads.
@@ -167,6 +171,20 @@ class Formatter:
     def task_id(self, task: str) -> str | None:
         """The identifier written before a question of ``task`` (None: the family has none)."""
         return None
+
+    #: between a task identifier and the question (MiniGPT-v2 "[refer] where...", Florence-2 "<OD>" glued)
+    task_id_joiner = " "
+    #: the answer id recorded for an answer in the family's own form (`own_answer`)
+    own_answer_id = "json"
+
+    def answers_itself(self, task: str, answer_mentions: Sequence) -> bool:
+        """Whether the answer is written in the family's own form (`own_answer`) instead of its template: the
+        ``json_tasks`` of Qwen's JSON formats; Florence-2's every answer that holds boxes."""
+        return task in self.json_tasks
+
+    def own_answer(self, items: list[tuple[str | None, list[Box]]], w: int, h: int) -> str:
+        """The answer in the family's own form: every (phrase, boxes) of the answer's mentions."""
+        return self.json_answer(items, w, h)
 
     def json_answer(self, items: list[tuple[str | None, list[Box]]], w: int, h: int) -> str:
         """The answer of a ``json_tasks`` task: every (phrase, boxes) of the answer as one list."""
@@ -348,9 +366,30 @@ class InternVL(Grid):
 
 
 class Florence2(Grid):
-    """Bins are floor(v * 1000) clamped to 999 and read back as their centres, as the processor does."""
+    """Bins are floor(v * 1000) clamped to 999 and read back as their centres, as the processor does.
+
+    Answers follow Florence-2's grammar, which has no prose around boxes: an answer holding boxes is
+    ``phrase<loc..>`` for each of its mentions, one after the other (``<CAPTION_TO_PHRASE_GROUNDING>``'s and
+    ``<OD>``'s output, which transformers' ``Florence2PostProcessor`` reads back phrase by phrase: all the text
+    before a box is its phrase). The questions of the tasks Florence-2 has start with its task token
+    (``<CAPTION_TO_PHRASE_GROUNDING>``, ``<OPEN_VOCABULARY_DETECTION>``, ``<REGION_TO_DESCRIPTION>``; the
+    processor's ``_construct_prompts`` turns the rest of the question into the task's input); the other tasks
+    keep their questions, as Florence-2 fine-tunes do."""
 
     name, ties, truncates, top = "florence2", True, True, 999
+    task_ids = {"grounding": "<CAPTION_TO_PHRASE_GROUNDING>", "detection": "<OPEN_VOCABULARY_DETECTION>",
+                "grounded_caption": "<REGION_TO_DESCRIPTION>"}
+    task_id_joiner = ""
+    own_answer_id = "grammar"
+
+    def task_id(self, task: str) -> str | None:
+        return self.task_ids.get(task)
+
+    def answers_itself(self, task, answer_mentions) -> bool:
+        return any(m.boxes for m in answer_mentions) and not any(m.points for m in answer_mentions)
+
+    def own_answer(self, items, w, h) -> str:
+        return "".join((phrase or "") + self.boxes_text(boxes, w, h) for phrase, boxes in items if boxes)
     reserved = r"<loc_\d+>|<[A-Z][A-Z_]+>|</?s>|<pad>|<unk>|<mask>" + ANGLES
     pattern = r"(?:<loc_\d+>){4}"
     _BOX = re.compile(r"<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>")

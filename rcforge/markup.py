@@ -58,8 +58,8 @@ def stray(text: str, fmt, *, first: bool = False) -> list[str]:
     if first and text.startswith("<image>\n"):
         text = text[len("<image>\n"):]
     for task_id in set(fmt.task_ids.values()):
-        if text.startswith(task_id + " "):
-            text = text[len(task_id) + 1:]
+        if text.startswith(task_id + fmt.task_id_joiner):
+            text = text[len(task_id) + len(fmt.task_id_joiner):]
             break
     for own in (fmt.pattern, fmt.point_pattern, fmt.frame):
         if own:

@@ -162,16 +162,16 @@ class Renderer:
             # Coordinates are written where the text shows them, and only those boxes enter the boxes column, in
             # the order they are printed: a template that names objects without their boxes adds no box.
             question = self._write_mentions(question, mentions, w, h, boxes, points, tie=False)
-            if inst.task in self.formatter.json_tasks:  # the family's own answer form: a JSON list of boxes
-                aid = "json"
-                answer = self._json_answer(mentions[asked:], w, h, boxes)
+            if self.formatter.answers_itself(inst.task, mentions[asked:]):  # the family's own answer form
+                aid = self.formatter.own_answer_id
+                answer = self._own_answer(mentions[asked:], w, h, boxes)
             else:
                 answer = templating.render(variant.answers[aid], {**question_vars, **answer_vars}, f"{where}.{aid}")
                 tie = self.formatter.ties and inst.task not in self.formatter.untied_tasks
                 answer = self._write_mentions(answer, mentions, w, h, boxes, points, tie=tie)
             task_id = self.formatter.task_id(inst.task)
             if task_id:
-                question = f"{task_id} {question}"
+                question = f"{task_id}{self.formatter.task_id_joiner}{question}"
             conversations.append({"from": "human", "value": ("<image>\n" if i == 0 else "") + question})
             conversations.append({"from": "gpt", "value": answer})
             turns.append({"task": inst.task, "variant": inst.variant,
@@ -257,14 +257,15 @@ class Renderer:
         out.append(text[pos:])
         return "".join(out)
 
-    def _json_answer(self, answer_mentions: list, w: int, h: int, boxes: list) -> str:
-        """The answer as the format's JSON list: every box of the answer's mentions with its phrase."""
+    def _own_answer(self, answer_mentions: list, w: int, h: int, boxes: list) -> str:
+        """The answer in the format's own form (Qwen's JSON list, Florence-2's grammar): every box of the answer's
+        mentions with its phrase."""
         items = []
         for value in answer_mentions:
             ordered = self.formatter.ordered(list(value.boxes))
             boxes.extend(list(self.formatter.normalize(b, w, h)) for b in ordered)
             items.append((value.phrase, ordered))
-        return self.formatter.json_answer(items, w, h)
+        return self.formatter.own_answer(items, w, h)
 
 
 _OPEN, _CLOSE = "\ue000", "\ue001"

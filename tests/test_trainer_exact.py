@@ -172,3 +172,46 @@ def test_every_box_of_a_build_is_what_qwens_converter_writes(sample_build_in, fm
 def _sides(formatter, w: int, h: int) -> tuple[int, int, int, int]:
     sx, sy = formatter.scale(w, h) if hasattr(formatter, "scale") else (1000, 1000)
     return sx, sy, sx, sy
+
+
+@pytest.mark.slow
+def test_florence2_answers_are_its_grammar_as_its_post_processor_reads_them(sample_build, tmp_path):
+    """Every Florence-2 answer that holds boxes is ``phrase<loc..>`` runs and nothing else: transformers'
+    Florence2PostProcessor gives back each phrase whole (no prose taken for a phrase) with its boxes, and a
+    question of a task Florence-2 has starts with its task token."""
+    import dataclasses
+    import types
+
+    from conftest import SAMPLE_RECIPE, copy_of
+    from transformers.models.florence2.processing_florence2 import Florence2PostProcessor
+
+    from rcforge.pipelines.build import build
+    from rcforge.recipe import load_recipe
+
+    out = copy_of(sample_build, tmp_path)
+    recipe = load_recipe(str(SAMPLE_RECIPE))
+    recipe = dataclasses.replace(recipe, render=dataclasses.replace(recipe.render, per_image=20, turns_per_dialogue=3,
+                                                                    coordinates="florence2"))
+    build(recipe, str(out), progress=False)
+    post = Florence2PostProcessor(config={}, tokenizer=types.SimpleNamespace(all_special_tokens=[]))
+    fmt = coordinates.get("florence2")
+    answers = tokens = 0
+    for shard in sorted((out / "dialogues").glob("part-*.parquet")):
+        for row in pq.read_table(shard).to_pylist():
+            turns, w, h = row["conversations"], row["width"], row["height"]
+            for k, (question, answer) in enumerate(zip(turns[::2], turns[1::2])):
+                task = row["turns"][k]["task"]
+                if fmt.task_id(task):
+                    assert question["value"].removeprefix("<image>\n").startswith(fmt.task_id(task))
+                    tokens += 1
+                if "<loc_" not in answer["value"] or not fmt.parse(answer["value"], w, h):
+                    continue
+                found = post.parse_description_with_bboxes_from_text_and_spans(answer["value"], (w, h))
+                phrases = {item["cat_name"].strip() for item in found}  # one instance a box
+                segments = {t.strip() for t in re.split(r"(?:<loc_\d+>)+", answer["value"]) if t.strip()}
+                assert phrases == segments and len(found) == len(fmt.parse(answer["value"], w, h)), \
+                    (answer["value"], found)
+                assert not any(p.lower().startswith(("it is", "there are", "the answer")) for p in phrases), answer
+                assert re.fullmatch(r"(?:[^<]*(?:<loc_\d+>){4})+", answer["value"]), answer["value"]
+                answers += 1
+    assert answers > 50 and tokens > 5, (answers, tokens)
