@@ -577,27 +577,57 @@ class QwenJSON(Formatter):
         return [(int(a) / sx, int(b) / sy, int(c) / sx, int(d) / sy) for a, b, c, d in _JSON_BOX.findall(text)]
 
 
+def llamafactory_regularize(width: int, height: int, image_max_pixels: int, image_min_pixels: int) -> tuple[int, int]:
+    """(width, height) of an image as LLaMA-Factory hands it to a Qwen2-VL-family processor: shrunk below
+    ``image_max_pixels`` and grown above ``image_min_pixels`` (int-truncated), at least 28 a side, no more
+    elongated than 200:1 (hiyouga/LLaMA-Factory src/llamafactory/data/mm_plugin.py, BasePlugin._preprocess_image
+    :218-235 and Qwen2VLPlugin._preprocess_image :2261-2275 [ff6d4d1])."""
+    if width * height > image_max_pixels:
+        factor = math.sqrt(image_max_pixels / (width * height))
+        width, height = int(width * factor), int(height * factor)
+    if width * height < image_min_pixels:
+        factor = math.sqrt(image_min_pixels / (width * height))
+        width, height = int(width * factor), int(height * factor)
+    if min(width, height) < 28:
+        width, height = max(width, 28), max(height, 28)
+    if width / height > 200:
+        width, height = height * 180, height
+    if height / width > 200:
+        width, height = width, width * 180
+    return width, height
+
+
 class Qwen25VL(QwenJSON):
     """Qwen2.5-VL: absolute pixels of the resized image (`smart_resize` with this format's frame limits), the
-    right and bottom edge written W' - 1 and H' - 1 as Qwen's converter clamps them."""
+    right and bottom edge written W' - 1 and H' - 1 as Qwen's converter clamps them. With ``image_max_pixels``
+    (LLaMA-Factory's setting) the image is first shrunk as LLaMA-Factory does (`llamafactory_regularize`)."""
 
     name = "qwen2_5_vl"
-    #: the frame settings a recipe may give (``render.frame``), with the processor's defaults
-    FRAME = {"factor": FACTOR, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS}
+    #: the frame settings a recipe may give (``render.frame``), with the processor's defaults; image_max_pixels
+    #: and image_min_pixels are LLaMA-Factory's (0: not trained through LLaMA-Factory)
+    FRAME = {"factor": FACTOR, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "image_max_pixels": 0,
+             "image_min_pixels": 0}
 
-    def __init__(self, factor: int = FACTOR, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS):
+    def __init__(self, factor: int = FACTOR, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS,
+                 image_max_pixels: int = 0, image_min_pixels: int = 0):
         self.factor, self.min_pixels, self.max_pixels = factor, min_pixels, max_pixels
+        self.image_max_pixels, self.image_min_pixels = image_max_pixels, image_min_pixels
 
     def framed(self, frame: Mapping) -> "Qwen25VL":
         return Qwen25VL(**{k: int(frame.get(k, v)) for k, v in self.FRAME.items()})
 
     @property
+    def frame_settings(self) -> dict:
+        return {k: getattr(self, k) for k in self.FRAME}
+
+    @property
     def params(self) -> dict:
-        return {"frame": "smart_resize", "factor": self.factor, "min_pixels": self.min_pixels,
-                "max_pixels": self.max_pixels, "unit": "1 resized pixel", "rounding": "round", "max": "W' - 1",
-                "answer": "json"}
+        return {"frame": "smart_resize", **self.frame_settings, "unit": "1 resized pixel", "rounding": "round",
+                "max": "W' - 1", "answer": "json"}
 
     def scale(self, w: int, h: int) -> tuple[int, int]:
+        if self.image_max_pixels or self.image_min_pixels:
+            w, h = llamafactory_regularize(w, h, self.image_max_pixels or 2**62, self.image_min_pixels)
         rh, rw = smart_resize(h, w, self.factor, self.min_pixels, self.max_pixels)
         return rw, rh
 

@@ -32,7 +32,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rcforge import fsio, images
+from rcforge import coordinates, fsio, images
+from rcforge.config import Range, number_flag
 from rcforge.errors import InputError
 from rcforge.manifest import Manifest
 
@@ -82,6 +83,42 @@ def _internvl_meta(file: str, count: int, image_root: str | None) -> dict[str, d
 
 
 @dataclass(frozen=True)
+class TrainerSettings:
+    """The image settings the trainer is given, which decide the frame of a format that prints pixels of the
+    processed image (qwen2_5_vl): LLaMA-Factory's ``image_max_pixels`` / ``image_min_pixels`` (its defaults,
+    src/llamafactory/hparams/model_args.py ProcessorArguments :305-312 [ff6d4d1]) and ms-swift's ``MAX_PIXELS``
+    (qwen_vl_utils' default, the processor's)."""
+
+    image_max_pixels: int = 768 * 768
+    image_min_pixels: int = 32 * 32
+    max_pixels: int = 16384 * 28 * 28
+
+
+def _llamafactory_frame(t: TrainerSettings) -> dict:
+    return {"image_max_pixels": t.image_max_pixels, "image_min_pixels": t.image_min_pixels}
+
+
+def _llamafactory_notes(t: TrainerSettings, relative: bool, framed: bool) -> list[str]:
+    notes = []
+    if framed:
+        notes.append(f"LLaMA-Factory: train with image_max_pixels: {t.image_max_pixels} and image_min_pixels: "
+                     f"{t.image_min_pixels} (the frame the build's pixel boxes were checked against)")
+    if relative:
+        notes.append("LLaMA-Factory: set media_dir to the folder that holds one sub-folder per source (the image "
+                     "paths are <source>/<path>, resolved against media_dir)")
+    return notes
+
+
+def _swift_frame(t: TrainerSettings) -> dict:
+    return {"max_pixels": t.max_pixels}
+
+
+def _swift_notes(t: TrainerSettings, relative: bool, framed: bool) -> list[str]:
+    return [f"ms-swift: run with MAX_PIXELS={t.max_pixels} (the frame the build's pixel boxes were checked "
+            f"against)"] if framed else []
+
+
+@dataclass(frozen=True)
 class ExportKind:
     name: str
     item: Callable[[dict, str], dict]
@@ -96,6 +133,11 @@ class ExportKind:
     #: the formats whose template in this trainer learns one round per item: each dialogue is written as one item
     #: per question-answer round instead of losing its earlier rounds
     single_round: tuple[str, ...] = ()
+    #: the frame settings (``render.frame``) this trainer gives images, from what it is told; None: the
+    #: processor's defaults
+    frame: Callable[[TrainerSettings], dict] | None = None
+    #: the settings its user must give the trainer, written beside FILE (``<stem>.training.txt``)
+    notes: Callable[[TrainerSettings, bool, bool], list[str]] | None = None
 
 
 #: Qwen2-VL, Qwen2.5-VL and Qwen3-VL: LLaMA-Factory's qwen2_vl / qwen3_vl templates and ms-swift's qwen templates
@@ -103,12 +145,13 @@ _QWEN_MESSAGES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 KINDS = {kind.name: kind for kind in (
     ExportKind("llava", _llava, coordinates=("pink", "shikra", "minigpt_v2")),
     # LLaMA-Factory has no Florence-2 or Kosmos-2 template (src/llamafactory/data/template.py registers none)
-    ExportKind("sharegpt", _messages, sidecars=_dataset_info, coordinates=_QWEN_MESSAGES),
+    ExportKind("sharegpt", _messages, sidecars=_dataset_info, coordinates=_QWEN_MESSAGES, frame=_llamafactory_frame,
+               notes=_llamafactory_notes),
     # ms-swift has no Kosmos-2 template; its Florence-2 one is an encoder-decoder template that encodes the last
     # query only, loss on the last round (modelscope/ms-swift swift/llm/template/template/microsoft.py,
     # FlorenceTemplate: is_encoder_decoder, _encode takes inputs.to_history()["query"])
     ExportKind("swift", _messages, suffixes=(".jsonl",), coordinates=(*_QWEN_MESSAGES, "florence2"),
-               single_round=("florence2",)),
+               single_round=("florence2",), frame=_swift_frame, notes=_swift_notes),
     ExportKind("internvl", _internvl, suffixes=(".jsonl",), sidecars=_internvl_meta, coordinates=("internvl",)),
     ExportKind("qwen_vl", _qwen_vl, suffixes=(".json",), coordinates=("qwen_vl",)),
 )}
@@ -131,6 +174,56 @@ def check_coordinates(spec: ExportKind, built: str) -> None:
     raise InputError(f"export {spec.name}: this build prints its boxes in the {built!r} format, which the "
                      f"{spec.name} trainer does not train (it trains {', '.join(spec.coordinates)}): {elsewhere}, "
                      f"or build again with {wanted} (or render.coordinates in the recipe)")
+
+
+def check_frame(spec: ExportKind, built_format: str, params: dict, out: str, trainer: TrainerSettings) -> None:
+    """Refuse an export whose trainer would see an image in another frame than the one the build printed its
+    pixel boxes for (only qwen2_5_vl prints pixels of the processed image), naming the image size, both frames
+    and the ``render.frame`` that gives the trainer's."""
+    base = coordinates.get(built_format)
+    if not base.FRAME:
+        return
+    built = base.framed(params)
+    wanted = base.framed(spec.frame(trainer) if spec.frame else {})
+    for w, h in _sizes(out):
+        if built.scale(w, h) == wanted.scale(w, h):
+            continue
+        settings = {k: v for k, v in wanted.frame_settings.items() if v != base.FRAME[k]}
+        given = ", ".join(f"{k}: {v}" for k, v in settings.items())
+        raise InputError(
+            f"export {spec.name}: its trainer, as set ({', '.join(f'{k}={v}' for k, v in spec.frame(trainer).items())}), "
+            f"gives a {w}x{h} image the frame "
+            f"{'x'.join(map(str, wanted.scale(w, h)))}, but this build printed its {built_format} boxes for "
+            f"{'x'.join(map(str, built.scale(w, h)))}; build again with render.frame: {{{given}}} in the recipe, "
+            f"or give export the settings the trainer will really use")
+
+
+def _sizes(out: str) -> set[tuple[int, int]]:
+    """Every (width, height) of the build's dialogues (two columns read, shard by shard)."""
+    fs, path = fsspec.core.url_to_fs(out)
+    sizes: set[tuple[int, int]] = set()
+    for shard in sorted(fs.glob(fsio.join(path, "dialogues", "part-*.parquet"))):
+        with fs.open(shard, "rb") as f:
+            try:
+                table = pq.read_table(f, columns=["width", "height"])
+            except (pa.ArrowException, ValueError) as err:
+                raise InputError(f"export: {shard} does not read ({fsio.first_line(err)}); rcforge validate OUT "
+                                 f"lists what is damaged") from None
+        sizes.update(zip(table.column("width").to_pylist(), table.column("height").to_pylist()))
+    return sizes
+
+
+def _write_notes(spec: ExportKind, file: str, trainer: TrainerSettings, relative: bool, framed: bool) -> None:
+    """The trainer settings the export assumed, beside FILE and on stderr: what its user must set."""
+    notes = spec.notes(trainer, relative, framed) if spec.notes else []
+    if not notes:
+        return
+    path = fsio.join(os.path.dirname(file) or ".", f"{_stem(file)}.training.txt")
+    fs, local = fsspec.core.url_to_fs(path)
+    with fsio.atomic_write(fs, local, "w") as f:
+        f.write("\n".join(notes) + "\n")
+    for note in notes:
+        print(f"export {spec.name}: {note}", file=sys.stderr)
 
 
 def rounds(row: dict) -> list[dict]:
@@ -215,8 +308,10 @@ def _batches(out: str):
                                  f"validate OUT lists what is damaged") from None
 
 
-def export(kind: str, out: str, file: str, *, relative: bool = False, image_root: str | None = None) -> int:
-    """Write the build's dialogues in ``kind``'s form to ``file`` (and its sidecar files); returns the count."""
+def export(kind: str, out: str, file: str, *, relative: bool = False, image_root: str | None = None,
+           trainer: TrainerSettings = TrainerSettings()) -> int:
+    """Write the build's dialogues in ``kind``'s form to ``file`` (and its sidecar files); returns the count.
+    ``trainer``: the image settings the trainer will be given (the frame of pixel coordinates)."""
     if kind not in KINDS:
         raise InputError(f"export: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
     spec = KINDS[kind]
@@ -229,6 +324,7 @@ def export(kind: str, out: str, file: str, *, relative: bool = False, image_root
     manifest = Manifest.load(out, "export", "rcforge build")
     if manifest.build is not None:  # without a build there are no dialogues: _batches says so
         check_coordinates(spec, manifest.build.coordinates)
+        check_frame(spec, manifest.build.coordinates, manifest.build.coordinate_params or {}, out, trainer)
     paths = ImagePaths(manifest.image_roots(), relative=relative, image_root=image_root)
     sidecars = {}
     if spec.sidecars:  # read (and refuse) an existing sidecar before the data is written, not after
@@ -244,6 +340,8 @@ def export(kind: str, out: str, file: str, *, relative: bool = False, image_root
             path = fsio.join(os.path.dirname(file) or ".", name)
             fs, local = fsspec.core.url_to_fs(path)
             fsio.write_json(fs, local, {**sidecars[name], **entry})
+    framed = manifest.build is not None and bool(coordinates.get(manifest.build.coordinates).FRAME)
+    _write_notes(spec, file, trainer, relative, framed)
     if left_out:
         print(f"export: left out {left_out:,} dialogue(s) whose image path cannot be passed on, e.g. {first}",
               file=sys.stderr)
@@ -302,8 +400,16 @@ def add_arguments(parser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--relative", action="store_true", help="image paths as <source>/<path>")
     where.add_argument("--image-root", help="image paths relative to this folder")
+    defaults = TrainerSettings()
+    parser.add_argument("--image-max-pixels", type=number_flag(int, Range(1)), default=defaults.image_max_pixels,
+                        help="LLaMA-Factory's image_max_pixels for the training run (sharegpt; default %(default)s)")
+    parser.add_argument("--image-min-pixels", type=number_flag(int, Range(0)), default=defaults.image_min_pixels,
+                        help="LLaMA-Factory's image_min_pixels (sharegpt; default %(default)s)")
+    parser.add_argument("--max-pixels", type=number_flag(int, Range(1)), default=defaults.max_pixels,
+                        help="ms-swift's MAX_PIXELS for the training run (swift; default %(default)s)")
 
 
 def main(args, rest) -> None:
-    n = export(args.format, args.out, args.file, relative=args.relative, image_root=args.image_root)
+    trainer = TrainerSettings(args.image_max_pixels, args.image_min_pixels, args.max_pixels)
+    n = export(args.format, args.out, args.file, relative=args.relative, image_root=args.image_root, trainer=trainer)
     print(f"wrote {n:,} dialogues to {args.file}")

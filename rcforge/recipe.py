@@ -371,7 +371,8 @@ def frame_from_mapping(raw: Any, fmt: str) -> dict:
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise RecipeError(f"render.frame: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
-    frame = {k: check_number(v, int, FRAME_VALUE, f"render.frame.{k}") for k, v in raw.items()}
+    frame = {k: check_number(v, int, FRAME_VALUE if not k.startswith("image_") else Range(0, 2**40),
+                             f"render.frame.{k}") for k, v in raw.items()}
     merged = {**allowed, **frame}
     if merged["min_pixels"] > merged["max_pixels"]:
         raise RecipeError(f"render.frame: min_pixels {merged['min_pixels']} is more than max_pixels "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 
 import pyarrow.parquet as pq
@@ -215,3 +216,118 @@ def test_florence2_answers_are_its_grammar_as_its_post_processor_reads_them(samp
                 assert re.fullmatch(r"(?:[^<]*(?:<loc_\d+>){4})+", answer["value"]), answer["value"]
                 answers += 1
     assert answers > 50 and tokens > 5, (answers, tokens)
+
+
+# -- copied: hiyouga/LLaMA-Factory@ff6d4d1 src/llamafactory/data/mm_plugin.py -----------------------------------------
+# BasePlugin._preprocess_image (:218-235) and Qwen2VLPlugin._preprocess_image (:2261-2275), as one function over an
+# image object; the Qwen2-VL image processor then applies smart_resize with its own limits (3136, 12845056).
+def llamafactory_preprocess_image(image, image_max_pixels: int, image_min_pixels: int, **kwargs):
+    if (image.width * image.height) > image_max_pixels:
+        resize_factor = math.sqrt(image_max_pixels / (image.width * image.height))
+        width, height = int(image.width * resize_factor), int(image.height * resize_factor)
+        image = image.resize((width, height))
+
+    if (image.width * image.height) < image_min_pixels:
+        resize_factor = math.sqrt(image_min_pixels / (image.width * image.height))
+        width, height = int(image.width * resize_factor), int(image.height * resize_factor)
+        image = image.resize((width, height))
+
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+
+    if min(image.width, image.height) < 28:
+        width, height = max(image.width, 28), max(image.height, 28)
+        image = image.resize((width, height))
+
+    if image.width / image.height > 200:
+        width, height = image.height * 180, image.height
+        image = image.resize((width, height))
+
+    if image.height / image.width > 200:
+        width, height = image.width, image.width * 180
+        image = image.resize((width, height))
+
+    return image
+# -- end of the copied code -------------------------------------------------------------------------------------
+
+
+class _Size:
+    """An image as far as the preprocessing looks at it (its size and mode), without its pixels."""
+
+    mode = "RGB"
+
+    def __init__(self, width: int, height: int):
+        self.width, self.height = width, height
+
+    def resize(self, size):
+        return _Size(*size)
+
+
+@pytest.mark.parametrize("image_max_pixels", [768 * 768, 512 * 512, 1024 * 1024])
+@settings(max_examples=150, deadline=None)
+@given(w=st.integers(64, 4000), h=st.integers(64, 3000))
+def test_the_llamafactory_frame_is_its_preprocessing_then_the_processors_resize(image_max_pixels, w, h):
+    image = llamafactory_preprocess_image(_Size(w, h), image_max_pixels, 32 * 32)
+    rh, rw = smart_resize(image.height, image.width, 28, 56 * 56, 16384 * 28 * 28)
+    fmt = coordinates.get("qwen2_5_vl", {"image_max_pixels": image_max_pixels, "image_min_pixels": 32 * 32})
+    assert fmt.scale(w, h) == (rw, rh)
+
+
+def test_the_issues_example_frame():
+    """A 1920x1080 image: 1036x588 in LLaMA-Factory (default image_max_pixels), 1932x1092 without it."""
+    lf = coordinates.get("qwen2_5_vl", {"image_max_pixels": 768 * 768, "image_min_pixels": 32 * 32})
+    assert lf.scale(1920, 1080) == (1036, 588)
+    assert coordinates.get("qwen2_5_vl").scale(1920, 1080) == (1932, 1092)
+
+
+@pytest.mark.slow
+def test_an_export_in_another_frame_is_refused_and_the_build_for_it_exports(sample_build, tmp_path, capsys):
+    """LLaMA-Factory told image_max_pixels 200000 sees the sample's 800x600 images smaller than a build for the
+    processor's defaults printed them: refused, naming the render.frame to build with; a build with it exports,
+    writes the settings to give LLaMA-Factory beside the file, and every box equals Qwen's converter in the frame
+    LLaMA-Factory gives that image."""
+    import dataclasses
+    import shutil
+
+    from conftest import SAMPLE_RECIPE
+
+    from rcforge import cli
+    from rcforge.pipelines.build import build
+    from rcforge.recipe import load_recipe
+
+    out = tmp_path / "out"
+    shutil.copytree(sample_build, out)
+    recipe = load_recipe(str(SAMPLE_RECIPE))
+    default = dataclasses.replace(recipe, render=dataclasses.replace(recipe.render, coordinates="qwen2_5_vl"))
+    build(default, str(out), progress=False)
+    target = tmp_path / "lf" / "data.json"
+    target.parent.mkdir()
+    flags = ["--image-max-pixels", "200000"]
+    assert cli.main(["export", "sharegpt", str(out), str(target), *flags]) == 1
+    err = capsys.readouterr().err
+    assert "render.frame: {image_max_pixels: 200000, image_min_pixels: 1024}" in err and "800x600" in err, err
+    assert not target.exists()
+
+    framed = dataclasses.replace(default, render=dataclasses.replace(
+        default.render, frame={"image_max_pixels": 200000, "image_min_pixels": 1024}))
+    build(framed, str(out), progress=False)
+    assert cli.main(["export", "sharegpt", str(out), str(target), *flags]) == 0
+    notes = (target.parent / "data.training.txt").read_text()
+    assert "image_max_pixels: 200000" in notes and "image_min_pixels: 1024" in notes
+    items = json.loads(target.read_text())
+    checked = 0
+    from PIL import Image
+
+    for item in items:
+        if not os.path.exists(item["images"][0]):  # the sample bundles the images of four sources
+            continue
+        with Image.open(item["images"][0]) as img:
+            w, h = img.size
+        image = llamafactory_preprocess_image(_Size(w, h), 200000, 1024)
+        rh, rw = smart_resize(image.height, image.width, 28, 56 * 56, 16384 * 28 * 28)
+        for message in item["messages"]:
+            for box in re.findall(r'"bbox_2d": \[(\d+), (\d+), (\d+), (\d+)\]', message["content"]):
+                x1, y1, x2, y2 = map(int, box)
+                assert x2 <= rw - 1 and y2 <= rh - 1 and x1 < x2 and y1 < y2, (item, rw, rh)
+                checked += 1
+    assert checked > 5
