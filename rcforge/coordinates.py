@@ -135,6 +135,11 @@ class Formatter:
         """This format set to ``frame``'s settings (only those in `FRAME` count; a format without one ignores it)."""
         return self
 
+    def frame_size(self, w: int, h: int) -> list[int] | None:
+        """[W', H'] of the processed image its numbers are pixels of (a dialogue's ``frame``); None when they are
+        relative to the image."""
+        return None
+
     @property
     def params(self) -> dict:
         """What a trainer must know to read the numbers back: recorded in the build's manifest."""
@@ -624,6 +629,9 @@ class Qwen25VL(QwenJSON):
     def params(self) -> dict:
         return {"frame": "smart_resize", **self.frame_settings, "unit": "1 resized pixel", "rounding": "round",
                 "max": "W' - 1", "answer": "json"}
+
+    def frame_size(self, w: int, h: int) -> list[int]:
+        return list(self.scale(w, h))
 
     def scale(self, w: int, h: int) -> tuple[int, int]:
         if self.image_max_pixels or self.image_min_pixels:

@@ -185,7 +185,7 @@ class Renderer:
             "width": w, "height": h, "task": first["task"], "variant": first["variant"],
             "template_id": first["template_id"], "turns": turns, "conversations": conversations,
             "boxes": boxes, "points": points, "provenance": provenance,
-            "coordinates": self.formatter.name, "seed": self.seed,
+            "coordinates": self.formatter.name, "seed": self.seed, "frame": self.formatter.frame_size(w, h),
         }
 
     def _text(self, value: str) -> str:

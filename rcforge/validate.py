@@ -267,7 +267,7 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict)
             problems.append(f"{path}: {message}")
         listed += 1
 
-    columns = ["id", "conversations", "boxes", "points", "coordinates", "width", "height"]
+    columns = ["id", "conversations", "boxes", "points", "coordinates", "width", "height", "frame"]
     for batch in _batches(fs, path, columns, problems):
         rows += batch.num_rows
         for row in batch.to_pylist():
@@ -297,6 +297,9 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict)
             if images != 1:
                 report(f"{row['id']}: {images} <image> tokens in the dialogue; one image has exactly one")
             w, h = row["width"], row["height"]
+            if row["frame"] != fmt.frame_size(w, h):
+                report(f"{row['id']}: frame {row['frame']} is not the {fmt.name} frame of a {w}x{h} image under the "
+                       f"build's settings ({fmt.frame_size(w, h)})")
             printed = [b for t in turns for b in fmt.parse(t["value"], w, h)]
             if len(printed) != len(row["boxes"]):
                 report(f"{row['id']}: {len(printed)} boxes in the text, {len(row['boxes'])} in the boxes column")

@@ -204,6 +204,9 @@ DIALOGUE = pa.schema(
         pa.field("provenance", pa.list_(pa.string()), nullable=False),
         pa.field("coordinates", pa.string(), nullable=False),
         pa.field("seed", pa.int64(), nullable=False),
+        # [W', H']: the processed image the printed pixel numbers refer to (qwen2_5_vl: the trainer's frame, from
+        # render.frame); null where the numbers are relative to the image itself
+        pa.field("frame", pa.list_(pa.int32()), nullable=True),
     ],
     metadata={"rcforge.table": "dialogue", "rcforge.schema_version": SCHEMA_VERSION},
 )

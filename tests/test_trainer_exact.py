@@ -150,6 +150,7 @@ def test_every_box_of_a_build_is_what_qwens_converter_writes(sample_build_in, fm
         for row in pq.read_table(shard).to_pylist():
             w, h = row["width"], row["height"]
             formatter = coordinates.get(fmt)
+            assert row["frame"] == (list(formatter.scale(w, h)) if fmt == "qwen2_5_vl" else None), row["frame"]
             printed = []
             for turn in row["conversations"]:
                 if fmt == "qwen2_vl":
@@ -331,3 +332,22 @@ def test_an_export_in_another_frame_is_refused_and_the_build_for_it_exports(samp
                 assert x2 <= rw - 1 and y2 <= rh - 1 and x1 < x2 and y1 < y2, (item, rw, rh)
                 checked += 1
     assert checked > 5
+
+
+def test_validate_checks_the_frame_column(sample_build_in, tmp_path):
+    """Each qwen2_5_vl row records the processed size its pixels refer to; a frame that is not the build's is
+    reported (and a relative format's row has none)."""
+    import pyarrow as pa
+    from conftest import copy_of
+
+    from rcforge import schemas
+    from rcforge.validate import validate
+
+    out = copy_of(sample_build_in("qwen2_5_vl"), tmp_path)
+    shard = sorted((out / "dialogues").glob("part-*.parquet"))[0]
+    rows = pq.read_table(shard).to_pylist()
+    assert all(r["frame"] == list(coordinates.get("qwen2_5_vl").scale(r["width"], r["height"])) for r in rows)
+    rows[0]["frame"] = [28, 28]
+    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
+    problems = validate(str(out))
+    assert any("frame [28, 28]" in p for p in problems), problems
