@@ -25,12 +25,13 @@ COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f
 THUMB = 512
 
 
-def sample(out: str, n: int, task: str | None, seed: int) -> list[dict]:
+def sample(out: str, n: int, task: str | None, seed: int, *, frame: bool = False) -> list[dict]:
     con = _connect(out)
     where = "WHERE task = $task" if task else ""
     params = {"seed": str(seed), **({"task": task} if task else {})}
+    extra = ", frame" if frame else ""  # the column builds before it lack; read only when asked for
     cursor = con.execute(f"SELECT id, source, image, width, height, task, variant, template_id, conversations, "
-                         f"boxes, points, coordinates FROM d {where} ORDER BY md5(id || $seed) LIMIT {int(n)}",
+                         f"boxes, points, coordinates{extra} FROM d {where} ORDER BY md5(id || $seed) LIMIT {int(n)}",
                          params)
     names = [c[0] for c in cursor.description]
     rows = [dict(zip(names, row)) for row in cursor.fetchall()]
@@ -50,10 +51,12 @@ def to_pixels(fmt: coordinates.Formatter, values, w: int, h: int):
     return [v * (w if i % 2 == 0 else h) for i, v in enumerate(values)]
 
 
-def draw(image_bytes: bytes | None, row: dict) -> tuple[str, bool]:
+def draw(image_bytes: bytes | None, row: dict, fmt: coordinates.Formatter | None = None,
+         frame: bool = False) -> tuple[str, bool]:
     """(the image with the dialogue's boxes and points drawn, as a data URL; whether the image itself was there).
     An image that is missing or does not read becomes a blank canvas of the record's size and aspect, so the
-    boxes still show where they are."""
+    boxes still show where they are. With ``frame``, the image as the trainer's processor gives it to the model
+    (`trainer_view`) with the boxes read back from the printed text."""
     from PIL import Image, ImageDraw, UnidentifiedImageError
 
     w, h = row["width"], row["height"]
@@ -67,21 +70,50 @@ def draw(image_bytes: bytes | None, row: dict) -> tuple[str, bool]:
     if img is None:
         side = max(w, h, 1)
         img = Image.new("RGB", (max(1, round(w * THUMB / side)), max(1, round(h * THUMB / side))), "#d9d9d9")
-    fmt = coordinates.get(row["coordinates"])
-    scale = img.width / w
+    fmt = fmt or coordinates.get(row["coordinates"])
+    if frame:
+        img, boxes, points = trainer_view(img, row, fmt)
+    else:
+        scale = img.width / w
+        boxes = [[v * scale for v in to_pixels(fmt, box, w, h)] for box in row["boxes"]]
+        points = [[v * scale for v in to_pixels(fmt, point, w, h)] for point in row["points"]]
     pen = ImageDraw.Draw(img)
     width = max(2, img.width // 200)
-    for i, box in enumerate(row["boxes"]):
-        x1, y1, x2, y2 = (v * scale for v in to_pixels(fmt, box, w, h))
-        pen.rectangle([x1, y1, x2, y2], outline=COLOURS[i % len(COLOURS)], width=width)
-    for j, point in enumerate(row["points"]):
-        x, y = (v * scale for v in to_pixels(fmt, point, w, h))
+    for i, box in enumerate(boxes):
+        pen.rectangle(box, outline=COLOURS[i % len(COLOURS)], width=width)
+    for j, (x, y) in enumerate(points):
         r = width * 3
-        pen.ellipse([x - r, y - r, x + r, y + r], outline="#ffffff", fill=point_colour(len(row["boxes"]), j))
+        pen.ellipse([x - r, y - r, x + r, y + r], outline="#ffffff", fill=point_colour(len(boxes), j))
     img.thumbnail((THUMB, THUMB))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), found
+
+
+def trainer_view(img, row: dict, fmt: coordinates.Formatter):
+    """(the image as the model sees it in training, the boxes and points in its pixels): resized to the row's
+    ``frame`` (Qwen2.5-VL's processed image), padded to Shikra's square, or the image itself for formats relative
+    to it; the boxes and points are read back from the printed text (`Formatter.parse`), not from the columns, so
+    what is drawn is what the model is taught."""
+    from PIL import Image
+
+    w, h = row["width"], row["height"]
+    texts = [t["value"] for t in row["conversations"]]
+    boxes = [b for t in texts for b in fmt.parse(t, w, h)]
+    points = [p for t in texts for p in fmt.parse_points(t, w, h)]
+    if row.get("frame"):
+        img = img.resize(tuple(row["frame"]))
+        sx, sy = img.size
+    elif fmt.name == "shikra":
+        k = img.width / w
+        ox, oy, side = coordinates.square_frame(w, h)
+        square = Image.new("RGB", (round(side * k),) * 2, "#7f7f7f")
+        square.paste(img, (round(ox * k), round(oy * k)))
+        img, sx, sy = square, square.width, square.height
+    else:
+        sx, sy = img.size
+    return (img, [[v * (sx if i % 2 == 0 else sy) for i, v in enumerate(b)] for b in boxes],
+            [[x * sx, y * sy] for x, y in points])
 
 
 def point_colour(boxes: int, index: int) -> str:
@@ -117,8 +149,9 @@ def colour_text(text: str, fmt: coordinates.Formatter, start: int, w: int, h: in
     return "".join(out).replace("\n", "<br>"), index, point
 
 
-def render_html(out: str, rows: list[dict]) -> str:
+def render_html(out: str, rows: list[dict], *, frame: bool = False) -> str:
     manifest = Manifest.load(out, "preview")
+    params = (manifest.build.coordinate_params if manifest.build else None) or {}
     roots = manifest.image_roots()
     notes = manifest.recipe.get("notes") or {}  # the recipe's per-source notes ("synthetic boxes ...")
     cards = []
@@ -132,8 +165,8 @@ def render_html(out: str, rows: list[dict]) -> str:
                 data = fsio.read_bytes(image_path, "image")
             except Exception:  # a missing image is shown as missing, whatever the filesystem says
                 data = None
-        url, found = draw(data, row)
-        fmt = coordinates.get(row["coordinates"])
+        fmt = coordinates.get(row["coordinates"], params)
+        url, found = draw(data, row, fmt, frame)
         index, point, turns = 0, 0, []
         for turn in row["conversations"]:
             text, index, point = colour_text(turn["value"], fmt, index, row["width"], row["height"],
@@ -201,13 +234,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=number_flag(int, Range(0, 2**63 - 1)), default=0, help="which sample")
     parser.add_argument("--bootstrap", action="store_true",
                         help="show bootstrap candidates (the default when OUT has no dialogues)")
+    parser.add_argument("--frame", action="store_true",
+                        help="draw each image as the trainer's processor gives it to the model (Qwen2.5-VL's "
+                             "resized frame, Shikra's padded square) with the boxes read back from the text")
 
 
 def main(args, rest) -> None:
     if args.bootstrap or not _shards(args.out, "dialogues"):
         rows, what = sample_candidates(args.out, args.n, args.seed), "bootstrap candidates"
     else:
-        rows, what = sample(args.out, args.n, args.task, args.seed), "dialogues"
+        rows, what = sample(args.out, args.n, args.task, args.seed, frame=args.frame), "dialogues"
     with fsspec.open(args.html, "w", encoding="utf-8") as f:
-        f.write(render_html(args.out, rows))
+        f.write(render_html(args.out, rows, frame=args.frame and what == "dialogues"))
     print(f"wrote {len(rows)} {what} to {args.html}")

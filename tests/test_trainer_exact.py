@@ -351,3 +351,27 @@ def test_validate_checks_the_frame_column(sample_build_in, tmp_path):
     pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
     problems = validate(str(out))
     assert any("frame [28, 28]" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("fmt", ["qwen2_5_vl", "shikra"])
+def test_preview_frame_draws_the_image_as_the_model_sees_it(sample_build_in, tmp_path, fmt):
+    """preview --frame: a Qwen2.5-VL image resized to its row's frame, a Shikra image padded to its square."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from rcforge import cli
+
+    out = sample_build_in(fmt)
+    page = tmp_path / "p.html"
+    assert cli.main(["preview", str(out), "--html", str(page), "--n", "40", "--frame"]) == 0
+    rows = {r["id"]: r for shard in sorted((out / "dialogues").glob("part-*.parquet"))
+            for r in pq.read_table(shard).to_pylist()}
+    cards = re.findall(r'data-id="([^"]+)">.*?<img src="data:image/jpeg;base64,([^"]+)"', page.read_text(), re.S)
+    assert cards
+    for card_id, data in cards:
+        row = rows[card_id]
+        size = Image.open(io.BytesIO(base64.b64decode(data))).size
+        want = row["frame"] if fmt == "qwen2_5_vl" else [max(row["width"], row["height"])] * 2
+        assert abs(size[0] / size[1] - want[0] / want[1]) < 0.02, (card_id, size, want)
