@@ -42,7 +42,10 @@ Conventions, each from the family's own code (commit in brackets):
   cell 5, ``convert_to_qwen25vl_format`` [9658872]); grounding and detection answers as a fenced JSON list
   ``[{"bbox_2d": [x1, y1, x2, y2], "label": "phrase"}]`` (the form its cookbook parses, and Qwen3-VL's
   evaluation strips, evaluation/ODinW-13/run_odinw.py:217-231); a box or point inside other text is a JSON object
-  (``{"bbox_2d": [...]}``, ``{"point_2d": [x, y]}``).
+  (``{"bbox_2d": [...]}``, ``{"point_2d": [x, y]}``): the form of Qwen's own fine-tune grounding example
+  (QwenLM/Qwen3-VL qwen-vl-finetune/README.md:106-117 [9658872], an answer ``{"bbox_2d": [135, 114, 1016, 672]}``).
+  Qwen publishes no form for a box inside a question (its cookbooks ask in words and answer in JSON), so a
+  question's box is written as that same object, which ``json.loads`` reads wherever it stands.
 - ``qwen3_vl``, Qwen3-VL: the same JSON with relative integers 0..1000 (round(v * 1000); its evaluation divides by
   1000, QwenLM/Qwen3-VL evaluation/ODinW-13/run_odinw.py:240 [9658872]).
 - ``internvl``, InternVL: ``<ref>phrase</ref><box>[[x1, y1, x2, y2], ...]</box>`` on 0..1000, truncated with

@@ -375,3 +375,52 @@ def test_preview_frame_draws_the_image_as_the_model_sees_it(sample_build_in, tmp
         size = Image.open(io.BytesIO(base64.b64decode(data))).size
         want = row["frame"] if fmt == "qwen2_5_vl" else [max(row["width"], row["height"])] * 2
         assert abs(size[0] / size[1] - want[0] / want[1]) < 0.02, (card_id, size, want)
+
+
+# -- copied: hiyouga/LLaMA-Factory@ff6d4d1 src/llamafactory/data/converter.py SharegptDatasetConverter.__call__
+# (:147-181, the role alignment; system and ranking branches left out: rcforge writes neither) and
+# mm_plugin.py BasePlugin._validate_messages (:196-206, images only) ---------------------------------------------------
+def sharegpt_align(example, dataset_attr):
+    tag_mapping = {dataset_attr["user_tag"]: "user", dataset_attr["assistant_tag"]: "assistant"}
+    odd_tags = (dataset_attr["user_tag"],)
+    even_tags = (dataset_attr["assistant_tag"],)
+    accept_tags = (odd_tags, even_tags)
+    messages = example[dataset_attr["messages"]]
+    aligned_messages = []
+    broken_data = False
+    for turn_idx, message in enumerate(messages):
+        if message[dataset_attr["role_tag"]] not in accept_tags[turn_idx % 2]:
+            broken_data = True
+            break
+        aligned_messages.append({"role": tag_mapping[message[dataset_attr["role_tag"]]],
+                                 "content": message[dataset_attr["content_tag"]]})
+    if len(aligned_messages) % 2 != 0:
+        broken_data = True
+    return None if broken_data else aligned_messages
+
+
+def validate_messages(messages, images):
+    num_image_tokens = 0
+    for message in messages:
+        num_image_tokens += message["content"].count("<image>")
+    if len(images) != num_image_tokens:
+        raise ValueError(f"The number of images does not match the number of <image> tokens in {messages}.")
+# -- end of the copied code -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_a_sharegpt_export_loads_through_llamafactorys_converter(sample_build_in, tmp_path, fmt):
+    """Every item of a sharegpt export, read as its dataset_info entry tells LLaMA-Factory to read it, aligns
+    (no item skipped as abnormal) and has one image for its one <image> placeholder."""
+    from rcforge import cli
+
+    target = tmp_path / "data.json"
+    assert cli.main(["export", "sharegpt", str(sample_build_in(fmt)), str(target)]) == 0
+    entry = json.loads((tmp_path / "dataset_info.json").read_text())["data"]
+    attr = {"messages": entry["columns"]["messages"], **entry["tags"]}
+    items = json.loads(target.read_text())
+    assert items
+    for item in items:
+        aligned = sharegpt_align(item, attr)
+        assert aligned is not None, item
+        validate_messages(aligned, item[entry["columns"]["images"]])
