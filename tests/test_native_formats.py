@@ -102,14 +102,15 @@ def test_every_format_has_a_family_parser():
     assert set(FAMILY_PARSERS) == set(coordinates.FORMATTERS)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("fmt", sorted(coordinates.FORMATTERS))
-def test_family_parsers_read_back_the_boxes_column(sample_build, tmp_path, fmt):
+def test_family_parsers_read_back_the_boxes_column(sample_build, tmp_path, fmt, seed):
     from rcforge.pipelines.build import build
 
     out = copy_of(sample_build, tmp_path)
     recipe = load_recipe(str(SAMPLE_RECIPE))
-    recipe = dataclasses.replace(recipe, render=dataclasses.replace(recipe.render, per_image=20, turns_per_dialogue=3,
-                                                                    coordinates=fmt))
+    recipe = dataclasses.replace(recipe, seed=seed, render=dataclasses.replace(
+        recipe.render, per_image=20, turns_per_dialogue=3, coordinates=fmt))
     manifest = build(recipe, str(out), progress=False)
     assert manifest.build.coordinates == fmt and manifest.build.coordinate_params
     parse, pixels = FAMILY_PARSERS[fmt]
