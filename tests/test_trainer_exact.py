@@ -424,3 +424,75 @@ def test_a_sharegpt_export_loads_through_llamafactorys_converter(sample_build_in
         aligned = sharegpt_align(item, attr)
         assert aligned is not None, item
         validate_messages(aligned, item[entry["columns"]["images"]])
+
+
+# -- copied: haotian-liu/LLaVA@c121f04 llava/train/train.py: preprocess_multimodal (:316-321, the image token moved to
+# the front; the mm_use_im_start_end and mmtag branches left out) and preprocess_v1's role check (:420-433) -----------
+def llava_sources(sources):
+    DEFAULT_IMAGE_TOKEN = "<image>"
+    for source in sources:
+        for sentence in source:
+            if DEFAULT_IMAGE_TOKEN in sentence['value']:
+                sentence['value'] = sentence['value'].replace(DEFAULT_IMAGE_TOKEN, '').strip()
+                sentence['value'] = DEFAULT_IMAGE_TOKEN + '\n' + sentence['value']
+                sentence['value'] = sentence['value'].strip()
+    roles = {"human": "USER", "gpt": "ASSISTANT"}
+    conv_roles = ("USER", "ASSISTANT")
+    prompts = []
+    for i, source in enumerate(sources):
+        if roles[source[0]["from"]] != conv_roles[0]:
+            source = source[1:]
+        messages = []
+        for j, sentence in enumerate(source):
+            role = roles[sentence["from"]]
+            assert role == conv_roles[j % 2], f"{i}"
+            messages.append((role, sentence["value"]))
+        prompts.append(messages)
+    return prompts
+
+
+# -- copied: OpenGVLab/InternVL@2410d1d internvl_chat/internvl/train/internvl_chat_finetune.py multi_modal_get_item
+# (:424-426: the first turn gets the image placeholder if it has none) ------------------------------------------------
+def internvl_first_turn(data_item):
+    if '<image>' not in data_item['conversations'][0]['value']:
+        data_item['conversations'][0]['value'] = '<image>\n' + data_item['conversations'][0]['value']
+    return data_item
+
+
+# -- copied: QwenLM/Qwen-VL@aa00ed0 finetune.py preprocess (:130, 141-143, 150-151: the roles) ------------------------
+def qwen_vl_roles(source):
+    roles = {"user": "<|im_start|>user", "assistant": "<|im_start|>assistant"}
+    if roles[source[0]["from"]] != roles["user"]:
+        source = source[1:]
+    return [roles[sentence["from"]] for sentence in source]
+# -- end of the copied code -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, fmt", [("llava", "pink"), ("llava", "shikra"), ("llava", "minigpt_v2"),
+                                       ("internvl", "internvl"), ("qwen_vl", "qwen_vl")])
+def test_an_export_loads_through_its_trainers_own_dataset_code(sample_build_in, tmp_path, kind, fmt):
+    """Each README pairing, read by its trainer's dataset code: every item keeps every turn in the trainer's role
+    order, and its one image placeholder stands where the trainer puts the image."""
+    from rcforge import cli
+
+    target = tmp_path / ("data.jsonl" if kind == "internvl" else "data.json")
+    assert cli.main(["export", kind, str(sample_build_in(fmt)), str(target)]) == 0
+    text = target.read_text()
+    items = [json.loads(line) for line in text.splitlines()] if kind == "internvl" else json.loads(text)
+    assert items
+    for item in items:
+        if kind == "llava":
+            (prompt,) = llava_sources([item["conversations"]])
+            assert len(prompt) == len(item["conversations"]) and prompt[0][0] == "USER"
+            assert sum(value.count("<image>") for _, value in prompt) == 1 and prompt[0][1].startswith("<image>\n")
+            assert os.path.isabs(item["image"])
+        elif kind == "internvl":
+            before = item["conversations"][0]["value"]
+            assert internvl_first_turn(item)["conversations"][0]["value"] == before  # the placeholder is there
+            assert sum(t["value"].count("<image>") for t in item["conversations"]) == 1
+        else:
+            roles = qwen_vl_roles(item["conversations"])
+            assert len(roles) == len(item["conversations"])
+            assert roles == ["<|im_start|>user", "<|im_start|>assistant"] * (len(roles) // 2)
+            images = re.findall(r"<img>(.*?)</img>", " ".join(t["value"] for t in item["conversations"]))
+            assert len(images) == 1 and item["conversations"][0]["value"].startswith("Picture 1: <img>")
