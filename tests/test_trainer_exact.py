@@ -496,3 +496,53 @@ def test_an_export_loads_through_its_trainers_own_dataset_code(sample_build_in, 
             assert roles == ["<|im_start|>user", "<|im_start|>assistant"] * (len(roles) // 2)
             images = re.findall(r"<img>(.*?)</img>", " ".join(t["value"] for t in item["conversations"]))
             assert len(images) == 1 and item["conversations"][0]["value"].startswith("Picture 1: <img>")
+
+
+# -- copied: modelscope/ms-swift@3602360 swift/dataset/preprocessor/core.py RowPreprocessor._check_messages (:68-84)
+# and _cast_mm_data (:87-99, images only) -----------------------------------------------------------------------------
+def swift_check_messages(row):
+    if 'messages' not in row:
+        return
+    messages = row['messages']
+    assert len(messages) > 0, f'messages: {messages}'
+    for message in messages:
+        keys = set(message.keys()) - {'role', 'content', 'loss', 'loss_scale'}
+        for key in keys:
+            message.pop(key)
+    for message in messages:
+        role, content = message['role'], message['content']
+        assert role in {'system', 'user', 'tool_call', 'tool_response', 'tool', 'assistant'}, f'message: {message}'
+        assert content is not None, f'message: {message}'
+
+
+def swift_cast_mm_data(row):
+    for key in ['images', 'rejected_images']:
+        images = row.get(key, None)
+        if images is None:
+            continue
+        if isinstance(images, str) or (isinstance(images, list) and images and isinstance(images[0], str)):
+            if isinstance(images, str):
+                images = [images]
+            for i, image in enumerate(images):
+                images[i] = {'bytes': None, 'path': image}
+            row[key] = images
+        elif isinstance(images, dict):
+            row[key] = [images]
+# -- end of the copied code -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_a_swift_export_passes_ms_swifts_row_checks(sample_build_in, tmp_path, fmt):
+    """ms-swift's own row checks over every item: its roles, content present, one image path for its one <image>
+    tag, turns alternating user/assistant from the user."""
+    from rcforge import cli
+
+    target = tmp_path / "data.jsonl"
+    assert cli.main(["export", "swift", str(sample_build_in(fmt)), str(target)]) == 0
+    for line in target.read_text().splitlines():
+        row = json.loads(line)
+        swift_check_messages(row)
+        swift_cast_mm_data(row)
+        assert [m["role"] for m in row["messages"]] == ["user", "assistant"] * (len(row["messages"]) // 2)
+        assert len(row["images"]) == 1 and os.path.isabs(row["images"][0]["path"])
+        assert sum(m["content"].count("<image>") for m in row["messages"]) == 1
