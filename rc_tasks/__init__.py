@@ -64,6 +64,9 @@ class TaskSpec:
     enumerate: Callable[[dict, Callable[[str], random.Random], Any], Iterator[TaskInstance]] | None
     enumerate_needs: tuple[str, ...]
     doc: str
+    #: what the task is in the terms model families use (`KINDS`), which a coordinate format keys its task
+    #: identifiers and answer forms on; None: a question about the image with no family convention
+    kind: str | None = None
 
     def samples(self, provided) -> bool:
         """Whether `sample` runs on records that provide the annotation kinds ``provided``."""
@@ -78,17 +81,26 @@ class TaskSpec:
 REGISTRY: Registry[TaskSpec] = Registry("task", package=__name__)
 
 
+#: task kinds a coordinate format may have a convention for: "refer" (expression -> box), "identify" (box ->
+#: expression), "detect" (name -> every box), "ground_caption" (a caption with its phrases grounded), "vqa"
+KINDS = ("refer", "identify", "detect", "ground_caption", "vqa")
+
+
 def register(name: str, config_class: type, *, variables: dict[str, tuple[set, set]], sample=None,
-             sample_needs: Sequence[str] = (), enumerate=None, enumerate_needs: Sequence[str] = ()) -> TaskSpec:
+             sample_needs: Sequence[str] = (), enumerate=None, enumerate_needs: Sequence[str] = (),
+             kind: str | None = None) -> TaskSpec:
     """Register a task under ``name`` with the annotation kinds (`rcforge.readers.ANNOTATIONS`) its sampler and
-    enumerator need; a duplicate name is an error."""
+    enumerator need and its `KINDS` kind; a duplicate name is an error."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"task {name!r}: kind {kind!r} is not one of {', '.join(KINDS)}")
     if sample is None and enumerate is None:
         raise ValueError(f"task {name!r}: give sample and/or enumerate")
     if (sample is not None and not sample_needs) or (enumerate is not None and not enumerate_needs):
         raise ValueError(f"task {name!r}: say which annotations it needs")
     module_doc = (importlib.import_module(config_class.__module__).__doc__ or "").strip()
     return REGISTRY.add(name, TaskSpec(name, config_class, variables, sample, tuple(sample_needs), enumerate,
-                                       tuple(enumerate_needs), module_doc.splitlines()[0] if module_doc else ""))
+                                       tuple(enumerate_needs), module_doc.splitlines()[0] if module_doc else "",
+                                       kind))
 
 
 def get(name: str) -> TaskSpec:

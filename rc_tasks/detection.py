@@ -44,4 +44,4 @@ def sample(record: dict, rng: random.Random, cfg: DetectionConfig) -> TaskInstan
 
 SPEC = register("detection", DetectionConfig, sample=sample, sample_needs=("object_categories",),
                 variables={"by_box": ({"object", "name"}, {"boxes", "name", "count"}),
-                           "by_name": ({"name"}, {"boxes", "name", "count"})})
+                           "by_name": ({"name"}, {"boxes", "name", "count"})}, kind="detect")

@@ -52,4 +52,4 @@ def enumerate_captions(record: dict, rng_for, cfg: FlickrGroundedCaptionConfig) 
 
 
 SPEC = register("flickr_grounded_caption", FlickrGroundedCaptionConfig, enumerate=enumerate_captions,
-                enumerate_needs=("captions",), variables={"caption": (set(), {"caption"})})
+                enumerate_needs=("captions",), variables={"caption": (set(), {"caption"})}, kind="ground_caption")

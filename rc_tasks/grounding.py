@@ -77,7 +77,7 @@ def _enumerator(task):
 
 GROUNDING = register("grounding", GroundingConfig, sample=_sampler("grounding"), sample_needs=("regions",),
                      enumerate=_enumerator("grounding"), enumerate_needs=("refs",),
-                     variables={"expression": ({"expression"}, {"box"})})
+                     variables={"expression": ({"expression"}, {"box"})}, kind="refer")
 GROUNDED_CAPTION = register("grounded_caption", GroundingConfig, sample=_sampler("grounded_caption"),
                             sample_needs=("regions",), enumerate=_enumerator("grounded_caption"),
-                            enumerate_needs=("refs",), variables={"box": ({"box"}, {"expression"})})
+                            enumerate_needs=("refs",), variables={"box": ({"box"}, {"expression"})}, kind="identify")

@@ -28,4 +28,4 @@ def enumerate_questions(record: dict, rng_for, cfg: VQAConfig) -> Iterator[TaskI
 
 
 SPEC = register("vqa", VQAConfig, enumerate=enumerate_questions, enumerate_needs=("vqa",),
-                variables={"answer": ({"question"}, {"answer"})})
+                variables={"answer": ({"question"}, {"answer"})}, kind="vqa")

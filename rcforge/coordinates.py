@@ -9,7 +9,7 @@ a new task never touches this module, and a new format never touches a task. A f
   box must not give its answer away). Where the phrase already stands right before the box in the text (a
   Flickr30K caption, "the {{ o.name }} {{ o.box }}"), tag formats wrap it in place; elsewhere they add it;
 - how several boxes of one mention are joined;
-- the answer form for grounding and detection where the family has its own (``json_tasks``: Qwen2.5-VL and
+- the answer form for grounding and detection where the family has its own (``json_kinds``: Qwen2.5-VL and
   Qwen3-VL answer with a JSON list);
 - a task identifier in front of each question (``task_ids``: MiniGPT-v2, Florence-2's task tokens);
 - answers in the family's own form instead of a template (`Formatter.answers_itself`: Qwen's JSON lists,
@@ -110,11 +110,12 @@ class Formatter:
     name = ""
     #: a phrase is printed with the boxes of an answer's mention (False: the template's text names the object)
     ties = False
-    #: tasks whose answers never tie (MiniGPT-v2's refer answers are the bare box)
-    untied_tasks: frozenset = frozenset()
-    #: tasks whose answer is the family's JSON list of boxes instead of an answer template
-    json_tasks: frozenset = frozenset()
-    #: task -> the identifier written before each of its questions
+    #: task kinds (`rcforge.rc_tasks.KINDS`: a task declares its kind, so a new task never edits a format)
+    #: whose answers never tie (MiniGPT-v2's refer answers are the bare box)
+    untied_kinds: frozenset = frozenset()
+    #: task kinds whose answer is the family's JSON list of boxes instead of an answer template
+    json_kinds: frozenset = frozenset()
+    #: task kind -> the identifier written before each of its questions
     task_ids: Mapping[str, str] = {}
     #: a phrase that stands right before its box in the text is wrapped there, not printed again
     wraps_in_place = True
@@ -176,8 +177,8 @@ class Formatter:
     def point_text(self, p: Sequence[float], w: int, h: int) -> str:
         raise NotImplementedError
 
-    def task_id(self, task: str) -> str | None:
-        """The identifier written before a question of ``task`` (None: the family has none)."""
+    def task_id(self, kind: str | None) -> str | None:
+        """The identifier written before a question of a task of ``kind`` (None: the family has none)."""
         return None
 
     #: between a task identifier and the question (MiniGPT-v2 "[refer] where...", Florence-2 "<OD>" glued)
@@ -185,17 +186,17 @@ class Formatter:
     #: the answer id recorded for an answer in the family's own form (`own_answer`)
     own_answer_id = "json"
 
-    def answers_itself(self, task: str, answer_mentions: Sequence) -> bool:
-        """Whether the answer is written in the family's own form (`own_answer`) instead of its template: the
-        ``json_tasks`` of Qwen's JSON formats; Florence-2's every answer that holds boxes."""
-        return task in self.json_tasks
+    def answers_itself(self, kind: str | None, answer_mentions: Sequence) -> bool:
+        """Whether the answer (of a task of ``kind``) is written in the family's own form (`own_answer`) instead of
+        its template: the ``json_kinds`` of Qwen's JSON formats; Florence-2's every answer that holds boxes."""
+        return kind in self.json_kinds
 
     def own_answer(self, items: list[tuple[str | None, list[Box]]], w: int, h: int) -> str:
         """The answer in the family's own form: every (phrase, boxes) of the answer's mentions."""
         return self.json_answer(items, w, h)
 
     def json_answer(self, items: list[tuple[str | None, list[Box]]], w: int, h: int) -> str:
-        """The answer of a ``json_tasks`` task: every (phrase, boxes) of the answer as one list."""
+        """The answer of a ``json_kinds`` task: every (phrase, boxes) of the answer as one list."""
         raise NotImplementedError
 
     # -- reading ----------------------------------------------------------------------------------------------
@@ -385,15 +386,15 @@ class Florence2(Grid):
     keep their questions, as Florence-2 fine-tunes do."""
 
     name, ties, truncates, top = "florence2", True, True, 999
-    task_ids = {"grounding": "<CAPTION_TO_PHRASE_GROUNDING>", "detection": "<OPEN_VOCABULARY_DETECTION>",
-                "grounded_caption": "<REGION_TO_DESCRIPTION>"}
+    task_ids = {"refer": "<CAPTION_TO_PHRASE_GROUNDING>", "detect": "<OPEN_VOCABULARY_DETECTION>",
+                "identify": "<REGION_TO_DESCRIPTION>"}
     task_id_joiner = ""
     own_answer_id = "grammar"
 
-    def task_id(self, task: str) -> str | None:
-        return self.task_ids.get(task)
+    def task_id(self, kind: str | None) -> str | None:
+        return self.task_ids.get(kind)
 
-    def answers_itself(self, task, answer_mentions) -> bool:
+    def answers_itself(self, kind, answer_mentions) -> bool:
         return any(m.boxes for m in answer_mentions) and not any(m.points for m in answer_mentions)
 
     def own_answer(self, items, w, h) -> str:
@@ -422,16 +423,16 @@ class MiniGPTv2(Grid):
     reserved = (r"</?p>|\{(?:<\d+>)+\}|<delim>|\[(?:grounding|refer|identify|detection|vqa|caption)\]|\[/?INST\]"
                 r"|</?s>|</?Img>|<ImageHere>" + ANGLES)
     point_pattern = r"\{<(\d+)><(\d+)>\}"
-    untied_tasks = frozenset({"grounding"})
-    task_ids = {"grounding": "[refer]", "grounded_caption": "[identify]", "detection": "[detection]",
-                "flickr_grounded_caption": "[grounding]", "vqa": "[vqa]"}
+    untied_kinds = frozenset({"refer"})
+    task_ids = {"refer": "[refer]", "identify": "[identify]", "detect": "[detection]", "ground_caption": "[grounding]",
+                "vqa": "[vqa]"}
     #: every other task asks a question about the image: MiniGPT-v2's [vqa]
     default_task_id = "[vqa]"
     pattern = r"(?:<p>[^<]*</p> )?\{<\d+><\d+><\d+><\d+>\}(?:<delim>\{<\d+><\d+><\d+><\d+>\})*"
     _BOX = re.compile(r"\{<(\d+)><(\d+)><(\d+)><(\d+)>\}")
 
-    def task_id(self, task: str) -> str | None:
-        return self.task_ids.get(task, self.default_task_id)
+    def task_id(self, kind: str | None) -> str | None:
+        return self.task_ids.get(kind, self.default_task_id)
 
     box_format, joiner, point_format = "{{<{}><{}><{}><{}>}}", "<delim>", "{{<{}><{}>}}"
     phrase_format = "<p>{phrase}</p> {boxes}"
@@ -535,7 +536,7 @@ class QwenJSON(Formatter):
     reserved = QWEN_TOKENS + r"|```|\{\s*\"(?:bbox_2d|point_2d)\""
     frame = r"```json\n\[|\]\n```"
     point_pattern = r'\{"point_2d": \[(\d+), (\d+)\]\}'
-    json_tasks = frozenset({"grounding", "detection"})
+    json_kinds = frozenset({"refer", "detect"})
     pattern = r'\{"bbox_2d": \[[\d, ]*\](?:, "label": "(?:[^"\\]|\\.)*")?\}|\{"point_2d": \[[\d, ]*\]\}'
 
     @property

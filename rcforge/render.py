@@ -162,14 +162,15 @@ class Renderer:
             # Coordinates are written where the text shows them, and only those boxes enter the boxes column, in
             # the order they are printed: a template that names objects without their boxes adds no box.
             question = self._write_mentions(question, mentions, w, h, boxes, points, tie=False)
-            if self.formatter.answers_itself(inst.task, mentions[asked:]):  # the family's own answer form
+            kind = self.specs[inst.task].kind
+            if self.formatter.answers_itself(kind, mentions[asked:]):  # the family's own answer form
                 aid = self.formatter.own_answer_id
                 answer = self._own_answer(mentions[asked:], w, h, boxes)
             else:
                 answer = templating.render(variant.answers[aid], {**question_vars, **answer_vars}, f"{where}.{aid}")
-                tie = self.formatter.ties and inst.task not in self.formatter.untied_tasks
+                tie = self.formatter.ties and kind not in self.formatter.untied_kinds
                 answer = self._write_mentions(answer, mentions, w, h, boxes, points, tie=tie)
-            task_id = self.formatter.task_id(inst.task)
+            task_id = self.formatter.task_id(kind)
             if task_id:
                 question = f"{task_id}{self.formatter.task_id_joiner}{question}"
             conversations.append({"from": "human", "value": ("<image>\n" if i == 0 else "") + question})

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rcforge import coordinates
+from rcforge import coordinates, rc_tasks
 from rcforge.errors import RecipeError
 
 
@@ -80,9 +80,10 @@ def test_internvl_florence2_kosmos2_and_minigpt():
     assert minigpt.box((0, 0, 539.1, 600), 900, 600) == "{<0><0><59><100>}"
     assert minigpt.boxes_text([(90, 60, 450, 600), (0, 0, 90, 60)], 900, 600, "dogs") == \
         "<p>dogs</p> {<10><10><50><100>}<delim>{<0><0><10><10>}"
-    assert minigpt.task_id("grounding") == "[refer]" and minigpt.task_id("grounded_caption") == "[identify]"
-    assert minigpt.task_id("detection") == "[detection]" and minigpt.task_id("vqa") == "[vqa]"
-    assert "grounding" in minigpt.untied_tasks  # its refer answers are the bare box
+    kinds = {name: rc_tasks.get(name).kind for name in ("grounding", "grounded_caption", "detection", "vqa", "counting")}
+    assert [minigpt.task_id(kinds[t]) for t in ("grounding", "grounded_caption", "detection", "vqa", "counting")] == \
+        ["[refer]", "[identify]", "[detection]", "[vqa]", "[vqa]"]  # a question with no kind of its own: [vqa]
+    assert "refer" in minigpt.untied_kinds  # its refer answers (the grounding task's kind) are the bare box
 
 
 def test_unknown_format_names_the_choices():
@@ -151,6 +152,15 @@ def test_the_readme_table_shows_what_each_format_prints():
     assert set(rows) == set(coordinates.FORMATTERS)
     for name, example in rows.items():
         f = coordinates.get(name)
-        phrase = "the cat" if f.ties and "grounding" not in f.untied_tasks else None
+        phrase = "the cat" if f.ties and "refer" not in f.untied_kinds else None
         printed = f.boxes_text([(0, 0, 450, 600)], 900, 600, phrase)
         assert printed in example, (name, printed, example)
+
+
+def test_formats_key_on_task_kinds_never_on_task_names():
+    """A format's task identifiers and answer forms name task kinds (`rc_tasks.KINDS`), which tasks declare: a new
+    task of a known kind gets its family's conventions without an edit to rcforge/coordinates.py."""
+    for name, fmt in coordinates.FORMATTERS.items():
+        keys = set(fmt.task_ids) | set(fmt.json_kinds) | set(fmt.untied_kinds)
+        assert keys <= set(rc_tasks.KINDS), (name, keys - set(rc_tasks.KINDS))
+    assert {rc_tasks.get(n).kind for n in rc_tasks.names()} - {None} <= set(rc_tasks.KINDS)

@@ -30,7 +30,7 @@ def test_every_formats_mentions_are_coloured_one_colour_per_box(name):
     fmt = coordinates.get(name)
     boxes = [(0, 0, 100, 100), (200, 100, 400, 300)]
     phrase = "two cats" if fmt.ties else None
-    answer = fmt.json_answer([(phrase, boxes)], 640, 480) if fmt.json_tasks else fmt.boxes_text(boxes, 640, 480, phrase)
+    answer = fmt.json_answer([(phrase, boxes)], 640, 480) if fmt.json_kinds else fmt.boxes_text(boxes, 640, 480, phrase)
     text = f"Find {fmt.box((10, 10, 50, 50), 640, 480)} near {fmt.point_text((5, 5), 640, 480)}. {answer}"
     html, index, point = colour_text(text, fmt, 0, 640, 480, boxes=3)
     assert (index, point) == (3, 1)

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rcforge import coordinates
+from rcforge import coordinates, rc_tasks
 
 
 # -- copied: QwenLM/Qwen3-VL@9658872 qwen-vl-finetune/tools/process_bbox.ipynb ---------------------------------------
@@ -202,9 +202,9 @@ def test_florence2_answers_are_its_grammar_as_its_post_processor_reads_them(samp
         for row in pq.read_table(shard).to_pylist():
             turns, w, h = row["conversations"], row["width"], row["height"]
             for k, (question, answer) in enumerate(zip(turns[::2], turns[1::2])):
-                task = row["turns"][k]["task"]
-                if fmt.task_id(task):
-                    assert question["value"].removeprefix("<image>\n").startswith(fmt.task_id(task))
+                kind = rc_tasks.get(row["turns"][k]["task"]).kind
+                if fmt.task_id(kind):
+                    assert question["value"].removeprefix("<image>\n").startswith(fmt.task_id(kind))
                     tokens += 1
                 if "<loc_" not in answer["value"] or not fmt.parse(answer["value"], w, h):
                     continue
