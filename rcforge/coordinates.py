@@ -157,6 +157,14 @@ class Formatter:
     def normalize_point(self, p: Sequence[float], w: int, h: int) -> tuple[float, float]:
         return (_clamp(p[0] / w), _clamp(p[1] / h))
 
+    def to_pixels(self, values: Sequence[float], w: int, h: int) -> list[float]:
+        """Normalized values (a box or a point) in this format's frame back to pixels of the image."""
+        return [v * (w if i % 2 == 0 else h) for i, v in enumerate(values)]
+
+    def padded_square(self, w: int, h: int) -> tuple[int, int, int] | None:
+        """(x offset, y offset, side) when the format's frame is the image padded to a square, else None."""
+        return None
+
     def tolerance(self, w: int, h: int) -> float:
         """How far a parsed value may be from the ``boxes`` column (quantization, not error)."""
         return (self.unit if self.truncates else self.unit / 2) + 1e-9
@@ -276,6 +284,13 @@ class Shikra(Formatter):
     def normalize_point(self, p, w, h):
         ox, oy, side = square_frame(w, h)
         return (_clamp((p[0] + ox) / side), _clamp((p[1] + oy) / side))
+
+    def padded_square(self, w, h):
+        return square_frame(w, h)
+
+    def to_pixels(self, values, w, h):
+        ox, oy, side = square_frame(w, h)
+        return [v * side - (ox if i % 2 == 0 else oy) for i, v in enumerate(values)]
 
     def boxes_text(self, boxes, w, h, phrase=None) -> str:
         return "[" + ";".join(",".join(f"{v:.3f}" for v in self.normalize(b, w, h)) for b in boxes) + "]"

@@ -18,7 +18,7 @@ from rcforge import coordinates, fsio, images
 from rcforge.config import Range, number_flag
 from rcforge.errors import RecipeError
 from rcforge.manifest import Manifest
-from rcforge.stats import _connect, _shards
+from rcforge.stats import connect, shards
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990",
            "#800000", "#808000", "#000075"]
@@ -26,7 +26,7 @@ THUMB = 512
 
 
 def sample(out: str, n: int, task: str | None, seed: int, *, frame: bool = False) -> list[dict]:
-    con = _connect(out)
+    con = connect(out)
     where = "WHERE task = $task" if task else ""
     params = {"seed": str(seed), **({"task": task} if task else {})}
     extra = ", frame" if frame else ""  # the column builds before it lack; read only when asked for
@@ -42,13 +42,9 @@ def sample(out: str, n: int, task: str | None, seed: int, *, frame: bool = False
 
 
 def to_pixels(fmt: coordinates.Formatter, values, w: int, h: int):
-    """Normalized values in the format's frame back to pixels (Shikra's frame is the padded square)."""
-    if fmt.name == "shikra":
-        side = max(w, h)
-        off = (side - min(w, h)) // 2
-        ox, oy = (off, 0) if w < h else (0, off)
-        return [v * side - (ox if i % 2 == 0 else oy) for i, v in enumerate(values)]
-    return [v * (w if i % 2 == 0 else h) for i, v in enumerate(values)]
+    """Normalized values in the format's frame back to pixels (`Formatter.to_pixels`: Shikra's frame is the padded
+    square)."""
+    return fmt.to_pixels(values, w, h)
 
 
 def draw(image_bytes: bytes | None, row: dict, fmt: coordinates.Formatter | None = None,
@@ -104,9 +100,9 @@ def trainer_view(img, row: dict, fmt: coordinates.Formatter):
     if row.get("frame"):
         img = img.resize(tuple(row["frame"]))
         sx, sy = img.size
-    elif fmt.name == "shikra":
+    elif fmt.padded_square(w, h):
         k = img.width / w
-        ox, oy, side = coordinates.square_frame(w, h)
+        ox, oy, side = fmt.padded_square(w, h)
         square = Image.new("RGB", (round(side * k),) * 2, "#7f7f7f")
         square.paste(img, (round(ox * k), round(oy * k)))
         img, sx, sy = square, square.width, square.height
@@ -204,7 +200,7 @@ figure {{ margin: 0; }}
 
 def sample_candidates(out: str, n: int, seed: int) -> list[dict]:
     """Bootstrap candidates as preview rows: the original box and the re-grounded one, the description as text."""
-    con = _connect(out, "c", ("bootstrap", "candidates"))
+    con = connect(out, "c", ("bootstrap", "candidates"))
     cursor = con.execute(f"SELECT * FROM c ORDER BY md5(key || '/' || object_id || '/' || sample || $seed) "
                          f"LIMIT {int(n)}", {"seed": str(seed)})
     names = [c[0] for c in cursor.description]
@@ -240,7 +236,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args, rest) -> None:
-    if args.bootstrap or not _shards(args.out, "dialogues"):
+    if args.bootstrap or not shards(args.out, "dialogues"):
         rows, what = sample_candidates(args.out, args.n, args.seed), "bootstrap candidates"
     else:
         rows, what = sample(args.out, args.n, args.task, args.seed, frame=args.frame), "dialogues"

@@ -21,25 +21,27 @@ from rcforge import fsio
 from rcforge.errors import InputError
 
 
-def _shards(out: str, *parts: str) -> list[str]:
+def shards(out: str, *parts: str) -> list[str]:
+    """The Parquet shards under OUT/<parts> (with their protocol for an object store): what `connect` reads."""
     fs, path = fsspec.core.url_to_fs(out)
-    shards = sorted(fs.glob(fsio.join(path, *parts, "part-*.parquet")))
+    found = sorted(fs.glob(fsio.join(path, *parts, "part-*.parquet")))
     if "://" in str(out):
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        shards = [f"{protocol}://{s}" for s in shards]
-    return shards
+        found = [f"{protocol}://{s}" for s in found]
+    return found
 
 
-def _connect(out: str, view: str = "d", parts: tuple[str, ...] = ("dialogues",)):
+def connect(out: str, view: str = "d", parts: tuple[str, ...] = ("dialogues",)):
+    """A DuckDB connection with the shards under OUT/<parts> as the view ``view`` (stats, report and preview)."""
     import duckdb
 
     con = duckdb.connect()
-    shards = _shards(out, *parts)
-    if not shards:
+    files = shards(out, *parts)
+    if not files:
         raise InputError(f"stats: no shards under {out}/{'/'.join(parts)}")
     if "://" in str(out):
         con.register_filesystem(fsspec.core.url_to_fs(out)[0])
-    con.read_parquet(shards).create_view(view)
+    con.read_parquet(files).create_view(view)
     return con
 
 
@@ -108,9 +110,9 @@ def _filled(rows: list[dict], key: str, bins) -> list[dict]:
 
 
 def compute_bootstrap(out: str) -> dict | None:
-    if not _shards(out, "bootstrap", "candidates"):
+    if not shards(out, "bootstrap", "candidates"):
         return None
-    con = _connect(out, "c", ("bootstrap", "candidates"))
+    con = connect(out, "c", ("bootstrap", "candidates"))
     r = {name: _rows(con, sql) for name, sql in BOOTSTRAP_SQL.items()}
     return {**r["totals"][0],
             "iou_histogram": [{"iou_from": b["bucket"] / 10, "iou_to": (b["bucket"] + 1) / 10, "n": b["n"]}
@@ -138,16 +140,16 @@ ANNOTATION_SQL = {
 
 def compute(out: str) -> dict:
     bootstrap = compute_bootstrap(out)
-    if not _shards(out, "dialogues"):
+    if not shards(out, "dialogues"):
         if bootstrap is None:
             raise InputError(f"stats: neither dialogue shards nor bootstrap candidates under {out}")
         return {"dialogues": 0, "boxes": 0, "by_task": [], "box_area_histogram": [],
                 "box_aspect_log2_histogram": [], "box_centre_heatmap_8x8": [[0] * 8 for _ in range(8)],
                 "counting_answers": [], "template_usage": [], "top_predicates": [], "top_categories": [],
                 "bootstrap": bootstrap}
-    con = _connect(out)
+    con = connect(out)
     r = {name: _rows(con, sql) for name, sql in SQL.items()}
-    images = _shards(out, "images", "*")
+    images = shards(out, "images", "*")
     if images:
         con.read_parquet(images).create_view("i")
         r.update({name: _rows(con, sql) for name, sql in ANNOTATION_SQL.items()})
