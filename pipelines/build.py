@@ -253,7 +253,9 @@ def _reusable_ingest(out: str, fingerprint: str, inputs: dict) -> Manifest | Non
     except InputError:
         return None  # no manifest, or one that does not read: ingest again
     fs, out_path = fsspec.core.url_to_fs(out)
-    if previous.ingest_fingerprint == fingerprint and all(fs.exists(p) for p in previous.part_paths(out_path)):
+    same_schema = previous.schema.get("image_record") == schemas.SCHEMA_VERSION  # records of an older rcforge
+    if (previous.ingest_fingerprint == fingerprint and same_schema
+            and all(fs.exists(p) for p in previous.part_paths(out_path))):
         return dataclasses.replace(previous, build=None)
     if previous.ingest_fingerprint:
         changed = sorted(p for p, fp in inputs.items() if previous.inputs.get(p) != fp)

@@ -48,6 +48,8 @@ class TaskInstance:
     key: str | None = None
     #: a counting instance: whether its count is proven by exhaustive labels (the turn's ``count_proven``)
     count_proven: bool | None = None
+    #: a negative instance (`rcforge.rc_tasks.negatives`): the proof that its category is absent
+    negative_basis: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
-from rcforge.rc_tasks import TaskInstance, register
+from rcforge.rc_tasks import TaskInstance, negatives, register
 from rcforge.rc_tasks.common import all_boxes, merged
 
 from rcforge import english, readers
@@ -42,6 +42,8 @@ class CountingConfig:
     proven_only: bool = False
     #: count the labels a dataset claims exhaustive without verification (Objects365) as proof
     trust_claimed: bool = False
+    #: the chance of a negative question ("how many zebras?" -> 0) where the record proves a category absent
+    negative_rate: float = number(0.0, 0, 1)
 
 
 def proven(source: str, cfg: CountingConfig) -> bool:
@@ -60,7 +62,10 @@ def categories(record: dict, cfg) -> dict[str, list]:
 
 
 def sample(record: dict, rng: random.Random, cfg: CountingConfig) -> TaskInstance | None:
-    """How many objects of one category."""
+    """How many objects of one category (or, with ``negative_rate``, of a category proven absent: 0)."""
+    negative = negatives.draw(record, rng, cfg.negative_rate)
+    if negative is not None:
+        return negatives.instance("counting", *negative, answer={"count": 0}, count_proven=True)
     is_proven = proven(record["source"], cfg)
     if cfg.proven_only and not is_proven:
         return None
@@ -86,4 +91,5 @@ def sample(record: dict, rng: random.Random, cfg: CountingConfig) -> TaskInstanc
 
 SPEC = register("counting", CountingConfig, sample=sample, sample_needs=("object_categories",),
                 variables={"by_box": ({"object", "name"}, {"count", "name"}),
-                           "by_name": ({"name"}, {"count", "name"})})
+                           "by_name": ({"name"}, {"count", "name"}),
+                           negatives.VARIANT: ({"name"}, {"count", "name"})})

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from rcforge.rc_tasks import TaskInstance, register
+from rcforge.rc_tasks import TaskInstance, negatives, register
 from rcforge.rc_tasks.common import all_boxes
 from rcforge.rc_tasks.counting import categories
 
@@ -25,10 +25,15 @@ class DetectionConfig:
     by: tuple[Literal["box", "name"], ...] = ("box", "name")
     merge_iou: float = number(0.7, 0, 1, low_open=True)
     max_count: int = number(20, 1)
+    #: the chance of a negative question ("find every zebra" -> none) where the record proves a category absent
+    negative_rate: float = number(0.0, 0, 1)
 
 
 def sample(record: dict, rng: random.Random, cfg: DetectionConfig) -> TaskInstance | None:
-    """All boxes of one category."""
+    """All boxes of one category (or, with ``negative_rate``, none, of a category proven absent)."""
+    negative = negatives.draw(record, rng, cfg.negative_rate)
+    if negative is not None:
+        return negatives.instance("detection", *negative, answer={"count": 0})
     by_name = categories(record, cfg)
     if not by_name:
         return None
@@ -44,4 +49,5 @@ def sample(record: dict, rng: random.Random, cfg: DetectionConfig) -> TaskInstan
 
 SPEC = register("detection", DetectionConfig, sample=sample, sample_needs=("object_categories",),
                 variables={"by_box": ({"object", "name"}, {"boxes", "name", "count"}),
-                           "by_name": ({"name"}, {"boxes", "name", "count"})}, kind="detect")
+                           "by_name": ({"name"}, {"boxes", "name", "count"}),
+                           negatives.VARIANT: ({"name"}, {"name", "count"})}, kind="detect")

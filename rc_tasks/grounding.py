@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from rcforge.rc_tasks import Mention, TaskInstance, register
+from rcforge.rc_tasks import Mention, TaskInstance, negatives, register
 
 from rcforge.config import number
 
@@ -23,9 +23,12 @@ BOOTSTRAP_SPLIT = "bootstrap"
 
 @dataclass(frozen=True)
 class GroundingConfig:
-    """min_phrase_words: region phrases shorter than this are not used."""
+    """min_phrase_words: region phrases shorter than this are not used. negative_rate (grounding only): the chance
+    of a negative question ("where is the zebra?" -> there is none) where the record proves a category absent; for
+    enumerated refs, the chance per ref of one more, negative, question."""
 
     min_phrase_words: int = number(1, 0)
+    negative_rate: float = number(0.0, 0, 1)
 
 
 def _pairs_from_regions(record: dict, rng: random.Random, cfg) -> tuple[str, Mention, list[str]] | None:
@@ -61,6 +64,9 @@ def _instance(task: str, expression: str, mention: Mention, provenance: list[str
 
 def _sampler(task):
     def sample(record: dict, rng: random.Random, cfg: GroundingConfig) -> TaskInstance | None:
+        negative = negatives.draw(record, rng, cfg.negative_rate) if task == "grounding" else None
+        if negative is not None:
+            return negatives.instance(task, *negative)
         pair = _pairs_from_regions(record, rng, cfg)
         return None if pair is None else _instance(task, *pair)
     sample.__doc__ = f"{task} from a region description of the image"
@@ -69,15 +75,24 @@ def _sampler(task):
 
 def _enumerator(task):
     def enumerate_refs(record: dict, rng_for, cfg: GroundingConfig) -> Iterator[TaskInstance]:
+        refs = 0
         for key, text, mention, provenance in _ref_pairs(record, rng_for):
+            refs += 1
             yield _instance(task, text, mention, provenance, key=key)
+        if task == "grounding" and cfg.negative_rate > 0:
+            rng = rng_for("absent")
+            for k in range(refs):
+                negative = negatives.draw(record, rng, cfg.negative_rate)
+                if negative is not None:
+                    yield negatives.instance(task, *negative, key=f"absent:{k}")
     enumerate_refs.__doc__ = f"{task}, one instance per referring expression"
     return enumerate_refs
 
 
 GROUNDING = register("grounding", GroundingConfig, sample=_sampler("grounding"), sample_needs=("regions",),
                      enumerate=_enumerator("grounding"), enumerate_needs=("refs",),
-                     variables={"expression": ({"expression"}, {"box"})}, kind="refer")
+                     variables={"expression": ({"expression"}, {"box"}), negatives.VARIANT: ({"name"}, {"name"})},
+                     kind="refer")
 GROUNDED_CAPTION = register("grounded_caption", GroundingConfig, sample=_sampler("grounded_caption"),
                             sample_needs=("regions",), enumerate=_enumerator("grounded_caption"),
                             enumerate_needs=("refs",), variables={"box": ({"box"}, {"expression"})}, kind="identify")

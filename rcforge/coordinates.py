@@ -589,6 +589,8 @@ class QwenJSON(Formatter):
 
     def json_answer(self, items, w, h) -> str:
         objects = [self._object(b, w, h, phrase) for phrase, boxes in items for b in boxes]
+        if not objects:  # nothing there (a negative question): the empty list
+            return "```json\n[]\n```"
         lines = ",\n".join("\t" + json.dumps(o, ensure_ascii=False) for o in objects)
         return f"```json\n[\n{lines}\n]\n```"  # one object a line, as the model answers
 

@@ -207,7 +207,7 @@ def image_record(key: str, source: str, image_id, image: str, width: int, height
     """An image record (schema `rcforge.schemas.IMAGE_RECORD`) with every absent part empty or null."""
     record = {"key": key, "source": source, "image_id": str(image_id), "image": image, "width": width,
               "height": height, "split": None, "coco_id": None, "vg_id": None, "flickr_id": None,
-              "objects": [], "relations": [], "regions": [], "captions": [], "refs": [], "qas": []}
+              "objects": [], "relations": [], "regions": [], "captions": [], "refs": [], "qas": [], "absent": []}
     unknown = set(fields) - set(record)
     if unknown:
         raise TypeError(f"image_record: unknown fields {sorted(unknown)}")

@@ -75,7 +75,9 @@ class Renderer:
         self.seed = seed
         self.formatter = coordinates.get(settings.coordinates, settings.frame)
         self.specs = {name: rc_tasks.get(name) for name in settings.tasks}
-        required = {(name, v): vars_ for name, spec in self.specs.items() for v, vars_ in spec.variables.items()}
+        # a task's negative variant is needed only when the recipe asks for negatives (rc_tasks.negatives)
+        required = {(name, v): vars_ for name, spec in self.specs.items() for v, vars_ in spec.variables.items()
+                    if v != "absent" or getattr(settings.tasks[name].config, "negative_rate", 0) > 0}
         self.templates = templating.load(settings.templates, required=required)
         #: annotation texts whose reserved markup was escaped so far (the build's ledger counts them)
         self.escaped = 0
@@ -176,7 +178,8 @@ class Renderer:
             conversations.append({"from": "human", "value": ("<image>\n" if i == 0 else "") + question})
             conversations.append({"from": "gpt", "value": answer})
             turns.append({"task": inst.task, "variant": inst.variant,
-                          "template_id": f"{inst.task}.{inst.variant}.{qid}+{aid}", "count_proven": inst.count_proven})
+                          "template_id": f"{inst.task}.{inst.variant}.{qid}+{aid}", "count_proven": inst.count_proven,
+                          "negative_basis": inst.negative_basis})
             for p in inst.provenance:
                 if p not in provenance:
                     provenance.append(p)

@@ -52,6 +52,8 @@ class CocoFlavour:
     category_name: Callable[[str], str] = str
     #: whether image ids are COCO image ids (then evaluation images are excluded through them)
     coco_ids: bool = False
+    #: a checked image entry -> the category ids verified absent from it (LVIS's ``neg_category_ids``)
+    negatives: Callable[[dict], tuple[int, ...]] = lambda image: ()
 
 
 class _Categories(dict):
@@ -64,7 +66,7 @@ class _Categories(dict):
 
 IMAGE_SPILL = pa.schema([("id", pa.int64()), ("file_name", pa.string()), ("width", pa.int64()),
                          ("height", pa.int64()), ("seq", pa.int64()), ("problem", pa.string()),
-                         ("ignored", pa.list_(pa.int64()))])
+                         ("ignored", pa.list_(pa.int64())), ("negatives", pa.list_(pa.int64()))])
 ANN_SPILL = pa.schema([("id", pa.int64()), ("image_id", pa.int64()), ("category_id", pa.int64()),
                        ("x", pa.float64()), ("y", pa.float64()), ("w", pa.float64()), ("h", pa.float64()),
                        ("iscrowd", pa.int8()), ("seq", pa.int64())])
@@ -76,7 +78,11 @@ class CocoReader:
     path: str
     #: partitions of the streaming path (0: one per 64 MB of input, at least 8)
     partitions: int = 0
+    #: take the vocabulary as exhaustive although that is only claimed (Objects365's ``claimed_negatives``)
+    claimed_vocab: bool = False
     _source: str = field(init=False)
+    #: images with an annotation that broke the contract: its category is unknown, so they prove no absence
+    _unsure: set = field(init=False, default_factory=set)
 
     def __post_init__(self):
         self._source = self.flavour.source
@@ -122,8 +128,29 @@ class CocoReader:
         objects = [o for o in (self._object(a, image, b, categories) for a in anns) if o is not None]
         coco_id = image_id if self.flavour.coco_ids else None
         record = image_record(key, self._source, image_id, str(image["file_name"]), width, height, objects=objects,
-                              coco_id=coco_id)
+                              coco_id=coco_id, absent=self._absent(image, anns, categories))
         return b.finish(record, coco_id=coco_id)
+
+    def _absent(self, image: dict, anns, categories: _Categories) -> list[dict]:
+        """The categories proven absent from the image (`rcforge.schemas.ABSENT`): its verified negatives
+        (LVIS's ``neg_category_ids``: "lvis_neg") and, with ``claimed_vocab``, every category of the vocabulary
+        with no annotation in it ("claimed_vocab"). Never a category with an annotation in the image (a rejected
+        box still shows it is there), never one not exhaustively annotated there, and none at all for an image
+        holding an annotation whose category is unknown (an annotation whose image does not read could be in any
+        image: then the file proves no absence)."""
+        if image["id"] in self._unsure or None in self._unsure or any(a[1] not in categories for a in anns):
+            return []
+        present = {a[1] for a in anns}
+        present_names = {categories[c] for c in present}
+        found: dict[str, str] = {}
+        candidates = [(c, "lvis_neg") for c in sorted(image.get("negatives", ()))]
+        if self.claimed_vocab:
+            candidates += [(c, "claimed_vocab") for c in sorted(categories)]
+        for cid, basis in candidates:
+            if cid in categories and cid not in present and cid not in image["ignored"] \
+                    and categories[cid] not in present_names:
+                found.setdefault(categories[cid], basis)
+        return [{"name": name, "basis": basis} for name, basis in sorted(found.items())]
 
     def _orphans(self, image_id, anns) -> ImageResult:
         result = ImageResult(source=self._source, key=f"{self._source}/{image_id}", record=None, orphan=True)
@@ -139,6 +166,7 @@ class CocoReader:
         """An annotation that breaks the contract: one rejected object, keyed by its image when readable."""
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
         ann_id = ann.get("id") if isinstance(ann, dict) else None
+        self._unsure.add(image_id if isinstance(image_id, int) else None)
         key = f"{self._source}/{image_id if isinstance(image_id, int) and not isinstance(image_id, bool) else '?'}"
         result.items_read["object"] += 1
         result.items_rejected["object"] += 1
@@ -165,9 +193,10 @@ class CocoReader:
             file_name, ignored = self.flavour.image_fields(parsed)
         except BadRecord as err:
             return image_id, {"id": image_id, "file_name": "", "width": 0, "height": 0, "ignored": frozenset(),
-                              "problem": err}
+                              "negatives": frozenset(), "problem": err}
         return image_id, {"id": image_id, "file_name": file_name, "width": parsed["width"],
-                          "height": parsed["height"], "ignored": frozenset(ignored)}
+                          "height": parsed["height"], "ignored": frozenset(ignored),
+                          "negatives": frozenset(self.flavour.negatives(parsed))}
 
     # -- in memory ---------------------------------------------------------------------------------------------
     def _read_in_memory(self) -> Iterator[ImageResult]:
@@ -236,7 +265,7 @@ class CocoReader:
             problem = image.get("problem")
             images.add(image_id, image["file_name"], image["width"], image["height"], seq,
                        None if problem is None else "\x1f".join((problem.reason, problem.field, problem.message)),
-                       sorted(image["ignored"]))
+                       sorted(image["ignored"]), sorted(image["negatives"]))
         images.close()
         anns = _Spill(work_dir, "annotations", ANN_SPILL, n, "image_id")
         bad_anns = ImageResult(source=self._source, key=f"{self._source}/?", record=None, orphan=True)
@@ -263,8 +292,8 @@ class CocoReader:
         rows = list(zip(*cols))
         starts = np.searchsorted(ann_img, img_ids, side="left")
         ends = np.searchsorted(ann_img, img_ids, side="right")
-        file_names, widths, heights, problems, ignored = (
-            images.column(c).to_pylist() for c in ("file_name", "width", "height", "problem", "ignored"))
+        file_names, widths, heights, problems, ignored, negatives = (
+            images.column(c).to_pylist() for c in ("file_name", "width", "height", "problem", "ignored", "negatives"))
         used = np.zeros(len(rows), dtype=bool)
         previous = None
         for i, image_id in enumerate(img_ids.tolist()):
@@ -273,7 +302,7 @@ class CocoReader:
             s, e = (int(starts[i]), int(ends[i])) if not duplicate else (0, 0)
             used[s:e] = True
             image = {"id": image_id, "file_name": file_names[i], "width": widths[i], "height": heights[i],
-                     "ignored": frozenset(ignored[i] or ())}
+                     "ignored": frozenset(ignored[i] or ()), "negatives": frozenset(negatives[i] or ())}
             if problems[i]:
                 reason, field_name, message = problems[i].split("\x1f")
                 image["problem"] = BadRecord(reason, message, field=field_name)

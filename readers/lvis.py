@@ -9,7 +9,8 @@ format is COCO's (read by `rcforge.readers.coco_format`, streamed when large), w
 - labels are federated: each image lists the categories that are *not* exhaustively annotated on it
   (``not_exhaustive_category_ids``). Their boxes are kept but flagged ``ignore``, so counting, detection and
   spatial answers never ask about them (a category with an ignored box is never counted or detected). The
-  image's ``neg_category_ids`` (verified absent) are checked by the contract but not used yet;
+  image's ``neg_category_ids`` (verified absent by annotators) become the record's ``absent`` categories
+  (basis "lvis_neg"), which negative questions ask about (`rcforge.rc_tasks.negatives`);
 - category names are written with underscores (``aerosol_can``, ``bow_(weapon)``); dialogues print spaces.
 
 Image ids are COCO ids, so RefCOCO evaluation images are excluded through them, as for the other sources.
@@ -71,7 +72,8 @@ def image_fields(image: dict) -> tuple[str, tuple[int, ...]]:
 
 
 FLAVOUR = CocoFlavour(SOURCE, "LVIS annotation file", image=IMAGE, image_fields=image_fields,
-                      category_name=lambda name: name.replace("_", " "), coco_ids=True)
+                      category_name=lambda name: name.replace("_", " "), coco_ids=True,
+                      negatives=lambda image: tuple(image["neg_category_ids"]))
 
 
 @dataclass(frozen=True)

@@ -243,8 +243,21 @@ def _image(config, image_id, coco, copies, image_refs, broken_anns, bad_cats, wa
                          "category_id": parsed["category_id"], "split": parsed["split"],
                          "sentences": parsed["sentences"]})
     record = image_record(key, SOURCE, image_id, info["file_name"], info["width"], info["height"],
-                          coco_id=image_id, objects=objects, refs=out_refs)
+                          coco_id=image_id, objects=objects, refs=out_refs,
+                          absent=_absent(coco, anns, broken_anns))
     return b.finish(record, coco_id=image_id)
+
+
+def _absent(coco, anns, broken_anns) -> list[dict]:
+    """COCO's categories with no annotation in the image, proven absent: COCO marks every instance of its 80
+    classes (crowds as crowd regions), so a class with no annotation is not in the image (basis
+    "exhaustive_vocab"). An image holding an annotation that did not read, or one of an unknown category, proves
+    nothing: that annotation could be of any class."""
+    if broken_anns or any(a["category_id"] not in coco.cats for a in anns):
+        return []
+    present = {coco.cats[a["category_id"]]["name"] for a in anns}
+    names = sorted({c["name"] for c in coco.cats.values()} - present)
+    return [{"name": name, "basis": "exhaustive_vocab"} for name in names]
 
 
 def _orphans(config, refs_by_image, bad_anns_by_image, wanted, refs_path, inst_path) -> Iterator[ImageResult]:

@@ -866,7 +866,7 @@ def _join(images: dict, sec: dict[str, pa.RecordBatch], files, image_data_path, 
         pa.array([m["flickr_id"] for m in metas], pa.int64()),
         objects_col.take(pa.array(idx)), relations_col.take(pa.array(idx)), regions_col.take(pa.array(idx)),
         _empty_lists(schemas.CAPTION, len(ids)), _empty_lists(schemas.REFERRING, len(ids)),
-        _empty_lists(schemas.QA, len(ids)),
+        _empty_lists(schemas.QA, len(ids)), _empty_lists(schemas.ABSENT, len(ids)),
     ], schema=schemas.IMAGE_RECORD)
     rep = {k: v[idx] for k, v in repaired.items()}
     image_repaired = (rejected_per_image[idx] > 0) | np.any([v > 0 for v in rep.values()], axis=0)

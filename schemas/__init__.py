@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 #: Canonical box: pixel coordinates (x1, y1, x2, y2) on the original image, 0 <= x1 < x2 <= width and
 #: 0 <= y1 < y2 <= height. Readers convert every dataset's convention to this form once.
@@ -114,6 +114,15 @@ QA = pa.struct(
     ]
 )
 
+#: a category proven absent from the image, and the proof (`rcforge.rc_tasks.negatives.BASES`): LVIS's
+#: ``neg_category_ids`` ("lvis_neg"), a category of an exhaustively labelled vocabulary with no box in the image
+#: ("exhaustive_vocab": COCO's 80 classes in RefCOCO's instances), or of one only claimed exhaustive
+#: ("claimed_vocab": Objects365, when the recipe says so)
+ABSENT = pa.struct([
+    pa.field("name", pa.string(), nullable=False),
+    pa.field("basis", pa.string(), nullable=False),
+])
+
 IMAGE_RECORD = pa.schema(
     [
         # stable key, "<source>/<image id>" (RefCOCO: "refcoco/<dataset>/<image id>")
@@ -135,6 +144,8 @@ IMAGE_RECORD = pa.schema(
         pa.field("captions", pa.list_(CAPTION), nullable=False),
         pa.field("refs", pa.list_(REFERRING), nullable=False),
         pa.field("qas", pa.list_(QA), nullable=False),
+        # categories proven absent from the image (negative questions ask only about these)
+        pa.field("absent", pa.list_(ABSENT), nullable=False),
     ],
     metadata={"rcforge.table": "image_record", "rcforge.schema_version": SCHEMA_VERSION},
 )
@@ -175,6 +186,9 @@ TURN_SOURCE = pa.struct(
         # COCO-style exhaustive vocabularies), or only the count of what annotators happened to label (Visual
         # Genome); null for every other task (`rcforge.rc_tasks.counting`)
         pa.field("count_proven", pa.bool_()),
+        # a negative turn (a category proven absent, answered "none"): the proof, `rcforge.rc_tasks.negatives`
+        # ("lvis_neg", "exhaustive_vocab", "claimed_vocab"); null for every other turn
+        pa.field("negative_basis", pa.string()),
     ]
 )
 
