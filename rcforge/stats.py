@@ -77,6 +77,13 @@ SQL = {
         SELECT try_cast(regexp_extract(conversations[2].value, '\\d+') AS INTEGER) AS count, count(*) AS n
         FROM d WHERE task = 'counting' GROUP BY 1 ORDER BY 1""",
     "templates": "SELECT template_id, count(*) AS n FROM d GROUP BY 1 ORDER BY n DESC, 1",
+    # every question-answer turn by task and source, and how many are negatives (rcforge.rc_tasks.negatives)
+    "negatives": """
+        SELECT u.t.task AS task, d.source AS source, count(*) AS turns, count(u.t.negative_basis) AS negatives
+        FROM d, unnest(d.turns) AS u(t) GROUP BY ALL ORDER BY task, source""",
+    "negative_bases": """
+        SELECT u.t.negative_basis AS basis, count(*) AS n FROM d, unnest(d.turns) AS u(t)
+        WHERE u.t.negative_basis IS NOT NULL GROUP BY 1 ORDER BY 1""",
     "total": "SELECT count(*) AS dialogues, sum(len(boxes)) AS boxes FROM d",
 }
 QUERIES = list(SQL.values())
@@ -146,7 +153,7 @@ def compute(out: str) -> dict:
         return {"dialogues": 0, "boxes": 0, "by_task": [], "box_area_histogram": [],
                 "box_aspect_log2_histogram": [], "box_centre_heatmap_8x8": [[0] * 8 for _ in range(8)],
                 "counting_answers": [], "template_usage": [], "top_predicates": [], "top_categories": [],
-                "bootstrap": bootstrap}
+                "negatives": {"total": 0, "by_task_and_source": [], "by_basis": []}, "bootstrap": bootstrap}
     con = connect(out)
     r = {name: _rows(con, sql) for name, sql in SQL.items()}
     images = shards(out, "images", "*")
@@ -170,8 +177,16 @@ def compute(out: str) -> dict:
         "template_usage": r["templates"],
         "top_predicates": r.get("top_predicates", []),
         "top_categories": r.get("top_categories", []),
+        "negatives": _negatives(r["negatives"], r["negative_bases"]),
         "bootstrap": bootstrap,
     }
+
+
+def _negatives(by_task: list[dict], bases: list[dict]) -> dict:
+    """Negative turns (a category proven absent, answered none): their total, share per task and source, and
+    count per proof."""
+    rows = [{**r, "share": r["negatives"] / r["turns"] if r["turns"] else 0.0} for r in by_task if r["negatives"]]
+    return {"total": sum(r["negatives"] for r in by_task), "by_task_and_source": rows, "by_basis": bases}
 
 
 def count_tokens(out: str, tokenizer_path: str, batch_size: int = 4096) -> dict[tuple[str, str], int]:
@@ -231,6 +246,11 @@ def main(args, rest) -> None:
         table.add_row(r["source"], r["task"], f"{r['records']:,}", f"{r['turns']:,}", f"{r['characters']:,}",
                       *tokens, f"{r['boxes_per_dialogue']:.2f}", f"{r['empty_answer_rate']:.1%}")
     console.print(table)
+    neg = figures["negatives"]
+    if neg["total"]:
+        console.print(f"Negatives: {neg['total']:,} turns ask about a category proven absent ("
+                      + ", ".join(f"{b['basis']} {b['n']:,}" for b in neg["by_basis"]) + "); "
+                      + ", ".join(f"{r['source']}/{r['task']} {r['share']:.1%}" for r in neg["by_task_and_source"]))
     if any(r["n"] for r in figures["counting_answers"]):
         console.print("Counting answers: " + ", ".join(f"{r['count']}: {r['n']}" for r in figures["counting_answers"]))
     if figures["top_predicates"]:

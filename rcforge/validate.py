@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from rcforge import coordinates, fsio, generations, markup, schemas
 from rcforge import images as images_mod
 from rcforge.manifest import IMAGES_WITHOUT_DIALOGUES
+from rcforge.rc_tasks import negatives as rc_negatives
 
 
 #: ledger kind -> the image-record column holding those items
@@ -86,11 +87,14 @@ def validate(out: str, *, max_listed: int = 20, images: bool = False) -> list[st
             problems.append(f"dialogue shards on disk ({len(names)}) differ from the manifest's "
                             f"({len(build['shards'])})" + (f"; missing: {', '.join(missing[:5])}" if missing else ""))
     seen_ids: set[str] = set()
+    negatives: dict[str, list[tuple[str, str]]] = {}  # image key -> (dialogue id, category asked as absent)
     dialogues = 0
     for shard in shards:
         if _check_schema(fs, shard, schemas.DIALOGUE, problems):
             dialogues += _check_dialogues(fs, shard, problems, max_listed, seen_ids,
-                                          build.get("coordinate_params") or {})
+                                          (build or {}).get("coordinate_params") or {}, negatives)
+    if negatives:
+        _check_negatives(fs, path, manifest, negatives, problems)
     if build is not None:
         ledger = build["ledger"]
         accounted = sum(ledger.get(k, 0) for k in ("images_with_dialogues", *IMAGES_WITHOUT_DIALOGUES))
@@ -107,6 +111,40 @@ def validate(out: str, *, max_listed: int = 20, images: bool = False) -> list[st
         if _check_schema(fs, shard, schemas.PAIR, problems):
             _check_pairs(fs, shard, problems)
     return problems
+
+
+def _row_negatives(row: dict, negatives: dict, report) -> None:
+    """A dialogue's negative turns: each basis one that proves absence in its source, each with the category it
+    asks about in the provenance (``absent:<name>``), collected for `_check_negatives`."""
+    bases = [t["negative_basis"] for t in row["turns"] if t.get("negative_basis")]
+    names = [p.split(":", 1)[1] for p in row["provenance"] if p.startswith("absent:")]
+    for basis in bases:
+        if not rc_negatives.legal(row["source"], basis):
+            report(f"{row['id']}: a negative turn's basis {basis!r} proves no absence in {row['source']} images")
+    if len(names) < min(1, len(bases)):
+        report(f"{row['id']}: a negative turn names no category in the provenance (absent:<name>)")
+    for name in names:
+        negatives.setdefault(row["key"], []).append((row["id"], name))
+
+
+def _check_negatives(fs, path, manifest: dict, negatives: dict, problems) -> None:
+    """Every category a negative question asks about, against its image record: no object of the image carries
+    its name, and the record lists it as proven absent."""
+    for entry in manifest.get("sources", {}).values():
+        for part in entry.get("parts", []):
+            table = _read(fs, fsio.join(path, part), [], columns=["key", "objects", "absent"])
+            if table is None:
+                continue  # _check_source has said so
+            for key, objects, absent in zip(*(table.column(c).to_pylist() for c in ("key", "objects", "absent"))):
+                for dialogue, name in negatives.pop(key, ()):
+                    if any(name in obj["names"] for obj in objects):
+                        problems.append(f"{dialogue}: asks about {name!r} as absent, but image record {key} has an "
+                                        f"object of that name")
+                    elif name not in {a["name"] for a in absent}:
+                        problems.append(f"{dialogue}: {name!r} is not proven absent by image record {key}")
+    for key, asked in negatives.items():
+        problems.append(f"{asked[0][0]}: asks a negative question about image {key}, whose record is not in the "
+                        f"output")
 
 
 def _check_pairs(fs, path, problems) -> None:
@@ -255,9 +293,10 @@ def _check_schema(fs, path, schema, problems) -> bool:
     return True
 
 
-def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict) -> int:
+def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict, negatives: dict) -> int:
     """Check one shard's dialogues; returns its row count. ``frame``: the build's coordinate params (a format with
-    a trainer's frame reads its numbers back in that frame)."""
+    a trainer's frame reads its numbers back in that frame); ``negatives`` collects the negative questions, which
+    `_check_negatives` checks against their image records."""
     listed = 0
     rows = 0
 
@@ -267,13 +306,15 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict)
             problems.append(f"{path}: {message}")
         listed += 1
 
-    columns = ["id", "conversations", "boxes", "points", "coordinates", "width", "height", "frame"]
+    columns = ["id", "conversations", "boxes", "points", "coordinates", "width", "height", "frame", "key", "source",
+               "turns", "provenance"]
     for batch in _batches(fs, path, columns, problems):
         rows += batch.num_rows
         for row in batch.to_pylist():
             if row["id"] in seen_ids:
                 report(f"{row['id']}: the dialogue id appears twice")
             seen_ids.add(row["id"])
+            _row_negatives(row, negatives, report)
             turns = row["conversations"]
             if not turns or turns[0]["from"] != "human" or not turns[0]["value"].startswith("<image>\n"):
                 report(f"{row['id']}: the first turn is not the human's starting with <image>")

@@ -105,6 +105,7 @@ def test_report_plots_have_axes_and_fitting_labels_and_say_when_empty():
         '<p class="empty"><b>Empty</b>: no counting dialogues.</p>'
     figures = {"dialogues": 0, "boxes": 0, "by_task": [], "box_area_histogram": [], "box_aspect_log2_histogram": [],
                "box_centre_heatmap_8x8": [[0] * 8 for _ in range(8)], "counting_answers": [], "template_usage": [],
-               "top_predicates": [], "top_categories": [], "bootstrap": None}
+               "top_predicates": [], "top_categories": [], "bootstrap": None,
+               "negatives": {"total": 0, "by_task_and_source": [], "by_basis": []}}
     page = render_html("OUT", figures)
-    assert "<svg" not in page and page.count('<p class="empty">') == 11  # one line per section, no empty chart
+    assert "<svg" not in page and page.count('<p class="empty">') == 13  # one line per section, no empty chart
