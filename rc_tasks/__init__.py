@@ -50,6 +50,9 @@ class TaskInstance:
     count_proven: bool | None = None
     #: a negative instance (`rcforge.rc_tasks.negatives`): the proof that its category is absent
     negative_basis: str | None = None
+    #: a detection or counting answer that lists every instance: the proof that it is complete
+    #: (`rcforge.rc_tasks.negatives.complete_basis`), None where the labels are partial
+    complete_basis: str | None = None
 
 
 @dataclass(frozen=True)

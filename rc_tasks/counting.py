@@ -86,7 +86,8 @@ def sample(record: dict, rng: random.Random, cfg: CountingConfig) -> TaskInstanc
         question["object"] = rng.choice(groups).mention()
     return TaskInstance(task="counting", variant=f"by_{how}", question=question,
                         answer={"count": len(groups), "name": name},
-                        provenance=list(all_boxes(groups).ids), count_proven=is_proven)
+                        provenance=list(all_boxes(groups).ids), count_proven=is_proven,
+                        complete_basis=negatives.complete_basis(record["source"]))
 
 
 SPEC = register("counting", CountingConfig, sample=sample, sample_needs=("object_categories",),

@@ -44,7 +44,8 @@ def sample(record: dict, rng: random.Random, cfg: DetectionConfig) -> TaskInstan
     if how == "box":
         question["object"] = rng.choice(groups).mention()
     return TaskInstance(task="detection", variant=f"by_{how}", question=question,
-                        answer={"boxes": all_boxes(groups, name), "name": name, "count": len(groups)})
+                        answer={"boxes": all_boxes(groups, name), "name": name, "count": len(groups)},
+                        complete_basis=negatives.complete_basis(record["source"]))
 
 
 SPEC = register("detection", DetectionConfig, sample=sample, sample_needs=("object_categories",),

@@ -24,6 +24,19 @@ VARIANT = "absent"
 BASES = {"lvis_neg": ("lvis",), "exhaustive_vocab": ("refcoco",), "claimed_vocab": ("objects365",)}
 
 
+#: the proof that a detection or counting answer lists every instance, by the source's labels (`rcforge.readers.LABELS`)
+COMPLETE_BASES = {"exhaustive": "exhaustive_labels", "claimed": "claimed_labels"}
+
+
+def complete_basis(source: str) -> str | None:
+    """The proof that an answer listing every box of a category in ``source`` is complete: its labels box every
+    instance of a labelled category (LVIS: "exhaustive_labels"), or the dataset claims so ("claimed_labels":
+    Objects365); None for partial labels (Visual Genome), whose answers are what annotators marked."""
+    from rcforge import readers
+
+    return COMPLETE_BASES.get(readers.get(source).labels)
+
+
 def legal(source: str, basis: str) -> bool:
     """Whether ``basis`` proves an absence in ``source``'s records."""
     return source in BASES.get(basis, ())

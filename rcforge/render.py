@@ -179,7 +179,7 @@ class Renderer:
             conversations.append({"from": "gpt", "value": answer})
             turns.append({"task": inst.task, "variant": inst.variant,
                           "template_id": f"{inst.task}.{inst.variant}.{qid}+{aid}", "count_proven": inst.count_proven,
-                          "negative_basis": inst.negative_basis})
+                          "negative_basis": inst.negative_basis, "complete_basis": inst.complete_basis})
             for p in inst.provenance:
                 if p not in provenance:
                     provenance.append(p)

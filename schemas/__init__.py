@@ -189,6 +189,9 @@ TURN_SOURCE = pa.struct(
         # a negative turn (a category proven absent, answered "none"): the proof, `rcforge.rc_tasks.negatives`
         # ("lvis_neg", "exhaustive_vocab", "claimed_vocab"); null for every other turn
         pa.field("negative_basis", pa.string()),
+        # a detection or counting turn whose answer lists every instance: the proof that it is complete
+        # ("exhaustive_labels": LVIS; "claimed_labels": Objects365), null where the labels are partial (VG)
+        pa.field("complete_basis", pa.string()),
     ]
 )
 

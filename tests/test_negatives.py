@@ -217,3 +217,20 @@ def test_validate_reports_a_contradicted_negative(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
     problems = validate(str(out))
     assert any("as absent, but image record" in p for p in problems), problems
+
+
+def test_complete_answers_record_their_proof(records):
+    """Detection and counting answers list every merged instance; the turn says what proves that complete."""
+    for source, recs in records.items():
+        for record in recs:
+            for seed in range(40):
+                for task in (counting, detection):
+                    inst = task.sample(record, random.Random(seed), task.SPEC.config_class())
+                    if inst is not None:
+                        assert inst.complete_basis == {"lvis": "exhaustive_labels",
+                                                       "objects365": "claimed_labels"}.get(source), (source, inst)
+    vg = {"key": "vg/1", "source": "visual_genome", "width": 100, "height": 100, "absent": [], "regions": [],
+          "objects": [{"id": 1, "names": ["tree"], "box": [0, 0, 10, 10], "ignore": False, "category_id": None,
+                       "attributes": [], "synsets": []}]}
+    inst = detection.sample(vg, random.Random(0), detection.DetectionConfig())
+    assert inst is not None and inst.complete_basis is None  # Visual Genome's labels are partial
