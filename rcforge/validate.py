@@ -121,6 +121,11 @@ def _row_negatives(row: dict, negatives: dict, report) -> None:
     for basis in bases:
         if not rc_negatives.legal(row["source"], basis):
             report(f"{row['id']}: a negative turn's basis {basis!r} proves no absence in {row['source']} images")
+    for turn in row["turns"]:
+        claimed = turn.get("complete_basis")
+        if claimed is not None and claimed != rc_negatives.complete_basis(row["source"]):
+            report(f"{row['id']}: a {turn['task']} turn claims {claimed!r} completeness, which {row['source']}'s "
+                   f"labels do not give")
     if len(names) < min(1, len(bases)):
         report(f"{row['id']}: a negative turn names no category in the provenance (absent:<name>)")
     for name in names:
