@@ -33,8 +33,12 @@ def complete_basis(source: str) -> str | None:
     instance of a labelled category (LVIS: "exhaustive_labels"), or the dataset claims so ("claimed_labels":
     Objects365); None for partial labels (Visual Genome), whose answers are what annotators marked."""
     from rcforge import readers
+    from rcforge.errors import RcforgeError
 
-    return COMPLETE_BASES.get(readers.get(source).labels)
+    try:
+        return COMPLETE_BASES.get(readers.get(source).labels)
+    except RcforgeError:  # a source no reader registers (a damaged shard): nothing proves its answers complete
+        return None
 
 
 def legal(source: str, basis: str) -> bool:
