@@ -8,8 +8,10 @@ instances, Objects365's claimed vocabulary behind a switch); grounding, detectio
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -234,3 +236,28 @@ def test_complete_answers_record_their_proof(records):
                        "attributes": [], "synsets": []}]}
     inst = detection.sample(vg, random.Random(0), detection.DetectionConfig())
     assert inst is not None and inst.complete_basis is None  # Visual Genome's labels are partial
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "negative_dialogues.jsonl"
+
+
+def negative_dialogues(recs: dict[str, list[dict]]) -> str:
+    """Every negative dialogue of the module's records rendered at seed 0 and rate 0.5, one JSON line each."""
+    rows = []
+    renderer = _renderer(0.5, 0)
+    for source in sorted(recs):
+        for record in sorted(recs[source], key=lambda r: r["key"]):
+            for d in renderer.dialogues(record):
+                if any(t["negative_basis"] for t in d["turns"]):
+                    rows.append({k: d[k] for k in ("id", "template_id", "conversations", "provenance")}
+                                | {"bases": [t["negative_basis"] for t in d["turns"]]})
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+
+
+def test_golden_negative_dialogues(records):
+    """A few negative dialogues pinned: a template, task or reader change shows up as a diff. Regenerate with
+    RCFORGE_REGENERATE=1 python -m pytest tests/test_negatives.py -k golden, and review the diff."""
+    text = negative_dialogues(records)
+    if os.environ.get("RCFORGE_REGENERATE"):
+        GOLDEN.write_text(text)
+    assert text and text == GOLDEN.read_text(), "regenerate (see the docstring) and review the diff"
