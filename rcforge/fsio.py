@@ -254,6 +254,46 @@ class _Guarded(io.RawIOBase):
         return self.raw.tell()
 
 
+class _EscapeUndecodable(io.RawIOBase):
+    """A binary stream in which every byte that is not UTF-8 becomes the JSON escape of the lone surrogate that
+    ``surrogateescape`` decodes it to (0xFF -> ``\\udcff``): inside a string the parser then reads it as that
+    character, and `rcforge.contract.check_chars` rejects the one value holding it ("the byte 0xFF ... is not
+    UTF-8 text"). A sequence split between two reads is decoded whole (an incremental decoder)."""
+
+    _SURROGATE = None
+
+    def __init__(self, raw):
+        import codecs
+        import re
+
+        self.raw = raw
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+        self._pending, self._eof = b"", False
+        if _EscapeUndecodable._SURROGATE is None:
+            _EscapeUndecodable._SURROGATE = re.compile("[\udc80-\udcff]")
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all with -1); empty only at the end."""
+        while not self._pending and not self._eof or (n < 0 and not self._eof):
+            data = self.raw.read(n if n > 0 else -1)
+            self._eof = not data
+            text = self._decoder.decode(data, final=self._eof)
+            self._pending += self._SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), text).encode("utf-8")
+        if n < 0:
+            out, self._pending = self._pending, b""
+        else:
+            out, self._pending = self._pending[:n], self._pending[n:]
+        return out
+
+    def readinto(self, buffer) -> int:  # pragma: no cover (ijson reads with read())
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def iter_json(path: str, prefix: str, *, what: str = "JSON file", kv: bool = False,
               required: bool = True) -> Iterator[Any]:
     """Stream the values under ``prefix`` ("item" for a top-level array, "annotations.item", ...).
@@ -267,9 +307,10 @@ def iter_json(path: str, prefix: str, *, what: str = "JSON file", kv: bool = Fal
     """
     yielded = 0
     backend = ijson
+    undecodable = False  # the file holds bytes that are not UTF-8: read through `_EscapeUndecodable`
     while True:
         with open_binary(path, what) as handle:
-            counter = _CountingReader(handle, f"{what} {path}")
+            counter = _CountingReader(_EscapeUndecodable(handle) if undecodable else handle, f"{what} {path}")
             try:
                 stream = backend.kvitems(counter, prefix, use_float=True, buf_size=CHUNK) if kv else \
                     backend.items(counter, prefix, use_float=True, buf_size=CHUNK)
@@ -280,6 +321,9 @@ def iter_json(path: str, prefix: str, *, what: str = "JSON file", kv: bool = Fal
                     yield value
                 break
             except ijson.JSONError as err:
+                if "invalid bytes in UTF8" in str(err) and not undecodable:  # yajl's word for it
+                    undecodable, backend = True, _python_backend()
+                    continue
                 if ("integer overflow" in str(err) or "surrogate" in str(err)) and backend is ijson:
                     # yajl stops at an integer beyond 64 bits and at some lone surrogate escapes; the pure-Python
                     # parser reads them (slowly, for this file only), and the contract then rejects the record
@@ -289,6 +333,12 @@ def iter_json(path: str, prefix: str, *, what: str = "JSON file", kv: bool = Fal
                 kind = "truncated or malformed" if isinstance(err, ijson.IncompleteJSONError) else "malformed"
                 raise InputError(f"{what} {path}: {kind} JSON near byte {counter.offset}: {first_line(err)}") from None
             except UnicodeDecodeError as err:
+                if not undecodable:
+                    # bytes that are not UTF-8 inside strings: read the file again with each such byte escaped as
+                    # a lone surrogate, which the pure-Python parser keeps and the text contract rejects with its
+                    # record, instead of failing the whole file
+                    undecodable, backend = True, _python_backend()
+                    continue
                 raise InputError(f"{what} {path}: not UTF-8 text near byte {counter.offset}: {err.reason}") from None
     if not yielded:
         check_shape(path, prefix, what=what, kv=kv, required=required)

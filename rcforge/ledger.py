@@ -92,6 +92,16 @@ class SourceLedger:
         }
 
 
+def _printable(value):
+    """``value``, a string with any lone surrogate written as its backslash escape (UTF-8 cannot hold one)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 @dataclass
 class ErrorRow:
     """One row of the errors output (schema `rcforge.schemas.ERROR_RECORD`)."""
@@ -110,12 +120,13 @@ class ErrorRow:
     items: int = 1
 
     def row(self) -> dict:
-        """The row of the errors output (schema `rcforge.schemas.ERROR_RECORD`)."""
-        return {k: v for k, v in self.__dict__.items() if k != "items"}
+        """The row of the errors output (schema `rcforge.schemas.ERROR_RECORD`). Text quoted from the input (a
+        key, a value) may hold a lone surrogate (a byte that is not UTF-8): it is written as its escape."""
+        return {k: _printable(v) for k, v in self.__dict__.items() if k != "items"}
 
     def describe(self) -> str:
         where = f"{self.file}, {self.record}" + (f", field {self.field}" if self.field else "")
-        return f"{where}: {self.message} [{self.reason}]"
+        return _printable(f"{where}: {self.message} [{self.reason}]")
 
 
 @dataclass

@@ -84,7 +84,7 @@ def test_an_image_path_with_a_nul_rejects_its_image(tmp_path):
     assert cli.main(["validate", str(out)]) == 0
 
 
-@pytest.mark.parametrize("mode", ["columnar", "processes"])
+@pytest.mark.parametrize("mode", ["columnar", "processes", "per_image"])
 @pytest.mark.parametrize("file, anchor", [("objects.json", b'"names": ["'), ("region_descriptions.json", b'"phrase": "'),
                                           ("relationships.json", b'"predicate": "'),
                                           ("attributes.json", b'"attributes": ["')])
@@ -113,3 +113,33 @@ def test_bytes_that_are_not_utf8_in_visual_genome_reject_their_record_only(tmp_p
     got = {r["key"]: r for r in read_records(out, "visual_genome")}
     assert set(got) == set(clean)
     assert sum(got[k] == clean[k] for k in clean) >= len(clean) - 1  # only the image holding the byte differs
+
+
+@pytest.mark.parametrize("policy", ["skip", "error"])
+def test_a_byte_that_is_not_utf8_quoted_in_an_error_is_written_escaped(tmp_path, capsys, policy):
+    """Text quoted from the input into an error row or message (a wrong-typed value holding a byte that is not UTF-8)
+    is written with the byte escaped: the errors output and the terminal can hold it."""
+    from conftest import read_errors
+
+    root = tmp_path / "vqa"
+    root.mkdir()
+    questions = json.loads((SAMPLE / "vqav2" / "questions.json").read_text())
+    first = questions["questions"][0]["question"]
+    questions["questions"][0]["question"] = ["BAD" + first]  # a wrong type, quoted in the message
+    raw = json.dumps(questions).encode().replace(b'"BAD', b'"\xff', 1)
+    (root / "questions.json").write_bytes(raw)
+    shutil.copy(SAMPLE / "vqav2" / "annotations.json", root / "annotations.json")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({"on_bad_records": policy, "max_bad_fraction": 1.0, "verify_images": "off",
+                                  "sources": {"vqav2": {"questions": str(root / "questions.json"),
+                                                        "annotations": str(root / "annotations.json"),
+                                                        "images": str(SAMPLE / "vqav2" / "images")}}}))
+    code = cli.main(["ingest", str(recipe), "--out", str(tmp_path / "out"), "--no-progress"])
+    text = capsys.readouterr()
+    assert "Traceback" not in text.err
+    if policy == "skip":
+        assert code == 0
+        errors = read_errors(tmp_path / "out", "vqav2")
+        assert any("\\udcff" in e["message"] for e in errors), errors
+    else:
+        assert code == 1 and "questions.json" in text.err and "\\udcff" in text.err, text.err
