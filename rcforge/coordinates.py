@@ -664,18 +664,18 @@ class Qwen25VL(QwenJSON):
         sx, sy = self.scale(w, h)
         return 1.0 / min(sx, sy) + 1e-9  # half a resized pixel, and the edge written one pixel in
 
-    def ints(self, box: Box, w: int, h: int) -> list[int]:
-        """The converter's arithmetic on the pixel box: round(x * (W' / W)), clamped to [0, W' - 1]."""
+    def _pixels(self, values: Sequence[float], w: int, h: int) -> list[int]:
+        """The converter's arithmetic on pixel x, y values: round(x * (W' / W)), clamped to [0, W' - 1]."""
         sx, sy = self.scale(w, h)
-        x1, y1, x2, y2 = (_clamp(v, 0.0, float(side)) for v, side in zip(box, (w, h, w, h)))
         fx, fy = sx / w, sy / h
-        return [max(0, min(round(x1 * fx), sx - 1)), max(0, min(round(y1 * fy), sy - 1)),
-                max(0, min(round(x2 * fx), sx - 1)), max(0, min(round(y2 * fy), sy - 1))]
+        return [max(0, min(round(_clamp(v, 0.0, float(w if i % 2 == 0 else h)) * (fx if i % 2 == 0 else fy)),
+                           (sx if i % 2 == 0 else sy) - 1)) for i, v in enumerate(values)]
+
+    def ints(self, box: Box, w: int, h: int) -> list[int]:
+        return self._pixels(box, w, h)
 
     def point_text(self, p, w, h) -> str:
-        sx, sy = self.scale(w, h)
-        x, y = (_clamp(v, 0.0, float(side)) for v, side in zip(p, (w, h)))
-        return json.dumps({"point_2d": [max(0, min(round(x * sx / w), sx - 1)), max(0, min(round(y * sy / h), sy - 1))]})
+        return json.dumps({"point_2d": self._pixels(p, w, h)})
 
 
 REGISTRY: Registry[Formatter] = Registry("coordinate format")

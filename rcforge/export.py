@@ -91,7 +91,7 @@ class TrainerSettings:
 
     image_max_pixels: int = 768 * 768
     image_min_pixels: int = 32 * 32
-    max_pixels: int = 16384 * 28 * 28
+    max_pixels: int = coordinates.MAX_PIXELS
 
 
 def _llamafactory_frame(t: TrainerSettings) -> dict:
@@ -183,33 +183,27 @@ def check_frame(spec: ExportKind, built_format: str, params: dict, out: str, tra
     base = coordinates.get(built_format)
     if not base.FRAME:
         return
-    built = base.framed(params)
-    wanted = base.framed(spec.frame(trainer) if spec.frame else {})
+    told = spec.frame(trainer) if spec.frame else {}
+    built, wanted = base.framed(params), base.framed(told)
+    if built.frame_settings == wanted.frame_settings:
+        return  # the same settings give every image the same frame: no need to read the sizes
     for w, h in _sizes(out):
-        if built.scale(w, h) == wanted.scale(w, h):
+        theirs, ours = wanted.scale(w, h), built.scale(w, h)
+        if theirs == ours:
             continue
-        settings = {k: v for k, v in wanted.frame_settings.items() if v != base.FRAME[k]}
-        given = ", ".join(f"{k}: {v}" for k, v in settings.items())
+        given = ", ".join(f"{k}: {v}" for k, v in wanted.frame_settings.items() if v != base.FRAME[k])
         raise InputError(
-            f"export {spec.name}: its trainer, as set ({', '.join(f'{k}={v}' for k, v in spec.frame(trainer).items())}), "
-            f"gives a {w}x{h} image the frame "
-            f"{'x'.join(map(str, wanted.scale(w, h)))}, but this build printed its {built_format} boxes for "
-            f"{'x'.join(map(str, built.scale(w, h)))}; build again with render.frame: {{{given}}} in the recipe, "
-            f"or give export the settings the trainer will really use")
+            f"export {spec.name}: its trainer, as set ({', '.join(f'{k}={v}' for k, v in told.items())}), gives a "
+            f"{w}x{h} image the frame {theirs[0]}x{theirs[1]}, but this build printed its {built_format} boxes for "
+            f"{ours[0]}x{ours[1]}; build again with render.frame: {{{given}}} in the recipe, or give export the "
+            f"settings the trainer will really use")
 
 
 def _sizes(out: str) -> set[tuple[int, int]]:
     """Every (width, height) of the build's dialogues (two columns read, shard by shard)."""
-    fs, path = fsspec.core.url_to_fs(out)
     sizes: set[tuple[int, int]] = set()
-    for shard in sorted(fs.glob(fsio.join(path, "dialogues", "part-*.parquet"))):
-        with fs.open(shard, "rb") as f:
-            try:
-                table = pq.read_table(f, columns=["width", "height"])
-            except (pa.ArrowException, ValueError) as err:
-                raise InputError(f"export: {shard} does not read ({fsio.first_line(err)}); rcforge validate OUT "
-                                 f"lists what is damaged") from None
-        sizes.update(zip(table.column("width").to_pylist(), table.column("height").to_pylist()))
+    for _, batch in _shard_batches(out, ["width", "height"]):
+        sizes.update(zip(batch.column("width").to_pylist(), batch.column("height").to_pylist()))
     return sizes
 
 
@@ -290,8 +284,9 @@ def _check_roles(rows: list[dict], shard: str) -> None:
                                  f"OUT checks the shards)")
 
 
-def _batches(out: str):
-    """The dialogue rows of a build, shard by shard, one Arrow batch (a list of row dicts) at a time."""
+def _shard_batches(out: str, columns: list[str]):
+    """(shard, Arrow batch) of ``columns`` of a build's dialogue shards, shard by shard; a shard that does not
+    read is one `InputError` naming it."""
     fs, path = fsspec.core.url_to_fs(out)
     shards = sorted(fs.glob(fsio.join(path, "dialogues", "part-*.parquet")))
     if not shards:
@@ -299,13 +294,19 @@ def _batches(out: str):
     for shard in shards:
         with fs.open(shard, "rb") as f:
             try:
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=4096, columns=COLUMNS):
-                    rows = batch.to_pylist()
-                    _check_roles(rows, shard)
-                    yield rows
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=4096, columns=columns):
+                    yield shard, batch
             except (pa.ArrowException, ValueError) as err:  # truncated, not Parquet, or a column missing
                 raise InputError(f"export: {shard} does not read ({fsio.first_line(err)}); rcforge "
                                  f"validate OUT lists what is damaged") from None
+
+
+def _batches(out: str):
+    """The dialogue rows of a build, shard by shard, one Arrow batch (a list of row dicts) at a time."""
+    for shard, batch in _shard_batches(out, COLUMNS):
+        rows = batch.to_pylist()
+        _check_roles(rows, shard)
+        yield rows
 
 
 def export(kind: str, out: str, file: str, *, relative: bool = False, image_root: str | None = None,

@@ -7,12 +7,14 @@ that names the file and the byte offset where the parser was.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import io
 import json
 import os
 import posixpath
+import re
 import stat
 from typing import IO, Any, Iterator
 
@@ -260,17 +262,12 @@ class _EscapeUndecodable(io.RawIOBase):
     character, and `rcforge.contract.check_chars` rejects the one value holding it ("the byte 0xFF ... is not
     UTF-8 text"). A sequence split between two reads is decoded whole (an incremental decoder)."""
 
-    _SURROGATE = None
+    _SURROGATE = re.compile("[\udc80-\udcff]")
 
     def __init__(self, raw):
-        import codecs
-        import re
-
         self.raw = raw
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         self._pending, self._eof = b"", False
-        if _EscapeUndecodable._SURROGATE is None:
-            _EscapeUndecodable._SURROGATE = re.compile("[\udc80-\udcff]")
 
     def readable(self) -> bool:
         return True
@@ -320,10 +317,17 @@ def iter_json(path: str, prefix: str, *, what: str = "JSON file", kv: bool = Fal
                     yielded += 1
                     yield value
                 break
-            except ijson.JSONError as err:
-                if "invalid bytes in UTF8" in str(err) and not undecodable:  # yajl's word for it
+            except (ijson.JSONError, UnicodeDecodeError) as err:
+                if not undecodable and (isinstance(err, UnicodeDecodeError) or "invalid bytes in UTF8" in str(err)):
+                    # bytes that are not UTF-8 inside strings (yajl's "invalid bytes in UTF8", or the decoder's
+                    # error): read the file again with each such byte escaped as a lone surrogate, which the
+                    # pure-Python parser keeps and the text contract rejects with its record, instead of failing
+                    # the whole file
                     undecodable, backend = True, _python_backend()
                     continue
+                if isinstance(err, UnicodeDecodeError):
+                    raise InputError(f"{what} {path}: not UTF-8 text near byte {counter.offset}: "
+                                     f"{err.reason}") from None
                 if ("integer overflow" in str(err) or "surrogate" in str(err)) and backend is ijson:
                     # yajl stops at an integer beyond 64 bits and at some lone surrogate escapes; the pure-Python
                     # parser reads them (slowly, for this file only), and the contract then rejects the record
@@ -332,14 +336,6 @@ def iter_json(path: str, prefix: str, *, what: str = "JSON file", kv: bool = Fal
                     continue
                 kind = "truncated or malformed" if isinstance(err, ijson.IncompleteJSONError) else "malformed"
                 raise InputError(f"{what} {path}: {kind} JSON near byte {counter.offset}: {first_line(err)}") from None
-            except UnicodeDecodeError as err:
-                if not undecodable:
-                    # bytes that are not UTF-8 inside strings: read the file again with each such byte escaped as
-                    # a lone surrogate, which the pure-Python parser keeps and the text contract rejects with its
-                    # record, instead of failing the whole file
-                    undecodable, backend = True, _python_backend()
-                    continue
-                raise InputError(f"{what} {path}: not UTF-8 text near byte {counter.offset}: {err.reason}") from None
     if not yielded:
         check_shape(path, prefix, what=what, kv=kv, required=required)
 

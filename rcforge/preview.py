@@ -41,12 +41,6 @@ def sample(out: str, n: int, task: str | None, seed: int, *, frame: bool = False
     return rows
 
 
-def to_pixels(fmt: coordinates.Formatter, values, w: int, h: int):
-    """Normalized values in the format's frame back to pixels (`Formatter.to_pixels`: Shikra's frame is the padded
-    square)."""
-    return fmt.to_pixels(values, w, h)
-
-
 def draw(image_bytes: bytes | None, row: dict, fmt: coordinates.Formatter | None = None,
          frame: bool = False) -> tuple[str, bool]:
     """(the image with the dialogue's boxes and points drawn, as a data URL; whether the image itself was there).
@@ -71,8 +65,8 @@ def draw(image_bytes: bytes | None, row: dict, fmt: coordinates.Formatter | None
         img, boxes, points = trainer_view(img, row, fmt)
     else:
         scale = img.width / w
-        boxes = [[v * scale for v in to_pixels(fmt, box, w, h)] for box in row["boxes"]]
-        points = [[v * scale for v in to_pixels(fmt, point, w, h)] for point in row["points"]]
+        boxes = [[v * scale for v in fmt.to_pixels(box, w, h)] for box in row["boxes"]]
+        points = [[v * scale for v in fmt.to_pixels(point, w, h)] for point in row["points"]]
     pen = ImageDraw.Draw(img)
     width = max(2, img.width // 200)
     for i, box in enumerate(boxes):
@@ -100,9 +94,9 @@ def trainer_view(img, row: dict, fmt: coordinates.Formatter):
     if row.get("frame"):
         img = img.resize(tuple(row["frame"]))
         sx, sy = img.size
-    elif fmt.padded_square(w, h):
+    elif square := fmt.padded_square(w, h):
         k = img.width / w
-        ox, oy, side = fmt.padded_square(w, h)
+        ox, oy, side = square
         square = Image.new("RGB", (round(side * k),) * 2, "#7f7f7f")
         square.paste(img, (round(ox * k), round(oy * k)))
         img, sx, sy = square, square.width, square.height

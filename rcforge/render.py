@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Mapping
 
 from rcforge import coordinates, markup, rc_tasks, readers, templating
+from rcforge.rc_tasks import negatives
 from rcforge.config import number
 from rcforge.errors import RecipeError
 from rcforge.rc_tasks import Mention, TaskInstance
@@ -77,7 +78,7 @@ class Renderer:
         self.specs = {name: rc_tasks.get(name) for name in settings.tasks}
         # a task's negative variant is needed only when the recipe asks for negatives (rc_tasks.negatives)
         required = {(name, v): vars_ for name, spec in self.specs.items() for v, vars_ in spec.variables.items()
-                    if v != "absent" or getattr(settings.tasks[name].config, "negative_rate", 0) > 0}
+                    if v != negatives.VARIANT or getattr(settings.tasks[name].config, "negative_rate", 0) > 0}
         self.templates = templating.load(settings.templates, required=required)
         #: annotation texts whose reserved markup was escaped so far (the build's ledger counts them)
         self.escaped = 0

@@ -153,7 +153,7 @@ def compute(out: str) -> dict:
         return {"dialogues": 0, "boxes": 0, "by_task": [], "box_area_histogram": [],
                 "box_aspect_log2_histogram": [], "box_centre_heatmap_8x8": [[0] * 8 for _ in range(8)],
                 "counting_answers": [], "template_usage": [], "top_predicates": [], "top_categories": [],
-                "negatives": {"total": 0, "by_task_and_source": [], "by_basis": []}, "bootstrap": bootstrap}
+                "negatives": _negatives([], []), "bootstrap": bootstrap}
     con = connect(out)
     r = {name: _rows(con, sql) for name, sql in SQL.items()}
     images = shards(out, "images", "*")

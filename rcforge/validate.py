@@ -313,6 +313,7 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict,
 
     columns = ["id", "conversations", "boxes", "points", "coordinates", "width", "height", "frame", "key", "source",
                "turns", "provenance"]
+    formats = {name: fmt.framed(frame) for name, fmt in coordinates.FORMATTERS.items()}  # set once, not per row
     for batch in _batches(fs, path, columns, problems):
         rows += batch.num_rows
         for row in batch.to_pylist():
@@ -330,11 +331,10 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict,
             for point in row["points"]:
                 if not all(0.0 <= v <= 1.0 for v in point):
                     report(f"{row['id']}: point {point} is not inside [0, 1]")
-            fmt = coordinates.FORMATTERS.get(row["coordinates"])
+            fmt = formats.get(row["coordinates"])
             if fmt is None:
                 report(f"{row['id']}: unknown coordinate format {row['coordinates']!r}")
                 continue
-            fmt = fmt.framed(frame)
             for i, turn in enumerate(turns):  # text from data never acts as the format's markup
                 for token in markup.stray(turn["value"], fmt, first=i == 0)[:3]:
                     report(f"{row['id']}: turn {i + 1} holds {token!r}, reserved markup of the {fmt.name} format "
@@ -343,9 +343,10 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict,
             if images != 1:
                 report(f"{row['id']}: {images} <image> tokens in the dialogue; one image has exactly one")
             w, h = row["width"], row["height"]
-            if row["frame"] != fmt.frame_size(w, h):
+            expected = fmt.frame_size(w, h)
+            if row["frame"] != expected:
                 report(f"{row['id']}: frame {row['frame']} is not the {fmt.name} frame of a {w}x{h} image under the "
-                       f"build's settings ({fmt.frame_size(w, h)})")
+                       f"build's settings ({expected})")
             printed = [b for t in turns for b in fmt.parse(t["value"], w, h)]
             if len(printed) != len(row["boxes"]):
                 report(f"{row['id']}: {len(printed)} boxes in the text, {len(row['boxes'])} in the boxes column")

@@ -903,6 +903,10 @@ def _check_boxes(x, y, w, h, W, H):
     return reason, np.stack([cx1, cy1, cx2, cy2], axis=1), clipped
 
 
+#: how an error row names an item of each kind
+_ID_LABEL = {"object": "object_id", "attribute": "object_id", "relation": "relationship_id", "region": "region_id"}
+
+
 def _reject_rows(kind, rows, reasons, fields, messages, b, images, file, ledger, errors, rejected_per_image):
     img = b.column("img").to_numpy()
     ids = b.column("id").to_pylist()
@@ -911,8 +915,7 @@ def _reject_rows(kind, rows, reasons, fields, messages, b, images, file, ledger,
         image_id = images["image_ids"][k]
         ledger.items[kind].rejected[reasons[r]] += 1
         rejected_per_image[k] += 1
-        label = {"object": "object_id", "relation": "relationship_id", "region": "region_id"}[kind]
-        record = f"image_id={image_id} {label}={ids[r]}"
+        record = f"image_id={image_id} {_ID_LABEL[kind]}={ids[r]}"
         errors.append(ErrorRow(SOURCE, f"{KEY_PREFIX}/{image_id}", file, record, fields[r], "validate", kind,
                                reasons[r], messages[r]))
 
@@ -1032,8 +1035,8 @@ def _attributes(attrs, images, ok, obj_img, oid, good, rejected, ledger, errors,
     if nothing:
         ledger.items["attribute"].filtered["no_attributes"] += nothing
     kept["attribute"] = np.bincount(a_img[winners[win_kept]], minlength=n)
-    _reject_attributes(a, a_img, np.flatnonzero(ok[a_img] & (problem | (outcome != ""))), outcome, images, file,
-                       ledger, errors, rejected_per_image)
+    _reject_attributes(a, np.flatnonzero(ok[a_img] & (problem | (outcome != ""))), outcome, images, file, ledger,
+                       errors, rejected_per_image)
     # each kept object's values: those of its winning entry, or none
     keys = a_key[winners]
     pos = np.minimum(np.searchsorted(keys, o_key[gi]), max(len(keys) - 1, 0))
@@ -1044,24 +1047,17 @@ def _attributes(attrs, images, ok, obj_img, oid, good, rejected, ledger, errors,
     return pa.ListArray.from_arrays(pa.array(offsets), _pc().list_flatten(taken), type=pa.list_(pa.string()))
 
 
-def _reject_attributes(a, a_img, rows, outcome, images, file, ledger, errors, rejected_per_image) -> None:
-    """Error rows for the rejected attribute entries ``rows``: the contract's problem, else ``outcome``'s reason."""
+def _reject_attributes(a, rows, outcome, images, file, ledger, errors, rejected_per_image) -> None:
+    """`_reject_rows` for the rejected attribute entries ``rows``: the contract's problem, else ``outcome``'s."""
     if not len(rows):
         return
     ids = a.column("id").to_pylist()
     reasons, fields, messages = (a.column(c).to_pylist() for c in ("p_reason", "p_field", "p_msg"))
     for r in rows.tolist():
-        if reasons[r] is not None:
-            reason, fld, message = reasons[r], fields[r], messages[r]
-        else:
-            reason, fld = outcome[r], "object_id"
-            message = _ATTRIBUTE_MESSAGES[reason].format(oid=ids[r])
-        k = int(a_img[r])
-        ledger.items["attribute"].rejected[reason] += 1
-        rejected_per_image[k] += 1
-        image_id = images["image_ids"][k]
-        errors.append(ErrorRow(SOURCE, f"{KEY_PREFIX}/{image_id}", file, f"image_id={image_id} object_id={ids[r]}",
-                               fld, "validate", "attribute", reason, message))
+        if reasons[r] is None:
+            reasons[r], fields[r] = outcome[r], "object_id"
+            messages[r] = _ATTRIBUTE_MESSAGES[outcome[r]].format(oid=ids[r])
+    _reject_rows("attribute", rows, reasons, fields, messages, a, images, file, ledger, errors, rejected_per_image)
 
 
 def _regions(b, images, ok, W, H, file, ledger, errors, kept, repaired, rejected_per_image):

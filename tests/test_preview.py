@@ -3,7 +3,7 @@
 import pytest
 
 from rcforge import coordinates
-from rcforge.preview import COLOURS, colour_text, draw, point_colour, to_pixels
+from rcforge.preview import COLOURS, colour_text, draw, point_colour
 
 
 @pytest.mark.parametrize("name", sorted(coordinates.FORMATTERS))
@@ -11,7 +11,7 @@ def test_normalized_boxes_map_back_to_pixels(name):
     fmt = coordinates.get(name)
     for w, h in ((800, 600), (333, 500)):
         box = (12.0, 30.0, 200.0, 310.0)
-        assert to_pixels(fmt, fmt.normalize(box, w, h), w, h) == pytest.approx(box)
+        assert fmt.to_pixels(fmt.normalize(box, w, h), w, h) == pytest.approx(box)
 
 
 def test_each_printed_box_and_point_gets_the_colour_drawn_for_it():
