@@ -18,6 +18,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
+from rcforge.bootstrap.florence2_handlers import Florence2  # noqa: E402
+
 
 def build_model(folder: str, size: str) -> str:
     import torch
@@ -79,8 +81,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", choices=["base", "large"], default="base")
     ap.add_argument("--boxes", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, nargs="+", default=[16],
+                    help="one or more batch sizes for the batched handlers (the pipeline uses the first)")
     ap.add_argument("--tokens", type=int, default=20)
+    ap.add_argument("--loop-boxes", type=int, default=None,
+                    help="time the per-box loop on the first N boxes only (a rate; the loop is the slow part)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pipeline", action="store_true",
                     help="also time the whole Beam pipeline (rcforge's ingest output -> candidates -> pairs)")
@@ -100,44 +105,84 @@ def main():
     d1, g1 = stage_handlers(Florence2, model_dir, decoding=Decoding(batch_size=1, **tokens), **kw)
     model = d1.load_model()
     (load,) = d1.get_preprocess_fns()  # the pipeline's preprocess step: (request, image)
+    for handler in (d1, g1):  # warm-up, untimed: the first call on a GPU loads kernels
+        handler.run_inference([load({**reqs[0], "description": "a thing"})], model)
+    synchronize(args.device)
     started = time.perf_counter()
-    for r in reqs:
+    looped = reqs[:args.loop_boxes]
+    for r in looped:
         (res,) = d1.run_inference([load(r)], model)
         (res,) = g1.run_inference([load({**r, "description": d1.parse(res.inference, r) or "a thing"})], model)
-    loop = time.perf_counter() - started
+    synchronize(args.device)
+    loop = (time.perf_counter() - started) * len(reqs) / len(looped)  # the loop's time for every box
 
-    # the pipeline's handlers, batched
-    db, gb = stage_handlers(Florence2, model_dir, decoding=Decoding(batch_size=args.batch_size, **tokens), **kw)
+    result = {"size": args.size, "device": args.device, **environment(args.device), "boxes": len(reqs),
+              "tokens": args.tokens, "loop_boxes": len(looped), "loop_boxes_per_s": round(len(reqs) / loop, 3)}
+    for size in args.batch_size:  # the pipeline's handlers, batched
+        seconds = batched_run(model_dir, model, load, reqs, size, tokens, kw)
+        result[f"batched_{size}_boxes_per_s"] = round(len(reqs) / seconds, 3)
+        result[f"batched_{size}_speedup"] = round(loop / seconds, 2)
+        print(json.dumps(result), flush=True)  # each figure as soon as it exists: a later one may not
+    if args.pipeline:
+        boxes, seconds = pipeline_run(work, model_dir, reqs, args)
+        result.update({"pipeline_batch_size": args.batch_size[0], "pipeline_boxes": boxes,
+                       "pipeline_boxes_per_s": round(boxes / seconds, 3),
+                       "pipeline_speedup": round((boxes / seconds) / (len(reqs) / loop), 2)})
+    if args.device.startswith("cuda"):
+        import torch
+
+        result["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    print(json.dumps(result, indent=1))
+
+
+def batched_run(model_dir: str, model, load, reqs: list[dict], batch_size: int, tokens: dict, kw: dict) -> float:
+    """Seconds for the pipeline's two handlers over ``reqs`` in batches of ``batch_size`` (the model loaded once)."""
+    from rcforge.bootstrap.florence2_handlers import Florence2
+    from rcforge.bootstrap.handlers import Decoding, stage_handlers
+
+    db, gb = stage_handlers(Florence2, model_dir, decoding=Decoding(batch_size=batch_size, **tokens), **kw)
+    synchronize(kw["device"])
     started = time.perf_counter()
-    for i in range(0, len(reqs), args.batch_size):
-        chunk = reqs[i:i + args.batch_size]
+    for i in range(0, len(reqs), batch_size):
+        chunk = reqs[i:i + batch_size]
         described = db.run_inference([load(r) for r in chunk], model)
         gb.run_inference([load({**res.example, "description": db.parse(res.inference, res.example) or "a thing"})
                           for res in described], model)
-    batched = time.perf_counter() - started
-    result = {"size": args.size, "device": args.device, "boxes": len(reqs), "tokens": args.tokens,
-              "loop_boxes_per_s": round(len(reqs) / loop, 3), "batched_boxes_per_s": round(len(reqs) / batched, 3),
-              "speedup": round(loop / batched, 2)}
-    if args.pipeline:
-        boxes, seconds = pipeline_run(work, model_dir, reqs, args)
-        result.update({"pipeline_boxes": boxes, "pipeline_boxes_per_s": round(boxes / seconds, 3),
-                       "pipeline_speedup": round((boxes / seconds) / (len(reqs) / loop), 2)})
-    print(json.dumps(result, indent=1))
+    synchronize(kw["device"])
+    return time.perf_counter() - started
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def environment(device: str) -> dict:
+    """What the figures were measured on."""
+    import torch
+    import transformers
+
+    found = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if device.startswith("cuda"):
+        found.update(gpu=torch.cuda.get_device_name(), dtype="float16")
+    return found
+
+
+class BenchFlorence2(Florence2):
+    """A random model's descriptions rarely parse, and the pipeline does not ground a description that does not
+    parse: like the loop, ground "a thing" instead, so every box costs both stages. At module level: on a GPU the
+    handlers send their adapter to the process that holds the shared model, and a local class does not pickle."""
+
+    def parse(self, raw, request):
+        parsed = super().parse(raw, request)
+        return "a thing" if parsed is None and self.stage == "describe" else parsed
 
 
 def pipeline_run(work: str, model_dir: str, reqs: list[dict], args) -> tuple[int, float]:
     """The Beam pipeline on the same images and boxes, from an ingested Objects365-format file."""
-    from rcforge.bootstrap.florence2_handlers import Florence2
     from rcforge.bootstrap.handlers import Decoding, stage_handlers
-
-    class BenchFlorence2(Florence2):
-        """A random model's descriptions rarely parse, and the pipeline does not ground a description that does
-        not parse: like the loop, ground "a thing" instead, so every box costs both stages."""
-
-        def parse(self, raw, request):
-            parsed = super().parse(raw, request)
-            return "a thing" if parsed is None and self.stage == "describe" else parsed
-
     from rcforge.bootstrap.selection import SelectionConfig
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
     from rcforge.pipelines.ingest import ingest
@@ -156,14 +201,32 @@ def pipeline_run(work: str, model_dir: str, reqs: list[dict], args) -> tuple[int
     recipe = recipe_from_mapping({"sources": {"objects365": {"annotations": os.path.join(work, "o365.json"),
                                                              "images": work}}})
     ingest(recipe, out, progress=False)
-    decoding = Decoding(max_new_tokens=args.tokens, min_new_tokens=args.tokens, batch_size=args.batch_size)
+    decoding = Decoding(max_new_tokens=args.tokens, min_new_tokens=args.tokens, batch_size=args.batch_size[0])
     settings = BootstrapSettings(selection=SelectionConfig(min_area=0))
     started = time.perf_counter()
     handlers = stage_handlers(BenchFlorence2, model_dir, image_roots={"objects365": work}, device=args.device,
                               decoding=decoding)
     summary = run_bootstrap(out, *handlers, settings)
+    seconds = time.perf_counter() - started
     assert summary["candidates"] == len(reqs)
-    return summary["candidates"], time.perf_counter() - started
+    failed = dead_letters(out)
+    if failed:  # a batch that failed costs no model time: a figure over failed batches would be meaningless
+        raise SystemExit(f"bench: {len(failed)} of {len(reqs)} boxes failed in the pipeline, e.g. {failed[0]}")
+    return summary["candidates"], seconds
+
+
+def dead_letters(out: str) -> list[str]:
+    """The raw replies of candidates that a stage could not run (Beam's dead-letter output)."""
+    import glob
+
+    import pyarrow.parquet as pq
+
+    failed = []
+    for path in sorted(glob.glob(os.path.join(out, "bootstrap", "candidates", "*.parquet"))):
+        table = pq.read_table(path, columns=["raw_describe", "raw_ground"])
+        failed += [raw for column in table.columns for raw in column.to_pylist()
+                   if raw is not None and raw.startswith("<failed>")]
+    return failed
 
 
 if __name__ == "__main__":
