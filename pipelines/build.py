@@ -99,6 +99,18 @@ LEDGER_KEYS = ("images", "images_without_dialogues", "dialogues", "render_errors
                "images_rejected_markup", "texts_escaped")
 
 
+#: the ledger's hard negatives (`rcforge.rc_tasks.hard_negatives`): {"written": n, "filtered": {reason: n}},
+#: present when a task tried any; fragments count each outcome under "hard_negatives:<outcome>"
+HARD_NEGATIVES = "hard_negatives"
+
+
+def _fold_hard_negatives(ledger: dict) -> None:
+    outcomes = {k.split(":", 1)[1]: ledger.pop(k) for k in sorted(ledger) if k.startswith(f"{HARD_NEGATIVES}:")}
+    if outcomes:
+        written = outcomes.pop("written", 0)
+        ledger[HARD_NEGATIVES] = {"written": written, "filtered": outcomes}
+
+
 class RenderRowGroupFn(beam.DoFn):
     """Render the records of one row group and write their dialogues as one fragment per shard.
 
@@ -152,7 +164,7 @@ class RenderRowGroupFn(beam.DoFn):
                 if record is None:  # its source renders only images with a kept pair
                     ledger["images_skipped_unpaired"] += 1
                     continue
-            escaped = self.renderer.escaped
+            escaped, hard = self.renderer.escaped, dict(self.renderer.hard_negatives)
             try:
                 dialogues = list(self.renderer.dialogues(record))
             except TemplateStallError:
@@ -169,6 +181,10 @@ class RenderRowGroupFn(beam.DoFn):
                                        "image", type(err).__name__, str(err)[:500]).row())
                 continue
             ledger["texts_escaped"] += self.renderer.escaped - escaped
+            for outcome, n in self.renderer.hard_negatives.items():
+                if n > hard.get(outcome, 0):
+                    key = f"{HARD_NEGATIVES}:{outcome}"
+                    ledger[key] = ledger.get(key, 0) + n - hard.get(outcome, 0)
             if not dialogues:
                 ledger["images_without_dialogues"] += 1
             for dialogue in dialogues:
@@ -310,7 +326,8 @@ def render(recipe: Recipe, manifest: Manifest, records_root: str, generation, *,
     for path in dfs.glob(fsio.join(dpath, "_fragments", "ledger", "*.json")):
         with dfs.open(path) as f:
             for k, v in json.load(f).items():
-                ledger[k] += v
+                ledger[k] = ledger.get(k, 0) + v
+    _fold_hard_negatives(ledger)
     if dfs.exists(fsio.join(dpath, "_fragments")):
         dfs.rm(fsio.join(dpath, "_fragments"), recursive=True)
     counts = _counts(dfs, dpath)

@@ -53,6 +53,9 @@ class TaskInstance:
     #: a detection or counting answer that lists every instance: the proof that it is complete
     #: (`rcforge.rc_tasks.negatives.complete_basis`), None where the labels are partial
     complete_basis: str | None = None
+    #: hard negatives tried beside this instance and not written, each by its reason
+    #: (`rcforge.rc_tasks.hard_negatives.REASONS`): the build ledger counts them
+    declined: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

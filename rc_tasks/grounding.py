@@ -9,11 +9,12 @@ provenance is ``pair:<object id>``).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from rcforge.rc_tasks import Mention, TaskInstance, negatives, register
+from rcforge.rc_tasks import Mention, TaskInstance, hard_negatives, negatives, register
 
 from rcforge.config import number
 
@@ -25,10 +26,36 @@ BOOTSTRAP_SPLIT = "bootstrap"
 class GroundingConfig:
     """min_phrase_words: region phrases shorter than this are not used. negative_rate (grounding only): the chance
     of a negative question ("where is the zebra?" -> there is none) where the record proves a category absent; for
-    enumerated refs, the chance per ref of one more, negative, question."""
+    enumerated refs, the chance per ref of one more, negative, question. hard_negative_rate (grounding only): the
+    chance that the drawn expression (for enumerated refs, each ref's) is also asked with one word changed so that
+    nothing fits it, where the labels prove that (`rcforge.rc_tasks.hard_negatives`); the attempts that cannot be
+    proven are counted as filtered, with their reasons."""
 
     min_phrase_words: int = number(1, 0)
     negative_rate: float = number(0.0, 0, 1)
+    hard_negative_rate: float = number(0.0, 0, 1)
+
+
+def _hard(record: dict, expression: str, rng: random.Random, key=None, object_id=None) -> TaskInstance | str:
+    """The hard negative of ``expression``, or why none is written."""
+    changed = hard_negatives.change(record, expression, rng, object_id)
+    if isinstance(changed, str):
+        return changed
+    return TaskInstance("grounding", hard_negatives.VARIANT, question={"expression": changed.expression},
+                        answer={"expression": changed.expression}, provenance=[changed.proof], key=key,
+                        negative_basis=changed.basis)
+
+
+def _hard_for_ref(record: dict, rng_for, cfg: GroundingConfig, key: str, text: str, mention: Mention):
+    """With ``hard_negative_rate``, one ref's hard negative or why none is written; None when not tried. Its own
+    rng: the ref's positive question is the same whatever the rate."""
+    if cfg.hard_negative_rate <= 0 or not hard_negatives.possible(record["source"]):
+        return None
+    rng = rng_for(f"{key}/hard")
+    if rng.random() >= cfg.hard_negative_rate:
+        return None
+    object_id = int(mention.ids[0].removeprefix("object:"))
+    return _hard(record, text, rng, key=f"hard:{key}", object_id=object_id)
 
 
 def _pairs_from_regions(record: dict, rng: random.Random, cfg) -> tuple[str, Mention, list[str]] | None:
@@ -68,7 +95,15 @@ def _sampler(task):
         if negative is not None:
             return negatives.instance(task, *negative)
         pair = _pairs_from_regions(record, rng, cfg)
-        return None if pair is None else _instance(task, *pair)
+        if pair is None:
+            return None
+        if task == "grounding" and cfg.hard_negative_rate > 0 and hard_negatives.possible(record["source"]) \
+                and rng.random() < cfg.hard_negative_rate:
+            hard = _hard(record, pair[0], rng)
+            if not isinstance(hard, str):
+                return hard
+            return dataclasses.replace(_instance(task, *pair), declined=(hard,))
+        return _instance(task, *pair)
     sample.__doc__ = f"{task} from a region description of the image"
     return sample
 
@@ -78,7 +113,13 @@ def _enumerator(task):
         refs = 0
         for key, text, mention, provenance in _ref_pairs(record, rng_for):
             refs += 1
-            yield _instance(task, text, mention, provenance, key=key)
+            instance = _instance(task, text, mention, provenance, key=key)
+            hard = _hard_for_ref(record, rng_for, cfg, key, text, mention) if task == "grounding" else None
+            if isinstance(hard, str):
+                instance = dataclasses.replace(instance, declined=(hard,))
+            yield instance
+            if isinstance(hard, TaskInstance):
+                yield hard
         if task == "grounding" and cfg.negative_rate > 0:
             rng = rng_for("absent")
             for k in range(refs):
@@ -91,7 +132,8 @@ def _enumerator(task):
 
 GROUNDING = register("grounding", GroundingConfig, sample=_sampler("grounding"), sample_needs=("regions",),
                      enumerate=_enumerator("grounding"), enumerate_needs=("refs",),
-                     variables={"expression": ({"expression"}, {"box"}), negatives.VARIANT: ({"name"}, {"name"})},
+                     variables={"expression": ({"expression"}, {"box"}), negatives.VARIANT: ({"name"}, {"name"}),
+                                hard_negatives.VARIANT: ({"expression"}, {"expression"})},
                      kind="refer")
 GROUNDED_CAPTION = register("grounded_caption", GroundingConfig, sample=_sampler("grounded_caption"),
                             sample_needs=("regions",), enumerate=_enumerator("grounded_caption"),

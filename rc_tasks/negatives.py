@@ -16,12 +16,20 @@ from __future__ import annotations
 
 import random
 
-from rcforge.rc_tasks import TaskInstance
+from rcforge.rc_tasks import TaskInstance, hard_negatives
 
 #: the template variant of a negative question (a task's templates need it only when its negative_rate > 0)
 VARIANT = "absent"
 #: each basis, and the sources whose labels give it
 BASES = {"lvis_neg": ("lvis",), "exhaustive_vocab": ("refcoco",), "claimed_vocab": ("objects365",)}
+#: template variants a task needs only when the recipe asks for them: variant -> the config field that asks
+OPTIONAL_VARIANTS = {VARIANT: "negative_rate", hard_negatives.VARIANT: "hard_negative_rate"}
+
+
+def needed(variant: str, config) -> bool:
+    """Whether a task under ``config`` needs templates for ``variant`` (a negative variant only when asked for)."""
+    field = OPTIONAL_VARIANTS.get(variant)
+    return field is None or getattr(config, field, 0) > 0
 
 
 #: the proof that a detection or counting answer lists every instance, by the source's labels (`rcforge.readers.LABELS`)

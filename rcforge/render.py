@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Mapping
 
 from rcforge import coordinates, markup, rc_tasks, readers, templating
-from rcforge.rc_tasks import negatives
+from rcforge.rc_tasks import hard_negatives, negatives
 from rcforge.config import number
 from rcforge.errors import RecipeError
 from rcforge.rc_tasks import Mention, TaskInstance
@@ -78,10 +78,12 @@ class Renderer:
         self.specs = {name: rc_tasks.get(name) for name in settings.tasks}
         # a task's negative variant is needed only when the recipe asks for negatives (rc_tasks.negatives)
         required = {(name, v): vars_ for name, spec in self.specs.items() for v, vars_ in spec.variables.items()
-                    if v != negatives.VARIANT or getattr(settings.tasks[name].config, "negative_rate", 0) > 0}
+                    if negatives.needed(v, settings.tasks[name].config)}
         self.templates = templating.load(settings.templates, required=required)
         #: annotation texts whose reserved markup was escaped so far (the build's ledger counts them)
         self.escaped = 0
+        #: hard negatives written, and those tried and filtered by reason, so far (the build's ledger counts them)
+        self.hard_negatives: dict[str, int] = {}
         self._reserved = markup.pattern(self.formatter.reserved)  # searched in every annotation text
         missing = sorted(f"{t}.{v}" for t, v in required if (t, v) not in self.templates.variants)
         if missing:
@@ -181,6 +183,7 @@ class Renderer:
             turns.append({"task": inst.task, "variant": inst.variant,
                           "template_id": f"{inst.task}.{inst.variant}.{qid}+{aid}", "count_proven": inst.count_proven,
                           "negative_basis": inst.negative_basis, "complete_basis": inst.complete_basis})
+            self._count_hard(inst)
             for p in inst.provenance:
                 if p not in provenance:
                     provenance.append(p)
@@ -192,6 +195,13 @@ class Renderer:
             "boxes": boxes, "points": points, "provenance": provenance,
             "coordinates": self.formatter.name, "seed": self.seed, "frame": self.formatter.frame_size(w, h),
         }
+
+    def _count_hard(self, inst: TaskInstance) -> None:
+        tally = self.hard_negatives
+        if inst.variant == hard_negatives.VARIANT:
+            tally["written"] = tally.get("written", 0) + 1
+        for reason in inst.declined:
+            tally[reason] = tally.get(reason, 0) + 1
 
     def _text(self, value: str) -> str:
         """Annotation text as the format may print it: without the placeholder characters, and with the format's

@@ -64,6 +64,12 @@ def print_build_summary(manifest: Manifest, out: str, file=None) -> None:
                      if led.get("images_skipped_unpaired") else "")
                   + (f", {led['images_rejected_markup']:,} rejected for reserved markup in their text "
                      f"({out}/errors/render/)" if led.get("images_rejected_markup") else ""))
+    hard = led.get("hard_negatives")
+    if hard:
+        filtered = hard["filtered"]
+        console.print(f"Hard negatives: {hard['written']:,} written, {sum(filtered.values()):,} not proven and "
+                      f"filtered" + (" (" + ", ".join(f"{r} {n:,}" for r, n in sorted(filtered.items())) + ")"
+                                     if filtered else "") + ".")
     if led.get("texts_escaped"):
         console.print(f"{led['texts_escaped']:,} annotation texts held the format's reserved markup: escaped "
                       f"(render.on_markup).")

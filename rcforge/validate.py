@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from rcforge import coordinates, fsio, generations, markup, schemas
 from rcforge import images as images_mod
 from rcforge.manifest import IMAGES_WITHOUT_DIALOGUES
+from rcforge.rc_tasks import hard_negatives
 from rcforge.rc_tasks import negatives as rc_negatives
 
 
@@ -114,42 +115,56 @@ def validate(out: str, *, max_listed: int = 20, images: bool = False) -> list[st
 
 
 def _row_negatives(row: dict, negatives: dict, report) -> None:
-    """A dialogue's negative turns: each basis one that proves absence in its source, each with the category it
-    asks about in the provenance (``absent:<name>``), collected for `_check_negatives`."""
+    """A dialogue's negative turns: each basis one that proves absence in its source, each with its proof in the
+    provenance (``absent:<name>``, or a hard negative's ``hard_negative:...``), collected for `_check_negatives`."""
     bases = [t["negative_basis"] for t in row["turns"] if t.get("negative_basis")]
-    names = [p.split(":", 1)[1] for p in row["provenance"] if p.startswith("absent:")]
+    proofs = [p for p in row["provenance"] if p.startswith(("absent:", "hard_negative:"))]
     for basis in bases:
-        if not rc_negatives.legal(row["source"], basis):
+        if not (rc_negatives.legal(row["source"], basis) or hard_negatives.legal(row["source"], basis)):
             report(f"{row['id']}: a negative turn's basis {basis!r} proves no absence in {row['source']} images")
     for turn in row["turns"]:
         claimed = turn.get("complete_basis")
         if claimed is not None and claimed != rc_negatives.complete_basis(row["source"]):
             report(f"{row['id']}: a {turn['task']} turn claims {claimed!r} completeness, which {row['source']}'s "
                    f"labels do not give")
-    if len(names) < min(1, len(bases)):
-        report(f"{row['id']}: a negative turn names no category in the provenance (absent:<name>)")
-    for name in names:
-        negatives.setdefault(row["key"], []).append((row["id"], name))
+    if len(proofs) < min(1, len(bases)):
+        report(f"{row['id']}: a negative turn carries no proof in the provenance (absent:<name> or "
+               f"hard_negative:...)")
+    for proof in proofs:
+        negatives.setdefault(row["key"], []).append((row["id"], proof))
 
 
 def _check_negatives(fs, path, manifest: dict, negatives: dict, problems) -> None:
-    """Every category a negative question asks about, against its image record: no object of the image carries
-    its name, and the record lists it as proven absent."""
+    """Every negative question's proof, against its image record: a category asked about as absent is carried
+    by no object of the image and listed as proven absent; a hard negative's proof holds
+    (`rcforge.rc_tasks.hard_negatives.holds`)."""
+    columns = ["key", "source", "objects", "absent"]
     for entry in manifest.get("sources", {}).values():
         for part in entry.get("parts", []):
-            table = _read(fs, fsio.join(path, part), [], columns=["key", "objects", "absent"])
+            table = _read(fs, fsio.join(path, part), [], columns=columns)
             if table is None:
                 continue  # _check_source has said so
-            for key, objects, absent in zip(*(table.column(c).to_pylist() for c in ("key", "objects", "absent"))):
-                for dialogue, name in negatives.pop(key, ()):
-                    if any(name in obj["names"] for obj in objects):
-                        problems.append(f"{dialogue}: asks about {name!r} as absent, but image record {key} has an "
-                                        f"object of that name")
-                    elif name not in {a["name"] for a in absent}:
-                        problems.append(f"{dialogue}: {name!r} is not proven absent by image record {key}")
+            for values in zip(*(table.column(c).to_pylist() for c in columns)):
+                record = dict(zip(columns, values))
+                for dialogue, proof in negatives.pop(record["key"], ()):
+                    problem = _negative_contradiction(record, proof)
+                    if problem:
+                        problems.append(f"{dialogue}: {problem}")
     for key, asked in negatives.items():
         problems.append(f"{asked[0][0]}: asks a negative question about image {key}, whose record is not in the "
                         f"output")
+
+
+def _negative_contradiction(record: dict, proof: str) -> str | None:
+    if proof.startswith("hard_negative:"):
+        problem = hard_negatives.holds(record, proof)
+        return None if problem is None else f"its hard negative {proof!r} does not hold: {problem}"
+    name = proof.split(":", 1)[1]
+    if any(name in obj["names"] for obj in record["objects"]):
+        return f"asks about {name!r} as absent, but image record {record['key']} has an object of that name"
+    if name not in {a["name"] for a in record["absent"]}:
+        return f"{name!r} is not proven absent by image record {record['key']}"
+    return None
 
 
 def _check_pairs(fs, path, problems) -> None:
