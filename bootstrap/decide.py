@@ -21,6 +21,12 @@ import pyarrow.compute as pc
 
 from rcforge import schemas
 
+#: a candidate's ``error_stage`` when no reply exists: its image did not read, or its model call raised (a batch
+#: that failed: out of memory, a CUDA error, an adapter that does not pickle). Neither is a format error; a model
+#: failure is not final either (a rerun of bootstrap does the image again)
+IMAGE_FAILED = "image"
+MODEL_FAILED = "model"
+
 
 def keep_mask(table: pa.Table, lam: float, uniqueness: bool = True) -> np.ndarray:
     iou = table.column("iou").to_numpy(zero_copy_only=False)

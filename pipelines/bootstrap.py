@@ -7,7 +7,9 @@ Every candidate is written with its IoU, the best IoU with another box of the sa
 raw replies, backend, model id/revision, template ids and seed, so another lambda is `rcforge refilter`, never a
 second GPU run. Resumable by image key: shards are written atomically, a rerun skips the images already in
 candidate shards and writes its own shards (run RRR), so a killed run loses nothing that was written and
-duplicates nothing.
+duplicates nothing. A box whose model call failed (its batch raised: out of memory, a CUDA error) is written as a
+candidate with error stage "model", counted apart from format errors, and its image is done again, whole, by the
+next run.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from dataclasses import dataclass
 import apache_beam as beam
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import RunInference
+from rcforge.bootstrap.decide import IMAGE_FAILED, MODEL_FAILED
 from rcforge.bootstrap.handlers import BootstrapStage
 from rcforge.bootstrap.pairs import STATE, read_state
 from rcforge.bootstrap.selection import SelectionConfig, score, select
@@ -86,11 +90,22 @@ def claim_state(out: str, state: dict) -> None:
 
 
 def done_keys(out: str) -> set[str]:
+    """The image keys whose candidates are written, for a rerun to skip. An image with a candidate whose model
+    call failed is not done: its candidates are taken out of their shard (rewritten atomically) and the rerun
+    does the image again, whole, so a transient failure costs a rerun, not the image."""
     fs, path = fsspec.core.url_to_fs(out)
     keys: set[str] = set()
     for shard in fs.glob(fsio.join(path, "bootstrap", "candidates", "part-*.parquet")):
         with fs.open(shard, "rb") as f:
-            keys.update(pq.read_table(f, columns=["key"]).column("key").to_pylist())
+            table = pq.read_table(f, schema=schemas.CANDIDATE)
+        failed = set(table.filter(pc.equal(table.column("error_stage"), MODEL_FAILED)).column("key").to_pylist())
+        if failed:
+            table = table.filter(pc.invert(pc.is_in(table.column("key"), pa.array(sorted(failed), pa.string()))))
+            if table.num_rows:
+                fsio.write_parquet(fs, shard, table)
+            else:
+                fs.rm(shard)
+        keys.update(table.column("key").to_pylist())
     return keys
 
 
@@ -164,17 +179,22 @@ def _run_watched(stage, beam_args, test_pipeline, beacons: str, progress: bool) 
             fs.rm(path, recursive=True)
 
 
-def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, settings: BootstrapSettings, *,
-                  beam_args=None, test_pipeline=None, progress: bool = True) -> dict:
-    """Describe, ground and write every candidate, then decide the pairs for λ; returns the summary, with each
-    stage's own seconds. Progress (boxes selected, described, grounded) comes from the workers' beacons."""
-    started = time.perf_counter()
-    path = fsspec.core.url_to_fs(out)[1]
+def _ingested(out: str, settings: BootstrapSettings) -> tuple[Manifest, list[str]]:
+    """OUT's manifest and the image-record parts of the sources to bootstrap, or an `InputError` naming the
+    sources OUT lacks."""
     manifest = Manifest.load(out, "bootstrap", "rcforge ingest")
     missing = [s for s in settings.sources if s not in manifest.sources]
     if missing:
         raise InputError(f"bootstrap: {out} has no image records for {', '.join(missing)}")
-    parts = sorted(manifest.part_paths(path, settings.sources))
+    return manifest, sorted(manifest.part_paths(fsspec.core.url_to_fs(out)[1], settings.sources))
+
+
+def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, settings: BootstrapSettings, *,
+                  beam_args=None, test_pipeline=None, progress: bool = True) -> dict:
+    """Describe, ground and write every candidate, then decide the pairs for λ; returns the summary, with each
+    stage's own seconds. Progress (boxes selected, described, grounded, failed) comes from the workers' beacons."""
+    started = time.perf_counter()
+    manifest, parts = _ingested(out, settings)
     claim_state(out, state_of(describe, ground, settings, manifest.ingest_fingerprint))
     skip = frozenset(done_keys(out))
     run = _run_number(out)
@@ -193,16 +213,17 @@ def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, se
     def dead_letters(dlq, stage_name: str):
         """The requests a stage could not run (an image that does not read, a batch the model failed on), as
         candidates with their error: every selected box is accounted for."""
-        failed_records = [p | f"{stage_name}Unreadable{i}" >> beam.Map(lambda pair: (pair[0], "image", pair[1]))
+        failed_records = [p | f"{stage_name}Unreadable{i}" >> beam.Map(lambda pair: (pair[0], IMAGE_FAILED, pair[1]))
                           for i, p in enumerate(dlq.failed_preprocessing)]
         failed_batches = (dlq.failed_inferences
                           | f"{stage_name}FailedBatches" >> beam.FlatMap(
-                              lambda pair, s=stage_name.lower(): [(r, s, pair[1]) for r in pair[0]]))
+                              lambda pair: [(r, MODEL_FAILED, pair[1]) for r in pair[0]]))
         return ((*failed_records, failed_batches)
                 | f"{stage_name}DeadLetters" >> beam.Flatten()
                 | f"{stage_name}AsCandidates" >> beam.MapTuple(failed_candidate))
 
     def failed_candidate(element, where: str, err):
+        beacon(beacons).add("failed")
         request, text = _request_of(element), _error_text(err)
         if "raw_describe" in request:  # it failed in the ground stage, after a description
             return candidate(request, request["description"], request["raw_describe"], None, text, where,

@@ -15,7 +15,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from rcforge.bootstrap.decide import decide
+from rcforge.bootstrap.decide import IMAGE_FAILED, MODEL_FAILED, decide
 from rcforge.bootstrap.pairs import decided_from
 from rcforge.bootstrap.options import BootstrapOptions
 
@@ -62,21 +62,24 @@ def _write_pairs(fs, shards: list[str], target: str, lam: float, uniqueness: boo
     pairs_dir = fsio.join(tpath, "bootstrap", "pairs")
     tfs.makedirs(pairs_dir, exist_ok=True)
     started = time.perf_counter()
-    candidates = pairs = errors = unreadable = 0
+    candidates = pairs = errors = unreadable = model_failed = 0
     for shard in shards:
         table = _read_candidates(fs, shard)
         candidates += table.num_rows
-        # a candidate whose image did not read is no format error: its reply never existed
+        # a candidate whose image did not read, or whose model call failed, is no format error: no reply exists
         failed = table.column("format_error").to_numpy(zero_copy_only=False)
-        on_image = pc.equal(table.column("error_stage"), "image").fill_null(False).to_numpy(zero_copy_only=False)
+        stage = table.column("error_stage")
+        on_image = pc.equal(stage, IMAGE_FAILED).fill_null(False).to_numpy(zero_copy_only=False)
+        on_model = pc.equal(stage, MODEL_FAILED).fill_null(False).to_numpy(zero_copy_only=False)
         unreadable += int(on_image.sum())
-        errors += int((failed & ~on_image).sum())
+        model_failed += int(on_model.sum())
+        errors += int((failed & ~on_image & ~on_model).sum())
         kept = decide(table, lam, uniqueness)
         pairs += kept.num_rows
         name = shard.rsplit("/", 1)[-1]
         fsio.write_parquet(tfs, fsio.join(pairs_dir, name), kept)
     summary = {"lambda": lam, "uniqueness": uniqueness, "candidates": candidates, "format_errors": errors,
-               "unreadable_images": unreadable, "pairs": pairs, "seconds": round(time.perf_counter() - started, 3),
+               "unreadable_images": unreadable, "model_failures": model_failed, "pairs": pairs, "seconds": round(time.perf_counter() - started, 3),
                # what the pairs were decided from, so that a build can tell when they are stale
                "decided_from": decided_from(out)}
     fsio.write_json(tfs, fsio.join(tpath, "bootstrap", "refilter.json"), summary)
@@ -95,4 +98,5 @@ def main(args, rest) -> None:
     summary = refilter(args.out, args.lam, target=args.target, uniqueness=not args.no_uniqueness)
     print(f"lambda {summary['lambda']}: {summary['pairs']:,} pairs from {summary['candidates']:,} candidates "
           f"({summary['format_errors']:,} format errors, {summary['unreadable_images']:,} on images that did not "
-          f"read) in {summary['seconds']:.1f} s", file=sys.stdout)
+          f"read, {summary['model_failures']:,} whose model call failed) in {summary['seconds']:.1f} s",
+          file=sys.stdout)

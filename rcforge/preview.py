@@ -23,6 +23,8 @@ from rcforge.stats import connect, shards
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990",
            "#800000", "#808000", "#000075"]
 THUMB = 512
+#: what a candidate without a reply shows (`rcforge.bootstrap.decide`'s error stages)
+_NO_REPLY = {"image": "image did not read", "model": "model call failed"}
 
 
 def sample(out: str, n: int, task: str | None, seed: int, *, frame: bool = False) -> list[dict]:
@@ -207,7 +209,7 @@ def sample_candidates(out: str, n: int, seed: int) -> list[dict]:
         norm = [list(fmt.normalize(b, w, h)) for b in boxes]
         text = (f"{c['category']} {fmt.box(c['box'], w, h)} -> \"{c['description'] or ''}\" -> "
                 + (fmt.box(c["predicted_box"], w, h) if c["predicted_box"] else
-                   "image did not read" if c["error_stage"] == "image" else f"format error ({c['error_stage']})")
+                   _NO_REPLY.get(c["error_stage"]) or f"format error ({c['error_stage']})")
                 + f" IoU {c['iou']:.2f}" + (f", other {c['other_iou']:.2f}" if c["other_iou"] else ""))
         rows.append({"id": f"{c['key']}/object:{c['object_id']}/sample:{c['sample']}", "source": c["source"],
                      "image": c["image"], "width": w, "height": h, "template_id": c["backend"],

@@ -175,7 +175,8 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; }}
 <h1>rcforge report</h1>
 <p>{figures["dialogues"]:,} dialogues, {figures["boxes"]:,} boxes{
     f', {boot["candidates"]:,} bootstrap candidates ({boot["format_error_rate"]:.1%} format errors, '
-    f'{boot["unreadable_image_rate"]:.1%} on unreadable images)' if boot else ''
+    f'{boot["unreadable_image_rate"]:.1%} on unreadable images, {boot["model_failure_rate"]:.1%} whose model '
+    f'call failed)' if boot else ''
 }, from {html.escape(str(out))}</p>
 <div class="plots">{"".join(plots)}</div>
 </body></html>

@@ -92,9 +92,10 @@ QUERIES = list(SQL.values())
 #: uniqueness rule of rcforge.bootstrap.decide
 BOOTSTRAP_SQL = {
     "totals": """SELECT count(*) AS candidates, count(DISTINCT (key, object_id)) AS objects,
-                        avg(CASE WHEN format_error AND error_stage IS DISTINCT FROM 'image' THEN 1.0 ELSE 0.0 END)
+                        avg(CASE WHEN format_error AND error_stage NOT IN ('image', 'model') THEN 1.0 ELSE 0.0 END)
                             AS format_error_rate,
-                        avg(CASE WHEN error_stage = 'image' THEN 1.0 ELSE 0.0 END) AS unreadable_image_rate
+                        avg(CASE WHEN error_stage = 'image' THEN 1.0 ELSE 0.0 END) AS unreadable_image_rate,
+                        avg(CASE WHEN error_stage = 'model' THEN 1.0 ELSE 0.0 END) AS model_failure_rate
                  FROM c""",
     "iou": """SELECT least(floor(iou * 10), 9)::INT AS bucket, count(*) AS n FROM c WHERE NOT format_error
               GROUP BY 1 ORDER BY 1""",
@@ -266,7 +267,8 @@ def main(args, rest) -> None:
     if boot:
         console.print(f"Bootstrap: {boot['candidates']:,} candidates for {boot['objects']:,} objects, "
                       f"{boot['format_error_rate']:.1%} replies that did not parse (format errors), "
-                      f"{boot['unreadable_image_rate']:.1%} on images that did not read")
+                      f"{boot['unreadable_image_rate']:.1%} on images that did not read, "
+                      f"{boot['model_failure_rate']:.1%} whose model call failed (a rerun of bootstrap retries them)")
         console.print("Pairs surviving at each lambda: " + ", ".join(
             f"{s['lambda']:.1f}: {s['pairs']:,}" for s in boot["survival_curve"]))
     if args.json:

@@ -281,3 +281,56 @@ def test_stale_bootstrap_state_is_refused_not_served(tmp_path, capsys):
     assert "have changed since" in err and "rcforge refilter" in err
     refilter(str(out), 0.5, target=str(target))  # decided again: the build goes on
     assert main(["build", str(recipe), "--out", str(tmp_path / "built"), "--no-progress"]) == 0
+
+
+class FlakyGround(FakeGround):
+    """A grounding model whose batches raise while ``flag`` exists (a GPU out of memory, say)."""
+
+    def __init__(self, model_id, flag):
+        super().__init__(model_id)
+        self.flag = str(flag)
+
+    def run_inference(self, batch, model, inference_args=None):
+        import os
+
+        if os.path.exists(self.flag) and any(r["object_id"] == 6 for r in batch):
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return super().run_inference(batch, model, inference_args)
+
+
+def test_a_failed_batch_is_counted_apart_and_retried_by_the_next_run(tmp_path):
+    """A model call that raises leaves its boxes as candidates with error stage "model", not format errors; the
+    next run takes their images out of the shards and does them again, whole: the same candidates as a run that
+    never failed, none twice."""
+    from rcforge.bootstrap.decide import MODEL_FAILED
+
+    flag = tmp_path / "oom"
+    flag.write_text("")
+    out = _ingested(tmp_path)
+    _manifest(out, tmp_path)
+    settings = BootstrapSettings(selection=SelectionConfig(min_area=2000), lam=0.5, chunks=8)
+    first = run_bootstrap(str(out), FakeDescribe("fake/describe"), FlakyGround("fake/ground", flag), settings)
+    rows = _table(out, "candidates").to_pylist()
+    failed = [r for r in rows if r["error_stage"] == MODEL_FAILED]
+    assert failed and all(r["format_error"] and "CUDA out of memory" in r["raw_ground"] for r in failed)
+    assert all(r["description"] for r in failed)  # it failed after a description: kept for the record
+    assert first["model_failures"] == len(failed) and first["format_errors"] == 2  # objects 4 and 5, as before
+    assert 6 not in {r["object_id"] for r in _table(out, "pairs").to_pylist()}
+
+    flag.unlink()
+    second = run_bootstrap(str(out), FakeDescribe("fake/describe"), FlakyGround("fake/ground", flag), settings)
+    assert second["model_failures"] == 0 and second["format_errors"] == 2 and second["pairs"] == 3
+    retried = {r["key"] for r in failed}
+    assert second["skipped_images_already_done"] == len({r["key"] for r in rows} - retried)
+    after = _table(out, "candidates").to_pylist()
+    assert sorted((r["key"], r["object_id"], r["sample"]) for r in after) == \
+        sorted((r["key"], r["object_id"], r["sample"]) for r in rows)  # every box once
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    clean = _ingested(fresh)
+    _manifest(clean, fresh)
+    _run(clean)
+    order = [("key", "ascending"), ("object_id", "ascending")]
+    columns = ["key", "object_id", "description", "predicted_box", "iou", "error_stage"]
+    assert _table(out, "candidates").sort_by(order).select(columns).equals(
+        _table(clean, "candidates").sort_by(order).select(columns))
