@@ -31,7 +31,7 @@ from typing import Iterable, Literal, Sequence
 import fsspec
 from PIL import Image, UnidentifiedImageError
 
-from rcforge import fsio
+from rcforge import fsio, masks
 from rcforge.config import number
 from rcforge.errors import InputError
 
@@ -169,11 +169,12 @@ def _scaled(values: Iterable[float] | None, sx: float, sy: float, width: int, he
 
 
 def rescale_record(record: dict, size: tuple[int, int]) -> dict:
-    """The record with every box and point mapped from its annotated size to the image's real ``size``."""
+    """The record with every box, point and mask mapped from its annotated size to the image's real ``size``."""
     width, height = size
     sx, sy = width / record["width"], height / record["height"]
     record = dict(record, width=width, height=height)
-    record["objects"] = [dict(o, box=_scaled(o["box"], sx, sy, width, height)) for o in record["objects"]]
+    record["objects"] = [dict(o, box=_scaled(o["box"], sx, sy, width, height), **masks.rescaled(o, width, height))
+                         for o in record["objects"]]
     record["regions"] = [dict(r, box=_scaled(r["box"], sx, sy, width, height)) for r in record["regions"]]
     record["qas"] = [dict(q, box=_scaled(q.get("box"), sx, sy, width, height),
                           point=_scaled(q.get("point"), sx, sy, width, height)) for q in record["qas"]]

@@ -17,10 +17,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from rcforge import masks
 from rcforge.boxes import Box, canonical_box
 from rcforge.errors import BadRecord
 
-ITEM_KINDS = ("object", "attribute", "relation", "region", "caption", "ref", "qa")
+ITEM_KINDS = ("object", "attribute", "relation", "region", "caption", "ref", "qa", "mask")
 
 
 @dataclass
@@ -206,6 +207,19 @@ class ImageBuilder:
         if repair:
             self.repaired(kind, repair)
         return box
+
+    def mask(self, segmentation, box: Box, record: str, *, file: str | None = None) -> dict:
+        """The mask fields of a kept object (`rcforge.masks`) from its COCO ``segmentation``: {} when it has none;
+        a segmentation that breaks the contract is rejected (kind ``mask``, with its reason) and the object is
+        kept without it."""
+        if not masks.present(segmentation):
+            return {}
+        self.read("mask")
+        try:
+            return masks.from_segmentation(segmentation, self.width, self.height, box).fields()
+        except BadRecord as err:
+            self.reject("mask", err, record, file=file)
+            return {}
 
     # -- the image ---------------------------------------------------------------------------------------------
     def finish(self, record: dict, *, coco_id: int | None = None) -> ImageResult:

@@ -17,6 +17,7 @@ zero-area box, an unknown category id or an annotation naming an unknown image i
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 from rcforge.readers import coco_contract
 
-from rcforge import fsio
+from rcforge import fsio, masks
 from rcforge.contract import ItemContract
 from rcforge.errors import BadRecord, InputError
 from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, image_record, rejected_image
@@ -69,7 +70,9 @@ IMAGE_SPILL = pa.schema([("id", pa.int64()), ("file_name", pa.string()), ("width
                          ("ignored", pa.list_(pa.int64())), ("negatives", pa.list_(pa.int64()))])
 ANN_SPILL = pa.schema([("id", pa.int64()), ("image_id", pa.int64()), ("category_id", pa.int64()),
                        ("x", pa.float64()), ("y", pa.float64()), ("w", pa.float64()), ("h", pa.float64()),
-                       ("iscrowd", pa.int8()), ("seq", pa.int64())])
+                       ("iscrowd", pa.int8()), ("seq", pa.int64()),
+                       # the segmentation as JSON text, unchecked until its image is grouped (null: none)
+                       ("segmentation", pa.string())])
 
 
 @dataclass
@@ -93,7 +96,7 @@ class CocoReader:
     # -- one image ---------------------------------------------------------------------------------------------
     def _object(self, ann, image: dict, b: ImageBuilder, categories: _Categories):
         """One annotation that passed the contract, joined to its category and image."""
-        ann_id, category_id, x, y, w, h, iscrowd = ann
+        ann_id, category_id, x, y, w, h, iscrowd, segmentation = ann
         desc = f"annotations[id={ann_id}]"
         b.read("object")
         try:
@@ -110,7 +113,8 @@ class CocoReader:
         if box is None:
             return None
         return {"id": int(ann_id), "names": [categories[category_id]], "category_id": int(category_id), "box": box,
-                "ignore": bool(iscrowd) or category_id in image["ignored"], "attributes": [], "synsets": []}
+                "ignore": bool(iscrowd) or category_id in image["ignored"], "attributes": [], "synsets": [],
+                "iscrowd": bool(iscrowd), **b.mask(segmentation, box, desc, file=self.path)}
 
     def _image_result(self, image: dict, anns, categories: _Categories, duplicate: bool) -> ImageResult:
         image_id = image["id"]
@@ -213,7 +217,8 @@ class CocoReader:
             except BadRecord as err:
                 self._bad_annotation(seq, ann, err, bad_anns)
                 continue
-            by_image[a["image_id"]].append((a["id"], a["category_id"], *a["bbox"], a["iscrowd"]))
+            by_image[a["image_id"]].append((a["id"], a["category_id"], *a["bbox"], a["iscrowd"],
+                                            ann.get("segmentation")))
         if bad_anns.errors:
             yield bad_anns
         good = []
@@ -275,7 +280,9 @@ class CocoReader:
             except BadRecord as err:
                 self._bad_annotation(seq, ann, err, bad_anns)
                 continue
-            anns.add(a["id"], a["image_id"], a["category_id"], *a["bbox"], 1 if a["iscrowd"] else 0, seq)
+            segmentation = ann.get("segmentation")
+            anns.add(a["id"], a["image_id"], a["category_id"], *a["bbox"], 1 if a["iscrowd"] else 0, seq,
+                     json.dumps(segmentation) if masks.present(segmentation) else None)
         anns.close()
         yield from bad_images
         if bad_anns.errors:
@@ -289,6 +296,8 @@ class CocoReader:
         img_ids = images.column("id").to_numpy()
         ann_img = anns.column("image_id").to_numpy()
         cols = [anns.column(c).to_pylist() for c in ("id", "category_id", "x", "y", "w", "h", "iscrowd")]
+        # spilled as JSON text with stdlib json, which keeps a NaN or a lone surrogate for the mask contract to reject
+        cols.append([None if v is None else json.loads(v) for v in anns.column("segmentation").to_pylist()])
         rows = list(zip(*cols))
         starts = np.searchsorted(ann_img, img_ids, side="left")
         ends = np.searchsorted(ann_img, img_ids, side="right")

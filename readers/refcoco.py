@@ -223,7 +223,8 @@ def _image(config, image_id, coco, copies, image_refs, broken_anns, bad_cats, wa
             continue
         object_ids.add(ann["id"])
         objects.append({"id": ann["id"], "names": [coco.cats[cat]["name"]], "category_id": cat, "box": box,
-                        "ignore": bool(ann["iscrowd"]), "attributes": [], "synsets": []})
+                        "ignore": bool(ann["iscrowd"]), "attributes": [], "synsets": [],
+                        "iscrowd": bool(ann["iscrowd"]), **b.mask(ann.get("segmentation"), box, desc)})
     out_refs = []
     for i, ref in image_refs:
         b.read("ref")

@@ -996,6 +996,7 @@ def _objects(b, attrs, images, ok, W, H, file, ledger, errors, kept, repaired, r
         pa.array(np.zeros(len(gi), dtype=bool)),
         attr_values,
         b.column("synsets").take(take),
+        *(pa.nulls(len(gi), f.type) for f in list(schemas.OBJECT)[7:]),  # no masks, areas or crowds in VG
     ], fields=list(schemas.OBJECT))
     offsets = np.concatenate([[0], np.cumsum(kept["object"])]).astype(np.int32)
     col = pa.ListArray.from_arrays(pa.array(offsets), struct, type=pa.list_(schemas.OBJECT))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 #: Canonical box: pixel coordinates (x1, y1, x2, y2) on the original image, 0 <= x1 < x2 <= width and
 #: 0 <= y1 < y2 <= height. Readers convert every dataset's convention to this form once.
@@ -25,6 +25,12 @@ POINT = pa.list_(pa.float64(), 2)
 OPTIONAL_BOX = pa.list_(pa.float64())
 OPTIONAL_POINT = pa.list_(pa.float64())
 
+#: A mask as COCO's compressed RLE: ``size`` [height, width] of the image, ``counts`` the RLE string
+#: (`rcforge.masks`). Kept compressed from the reader to the shard: nothing decodes a whole source.
+MASK = pa.struct([pa.field("size", pa.list_(pa.int64())),  # [height, width]
+                  pa.field("counts", pa.string())])
+# (the children are nullable and size a variable list because Arrow checks a null struct's children too)
+
 OBJECT = pa.struct(
     [
         pa.field("id", pa.int64(), nullable=False),
@@ -34,6 +40,13 @@ OBJECT = pa.struct(
         pa.field("ignore", pa.bool_(), nullable=False),
         pa.field("attributes", pa.list_(pa.string()), nullable=False),
         pa.field("synsets", pa.list_(pa.string()), nullable=False),
+        # the object's mask (null: the source has none, e.g. Objects365 and Visual Genome, or it was rejected),
+        # the polygons it came from (null for an RLE source), its area in pixels, and COCO's iscrowd (null
+        # where the source does not say)
+        pa.field("mask", MASK),
+        pa.field("polygons", pa.list_(pa.list_(pa.float64()))),
+        pa.field("area", pa.float64()),
+        pa.field("iscrowd", pa.bool_()),
     ]
 )
 

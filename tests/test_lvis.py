@@ -35,8 +35,10 @@ def _annotations():
              (391895, 3, [400, 50, 80, 200]), (391895, 3, [500, 50, 80, 200]),
              (522418, 2, [20, 20, 100, 100]), (522418, 3, [200, 200, 50, 120]), (98304, 3, [5, 5, 50, 50])]
     # LVIS annotations come before images in the file, and carry no iscrowd
-    return [{"id": i + 1, "image_id": img, "category_id": cat, "bbox": box, "area": box[2] * box[3],
-             "segmentation": [[0, 0, 1, 1, 2, 2]]} for i, (img, cat, box) in enumerate(boxes)]
+    # each mask a diamond inscribed in its box (LVIS gives polygons)
+    return [{"id": i + 1, "image_id": img, "category_id": cat, "bbox": [x, y, w, h], "area": w * h / 2,
+             "segmentation": [[x + w / 2, y, x + w, y + h / 2, x + w / 2, y + h, x, y + h / 2]]}
+            for i, (img, cat, (x, y, w, h)) in enumerate(boxes)]
 
 
 def _file(tmp_path, **changes):
