@@ -340,6 +340,14 @@ def iter_json(path: str, prefix: str, *, what: str = "JSON file", kv: bool = Fal
         check_shape(path, prefix, what=what, kv=kv, required=required)
 
 
+def _yajl_stops_at_text(err: Exception) -> bool:
+    """Whether yajl's error is one the pure-Python parser reads past: bytes that are not UTF-8, or a lone
+    surrogate escape (yajl reports it as an invalid character or a decoding error)."""
+    text = str(err)
+    return isinstance(err, UnicodeDecodeError) or any(
+        m in text for m in ("invalid bytes in UTF8", "invalid char in json text", "surrogate"))
+
+
 def _python_backend():
     import ijson.backends.python as python_backend
 
@@ -358,18 +366,26 @@ def check_shape(path: str, prefix: str, *, what: str, kv: bool = False, required
         return  # a scalar prefix (VQAv2's data_subtype): nothing to check
     shown = "an object" if kv else "an array"
     where = f"at key {container!r}" if container else "at the top level"
-    with open_binary(path, what) as handle:
-        counter = _CountingReader(handle, f"{what} {path}")
-        try:
-            for event_prefix, event, _ in ijson.parse(counter, buf_size=CHUNK):
-                if event_prefix == container and event in ("start_map", "start_array", "string", "number",
-                                                           "boolean", "null"):
-                    if event == expected:
-                        return
-                    found = {"start_map": "an object", "start_array": "an array"}.get(event, f"a {event}")
-                    raise InputError(f"{what} {path}: expected {shown} {where}, found {found}")
-        except ijson.JSONError as err:
-            raise InputError(f"{what} {path}: malformed JSON near byte {counter.offset}: {first_line(err)}") from None
+    # yajl stops at bytes that are not UTF-8 and at some lone surrogate escapes before the container it looks
+    # for (LVIS puts annotations first): the pure-Python parser over the escaped bytes reads past them, as
+    # `iter_json` does, and the text contract later rejects the record that holds one
+    for careful in (False, True):
+        with open_binary(path, what) as handle:
+            counter = _CountingReader(_EscapeUndecodable(handle) if careful else handle, f"{what} {path}")
+            parse = _python_backend().parse if careful else ijson.parse
+            try:
+                for event_prefix, event, _ in parse(counter, buf_size=CHUNK):
+                    if event_prefix == container and event in ("start_map", "start_array", "string", "number",
+                                                               "boolean", "null"):
+                        if event == expected:
+                            return
+                        found = {"start_map": "an object", "start_array": "an array"}.get(event, f"a {event}")
+                        raise InputError(f"{what} {path}: expected {shown} {where}, found {found}")
+                break
+            except (ijson.JSONError, UnicodeDecodeError) as err:
+                if careful or not _yajl_stops_at_text(err):
+                    raise InputError(f"{what} {path}: malformed JSON near byte {counter.offset}: "
+                                     f"{first_line(err)}") from None
     if required:
         raise InputError(f"{what} {path}: expected {shown} {where}, found none")
 

@@ -13,7 +13,7 @@ are. The groups:
 - validate: truncated, empty, garbage, duplicated, folder-for-file and column-dropped outputs;
 - options: bad values of every command's flags and arguments.
 
-Reserved markup (tests/test_markup.py), template limits (tests/test_template_limits.py), the writer lock and a full
+Hostile masks (27 cases, both COCO-format paths) are in tests/test_masks.py. Reserved markup (tests/test_markup.py), template limits (tests/test_template_limits.py), the writer lock and a full
 disk (tests/test_outlock.py) and stale bootstrap state (tests/test_bootstrap_pipeline.py) have property and
 concurrency tests of their own.
 """

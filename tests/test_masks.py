@@ -1,0 +1,179 @@
+"""Masks as data: a COCO segmentation checked once, in the reader (`rcforge.masks`), kept compressed to the shard;
+a bad one rejected with its reason (ledger kind ``mask``) while its object stays, on both COCO-format paths.
+
+The real polygon below is COCO train2014 annotation 3007 (image 98304, a dog), quoted verbatim in public READMEs
+of the `refer` toolkit and Shikra-derived loaders (see ../shared/realdata/refcoco/SOURCE.md, copied here).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+from conftest import ingest_one, read_errors, read_records
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycocotools import mask as mask_utils
+from test_lvis import _file, _options
+
+from rcforge import masks
+from rcforge.errors import BadRecord
+
+REAL_POLYGON = [[267.52, 229.75, 265.6, 226.68, 265.79, 223.6, 263.87, 220.15, 263.87, 216.88, 266.94, 217.07,
+                 268.48, 221.3, 272.32, 219.95, 276.35, 220.15, 279.62, 218.03, 283.46, 218.42, 285.0, 220.92,
+                 285.0, 223.22, 284.42, 224.95, 280.96, 225.14, 279.81, 226.48, 281.73, 228.41, 279.43, 229.37,
+                 275.78, 229.17, 273.86, 229.56, 274.24, 232.05, 269.82, 231.67, 267.14, 231.48, 266.75, 228.6]]
+REAL_AREA, REAL_BBOX, REAL_SIZE = 197.29899999999986, [263.87, 216.88, 21.13, 15.17], (640, 424)
+
+
+def _decoded(rle: dict) -> np.ndarray:
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+
+
+def test_a_real_coco_polygon_becomes_the_rle_pycocotools_makes_of_it():
+    x, y, w, h = REAL_BBOX
+    mask = masks.from_segmentation(REAL_POLYGON, *REAL_SIZE, (x, y, x + w, y + h))
+    theirs = mask_utils.merge(mask_utils.frPyObjects(REAL_POLYGON, REAL_SIZE[1], REAL_SIZE[0]))
+    assert mask.rle == {"size": [424, 640], "counts": theirs["counts"].decode()}
+    assert mask.polygons == REAL_POLYGON
+    assert abs(mask.area - REAL_AREA) / REAL_AREA < 0.01  # COCO's area is the polygon's; ours the raster's
+    assert (_decoded(mask.rle) > 0).sum() == mask.area
+
+
+@settings(max_examples=200, deadline=None)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), density=st.floats(0, 1), seed=st.integers(0, 2**32 - 1))
+def test_compressed_counts_decode_to_the_runs_pycocotools_encoded(h, w, density, seed):
+    pixels = (np.random.default_rng(seed).random((h, w)) < density).astype(np.uint8)
+    rle = mask_utils.encode(np.asfortranarray(pixels))
+    runs = masks.counts_of(rle["counts"].decode())
+    assert sum(runs) == h * w and all(r >= 0 for r in runs)
+    assert mask_utils.frPyObjects({"size": [h, w], "counts": runs}, h, w)["counts"] == rle["counts"]
+
+
+def test_an_uncompressed_rle_crowd_region_is_compressed():
+    pixels = np.zeros((20, 30), dtype=np.uint8)
+    pixels[5:15, 10:25] = 1
+    runs = masks.counts_of(mask_utils.encode(np.asfortranarray(pixels))["counts"].decode())
+    mask = masks.from_segmentation({"size": [20, 30], "counts": runs}, 30, 20, (10, 5, 25, 15))
+    assert mask.polygons is None and mask.area == 150 and (_decoded(mask.rle) == pixels).all()
+
+
+def _square_rle(size=(20, 30)) -> dict:
+    pixels = np.zeros(size, dtype=np.uint8)
+    pixels[5:15, 10:25] = 1
+    return {"size": list(size), "counts": mask_utils.encode(np.asfortranarray(pixels))["counts"].decode()}
+
+
+#: (name, segmentation on a 30x20 image with box (10, 5, 25, 15), the reason it is rejected): the hostile masks
+HOSTILE = [
+    ("not a list or mapping", "polygon", "mask_wrong_type"),
+    ("a number", 7, "mask_wrong_type"),
+    ("no polygon", [[]], "mask_short_polygon"),
+    ("a polygon that is a number", [5], "mask_wrong_type"),
+    ("two points", [[10, 5, 25, 15]], "mask_short_polygon"),
+    ("an odd count", [[10, 5, 25, 5, 25, 15, 10]], "mask_odd_polygon"),
+    ("a string in a polygon", [[10, 5, 25, 5, "25", 15]], "mask_bad_number"),
+    ("NaN", [[10, 5, 25, 5, float("nan"), 15]], "mask_bad_number"),
+    ("infinity", [[10, 5, 25, 5, float("inf"), 15]], "mask_bad_number"),
+    ("a boolean", [[10, 5, 25, 5, True, 15]], "mask_bad_number"),
+    ("null in a polygon", [[10, 5, 25, 5, None, 15]], "mask_bad_number"),
+    ("a degenerate polygon (a line)", [[10, 5, 15, 10, 20, 15]], "mask_empty"),
+    ("a polygon outside the image", [[100, 100, 120, 100, 120, 120]], "mask_empty"),
+    ("a polygon outside its box", [[0, 0, 9, 0, 9, 4, 0, 4]], "mask_outside_box"),
+    ("RLE of another size", {**_square_rle((20, 31)), "size": [20, 31]}, "mask_wrong_size"),
+    ("RLE with width and height swapped", {**_square_rle(), "size": [30, 20]}, "mask_wrong_size"),
+    ("RLE without size", {"counts": _square_rle()["counts"]}, "mask_wrong_size"),
+    ("RLE without counts", {"size": [20, 30]}, "mask_wrong_type"),
+    ("counts that are a number", {"size": [20, 30], "counts": 600}, "mask_wrong_type"),
+    ("counts outside the code", {"size": [20, 30], "counts": "\x00\x01!"}, "mask_undecodable"),
+    ("counts cut in the middle of a number", {"size": [20, 30], "counts": "o"}, "mask_undecodable"),
+    ("counts covering too few pixels", {"size": [20, 30], "counts": _square_rle()["counts"][:-2]},
+     "mask_undecodable"),
+    ("runs covering too many pixels", {"size": [20, 30], "counts": [300, 400]}, "mask_undecodable"),
+    ("a negative run", {"size": [20, 30], "counts": [700, -100]}, "mask_undecodable"),
+    ("an all-empty RLE", {"size": [20, 30], "counts": [600]}, "mask_empty"),
+    ("runs that are floats", {"size": [20, 30], "counts": [300.0, 300.0]}, "mask_wrong_type"),
+    ("a lone surrogate in counts", {"size": [20, 30], "counts": "\udcff"}, "mask_undecodable"),
+]
+
+
+@pytest.mark.parametrize("name, segmentation, reason", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_a_hostile_mask_is_a_bad_record_with_its_reason(name, segmentation, reason):
+    with pytest.raises(BadRecord) as caught:
+        masks.from_segmentation(segmentation, 30, 20, (10, 5, 25, 15))
+    assert caught.value.reason == reason and caught.value.field.startswith("segmentation")
+
+
+#: the hostile cases a JSON file can hold (NaN and infinity are not JSON: such a file is malformed as a whole)
+IN_FILES = [c for c in HOSTILE if c[0] not in ("NaN", "infinity")]
+
+
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+@pytest.mark.parametrize("name, segmentation, reason", IN_FILES, ids=[c[0] for c in IN_FILES])
+def test_a_hostile_mask_in_a_file_rejects_the_mask_only(tmp_path, mode, name, segmentation, reason):
+    """Through the LVIS reader, on both paths: the object is kept without its mask, the mask is counted
+    rejected with its reason and an error row naming the annotation; every other mask is as before."""
+    (tmp_path / "clean").mkdir()
+    clean = _file(tmp_path / "clean")
+    data = json.loads(clean.read_text())
+    before = {r["key"]: r for r in read_records(ingest_one(tmp_path / "clean", "lvis", _options(clean, mode))[1],
+                                                "lvis")}
+    hostile = copy.deepcopy(data)
+    ann = hostile["annotations"][5]  # on image 522418 (640x480): the case's box, scaled
+    sx, sy = 640 / 30, 480 / 20
+    ann["bbox"] = [10 * sx, 5 * sy, 15 * sx, 10 * sy]
+    ann["segmentation"] = _scaled(segmentation, sx, sy, (480, 640))
+    (tmp_path / "bad").mkdir()
+    path = tmp_path / "bad" / "lvis_v1_val.json"
+    path.write_text(json.dumps(hostile, allow_nan=False))
+    entry, out = ingest_one(tmp_path / "bad", "lvis", _options(path, mode), max_bad_fraction=1.0)
+    ledger = entry["ledger"]
+    assert ledger["balanced"] and ledger["annotations"]["mask"]["rejected"] == {reason: 1}
+    assert ledger["annotations"]["object"]["rejected"] == {}
+    (error,) = [e for e in read_errors(out, "lvis") if e["kind"] == "mask"]
+    assert error["reason"] == reason and f"id={ann['id']}" in error["record"] and error["field"].startswith(
+        "segmentation")
+    after = {r["key"]: r for r in read_records(out, "lvis")}
+    target = next(o for o in after["lvis/522418"]["objects"] if o["id"] == ann["id"])
+    assert target["mask"] is None and target["polygons"] is None and target["area"] is None
+    assert target["box"] == pytest.approx([10 * sx, 5 * sy, 25 * sx, 15 * sy])
+    for key, record in before.items():
+        for old, new in zip(record["objects"], after[key]["objects"]):
+            if new["id"] != ann["id"]:
+                assert old == new
+
+
+def _scaled(segmentation, sx, sy, size):
+    """A 30x20 hostile case on the 640x480 test image: polygons and RLE sizes scaled, the rest as it is."""
+    if isinstance(segmentation, list) and all(isinstance(p, list) for p in segmentation):
+        return [[v * (sx if i % 2 == 0 else sy) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                 for i, v in enumerate(p)] for p in segmentation]
+    if isinstance(segmentation, dict) and segmentation.get("size") == [20, 30]:
+        counts = segmentation.get("counts")
+        if isinstance(counts, list) and counts and all(isinstance(c, int) and c >= 0 for c in counts) \
+                and len(counts) == 1:
+            return {"size": list(size), "counts": [size[0] * size[1]]}  # the empty mask, at the image's size
+        return {**segmentation, "size": list(size)}  # now counts no longer cover it: still undecodable
+    return segmentation
+
+
+def test_masks_read_on_both_paths_and_rescale_with_their_image(tmp_path):
+    from rcforge.images import rescale_record
+
+    path = _file(tmp_path)
+    records = {}
+    for mode in ("memory", "stream"):
+        (tmp_path / mode).mkdir()
+        entry, out = ingest_one(tmp_path / mode, "lvis", _options(path, mode))
+        assert entry["ledger"]["annotations"]["mask"]["written"] == 8
+        records[mode] = {r["key"]: r for r in read_records(out, "lvis")}
+    assert records["memory"] == records["stream"]
+    record = records["memory"]["lvis/522418"]
+    obj = record["objects"][0]
+    assert obj["iscrowd"] is False and obj["mask"]["size"] == [480, 640]
+    assert abs(obj["area"] - 100 * 100 / 2) / 5000 < 0.03  # the diamond inscribed in its 100x100 box
+    double = rescale_record(record, (1280, 960))["objects"][0]
+    assert double["mask"]["size"] == [960, 1280] and abs(double["area"] - 4 * obj["area"]) / (4 * obj["area"]) < 0.02
+    assert double["polygons"][0] == [2 * v for v in obj["polygons"][0]]
