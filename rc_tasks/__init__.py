@@ -34,6 +34,9 @@ class Mention:
     points: tuple[tuple[float, float], ...] = ()
     ids: tuple[str, ...] = ()
     phrase: str | None = None
+    #: the mask of each box (`rcforge.schemas.MASK`, None for a box without one), parallel to ``boxes``; the
+    #: dialogue's ``masks`` column carries them in print order
+    masks: tuple[dict | None, ...] = ()
 
 
 @dataclass
@@ -90,8 +93,9 @@ REGISTRY: Registry[TaskSpec] = Registry("task", package=__name__)
 
 
 #: task kinds a coordinate format may have a convention for: "refer" (expression -> box), "identify" (box ->
-#: expression), "detect" (name -> every box), "ground_caption" (a caption with its phrases grounded), "vqa"
-KINDS = ("refer", "identify", "detect", "ground_caption", "vqa")
+#: expression), "detect" (name -> every box), "ground_caption" (a caption with its phrases grounded), "vqa",
+#: "segment" (expression -> mask)
+KINDS = ("refer", "identify", "detect", "ground_caption", "vqa", "segment")
 
 
 def register(name: str, config_class: type, *, variables: dict[str, tuple[set, set]], sample=None,

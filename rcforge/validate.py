@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from rcforge import coordinates, fsio, generations, markup, schemas
 from rcforge import images as images_mod
 from rcforge.manifest import IMAGES_WITHOUT_DIALOGUES
+from rcforge import masks as rc_masks
 from rcforge.rc_tasks import hard_negatives
 from rcforge.rc_tasks import negatives as rc_negatives
 
@@ -88,14 +89,15 @@ def validate(out: str, *, max_listed: int = 20, images: bool = False) -> list[st
             problems.append(f"dialogue shards on disk ({len(names)}) differ from the manifest's "
                             f"({len(build['shards'])})" + (f"; missing: {', '.join(missing[:5])}" if missing else ""))
     seen_ids: set[str] = set()
-    negatives: dict[str, list[tuple[str, str]]] = {}  # image key -> (dialogue id, category asked as absent)
+    negatives: dict[str, list[tuple[str, str]]] = {}  # image key -> (dialogue id, proof of a negative)
+    shown_masks: dict[str, list[tuple[str, str]]] = {}  # image key -> (dialogue id, RLE counts of a mask shown)
     dialogues = 0
     for shard in shards:
         if _check_schema(fs, shard, schemas.DIALOGUE, problems):
             dialogues += _check_dialogues(fs, shard, problems, max_listed, seen_ids,
-                                          (build or {}).get("coordinate_params") or {}, negatives)
-    if negatives:
-        _check_negatives(fs, path, manifest, negatives, problems)
+                                          (build or {}).get("coordinate_params") or {}, negatives, shown_masks)
+    if negatives or shown_masks:
+        _check_against_records(fs, path, manifest, negatives, shown_masks, problems)
     if build is not None:
         ledger = build["ledger"]
         accounted = sum(ledger.get(k, 0) for k in ("images_with_dialogues", *IMAGES_WITHOUT_DIALOGUES))
@@ -116,7 +118,7 @@ def validate(out: str, *, max_listed: int = 20, images: bool = False) -> list[st
 
 def _row_negatives(row: dict, negatives: dict, report) -> None:
     """A dialogue's negative turns: each basis one that proves absence in its source, each with its proof in the
-    provenance (``absent:<name>``, or a hard negative's ``hard_negative:...``), collected for `_check_negatives`."""
+    provenance (``absent:<name>``, or a hard negative's ``hard_negative:...``), collected for `_check_against_records`."""
     bases = [t["negative_basis"] for t in row["turns"] if t.get("negative_basis")]
     proofs = [p for p in row["provenance"] if p.startswith(("absent:", "hard_negative:"))]
     for basis in bases:
@@ -134,10 +136,37 @@ def _row_negatives(row: dict, negatives: dict, report) -> None:
         negatives.setdefault(row["key"], []).append((row["id"], proof))
 
 
-def _check_negatives(fs, path, manifest: dict, negatives: dict, problems) -> None:
+def _row_masks(row: dict, shown: dict, report) -> None:
+    """A dialogue's masks column: empty, or one entry per box; each mask an RLE of the image's size whose runs
+    cover it exactly (`rcforge.masks.counts_of`), collected for `_check_against_records`."""
+    if not row["masks"]:
+        return
+    if len(row["masks"]) != len(row["boxes"]):
+        report(f"{row['id']}: {len(row['masks'])} masks for {len(row['boxes'])} boxes (one per box, in order)")
+        return
+    w, h = row["width"], row["height"]
+    for i, mask in enumerate(row["masks"]):
+        if mask is None:
+            continue
+        if mask["size"] != [h, w]:
+            report(f"{row['id']}: mask {i} is of size {mask['size']}, not the image's [{h}, {w}]")
+            continue
+        try:
+            runs = rc_masks.counts_of(mask["counts"] or "")
+        except ValueError as err:
+            report(f"{row['id']}: mask {i} does not decode ({err})")
+            continue
+        if sum(runs) != w * h or any(r < 0 for r in runs):
+            report(f"{row['id']}: mask {i} covers {sum(runs)} pixels, not the image's {w * h}")
+            continue
+        shown.setdefault(row["key"], []).append((row["id"], mask["counts"]))
+
+
+def _check_against_records(fs, path, manifest: dict, negatives: dict, shown_masks: dict, problems) -> None:
     """Every negative question's proof, against its image record: a category asked about as absent is carried
     by no object of the image and listed as proven absent; a hard negative's proof holds
-    (`rcforge.rc_tasks.hard_negatives.holds`)."""
+    (`rcforge.rc_tasks.hard_negatives.holds`). Every mask a dialogue shows is the mask of an object of its
+    image record."""
     columns = ["key", "source", "objects", "absent"]
     for entry in manifest.get("sources", {}).values():
         for part in entry.get("parts", []):
@@ -150,9 +179,13 @@ def _check_negatives(fs, path, manifest: dict, negatives: dict, problems) -> Non
                     problem = _negative_contradiction(record, proof)
                     if problem:
                         problems.append(f"{dialogue}: {problem}")
-    for key, asked in negatives.items():
-        problems.append(f"{asked[0][0]}: asks a negative question about image {key}, whose record is not in the "
-                        f"output")
+                own = {(o.get("mask") or {}).get("counts") for o in record["objects"]}
+                for dialogue, counts in shown_masks.pop(record["key"], ()):
+                    if counts not in own:
+                        problems.append(f"{dialogue}: shows a mask that no object of image record "
+                                        f"{record['key']} has")
+    for key, asked in [*negatives.items(), *shown_masks.items()]:
+        problems.append(f"{asked[0][0]}: is checked against image {key}, whose record is not in the output")
 
 
 def _negative_contradiction(record: dict, proof: str) -> str | None:
@@ -313,10 +346,11 @@ def _check_schema(fs, path, schema, problems) -> bool:
     return True
 
 
-def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict, negatives: dict) -> int:
+def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict, negatives: dict,
+                     shown_masks: dict) -> int:
     """Check one shard's dialogues; returns its row count. ``frame``: the build's coordinate params (a format with
-    a trainer's frame reads its numbers back in that frame); ``negatives`` collects the negative questions, which
-    `_check_negatives` checks against their image records."""
+    a trainer's frame reads its numbers back in that frame); ``negatives`` and ``shown_masks`` collect the negative
+    questions and the masks shown, which `_check_against_records` checks against their image records."""
     listed = 0
     rows = 0
 
@@ -327,7 +361,7 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict,
         listed += 1
 
     columns = ["id", "conversations", "boxes", "points", "coordinates", "width", "height", "frame", "key", "source",
-               "turns", "provenance"]
+               "turns", "provenance", "masks"]
     formats = {name: fmt.framed(frame) for name, fmt in coordinates.FORMATTERS.items()}  # set once, not per row
     for batch in _batches(fs, path, columns, problems):
         rows += batch.num_rows
@@ -336,6 +370,7 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict,
                 report(f"{row['id']}: the dialogue id appears twice")
             seen_ids.add(row["id"])
             _row_negatives(row, negatives, report)
+            _row_masks(row, shown_masks, report)
             turns = row["conversations"]
             if not turns or turns[0]["from"] != "human" or not turns[0]["value"].startswith("<image>\n"):
                 report(f"{row['id']}: the first turn is not the human's starting with <image>")

@@ -61,16 +61,23 @@ val_ref = {"sent_ids": [90001], "file_name": "COCO_train2014_000000098304_900001
                           "sent": "man in white"}], "category_id": 1}
 with open(HERE / "refcoco/refcoco/refs(unc).p", "wb") as f:
     pickle.dump([ref0, val_ref], f, protocol=2)
+def _octagon(x, y, w, h):
+    """A synthetic mask polygon: the octagon inscribed in a box (the sample's boxes are hand-placed, so are their
+    masks; a real COCO polygon is tested in tests/test_masks.py)."""
+    return [[x + w * 0.3, y, x + w * 0.7, y, x + w, y + h * 0.3, x + w, y + h * 0.7, x + w * 0.7, y + h,
+             x + w * 0.3, y + h, x, y + h * 0.7, x, y + h * 0.3]]
+
+
 instances = {
     "info": {"description": "rcforge sample (synthetic container)"},
     "images": [{"license": 1, "file_name": "COCO_train2014_000000581857.jpg", "height": 480, "width": 640,
                 "id": 581857}],
     "licenses": [],
     "annotations": [
-        {"segmentation": [], "area": 30912.0, "iscrowd": 0, "image_id": 581857, "bbox": [103.9, 150.2, 138.0, 224.0],
-         "category_id": 1, "id": 1719310},
-        {"segmentation": [], "area": 8000.0, "iscrowd": 0, "image_id": 581857, "bbox": [400.0, 200.0, 80.0, 100.0],
-         "category_id": 1, "id": 1719311},
+        {"segmentation": _octagon(103.9, 150.2, 138.0, 224.0), "area": 30912.0, "iscrowd": 0, "image_id": 581857,
+         "bbox": [103.9, 150.2, 138.0, 224.0], "category_id": 1, "id": 1719310},
+        {"segmentation": _octagon(400.0, 200.0, 80.0, 100.0), "area": 8000.0, "iscrowd": 0, "image_id": 581857,
+         "bbox": [400.0, 200.0, 80.0, 100.0], "category_id": 1, "id": 1719311},
     ],
     "categories": [{"supercategory": "person", "id": 1, "name": "person"}],
 }

@@ -230,6 +230,9 @@ DIALOGUE = pa.schema(
         # every box printed, normalized xyxy in the coordinate format's frame, in mention order
         pa.field("boxes", pa.list_(pa.list_(pa.float64(), 4)), nullable=False),
         pa.field("points", pa.list_(pa.list_(pa.float64(), 2)), nullable=False),
+        # the mask of each printed box, in the order of boxes (null for a box without one), when the dialogue
+        # shows any (referring segmentation); empty otherwise. Each is the object's mask in its image record.
+        pa.field("masks", pa.list_(MASK), nullable=False),
         # the annotation ids behind every mention and answer item ("object:12", "region:5", "ref:3", "qa:7")
         pa.field("provenance", pa.list_(pa.string()), nullable=False),
         pa.field("coordinates", pa.string(), nullable=False),

@@ -10,7 +10,7 @@ from conftest import SAMPLE_RECIPE, copy_of
 from rcforge.cli import main
 
 TASKS = ["attribute", "coarse_spatial", "counting", "detection", "flickr_grounded_caption", "grounded_caption",
-         "grounding", "pointqa", "relation", "vqa"]
+         "grounding", "pointqa", "referring_segmentation", "relation", "vqa"]
 
 
 @pytest.fixture

@@ -177,3 +177,98 @@ def test_masks_read_on_both_paths_and_rescale_with_their_image(tmp_path):
     double = rescale_record(record, (1280, 960))["objects"][0]
     assert double["mask"]["size"] == [960, 1280] and abs(double["area"] - 4 * obj["area"]) / (4 * obj["area"]) < 0.02
     assert double["polygons"][0] == [2 * v for v in obj["polygons"][0]]
+
+
+def _dialogues(out) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [r for p in sorted(out.glob("dialogues/part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+
+
+def _records_by_key(out) -> dict:
+    import pyarrow.parquet as pq
+
+    return {r["key"]: r for p in out.glob("images/*/part-*.parquet")
+            for r in pq.read_table(p, columns=["key", "objects", "width", "height"]).to_pylist()}
+
+
+@pytest.mark.parametrize("fmt", ["pink", "qwen2_vl", "kosmos2"])
+def test_referring_segmentation_shows_the_objects_mask_at_its_boxs_place(sample_build_in, fmt):
+    """Every RES dialogue of the sample: one mask per box, in order; each mask the referred object's own, printed
+    where its box is; every other dialogue shows no mask."""
+    out = sample_build_in(fmt)
+    records = _records_by_key(out)
+    res = [r for r in _dialogues(out) if r["task"] == "referring_segmentation"]
+    assert res
+    for row in _dialogues(out):
+        if row["task"] != "referring_segmentation":
+            assert row["masks"] == []
+            continue
+        assert len(row["masks"]) == len(row["boxes"]) == 1
+        (oid,) = [int(p.split(":")[1]) for p in row["provenance"] if p.startswith("object:")]
+        obj = next(o for o in records[row["key"]]["objects"] if o["id"] == oid)
+        assert row["masks"][0] == obj["mask"] and obj["mask"]["size"] == [row["height"], row["width"]]
+        x1, y1, x2, y2 = obj["box"]
+        w, h = row["width"], row["height"]
+        if fmt == "pink":
+            assert row["boxes"][0] == pytest.approx([x1 / w, y1 / h, x2 / w, y2 / h])
+        pixels = _decoded(row["masks"][0])
+        ys, xs = np.nonzero(pixels)
+        assert x1 - 1 <= xs.min() and xs.max() <= x2 + 1 and y1 - 1 <= ys.min() and ys.max() <= y2 + 1
+
+
+def test_validate_checks_every_mask(sample_build, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import copy_of
+    from rcforge import schemas
+    from rcforge.validate import validate
+
+    cases = {
+        "another object's mask": lambda m: {**m, "counts": _square_rle((m["size"][0], m["size"][1]))["counts"]},
+        "the wrong size": lambda m: {**m, "size": [m["size"][1], m["size"][0]]},
+        "runs that do not cover the image": lambda m: {
+            **m, "counts": _square_rle((m["size"][0], m["size"][1] - 1))["counts"]},
+        "counts outside the code": lambda m: {**m, "counts": "\x01" + m["counts"]},
+    }
+    expected = {"another object's mask": "no object of image record", "the wrong size": "not the image's",
+                "runs that do not cover the image": "covers", "counts outside the code": "does not decode"}
+    for name, change in cases.items():
+        out = copy_of(sample_build, tmp_path / name.replace(" ", "_").replace("'", ""))
+        shard = sorted(out.glob("dialogues/part-*.parquet"))[0]
+        rows = pq.read_table(shard).to_pylist()
+        target = next(r for r in rows if r["masks"])
+        target["masks"] = [change(target["masks"][0])]
+        pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
+        problems = validate(str(out))
+        assert any(target["id"] in p and expected[name] in p for p in problems), (name, problems)
+    out = copy_of(sample_build, tmp_path / "count")
+    shard = sorted(out.glob("dialogues/part-*.parquet"))[0]
+    rows = pq.read_table(shard).to_pylist()
+    target = next(r for r in rows if r["masks"])
+    target["masks"] = target["masks"] * 2
+    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
+    assert any("2 masks for 1 boxes" in p for p in validate(str(out)))
+
+
+def test_unique_categories_of_an_lvis_image_are_segmented(tmp_path):
+    from rcforge.rc_tasks import referring_segmentation as res
+
+    path = _file(tmp_path)
+    _, out = ingest_one(tmp_path, "lvis", _options(path))
+    record = next(r for r in read_records(out, "lvis") if r["key"] == "lvis/522418")
+    cfg = res.ReferringSegmentationConfig()
+    asked = {}
+    for seed in range(50):
+        inst = res.sample(record, __import__("random").Random(seed), cfg)
+        mention = inst.answer["mask"]
+        asked[inst.question["name"]] = mention
+        obj = next(o for o in record["objects"] if f"object:{o['id']}" in mention.ids)
+        assert mention.masks == (obj["mask"],) and mention.boxes == (tuple(obj["box"]),)
+    # 522418 has one bow and one person: both unique; 391895's persons are not exhaustive there: never asked
+    assert set(asked) == {"bow (weapon)", "person"}
+    other = next(r for r in read_records(out, "lvis") if r["key"] == "lvis/391895")
+    for seed in range(50):
+        inst = res.sample(other, __import__("random").Random(seed), cfg)
+        assert inst is None or inst.question["name"] not in ("person", "aerosol can")

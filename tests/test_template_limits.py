@@ -64,10 +64,14 @@ def test_a_hostile_template_in_a_build_is_counted_and_named(tmp_path, capsys):
     shutil.copytree(templating.default_root(), templates, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     counting = templates / "counting.yaml"
     text = counting.read_text()
-    first_answer = next(line for line in text.splitlines() if line.strip().startswith("a01:"))
-    indent = first_answer[: len(first_answer) - len(first_answer.lstrip())]
-    counting.write_text(text.replace(first_answer, indent + "a01: \"{{ count }}{% for i in range(10**5) %}"
-                                                            "{{ i }}{% endfor %}\""))
+    lines = []
+    for line in text.splitlines():  # every answer of counting runs away, whichever the build draws
+        stripped = line.lstrip()
+        if stripped[:1] == "a" and stripped[1:3].isdigit() and stripped[3:4] == ":":
+            line = line[: len(line) - len(stripped)] + stripped[:4] + \
+                " \"{{ count }}{% for i in range(10**5) %}{{ i }}{% endfor %}\""
+        lines.append(line)
+    counting.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
     code = cli.main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress", "--templates", str(templates)])
     err = capsys.readouterr().err
