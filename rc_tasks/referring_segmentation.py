@@ -27,7 +27,8 @@ class ReferringSegmentationConfig:
 
 
 def _mention(obj: dict, phrase: str) -> Mention:
-    return Mention(boxes=(tuple(obj["box"]),), ids=(f"object:{obj['id']}",), phrase=phrase, masks=(obj["mask"],))
+    mask = {**obj["mask"], "polygons": obj.get("polygons")}
+    return Mention(boxes=(tuple(obj["box"]),), ids=(f"object:{obj['id']}",), phrase=phrase, masks=(mask,))
 
 
 def enumerate_refs(record: dict, rng_for, cfg: ReferringSegmentationConfig) -> Iterator[TaskInstance]:

@@ -132,6 +132,9 @@ class Formatter:
     #: `rcforge.markup.COMMON`): its mention syntax, its chat template's and tokenizer's added tokens
     reserved = ""
 
+    #: the text holds placeholders and the numbers travel in a side table (`ShikraJsonl`)
+    placeholders = False
+
     #: the settings of a frame that depends on the trainer (``render.frame``): none for most formats
     FRAME: Mapping[str, int] = {}
 
@@ -551,7 +554,7 @@ class QwenJSON(Formatter):
     reserved = QWEN_TOKENS + r"|```|\{\s*\"(?:bbox_2d|point_2d)\""
     frame = r"```json\n\[|\]\n```"
     point_pattern = r'\{"point_2d": \[(\d+), (\d+)\]\}'
-    json_kinds = frozenset({"refer", "detect"})
+    json_kinds = frozenset({"refer", "detect", "segment"})  # a mask's box, as its grounding answer
     pattern = r'\{"bbox_2d": \[[\d, ]*\](?:, "label": "(?:[^"\\]|\\.)*")?\}|\{"point_2d": \[[\d, ]*\]\}'
 
     @property
@@ -678,9 +681,59 @@ class Qwen25VL(QwenJSON):
         return json.dumps({"point_2d": self._pixels(p, w, h)})
 
 
+#: the placeholders of Shikra's data (shikras/shikra@ff79a4c mllm/dataset/root.py), the Llama tokens of its model,
+#: and braces: its BoxFormatter fills the text with str.format (``sentence.replace(token, '{}').format(...)``),
+#: so a brace of annotation text would break the family's loader
+SHIKRA_PLACEHOLDERS = r"<boxes>|<points>|<ph_st>|<ph_ed>|<expr>|<objs>|<question>|[{}]" + LLAMA_TOKENS
+
+
+class ShikraJsonl(Formatter):
+    """Shikra's data form: no numbers in the text. Each box mention is the placeholder ``<boxes>`` and each point
+    ``<points>``; the item carries the boxes and points in pixels of the image and, per turn, ``boxes_seq`` /
+    ``points_seq`` (one list of indices per placeholder), which its ``BoxFormatProcess`` turns into text
+    (shikras/shikra@ff79a4c mllm/dataset/process_function/box_process_function.py: map_obj, BoxFormatter).
+    `rcforge export shikra_jsonl` writes that item from the dialogue's ``boxes``, ``points`` and ``groups``."""
+
+    name, pattern, point_pattern = "shikra_jsonl", r"<boxes>", r"<points>"
+    # and a bracketed list of numbers: its PlainBoxFormatter prints the boxes so, and its extract reads them back
+    reserved = SHIKRA_PLACEHOLDERS + "|" + NUMBER_BRACKETS
+    #: the text holds placeholders, the numbers are in the item's side table
+    placeholders = True
+    placeholder = "<boxes>"
+
+    @property
+    def params(self) -> dict:
+        return {"frame": "image", "placeholders": True, "boxes": "pixels xyxy in the item", "unit": 0.0,
+                "rounding": "none"}
+
+    def tolerance(self, w, h) -> float:
+        return 1e-9
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        return self.placeholder
+
+    def point_text(self, p, w, h) -> str:
+        return "<points>"
+
+    def parse(self, text, w, h):
+        return []  # the boxes are in the side table, not the text
+
+    def parse_points(self, text, w, h):
+        return []
+
+
+class NextChat(ShikraJsonl):
+    """NExT-Chat's form of Shikra's: the box placeholder is ``<at> <boxes>`` (NExT-ChatV/NExT-Chat@1e6c20f
+    mllm/dataset/root.py: BOXES_PLACEHOLDER), the ``<at>`` token where its model emits a box embedding."""
+
+    name, pattern = "nextchat", r"<at> <boxes>"
+    reserved = SHIKRA_PLACEHOLDERS + "|<at>"
+    placeholder = "<at> <boxes>"
+
+
 REGISTRY: Registry[Formatter] = Registry("coordinate format")
 for _formatter in (Pink(), Shikra(), QwenVL(), Qwen2VL(), Qwen25VL(), QwenJSON(), InternVL(), Florence2(),
-                   Kosmos2(), MiniGPTv2()):
+                   Kosmos2(), MiniGPTv2(), ShikraJsonl(), NextChat()):
     REGISTRY.add(_formatter.name, _formatter)
 #: other names a recipe may use for a format
 ALIASES = {"qwen": "qwen_vl"}

@@ -37,7 +37,8 @@ from rcforge.config import Range, number_flag
 from rcforge.errors import InputError
 from rcforge.manifest import Manifest
 
-COLUMNS = ["id", "source", "image", "task", "width", "height", "conversations"]
+COLUMNS = ["id", "source", "image", "task", "width", "height", "conversations", "coordinates", "boxes", "points",
+           "groups", "masks"]
 ROLES = {"human": "user", "gpt": "assistant"}
 IMAGE_TOKEN = "<image>\n"
 
@@ -56,6 +57,42 @@ def _messages(row: dict, image: str) -> dict:
 def _internvl(row: dict, image: str) -> dict:
     return {"id": row["id"], "image": image, "width": row["width"], "height": row["height"],
             "conversations": row["conversations"]}
+
+
+def _side_table(row: dict, image: str) -> dict:
+    """Shikra's item (and NExT-Chat's): the text with its placeholders, the boxes and points in pixels of the image
+    under ``target``, and per turn ``boxes_seq`` / ``points_seq``, one list of indices per placeholder, in the
+    order the placeholders stand (shikras/shikra@ff79a4c mllm/dataset/process_function/box_process_function.py,
+    BoxFormatProcess; mllm/dataset/single_image_dataset/rec.py for the item's shape). A mask travels as its
+    polygons (NExT-Chat's RES reads them with pycocotools.mask.frPyObjects), or its RLE where it has none."""
+    w, h = row["width"], row["height"]
+    placeholder = coordinates.get(row["coordinates"]).placeholder
+    groups = iter(row["groups"])
+    next_box = next_point = 0
+    turns = []
+    for turn in row["conversations"]:
+        item = {"from": turn["from"], "value": turn["value"]}
+        seq = []
+        for _ in range(turn["value"].count(placeholder)):
+            k = next(groups)
+            seq.append(list(range(next_box, next_box + k)))
+            next_box += k
+        points = turn["value"].count("<points>")
+        if seq:
+            item["boxes_seq"] = seq
+        if points:
+            item["points_seq"] = [[next_point + j] for j in range(points)]
+            next_point += points
+        turns.append(item)
+    fmt = coordinates.get(row["coordinates"])
+    # width and height beside the boxes, as the family's dataset classes leave them for BoxFormatProcess
+    target = {"boxes": [fmt.to_pixels(b, w, h) for b in row["boxes"]],
+              "points": [fmt.to_pixels(p, w, h) for p in row["points"]], "width": w, "height": h}
+    if row["masks"]:
+        target["masks"] = [None if m is None else m["polygons"] or {"size": m["size"], "counts": m["counts"]}
+                           for m in row["masks"]]
+    return {"id": row["id"], "img_path": image, "width": w, "height": h, "target": target, "conversations": turns,
+            "task": row["task"], "source": row["source"]}
 
 
 def _qwen_vl(row: dict, image: str) -> dict:
@@ -138,6 +175,8 @@ class ExportKind:
     frame: Callable[[TrainerSettings], dict] | None = None
     #: the settings its user must give the trainer, written beside FILE (``<stem>.training.txt``)
     notes: Callable[[TrainerSettings, bool, bool], list[str]] | None = None
+    #: a dialogue its trainer cannot read -> why (it is left out and counted); None: every dialogue is written
+    refuses: Callable[[dict], str | None] | None = None
 
 
 #: Qwen2-VL, Qwen2.5-VL and Qwen3-VL: LLaMA-Factory's qwen2_vl / qwen3_vl templates and ms-swift's qwen templates
@@ -154,6 +193,11 @@ KINDS = {kind.name: kind for kind in (
                single_round=("florence2",), frame=_swift_frame, notes=_swift_notes),
     ExportKind("internvl", _internvl, suffixes=(".jsonl",), sidecars=_internvl_meta, coordinates=("internvl",)),
     ExportKind("qwen_vl", _qwen_vl, suffixes=(".json",), coordinates=("qwen_vl",)),
+    ExportKind("shikra_jsonl", _side_table, suffixes=(".jsonl",), coordinates=("shikra_jsonl",)),
+    # NExT-Chat's BoxFormatProcess asserts that no turn holds <points> (NExT-ChatV/NExT-Chat@1e6c20f
+    # mllm/dataset/process_function/box_process_function.py, line 81)
+    ExportKind("nextchat", _side_table, suffixes=(".jsonl",), coordinates=("nextchat",),
+               refuses=lambda row: "NExT-Chat reads no points" if row["points"] else None),
 )}
 
 
@@ -344,7 +388,7 @@ def export(kind: str, out: str, file: str, *, relative: bool = False, image_root
     framed = manifest.build is not None and bool(coordinates.get(manifest.build.coordinates).FRAME)
     _write_notes(spec, file, trainer, relative, framed)
     if left_out:
-        print(f"export: left out {left_out:,} dialogue(s) whose image path cannot be passed on, e.g. {first}",
+        print(f"export: left out {left_out:,} dialogue(s) that {kind}'s trainer cannot take, e.g. {first}",
               file=sys.stderr)
     return n
 
@@ -363,6 +407,7 @@ def _write(spec: ExportKind, batches, paths: ImagePaths, file: str, *, jsonl: bo
             lines = []
             for row in rows:
                 image, refused = paths(row["source"], row["image"])
+                refused = refused or (spec.refuses(row) if spec.refuses else None)
                 if refused:  # never pass on a path that leaves the images root
                     left_out += 1
                     first = first or f"{row['id']}: {refused}"

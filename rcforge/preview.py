@@ -114,16 +114,18 @@ def point_colour(boxes: int, index: int) -> str:
 
 
 def colour_text(text: str, fmt: coordinates.Formatter, start: int, w: int, h: int, *, point_start: int = 0,
-                boxes: int = 0) -> tuple[str, int, int]:
+                boxes: int = 0, groups=None) -> tuple[str, int, int]:
     """HTML of a turn with each printed mention in the colour of its (first) drawn box and each printed point in
     the colour of its drawn point; returns the next box and point indices. A mention is what the format's
     ``pattern`` matches (a JSON answer's objects one by one), a point what its ``point_pattern`` matches;
-    ``boxes`` is the dialogue's number of boxes (points take the colours after them)."""
+    ``boxes`` is the dialogue's number of boxes (points take the colours after them); ``groups``, an iterator over
+    the dialogue's ``groups`` column, says how many boxes each placeholder of a placeholder format stands for."""
     import re
 
     spans = []  # (start, end, kind, boxes in it)
     for m in re.finditer(fmt.pattern, text):
-        n = len(fmt.parse(m.group(), w, h))
+        n = next(groups, 1) if fmt.placeholders and groups is not None else len(fmt.parse(m.group(), w, h)) or \
+            int(fmt.placeholders)
         if n:
             spans.append((m.start(), m.end(), "box", n))
     if fmt.point_pattern:
@@ -160,9 +162,10 @@ def render_html(out: str, rows: list[dict], *, frame: bool = False) -> str:
         fmt = coordinates.get(row["coordinates"], params)
         url, found = draw(data, row, fmt, frame)
         index, point, turns = 0, 0, []
+        groups = iter(row.get("groups") or [])
         for turn in row["conversations"]:
             text, index, point = colour_text(turn["value"], fmt, index, row["width"], row["height"],
-                                             point_start=point, boxes=len(row["boxes"]))
+                                             point_start=point, boxes=len(row["boxes"]), groups=groups)
             turns.append(f'<p class="{turn["from"]}"><span class="who">{turn["from"]}</span> {text}</p>')
         figure = (f'<figure><img src="{url}" alt="{html.escape(row["image"])}">'
                   + ("" if found else f'<figcaption class="missing">image missing, boxes drawn on a blank '

@@ -152,6 +152,7 @@ class Renderer:
         boxes: list = []
         points: list = []
         masks: list = []  # parallel to boxes
+        groups: list[int] = []  # boxes per printed mention
         provenance: list[str] = []
         conversations, turns = [], []
         for i, inst in enumerate(instances):
@@ -167,15 +168,15 @@ class Renderer:
             question = templating.render(variant.questions[qid], question_vars, f"{where}.{qid}")
             # Coordinates are written where the text shows them, and only those boxes enter the boxes column, in
             # the order they are printed: a template that names objects without their boxes adds no box.
-            question = self._write_mentions(question, mentions, w, h, boxes, points, masks, tie=False)
+            question = self._write_mentions(question, mentions, w, h, boxes, points, masks, groups, tie=False)
             kind = self.specs[inst.task].kind
             if self.formatter.answers_itself(kind, mentions[asked:]):  # the family's own answer form
                 aid = self.formatter.own_answer_id
-                answer = self._own_answer(mentions[asked:], w, h, boxes, masks)
+                answer = self._own_answer(mentions[asked:], w, h, boxes, masks, groups)
             else:
                 answer = templating.render(variant.answers[aid], {**question_vars, **answer_vars}, f"{where}.{aid}")
                 tie = self.formatter.ties and kind not in self.formatter.untied_kinds
-                answer = self._write_mentions(answer, mentions, w, h, boxes, points, masks, tie=tie)
+                answer = self._write_mentions(answer, mentions, w, h, boxes, points, masks, groups, tie=tie)
             task_id = self.formatter.task_id(kind)
             if task_id:
                 question = f"{task_id}{self.formatter.task_id_joiner}{question}"
@@ -193,7 +194,7 @@ class Renderer:
             "id": dialogue_id, "key": record["key"], "source": record["source"], "image": record["image"], "image_id": record["image_id"],
             "width": w, "height": h, "task": first["task"], "variant": first["variant"],
             "template_id": first["template_id"], "turns": turns, "conversations": conversations,
-            "boxes": boxes, "points": points, "masks": masks if any(m is not None for m in masks) else [],
+            "boxes": boxes, "points": points, "groups": groups, "masks": masks if any(m is not None for m in masks) else [],
             "provenance": provenance,
             "coordinates": self.formatter.name, "seed": self.seed, "frame": self.formatter.frame_size(w, h),
         }
@@ -243,7 +244,7 @@ class Renderer:
         return {k: conv(v) for k, v in variables.items()}
 
     def _write_mentions(self, text: str, mentions: list, w: int, h: int, boxes: list, points: list, masks: list,
-                        *, tie: bool) -> str:
+                        groups: list, *, tie: bool) -> str:
         """Placeholders replaced by coordinate text, left to right; each printed box and point is collected. With
         ``tie``, a mention's phrase is printed with its boxes, wrapped in place when the text before the
         placeholder ends with it."""
@@ -270,12 +271,13 @@ class Renderer:
                 for b in ordered:
                     boxes.append(list(fmt.normalize(b, w, h)))
                 masks.extend(_masks_in_order(value, ordered))
+                groups.append(len(ordered))
                 parts.append(fmt.boxes_text(ordered, w, h, phrase))
             out.append(" ".join(parts))
         out.append(text[pos:])
         return "".join(out)
 
-    def _own_answer(self, answer_mentions: list, w: int, h: int, boxes: list, masks: list) -> str:
+    def _own_answer(self, answer_mentions: list, w: int, h: int, boxes: list, masks: list, groups: list) -> str:
         """The answer in the format's own form (Qwen's JSON list, Florence-2's grammar): every box of the answer's
         mentions with its phrase."""
         items = []
@@ -283,6 +285,7 @@ class Renderer:
             ordered = self.formatter.ordered(list(value.boxes))
             boxes.extend(list(self.formatter.normalize(b, w, h)) for b in ordered)
             masks.extend(_masks_in_order(value, ordered))
+            groups.append(len(ordered))
             items.append((value.phrase, ordered))
         return self.formatter.own_answer(items, w, h)
 

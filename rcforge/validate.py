@@ -17,6 +17,7 @@ Checks:
 
 from __future__ import annotations
 
+import re
 import sys
 
 import fsspec
@@ -361,7 +362,7 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict,
         listed += 1
 
     columns = ["id", "conversations", "boxes", "points", "coordinates", "width", "height", "frame", "key", "source",
-               "turns", "provenance", "masks"]
+               "turns", "provenance", "masks", "groups"]
     formats = {name: fmt.framed(frame) for name, fmt in coordinates.FORMATTERS.items()}  # set once, not per row
     for batch in _batches(fs, path, columns, problems):
         rows += batch.num_rows
@@ -397,6 +398,13 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict,
             if row["frame"] != expected:
                 report(f"{row['id']}: frame {row['frame']} is not the {fmt.name} frame of a {w}x{h} image under the "
                        f"build's settings ({expected})")
+            if sum(row["groups"]) != len(row["boxes"]):
+                report(f"{row['id']}: the groups column counts {sum(row['groups'])} boxes, the boxes column holds "
+                       f"{len(row['boxes'])}")
+                continue
+            if fmt.placeholders:
+                _check_placeholders(row, fmt, report)
+                continue
             printed = [b for t in turns for b in fmt.parse(t["value"], w, h)]
             if len(printed) != len(row["boxes"]):
                 report(f"{row['id']}: {len(printed)} boxes in the text, {len(row['boxes'])} in the boxes column")
@@ -412,6 +420,18 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict,
     if listed > max_listed:
         problems.append(f"{path}: ... and {listed - max_listed} more")
     return rows
+
+
+def _check_placeholders(row: dict, fmt, report) -> None:
+    """A placeholder format's dialogue: one box placeholder per group, one point placeholder per point, and the
+    side table in [0, 1] (checked with the other boxes above)."""
+    text = "".join(t["value"] for t in row["conversations"])
+    boxes, points = len(re.findall(fmt.pattern, text)), len(re.findall(fmt.point_pattern, text))
+    if boxes != len(row["groups"]):
+        report(f"{row['id']}: {boxes} {fmt.placeholder} placeholder(s) in the text, {len(row['groups'])} box "
+               f"group(s) in the side table")
+    if points != len(row["points"]):
+        report(f"{row['id']}: {points} <points> placeholder(s) in the text, {len(row['points'])} point(s)")
 
 
 def add_arguments(parser) -> None:

@@ -31,6 +31,9 @@ MASK = pa.struct([pa.field("size", pa.list_(pa.int64())),  # [height, width]
                   pa.field("counts", pa.string())])
 # (the children are nullable and size a variable list because Arrow checks a null struct's children too)
 
+#: a mask a dialogue shows: the object's RLE and, where the source gave them, its polygons (NExT-Chat reads those)
+SHOWN_MASK = pa.struct([*MASK, pa.field("polygons", pa.list_(pa.list_(pa.float64())))])
+
 OBJECT = pa.struct(
     [
         pa.field("id", pa.int64(), nullable=False),
@@ -230,9 +233,13 @@ DIALOGUE = pa.schema(
         # every box printed, normalized xyxy in the coordinate format's frame, in mention order
         pa.field("boxes", pa.list_(pa.list_(pa.float64(), 4)), nullable=False),
         pa.field("points", pa.list_(pa.list_(pa.float64(), 2)), nullable=False),
+        # how many boxes each printed box mention holds, in print order (sum = len(boxes)): what a placeholder
+        # format's side table needs (Shikra's boxes_seq: one list of box indices per <boxes>)
+        pa.field("groups", pa.list_(pa.int32()), nullable=False),
         # the mask of each printed box, in the order of boxes (null for a box without one), when the dialogue
-        # shows any (referring segmentation); empty otherwise. Each is the object's mask in its image record.
-        pa.field("masks", pa.list_(MASK), nullable=False),
+        # shows any (referring segmentation); empty otherwise. Each is the object's mask in its image record,
+        # with the polygons it came from (null for an RLE source)
+        pa.field("masks", pa.list_(SHOWN_MASK), nullable=False),
         # the annotation ids behind every mention and answer item ("object:12", "region:5", "ref:3", "qa:7")
         pa.field("provenance", pa.list_(pa.string()), nullable=False),
         pa.field("coordinates", pa.string(), nullable=False),

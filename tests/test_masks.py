@@ -207,7 +207,8 @@ def test_referring_segmentation_shows_the_objects_mask_at_its_boxs_place(sample_
         assert len(row["masks"]) == len(row["boxes"]) == 1
         (oid,) = [int(p.split(":")[1]) for p in row["provenance"] if p.startswith("object:")]
         obj = next(o for o in records[row["key"]]["objects"] if o["id"] == oid)
-        assert row["masks"][0] == obj["mask"] and obj["mask"]["size"] == [row["height"], row["width"]]
+        assert row["masks"][0] == {**obj["mask"], "polygons": obj["polygons"]}
+        assert obj["mask"]["size"] == [row["height"], row["width"]]
         x1, y1, x2, y2 = obj["box"]
         w, h = row["width"], row["height"]
         if fmt == "pink":
@@ -265,7 +266,8 @@ def test_unique_categories_of_an_lvis_image_are_segmented(tmp_path):
         mention = inst.answer["mask"]
         asked[inst.question["name"]] = mention
         obj = next(o for o in record["objects"] if f"object:{o['id']}" in mention.ids)
-        assert mention.masks == (obj["mask"],) and mention.boxes == (tuple(obj["box"]),)
+        assert mention.masks == ({**obj["mask"], "polygons": obj["polygons"]},)
+        assert mention.boxes == (tuple(obj["box"]),)
     # 522418 has one bow and one person: both unique; 391895's persons are not exhaustive there: never asked
     assert set(asked) == {"bow (weapon)", "person"}
     other = next(r for r in read_records(out, "lvis") if r["key"] == "lvis/391895")

@@ -32,7 +32,7 @@ def test_every_formats_mentions_are_coloured_one_colour_per_box(name):
     phrase = "two cats" if fmt.ties else None
     answer = fmt.json_answer([(phrase, boxes)], 640, 480) if fmt.json_kinds else fmt.boxes_text(boxes, 640, 480, phrase)
     text = f"Find {fmt.box((10, 10, 50, 50), 640, 480)} near {fmt.point_text((5, 5), 640, 480)}. {answer}"
-    html, index, point = colour_text(text, fmt, 0, 640, 480, boxes=3)
+    html, index, point = colour_text(text, fmt, 0, 640, 480, boxes=3, groups=iter([1, 2]))  # placeholders: 1, 2
     assert (index, point) == (3, 1)
     assert f'color:{COLOURS[0]}' in html and f'color:{COLOURS[1]}' in html
     assert f'color:{point_colour(3, 0)}' in html
