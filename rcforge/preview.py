@@ -31,7 +31,9 @@ def sample(out: str, n: int, task: str | None, seed: int, *, frame: bool = False
     con = connect(out)
     where = "WHERE task = $task" if task else ""
     params = {"seed": str(seed), **({"task": task} if task else {})}
-    extra = ", frame" if frame else ""  # the column builds before it lack; read only when asked for
+    have = {name for (name, *_) in con.execute("DESCRIBE d").fetchall()}
+    # columns that builds before them lack: read where the shards have them (frame only when asked for)
+    extra = "".join(f", {c}" for c in ("masks", "groups") if c in have) + (", frame" if frame else "")
     cursor = con.execute(f"SELECT id, source, image, width, height, task, variant, template_id, conversations, "
                          f"boxes, points, coordinates{extra} FROM d {where} ORDER BY md5(id || $seed) LIMIT {int(n)}",
                          params)
@@ -69,6 +71,8 @@ def draw(image_bytes: bytes | None, row: dict, fmt: coordinates.Formatter | None
         scale = img.width / w
         boxes = [[v * scale for v in fmt.to_pixels(box, w, h)] for box in row["boxes"]]
         points = [[v * scale for v in fmt.to_pixels(point, w, h)] for point in row["points"]]
+    if not frame:
+        img = _with_masks(img, row.get("masks") or [])
     pen = ImageDraw.Draw(img)
     width = max(2, img.width // 200)
     for i, box in enumerate(boxes):
@@ -80,6 +84,26 @@ def draw(image_bytes: bytes | None, row: dict, fmt: coordinates.Formatter | None
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), found
+
+
+def _with_masks(img, masks: list):
+    """The image with each shown mask filled, translucent, in the colour of its box (masks are in the image's
+    pixels; the picture may be a thumbnail of it)."""
+    if not any(masks):
+        return img
+    import numpy as np
+    from PIL import Image, ImageColor
+    from pycocotools import mask as mask_utils
+
+    img = img.convert("RGB")
+    for i, mask in enumerate(masks):
+        if not mask:
+            continue
+        pixels = mask_utils.decode({"size": mask["size"], "counts": mask["counts"].encode()})
+        shape = Image.fromarray(pixels * 255).resize(img.size, Image.NEAREST)
+        fill = Image.new("RGB", img.size, ImageColor.getrgb(COLOURS[i % len(COLOURS)]))
+        img = Image.composite(Image.blend(img, fill, 0.45), img, shape)
+    return img
 
 
 def trainer_view(img, row: dict, fmt: coordinates.Formatter):

@@ -102,6 +102,19 @@ def _aspect(log2_bucket: int) -> str:
     return ratio + edge + (" (wide)" if log2_bucket > 0 else " (tall)" if log2_bucket < 0 else "")
 
 
+def _mask_charts(masks: dict) -> list[str]:
+    """Mask coverage: per source, the share of image-record objects with a mask; per source and task, the masks
+    that dialogues show."""
+    return [
+        bar_chart("Masks: image-record objects that carry one, per source", [r["source"] for r in masks["objects"]],
+                  [r["share"] for r in masks["objects"]], fmt="{:.1%}", tick_fmt="{:.0%}",
+                  axis="share of its objects", category="source", empty="no image records"),
+        bar_chart("Masks shown, per source and task", [f'{r["source"]} / {r["task"]}' for r in masks["dialogues"]],
+                  [r["masks"] for r in masks["dialogues"]], axis="masks", category="source / task",
+                  empty="no dialogue shows a mask"),
+    ]
+
+
 def render_html(out: str, figures: dict) -> str:
     by_task: dict[str, int] = {}
     for r in figures["by_task"]:
@@ -144,6 +157,7 @@ def render_html(out: str, figures: dict) -> str:
         bar_chart("Negatives by proof", [b["basis"] for b in figures["negatives"]["by_basis"]],
                   [b["n"] for b in figures["negatives"]["by_basis"]], axis="negative turns",
                   category="basis (what proves the absence)", empty="no negative questions"),
+        *_mask_charts(figures.get("masks") or {"objects": [], "dialogues": []}),
         bar_chart("Template usage (top 25)", [t["template_id"] for t in figures["template_usage"][:25]],
                   [t["n"] for t in figures["template_usage"][:25]], axis="dialogues", category="template id",
                   empty="no dialogues"),

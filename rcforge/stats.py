@@ -146,6 +146,33 @@ ANNOTATION_SQL = {
 }
 
 
+#: mask coverage (run where the shards have masks: builds before schema 3 lack them): dialogues that show a mask
+#: per task and source, and image-record objects that carry one per source
+MASK_SQL = {
+    "shown": """
+        SELECT source, task, count(*) AS dialogues, count(*) FILTER (WHERE len(masks) > 0) AS with_masks,
+               sum(len(list_filter(masks, lambda m: m IS NOT NULL))) AS masks
+        FROM d GROUP BY ALL HAVING with_masks > 0 ORDER BY source, task""",
+}
+OBJECT_MASK_SQL = """
+    WITH o AS (SELECT source, unnest(objects) AS obj FROM i)
+    SELECT source, count(*) AS objects, count(obj.mask) AS with_mask FROM o GROUP BY source ORDER BY source"""
+
+
+def _mask_coverage(con, images: bool) -> dict:
+    """What share of dialogues shows a mask (per task and source) and of objects carries one (per source)."""
+    def has(view: str, column: str) -> bool:
+        return any(name == column for (name, *_) in con.execute(f"DESCRIBE {view}").fetchall())
+
+    shown = _rows(con, MASK_SQL["shown"]) if has("d", "masks") else []
+    objects = []
+    if images and has("i", "objects") and "mask" in str(con.execute("SELECT typeof(objects) FROM i LIMIT 1")
+                                                         .fetchone()):
+        objects = [{**r, "share": r["with_mask"] / r["objects"] if r["objects"] else 0.0}
+                   for r in _rows(con, OBJECT_MASK_SQL)]
+    return {"dialogues": shown, "objects": objects}
+
+
 def compute(out: str) -> dict:
     bootstrap = compute_bootstrap(out)
     if not shards(out, "dialogues"):
@@ -154,7 +181,7 @@ def compute(out: str) -> dict:
         return {"dialogues": 0, "boxes": 0, "by_task": [], "box_area_histogram": [],
                 "box_aspect_log2_histogram": [], "box_centre_heatmap_8x8": [[0] * 8 for _ in range(8)],
                 "counting_answers": [], "template_usage": [], "top_predicates": [], "top_categories": [],
-                "negatives": _negatives([], []), "bootstrap": bootstrap}
+                "negatives": _negatives([], []), "masks": {"dialogues": [], "objects": []}, "bootstrap": bootstrap}
     con = connect(out)
     r = {name: _rows(con, sql) for name, sql in SQL.items()}
     images = shards(out, "images", "*")
@@ -179,6 +206,7 @@ def compute(out: str) -> dict:
         "top_predicates": r.get("top_predicates", []),
         "top_categories": r.get("top_categories", []),
         "negatives": _negatives(r["negatives"], r["negative_bases"]),
+        "masks": _mask_coverage(con, bool(images)),
         "bootstrap": bootstrap,
     }
 
@@ -252,6 +280,12 @@ def main(args, rest) -> None:
         console.print(f"Negatives: {neg['total']:,} turns ask about a category proven absent ("
                       + ", ".join(f"{b['basis']} {b['n']:,}" for b in neg["by_basis"]) + "); "
                       + ", ".join(f"{r['source']}/{r['task']} {r['share']:.1%}" for r in neg["by_task_and_source"]))
+    masks = figures.get("masks") or {}
+    if masks.get("dialogues") or any(r["with_mask"] for r in masks.get("objects", [])):
+        console.print("Masks: " + ", ".join(f"{r['source']}/{r['task']} {r['with_masks']:,} of {r['dialogues']:,} "
+                                            f"dialogues" for r in masks["dialogues"])
+                      + ("; objects with a mask: " + ", ".join(f"{r['source']} {r['share']:.1%}"
+                                                               for r in masks["objects"]) if masks["objects"] else ""))
     if any(r["n"] for r in figures["counting_answers"]):
         console.print("Counting answers: " + ", ".join(f"{r['count']}: {r['n']}" for r in figures["counting_answers"]))
     if figures["top_predicates"]:

@@ -274,3 +274,45 @@ def test_unique_categories_of_an_lvis_image_are_segmented(tmp_path):
     for seed in range(50):
         inst = res.sample(other, __import__("random").Random(seed), cfg)
         assert inst is None or inst.question["name"] not in ("person", "aerosol can")
+
+
+def test_preview_fills_each_mask_in_its_boxs_colour():
+    """A shown mask is drawn filled and translucent in its box's colour: inside the mask the canvas takes that
+    colour, inside the box but outside the mask it does not."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from rcforge.preview import COLOURS, draw
+
+    rle = _square_rle((20, 30))  # pixels x 10..24, y 5..14
+    row = {"coordinates": "pink", "width": 30, "height": 20, "boxes": [[0.0, 0.0, 1.0, 1.0]], "points": [],
+           "masks": [{**rle, "polygons": None}]}
+    url, _ = draw(None, row)
+    img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+    k = img.width / 30
+    inside, outside = img.getpixel((int(17 * k), int(10 * k))), img.getpixel((int(4 * k), int(17 * k)))
+    red = tuple(int(COLOURS[0][i:i + 2], 16) for i in (1, 3, 5))
+    assert abs(inside[0] - red[0]) < abs(outside[0] - red[0]) and inside != outside
+    assert sum(abs(a - b) for a, b in zip(outside, (0xd9, 0xd9, 0xd9))) < 30  # the blank canvas, untouched
+
+
+def test_stats_and_report_show_mask_coverage(sample_build, tmp_path):
+    """Per source, the share of image-record objects with a mask; per source and task, the dialogues and masks
+    shown: what the sample holds (its RefCOCO objects have masks, nothing else does)."""
+    from rcforge import cli
+
+    target = tmp_path / "stats.json"
+    assert cli.main(["stats", str(sample_build), "--json", str(target)]) == 0
+    masks = json.loads(target.read_text())["masks"]
+    shares = {r["source"]: r["share"] for r in masks["objects"]}
+    assert shares["refcoco"] == 1.0 and shares["visual_genome"] == 0.0
+    shown = {(r["source"], r["task"]): r for r in masks["dialogues"]}
+    assert set(shown) == {("refcoco", "referring_segmentation")}
+    assert shown[("refcoco", "referring_segmentation")]["masks"] == len(
+        [r for r in _dialogues(sample_build) if r["masks"]])
+    page = tmp_path / "report.html"
+    assert cli.main(["report", str(sample_build), "--html", str(page)]) == 0
+    html = page.read_text()
+    assert "Masks shown, per source and task" in html and "refcoco / referring_segmentation" in html

@@ -108,4 +108,4 @@ def test_report_plots_have_axes_and_fitting_labels_and_say_when_empty():
                "top_predicates": [], "top_categories": [], "bootstrap": None,
                "negatives": {"total": 0, "by_task_and_source": [], "by_basis": []}}
     page = render_html("OUT", figures)
-    assert "<svg" not in page and page.count('<p class="empty">') == 13  # one line per section, no empty chart
+    assert "<svg" not in page and page.count('<p class="empty">') == 15  # one line per section, no empty chart
