@@ -163,7 +163,8 @@ def _rle(segmentation: dict, width: int, height: int) -> dict:
 def _merged(polygons: list, width: int, height: int) -> dict:
     from pycocotools import mask as mask_utils
 
-    return _text(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width)))
+    rles = mask_utils.frPyObjects(polygons, height, width)
+    return _text(rles[0] if len(rles) == 1 else mask_utils.merge(rles))
 
 
 def _text(rle: dict) -> dict:
@@ -180,6 +181,9 @@ def _checked(rle: dict, polygons, width: int, height: int, box) -> Mask:
     if area <= 0:
         raise BadRecord("mask_empty", "the mask covers no pixel of the image", field="segmentation")
     x1, y1, x2, y2 = box
+    mx, my, mw, mh = (float(v) for v in mask_utils.toBbox(encoded))
+    if x1 <= mx and y1 <= my and mx + mw <= x2 and my + mh <= y2:
+        return Mask(rle, polygons, area)  # the whole mask lies inside its box (the common case: no raster work)
     frame = mask_utils.frPyObjects([[x1, y1, x2, y1, x2, y2, x1, y2]], height, width)
     inside = float(mask_utils.area(mask_utils.merge([encoded, *frame], intersect=True)))
     if inside < MIN_INSIDE * area:

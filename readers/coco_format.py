@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 from rcforge.readers import coco_contract
@@ -282,7 +283,7 @@ class CocoReader:
                 continue
             segmentation = ann.get("segmentation")
             anns.add(a["id"], a["image_id"], a["category_id"], *a["bbox"], 1 if a["iscrowd"] else 0, seq,
-                     json.dumps(segmentation) if masks.present(segmentation) else None)
+                     _to_spill(segmentation) if masks.present(segmentation) else None)
         anns.close()
         yield from bad_images
         if bad_anns.errors:
@@ -296,8 +297,8 @@ class CocoReader:
         img_ids = images.column("id").to_numpy()
         ann_img = anns.column("image_id").to_numpy()
         cols = [anns.column(c).to_pylist() for c in ("id", "category_id", "x", "y", "w", "h", "iscrowd")]
-        # spilled as JSON text with stdlib json, which keeps a NaN or a lone surrogate for the mask contract to reject
-        cols.append([None if v is None else json.loads(v) for v in anns.column("segmentation").to_pylist()])
+        # spilled as JSON text (`_to_spill`), which keeps what the mask contract must see to reject it
+        cols.append([None if v is None else _from_spill(v) for v in anns.column("segmentation").to_pylist()])
         rows = list(zip(*cols))
         starts = np.searchsorted(ann_img, img_ids, side="left")
         ends = np.searchsorted(ann_img, img_ids, side="right")
@@ -322,6 +323,22 @@ class CocoReader:
                 by_image[int(ann_img[j])].append(rows[j])
             for image_id in sorted(by_image):
                 yield self._orphans(image_id, by_image[image_id])
+
+
+def _to_spill(segmentation) -> str:
+    """A segmentation as JSON text for the spill: orjson (a NaN becomes null, which the mask contract rejects as
+    it would the NaN), stdlib json for what orjson refuses (a lone surrogate, kept for the contract to reject)."""
+    try:
+        return orjson.dumps(segmentation).decode()
+    except TypeError:
+        return json.dumps(segmentation)
+
+
+def _from_spill(text: str):
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class _Spill:
