@@ -700,6 +700,8 @@ class ShikraJsonl(Formatter):
     #: the text holds placeholders, the numbers are in the item's side table
     placeholders = True
     placeholder = "<boxes>"
+    #: one placeholder per box (False: one per mention, for all its boxes)
+    placeholder_per_box = False
 
     @property
     def params(self) -> dict:
@@ -731,9 +733,26 @@ class NextChat(ShikraJsonl):
     placeholder = "<at> <boxes>"
 
 
+class Ferret(ShikraJsonl):
+    """Ferret's data form (apple/ml-ferret@3c9e5c9 ferret/train/train.py, LazySupervisedDataset.__getitem__, lines
+    986-1077): one ``<bbox_location{i}>`` per box, numbered from 0 in each turn, the boxes in pixels in
+    ``box_x1y1x2y2`` (one list per turn) and the masks as RLE in ``masks`` (the same shape); its loader writes
+    ``[x1, y1, x2, y2]`` on a 1000 grid in their place (or a point, its choice, in a question). The shards hold
+    ``<bbox_location>``, which `rcforge export ferret` numbers per turn."""
+
+    name, pattern = "ferret", r"<bbox_location>"
+    reserved = r"<bbox_location\d*>|<region_fea>|<points>" + LLAMA_TOKENS + "|" + NUMBER_BRACKETS
+    placeholder = "<bbox_location>"
+    #: one placeholder per box (Shikra's stands for a whole mention)
+    placeholder_per_box = True
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        return ", ".join([self.placeholder] * len(boxes))
+
+
 REGISTRY: Registry[Formatter] = Registry("coordinate format")
 for _formatter in (Pink(), Shikra(), QwenVL(), Qwen2VL(), Qwen25VL(), QwenJSON(), InternVL(), Florence2(),
-                   Kosmos2(), MiniGPTv2(), ShikraJsonl(), NextChat()):
+                   Kosmos2(), MiniGPTv2(), ShikraJsonl(), NextChat(), Ferret()):
     REGISTRY.add(_formatter.name, _formatter)
 #: other names a recipe may use for a format
 ALIASES = {"qwen": "qwen_vl"}

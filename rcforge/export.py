@@ -95,6 +95,30 @@ def _side_table(row: dict, image: str) -> dict:
             "task": row["task"], "source": row["source"]}
 
 
+def _ferret(row: dict, image: str) -> dict:
+    """Ferret's item (apple/ml-ferret@3c9e5c9 ferret/train/train.py, lines 986-1077): each turn's
+    ``<bbox_location>`` numbered from 0 in that turn, its boxes in pixels in ``box_x1y1x2y2[turn]`` and, where the
+    dialogue shows masks, their RLE in ``masks[turn]`` (Ferret decodes ``counts`` as ASCII). Its dataset loaders
+    (load_refexp, load_flickr, ...) add ``dataset`` and ``location_instruction`` when they read the file."""
+    w, h = row["width"], row["height"]
+    fmt = coordinates.get(row["coordinates"])
+    boxes = iter(fmt.to_pixels(b, w, h) for b in row["boxes"])
+    shown = iter(row["masks"] or [None] * len(row["boxes"]))
+    turns, per_turn, masks = [], [], []
+    for turn in row["conversations"]:
+        parts = turn["value"].split(fmt.placeholder)
+        value = parts[0] + "".join(f"<bbox_location{i}>{part}" for i, part in enumerate(parts[1:]))
+        turns.append({"from": turn["from"], "value": value})
+        per_turn.append([next(boxes) for _ in parts[1:]])
+        masks.append([None if m is None else {"size": m["size"], "counts": m["counts"]}
+                      for m in (next(shown) for _ in parts[1:])])
+    item = {"id": row["id"], "image": image, "image_w": w, "image_h": h, "conversations": turns,
+            "box_x1y1x2y2": per_turn}
+    if row["masks"]:
+        item["masks"] = masks
+    return item
+
+
 def _qwen_vl(row: dict, image: str) -> dict:
     turns = []
     for i, t in enumerate(row["conversations"]):
@@ -198,6 +222,9 @@ KINDS = {kind.name: kind for kind in (
     # mllm/dataset/process_function/box_process_function.py, line 81)
     ExportKind("nextchat", _side_table, suffixes=(".jsonl",), coordinates=("nextchat",),
                refuses=lambda row: "NExT-Chat reads no points" if row["points"] else None),
+    # Ferret's box_x1y1x2y2 holds boxes only (its loader picks a point of a box itself, in questions)
+    ExportKind("ferret", _ferret, suffixes=(".json",), coordinates=("ferret",),
+               refuses=lambda row: "Ferret's items hold boxes, not points" if row["points"] else None),
 )}
 
 

@@ -148,8 +148,10 @@ def colour_text(text: str, fmt: coordinates.Formatter, start: int, w: int, h: in
 
     spans = []  # (start, end, kind, boxes in it)
     for m in re.finditer(fmt.pattern, text):
-        n = next(groups, 1) if fmt.placeholders and groups is not None else len(fmt.parse(m.group(), w, h)) or \
-            int(fmt.placeholders)
+        if fmt.placeholders:
+            n = 1 if fmt.placeholder_per_box or groups is None else next(groups, 1)
+        else:
+            n = len(fmt.parse(m.group(), w, h))
         if n:
             spans.append((m.start(), m.end(), "box", n))
     if fmt.point_pattern:

@@ -427,9 +427,10 @@ def _check_placeholders(row: dict, fmt, report) -> None:
     side table in [0, 1] (checked with the other boxes above)."""
     text = "".join(t["value"] for t in row["conversations"])
     boxes, points = len(re.findall(fmt.pattern, text)), len(re.findall(fmt.point_pattern, text))
-    if boxes != len(row["groups"]):
-        report(f"{row['id']}: {boxes} {fmt.placeholder} placeholder(s) in the text, {len(row['groups'])} box "
-               f"group(s) in the side table")
+    expected = len(row["boxes"]) if fmt.placeholder_per_box else len(row["groups"])
+    if boxes != expected:
+        report(f"{row['id']}: {boxes} {fmt.placeholder} placeholder(s) in the text for {expected} "
+               f"{'box(es)' if fmt.placeholder_per_box else 'box group(s)'} in the side table")
     if points != len(row["points"]):
         report(f"{row['id']}: {points} <points> placeholder(s) in the text, {len(row['points'])} point(s)")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -125,6 +126,15 @@ def _family_reads_side_table(fmt_name: str, dialogue: dict) -> None:
     if KINDS[fmt_name].refuses and KINDS[fmt_name].refuses(dialogue):
         return
     item = KINDS[fmt_name].item(dialogue, "image.jpg")
+    if fmt_name == "ferret":
+        from test_placeholder_formats import ferret_locations
+
+        (source,) = ferret_locations([dict(item, dataset="refexp", location_instruction=True)])
+        text = " ".join(t["value"] for t in source["conversations"])
+        assert "<bbox_location" not in text
+        written = re.findall(r"\[(\d+), (\d+), (\d+), (\d+)\]", text)
+        assert len(written) == len(dialogue["boxes"]), (fmt_name, dialogue["conversations"])
+        return
     if fmt_name == "nextchat":
         _, found = nextchat_box_format_process(item["conversations"], item["target"])
         printed = found["all_boxes"]

@@ -286,3 +286,76 @@ def test_braces_and_placeholders_in_annotation_text_are_escaped(fmt):
         assert "{" not in escaped and "}" not in escaped and "<boxes>" not in escaped
         assert "<points>" not in escaped and (fmt != "nextchat" or "<at>" not in escaped)
         assert escaped.replace("<boxes>", "{}").format() == escaped  # str.format sees no field in it
+
+
+# -- apple/ml-ferret@3c9e5c93c2c3048638f73848343d03f37824eb2b ferret/train/train.py: regulate_box (lines 651-652),
+# -- get_bbox_coor (904-905) and the location loop of LazySupervisedDataset.__getitem__ (lines 986-1077), with its
+# -- random point-or-box choice fixed to "box" and no region features (add_region_feature False, as by default) -----
+VOCAB_IMAGE_W = 1000
+VOCAB_IMAGE_H = 1000
+
+
+def regulate_box(box, img_w, img_h):
+    return [max(0, min(box[0], img_w-1)), max(0, min(box[1], img_h-1)), max(0, min(box[2], img_w-1)), max(0, min(box[3], img_h-1))]  # noqa: E501
+
+
+def get_bbox_coor(box, ratio_w, ratio_h):
+    return box[0] * ratio_w, box[1] * ratio_h, box[2] * ratio_w, box[3] * ratio_h
+
+
+def ferret_locations(sources):
+    from copy import deepcopy
+
+    ratio_w = VOCAB_IMAGE_W * 1.0 / sources[0]['image_w']
+    ratio_h = VOCAB_IMAGE_H * 1.0 / sources[0]['image_h']
+    conversation = deepcopy(sources[0]['conversations'])
+    assert len(sources) == 1
+    for box_list_idx, box_list_i in enumerate(sources[0]['box_x1y1x2y2']):
+        if len(box_list_i) == 0:
+            continue
+        location_format = 'box'
+        cur_conv = conversation[box_list_idx]['value']
+        for box_idx, box_i in enumerate(box_list_i):
+            box_i = regulate_box(box_i, sources[0]['image_w'], sources[0]['image_h'])
+            if location_format == 'box':
+                raw_coor_i = get_bbox_coor(box=box_i, ratio_w=ratio_w, ratio_h=ratio_h)
+                coor_i = f'[{int(raw_coor_i[0])}, {int(raw_coor_i[1])}, {int(raw_coor_i[2])}, {int(raw_coor_i[3])}]'
+            assert f'<bbox_location{box_idx}>' in cur_conv
+            if 'masks' in sources[0] and sources[0]['masks'][box_list_idx][box_idx] is not None:  # its RLE check
+                cur_mask = deepcopy(sources[0]['masks'][box_list_idx][box_idx])
+                assert cur_mask['size'][0] == sources[0]['image_h']
+                assert cur_mask['size'][1] == sources[0]['image_w']
+                cur_mask['counts'] = cur_mask['counts'].encode('ascii')  # generate_mask_for_feature, line 911
+                maskutil.decode(cur_mask)
+            cur_conv = cur_conv.replace(f'<bbox_location{box_idx}>', coor_i)
+        conversation[box_list_idx]['value'] = cur_conv
+    sources[0]['conversations'] = conversation
+    return sources
+
+
+def test_ferrets_own_location_loop_reads_every_box_and_mask(sample_build_in, tmp_path, capsys):
+    """Ferret's loop over the export (read as its loaders read it: one JSON list): every <bbox_location{i}> of
+    every turn is replaced, and the coordinates it writes on its 1000 grid are the dialogue's boxes; every mask
+    decodes at the image's size. Dialogues with points are left out (its items hold boxes)."""
+    out = sample_build_in("ferret")
+    rows = _rows(out)
+    target = tmp_path / "ferret.json"
+    assert cli.main(["export", "ferret", str(out), str(target)]) == 0
+    items = json.loads(target.read_text())
+    with_points = {i for i, r in rows.items() if r["points"]}
+    assert with_points and {i["id"] for i in items} == set(rows) - with_points
+    masked = 0
+    for item in items:
+        (source,) = ferret_locations([dict(item, dataset="refexp", location_instruction=True)])
+        text = " ".join(t["value"] for t in source["conversations"])
+        assert "<bbox_location" not in text, item["id"]
+        row = rows[item["id"]]
+        written = [[int(v) for v in m] for m in re.findall(r"\[(\d+), (\d+), (\d+), (\d+)\]", text)]
+        assert len(written) == len(row["boxes"]), item["id"]
+        w, h = row["width"], row["height"]
+        for got, box in zip(written, row["boxes"]):
+            pixels = [min(v * (w if i % 2 == 0 else h), (w if i % 2 == 0 else h) - 1) for i, v in enumerate(box)]
+            assert all(abs(g - int(p * 1000 / (w if i % 2 == 0 else h))) <= 1
+                       for i, (g, p) in enumerate(zip(got, pixels))), (item["id"], got, box)
+        masked += sum(m is not None for turn in item.get("masks", []) for m in turn)
+    assert masked >= 1
