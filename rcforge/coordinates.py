@@ -185,6 +185,11 @@ class Formatter:
     def box(self, box: Box, w: int, h: int) -> str:
         return self.boxes_text([box], w, h)
 
+    def refer_text(self, boxes: list[Box], w: int, h: int) -> str:
+        """Boxes shown in a question (a region the model is asked about): most families print them as they print
+        any box; Groma marks them apart (``<refer_box>``)."""
+        return self.boxes_text(boxes, w, h)
+
     def point_text(self, p: Sequence[float], w: int, h: int) -> str:
         raise NotImplementedError
 
@@ -750,9 +755,33 @@ class Ferret(ShikraJsonl):
         return ", ".join([self.placeholder] * len(boxes))
 
 
+#: Groma's special tokens (FoundationVision/Groma@d3a95b6 groma/constants.py, DEFAULT_TOKENS, REGION_IDX_TOKENS)
+GROMA_TOKENS = (r"</?p>|</?roi>|<ground_box>|<refer_box>|<refer_feat>|<region>|<sep>|</?img>|<r\d+>|"
+                r"\[grounding\]|<image>")
+
+
+class Groma(ShikraJsonl):
+    """Groma Instruct's form (FoundationVision/Groma@d3a95b6 groma/data/datasets/groma.py, GromaInstruct): an
+    answer's phrase is ``<p>phrase</p>`` followed by ``<roi>``, one ``<ground_box>`` per box and ``</roi>``; a
+    region asked about is ``<roi><refer_box></roi><refer_feat>``; the boxes travel beside the text (``boxes`` in
+    pixels [x, y, w, h], ``box_inds`` per answer), and its loader puts ``[grounding]`` before each question."""
+
+    name, ties = "groma", True
+    pattern = r"(?:<p>[^<]*</p>)?<roi>(?:<ground_box>)+</roi>|<roi>(?:<refer_box>)+</roi><refer_feat>"
+    # and any angle bracket: a phrase is read up to the next "<" ([^<]*), as Qwen's <ref> is
+    reserved = GROMA_TOKENS + "|<points>" + LLAMA_TOKENS + ANGLES
+    placeholder = "<roi>"
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        return (f"<p>{phrase}</p>" if phrase else "") + "<roi>" + "<ground_box>" * len(boxes) + "</roi>"
+
+    def refer_text(self, boxes, w, h) -> str:
+        return "<roi>" + "<refer_box>" * len(boxes) + "</roi><refer_feat>"
+
+
 REGISTRY: Registry[Formatter] = Registry("coordinate format")
 for _formatter in (Pink(), Shikra(), QwenVL(), Qwen2VL(), Qwen25VL(), QwenJSON(), InternVL(), Florence2(),
-                   Kosmos2(), MiniGPTv2(), ShikraJsonl(), NextChat(), Ferret()):
+                   Kosmos2(), MiniGPTv2(), ShikraJsonl(), NextChat(), Ferret(), Groma()):
     REGISTRY.add(_formatter.name, _formatter)
 #: other names a recipe may use for a format
 ALIASES = {"qwen": "qwen_vl"}

@@ -119,6 +119,40 @@ def _ferret(row: dict, image: str) -> dict:
     return item
 
 
+def _groma(row: dict, image: str) -> dict:
+    """Groma Instruct's item (FoundationVision/Groma@d3a95b6 groma/data/datasets/groma.py, GromaInstruct.preprocess):
+    ``file_name``, ``width``, ``height``, ``boxes`` in pixels [x, y, w, h], and ``conversation`` with, on each
+    answer, ``box_inds``: the boxes of its ``<ground_box>`` tokens in order. Its loader writes the image line and
+    ``[grounding]`` itself, so the questions go without ``<image>``."""
+    w, h = row["width"], row["height"]
+    fmt = coordinates.get(row["coordinates"])
+    boxes = []
+    for b in row["boxes"]:
+        x1, y1, x2, y2 = fmt.to_pixels(b, w, h)
+        boxes.append([x1, y1, x2 - x1, y2 - y1])
+    turns, next_box = [], 0
+    for turn in row["conversations"]:
+        shown = turn["value"].count("<ground_box>") + turn["value"].count("<refer_box>")
+        item = {"from": turn["from"], "value": turn["value"].removeprefix(IMAGE_TOKEN)}
+        if turn["from"] == "gpt":
+            item["box_inds"] = list(range(next_box, next_box + shown))
+        next_box += shown
+        turns.append(item)
+    return {"id": row["id"], "file_name": image, "width": w, "height": h, "boxes": boxes, "conversation": turns}
+
+
+def _groma_refuses(row: dict) -> str | None:
+    """What GromaInstruct cannot take: boxes in a question (it reads boxes of answers only), a dialogue whose
+    answers show no box (it stacks the answers' boxes), or points."""
+    if row["points"]:
+        return "Groma Instruct's items hold no points"
+    if any("<refer_box>" in t["value"] for t in row["conversations"] if t["from"] == "human"):
+        return "Groma Instruct's loader reads the boxes of answers only"
+    if not any("<ground_box>" in t["value"] for t in row["conversations"] if t["from"] == "gpt"):
+        return "Groma Instruct's loader needs a box in an answer"
+    return None
+
+
 def _qwen_vl(row: dict, image: str) -> dict:
     turns = []
     for i, t in enumerate(row["conversations"]):
@@ -222,6 +256,7 @@ KINDS = {kind.name: kind for kind in (
     # mllm/dataset/process_function/box_process_function.py, line 81)
     ExportKind("nextchat", _side_table, suffixes=(".jsonl",), coordinates=("nextchat",),
                refuses=lambda row: "NExT-Chat reads no points" if row["points"] else None),
+    ExportKind("groma", _groma, suffixes=(".json",), coordinates=("groma",), refuses=_groma_refuses),
     # Ferret's box_x1y1x2y2 holds boxes only (its loader picks a point of a box itself, in questions)
     ExportKind("ferret", _ferret, suffixes=(".json",), coordinates=("ferret",),
                refuses=lambda row: "Ferret's items hold boxes, not points" if row["points"] else None),

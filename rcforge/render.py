@@ -168,7 +168,8 @@ class Renderer:
             question = templating.render(variant.questions[qid], question_vars, f"{where}.{qid}")
             # Coordinates are written where the text shows them, and only those boxes enter the boxes column, in
             # the order they are printed: a template that names objects without their boxes adds no box.
-            question = self._write_mentions(question, mentions, w, h, boxes, points, masks, groups, tie=False)
+            question = self._write_mentions(question, mentions, w, h, boxes, points, masks, groups, tie=False,
+                                            asking=True)
             kind = self.specs[inst.task].kind
             if self.formatter.answers_itself(kind, mentions[asked:]):  # the family's own answer form
                 aid = self.formatter.own_answer_id
@@ -244,7 +245,7 @@ class Renderer:
         return {k: conv(v) for k, v in variables.items()}
 
     def _write_mentions(self, text: str, mentions: list, w: int, h: int, boxes: list, points: list, masks: list,
-                        groups: list, *, tie: bool) -> str:
+                        groups: list, *, tie: bool, asking: bool = False) -> str:
         """Placeholders replaced by coordinate text, left to right; each printed box and point is collected. With
         ``tie``, a mention's phrase is printed with its boxes, wrapped in place when the text before the
         placeholder ends with it."""
@@ -272,7 +273,7 @@ class Renderer:
                     boxes.append(list(fmt.normalize(b, w, h)))
                 masks.extend(_masks_in_order(value, ordered))
                 groups.append(len(ordered))
-                parts.append(fmt.boxes_text(ordered, w, h, phrase))
+                parts.append(fmt.refer_text(ordered, w, h) if asking else fmt.boxes_text(ordered, w, h, phrase))
             out.append(" ".join(parts))
         out.append(text[pos:])
         return "".join(out)

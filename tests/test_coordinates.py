@@ -87,7 +87,7 @@ def test_internvl_florence2_kosmos2_and_minigpt():
 
 
 def test_unknown_format_names_the_choices():
-    with pytest.raises(RecipeError, match="registered: ferret, florence2, internvl, kosmos2, minigpt_v2, nextchat, pink"):
+    with pytest.raises(RecipeError, match="registered: ferret, florence2, groma, internvl, kosmos2, minigpt_v2, nextchat, pink"):
         coordinates.get("llava")
 
 

@@ -135,6 +135,13 @@ def _family_reads_side_table(fmt_name: str, dialogue: dict) -> None:
         written = re.findall(r"\[(\d+), (\d+), (\d+), (\d+)\]", text)
         assert len(written) == len(dialogue["boxes"]), (fmt_name, dialogue["conversations"])
         return
+    if fmt_name == "groma":
+        from test_placeholder_formats import groma_preprocess
+
+        if KINDS["groma"].refuses(dialogue) is None:
+            chats, boxes = groma_preprocess(item)
+            assert sum(c.count("<ground_box>") for c in chats[1::2]) == len(boxes) == len(dialogue["boxes"])
+        return
     if fmt_name == "nextchat":
         _, found = nextchat_box_format_process(item["conversations"], item["target"])
         printed = found["all_boxes"]

@@ -359,3 +359,76 @@ def test_ferrets_own_location_loop_reads_every_box_and_mask(sample_build_in, tmp
                        for i, (g, p) in enumerate(zip(got, pixels))), (item["id"], got, box)
         masked += sum(m is not None for turn in item.get("masks", []) for m in turn)
     assert masked >= 1
+
+
+# -- FoundationVision/Groma@d3a95b6c2657dcb5c05f326da8895f521cf60009: groma/data/datasets/det_data.py lines 8-13
+# -- (normalize_box_coordinates) and groma/data/datasets/groma.py lines 27-55 (GromaInstruct.preprocess, the boxes
+# -- and the conversation; tokenizing left out); box_convert(..., 'xywh', 'cxcywh') is torchvision's
+# -- ops/_box_convert.py _box_xywh_to_cxcywh ----------------------------------------------------------------------
+GROMA_TOKENS = {"ground": "[grounding]", "sep": "<sep>"}
+
+
+def normalize_box_coordinates(bbox, img_shape):
+    import torch
+
+    cx, cy, w, h = bbox.split((1, 1, 1, 1), dim=-1)
+    img_h, img_w = img_shape[:2]
+    bbox_new = [(cx / img_w), (cy / img_h), (w / img_w), (h / img_h)]
+    bbox_new = torch.clamp(torch.cat(bbox_new, dim=-1), min=0., max=1.)
+    return bbox_new
+
+
+def box_xywh_to_cxcywh(boxes):
+    import torch
+
+    x, y, w, h = boxes.unbind(-1)
+    boxes = [(x + w / 2), (y + h / 2), w, h]
+    return torch.stack(boxes, dim=-1)
+
+
+def groma_preprocess(data_item):
+    import torch
+
+    bboxes = data_item['boxes']
+    bboxes = torch.tensor(bboxes)
+    bboxes = box_xywh_to_cxcywh(bboxes)
+    img_w = data_item['width']
+    img_h = data_item['height']
+    bboxes = normalize_box_coordinates(bboxes, (img_h, img_w))
+    conversations = data_item['conversation']
+    new_boxes = []
+    new_conversations = []
+    assert len(conversations) % 2 == 0
+    for i, conversation in enumerate(conversations):
+        chat = conversation['value']
+        if i % 2 == 0:
+            chat = GROMA_TOKENS['ground'] + chat
+        else:
+            chat = GROMA_TOKENS['sep'] + chat + GROMA_TOKENS['sep']
+            box_inds = conversation['box_inds']
+            new_boxes.extend(bboxes[box_inds])
+        new_conversations.append(chat)
+    new_boxes = torch.stack(new_boxes)
+    return new_conversations, new_boxes
+
+
+def test_gromas_own_preprocess_pairs_every_ground_box_with_its_box(sample_build_in, tmp_path, capsys):
+    """GromaInstruct.preprocess over the export: the boxes it stacks, one per <ground_box> token of the answers in
+    order, are the dialogue's boxes (as [cx, cy, w, h] on the image); the dialogues it cannot take (boxes in a
+    question, no box in an answer, points) are left out and counted."""
+    pytest.importorskip("torch")
+    out = sample_build_in("groma")
+    rows = _rows(out)
+    target = tmp_path / "groma.json"
+    assert cli.main(["export", "groma", str(out), str(target)]) == 0
+    items = json.loads(target.read_text())
+    left_out = len(rows) - len(items)
+    assert items and left_out and f"left out {left_out} dialogue(s)" in capsys.readouterr().err
+    for item in items:
+        chats, boxes = groma_preprocess(item)
+        row = rows[item["id"]]
+        assert sum(c.count("<ground_box>") for c in chats[1::2]) == len(boxes) == len(row["boxes"])
+        assert all(c.startswith("[grounding]") and "<image>" not in c for c in chats[::2])
+        for got, (x1, y1, x2, y2) in zip(boxes.tolist(), row["boxes"]):
+            want = [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
+            assert got == pytest.approx(want, abs=1e-5), item["id"]
