@@ -779,9 +779,27 @@ class Groma(ShikraJsonl):
         return "<roi>" + "<refer_box>" * len(boxes) + "</roi><refer_feat>"
 
 
+class SwiftObjects(ShikraJsonl):
+    """ms-swift's grounding side table (modelscope/ms-swift@3602360 swift/template/base.py: special_tokens,
+    _pre_tokenize_images lines 1086-1095, normalize_bbox lines 299-320): each ``<bbox>`` in the text takes the next
+    box of ``objects.bbox`` and each ``<ref-object>`` the next phrase of ``objects.ref``, which the model's template
+    then writes its own way (Qwen's ``<|box_start|>``, InternVL's ``<box>``, ...). The shards keep the phrase in
+    place, ``<ref-object>the cat</ref-object>``; `rcforge export swift_objects` moves it to ``objects.ref``."""
+
+    name, ties = "swift_objects", True
+    pattern = r"(?:<ref-object>[^<]*</ref-object>)?(?:<bbox>)+"
+    # and any angle bracket: the phrase is read up to the next "<"
+    reserved = r"</?ref-object>|<bbox>|<cot-process>|<start-image>|<video>|<audio>|<points>" + ANGLES
+    placeholder = "<bbox>"
+    placeholder_per_box = True
+
+    def boxes_text(self, boxes, w, h, phrase=None) -> str:
+        return (f"<ref-object>{phrase}</ref-object>" if phrase else "") + "<bbox>" * len(boxes)
+
+
 REGISTRY: Registry[Formatter] = Registry("coordinate format")
 for _formatter in (Pink(), Shikra(), QwenVL(), Qwen2VL(), Qwen25VL(), QwenJSON(), InternVL(), Florence2(),
-                   Kosmos2(), MiniGPTv2(), ShikraJsonl(), NextChat(), Ferret(), Groma()):
+                   Kosmos2(), MiniGPTv2(), ShikraJsonl(), NextChat(), Ferret(), Groma(), SwiftObjects()):
     REGISTRY.add(_formatter.name, _formatter)
 #: other names a recipe may use for a format
 ALIASES = {"qwen": "qwen_vl"}

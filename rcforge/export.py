@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -153,6 +154,24 @@ def _groma_refuses(row: dict) -> str | None:
     return None
 
 
+_REF = re.compile(r"<ref-object>([^<]*)</ref-object>")
+
+
+def _swift_objects(row: dict, image: str) -> dict:
+    """ms-swift's item with its grounding side table: messages whose ``<ref-object>`` and ``<bbox>`` take, in order,
+    the phrases of ``objects.ref`` and the boxes of ``objects.bbox`` (pixels, ``bbox_type`` "real", ms-swift
+    normalizes them as the model's template wants)."""
+    w, h = row["width"], row["height"]
+    fmt = coordinates.get(row["coordinates"])
+    refs, messages = [], []
+    for turn in row["conversations"]:
+        refs += _REF.findall(turn["value"])
+        messages.append({"role": ROLES[turn["from"]], "content": _REF.sub("<ref-object>", turn["value"])})
+    boxes = [[round(v, 2) for v in fmt.to_pixels(b, w, h)] for b in row["boxes"]]
+    return {"messages": messages, "images": [image],
+            "objects": {"ref": refs, "bbox": boxes, "bbox_type": "real", "image_id": [0] * len(boxes)}}
+
+
 def _qwen_vl(row: dict, image: str) -> dict:
     turns = []
     for i, t in enumerate(row["conversations"]):
@@ -256,6 +275,8 @@ KINDS = {kind.name: kind for kind in (
     # mllm/dataset/process_function/box_process_function.py, line 81)
     ExportKind("nextchat", _side_table, suffixes=(".jsonl",), coordinates=("nextchat",),
                refuses=lambda row: "NExT-Chat reads no points" if row["points"] else None),
+    ExportKind("swift_objects", _swift_objects, suffixes=(".jsonl",), coordinates=("swift_objects",),
+               refuses=lambda row: "ms-swift's objects hold boxes, not points" if row["points"] else None),
     ExportKind("groma", _groma, suffixes=(".json",), coordinates=("groma",), refuses=_groma_refuses),
     # Ferret's box_x1y1x2y2 holds boxes only (its loader picks a point of a box itself, in questions)
     ExportKind("ferret", _ferret, suffixes=(".json",), coordinates=("ferret",),

@@ -149,7 +149,10 @@ def colour_text(text: str, fmt: coordinates.Formatter, start: int, w: int, h: in
     spans = []  # (start, end, kind, boxes in it)
     for m in re.finditer(fmt.pattern, text):
         if fmt.placeholders:
-            n = 1 if fmt.placeholder_per_box or groups is None else next(groups, 1)
+            if fmt.placeholder_per_box:
+                n = m.group().count(fmt.placeholder)
+            else:
+                n = 1 if groups is None else next(groups, 1)
         else:
             n = len(fmt.parse(m.group(), w, h))
         if n:

@@ -426,7 +426,8 @@ def _check_placeholders(row: dict, fmt, report) -> None:
     """A placeholder format's dialogue: one box placeholder per group, one point placeholder per point, and the
     side table in [0, 1] (checked with the other boxes above)."""
     text = "".join(t["value"] for t in row["conversations"])
-    boxes, points = len(re.findall(fmt.pattern, text)), len(re.findall(fmt.point_pattern, text))
+    boxes = text.count(fmt.placeholder) if fmt.placeholder_per_box else len(re.findall(fmt.pattern, text))
+    points = len(re.findall(fmt.point_pattern, text))
     expected = len(row["boxes"]) if fmt.placeholder_per_box else len(row["groups"])
     if boxes != expected:
         report(f"{row['id']}: {boxes} {fmt.placeholder} placeholder(s) in the text for {expected} "

@@ -149,7 +149,7 @@ def test_images_outside_the_image_root_are_left_out_and_counted(sample_build, tm
 
 
 def test_every_kind_is_listed_in_the_command_help():
-    assert set(KINDS) == {"llava", "sharegpt", "swift", "internvl", "qwen_vl", "shikra_jsonl", "nextchat", "ferret", "groma"}
+    assert set(KINDS) == {"llava", "sharegpt", "swift", "internvl", "qwen_vl", "shikra_jsonl", "nextchat", "ferret", "groma", "swift_objects"}
 
 
 def test_every_kind_declares_registered_formats_and_every_format_but_kosmos2_has_a_kind():

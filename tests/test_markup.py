@@ -135,6 +135,15 @@ def _family_reads_side_table(fmt_name: str, dialogue: dict) -> None:
         written = re.findall(r"\[(\d+), (\d+), (\d+), (\d+)\]", text)
         assert len(written) == len(dialogue["boxes"]), (fmt_name, dialogue["conversations"])
         return
+    if fmt_name == "swift_objects":
+        from test_placeholder_formats import swift_normalize_bbox, swift_replace
+
+        objects = item["objects"]
+        swift_normalize_bbox(objects, [dialogue["width"]], [dialogue["height"]])
+        texts, refs, boxes = swift_replace(item["messages"], objects)
+        assert refs == len(objects["ref"]) and boxes == len(dialogue["boxes"])
+        assert not any("<bbox>" in t or "<ref-object>" in t for t in texts)
+        return
     if fmt_name == "groma":
         from test_placeholder_formats import groma_preprocess
 

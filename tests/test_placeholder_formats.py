@@ -432,3 +432,126 @@ def test_gromas_own_preprocess_pairs_every_ground_box_with_its_box(sample_build_
         for got, (x1, y1, x2, y2) in zip(boxes.tolist(), row["boxes"]):
             want = [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
             assert got == pytest.approx(want, abs=1e-5), item["id"]
+
+
+# -- modelscope/ms-swift@3602360a562313afbf2ef6065fdf61f271a2c5b9: swift/template/utils.py lines 124-165
+# -- (_split_str_by_regex, split_str_parts_by, plain mode), swift/template/base.py line 56 (special_tokens), 299-320
+# -- (normalize_bbox, norm1000), 1009-1034 (_get_bbox_str, replace_bbox, replace_ref: the base template's) and
+# -- 1086-1095 (the <ref-object> / <bbox> replacement of _pre_tokenize_images) -------------------------------------
+SWIFT_SPECIAL_TOKENS = ['<image>', '<video>', '<audio>', '<bbox>', '<ref-object>', '<cot-process>', '<start-image>']
+
+
+def _split_str_by_regex(text, regex_delimiters):
+    combined_pattern = '|'.join(f'({pattern})' for pattern in regex_delimiters)
+    parts = re.split(combined_pattern, text, flags=re.DOTALL)
+    parts = [part for part in parts if part is not None]
+    if parts[0] == '':
+        parts.pop(0)
+    else:
+        parts.insert(0, '')
+    assert len(parts) % 2 == 0, f'result: {parts}'
+    assert ''.join(parts) == text, f'split_result: {parts}, text: {text}'
+    return parts
+
+
+def split_str_parts_by(text, delimiters):
+    delimiters = [re.escape(delimiter) for delimiter in delimiters]
+    parts = _split_str_by_regex(text, delimiters) if delimiters else ['', text]
+    res = []
+    for key, content in zip(parts[::2], parts[1::2]):
+        res.append({'key': key, 'content': content})
+    return res
+
+
+def swift_normalize_bbox(objects, width_list, height_list):
+    bbox_list = objects['bbox']
+    bbox_type = objects.pop('bbox_type', None) or 'real'
+    image_id_list = objects.pop('image_id', None) or []
+    image_id_list += [0] * (len(bbox_list) - len(image_id_list))
+    for bbox, image_id in zip(bbox_list, image_id_list):
+        if bbox_type == 'norm1':
+            width, height = 1, 1
+        else:
+            width, height = width_list[image_id], height_list[image_id]
+        for i, (x, y) in enumerate(zip(bbox[::2], bbox[1::2])):
+            norm_width, norm_height = 1000, 1000  # self.norm_bbox == 'norm1000'
+            bbox[2 * i] = int(round(x / width * norm_width))
+            bbox[2 * i + 1] = int(round(y / height * norm_height))
+
+
+def _get_bbox_str(bbox):
+    point = []
+    for x, y in zip(bbox[::2], bbox[1::2]):
+        point.append(f'({x},{y})')
+    return ','.join(point)
+
+
+def swift_replace(messages, objects):
+    """Every message's text as the base template leaves it: each <ref-object> and <bbox> replaced in order."""
+    ref_idx = bbox_idx = 0
+    out = []
+    for message in messages:
+        res = []
+        for d in split_str_parts_by(message['content'], SWIFT_SPECIAL_TOKENS):
+            for context in (d['key'], d['content']):
+                if not context:
+                    continue
+                ref = objects.get('ref') or []
+                bbox = objects.get('bbox') or []
+                if context == '<ref-object>' and ref_idx < len(ref):
+                    c_list = [ref[ref_idx]]
+                    ref_idx += 1
+                elif context == '<bbox>' and bbox_idx < len(bbox):
+                    c_list = [f'[{_get_bbox_str(bbox[bbox_idx])}]']
+                    bbox_idx += 1
+                else:
+                    c_list = [context]
+                res += c_list
+        out.append("".join(res))
+    return out, ref_idx, bbox_idx
+
+
+def test_ms_swifts_own_template_code_fills_every_ref_and_bbox(sample_build_in, tmp_path):
+    """ms-swift's special-token split, normalize_bbox (norm1000) and the base template's replacement over the
+    export: every <ref-object> and <bbox> takes its entry, none is left over, and each box is the dialogue's on the
+    1000 grid; each phrase is the one the shards hold in place."""
+    out = sample_build_in("swift_objects")
+    rows = _rows(out)
+    items = _export(out, "swift_objects", tmp_path)
+    kept = [rows[i] for i in sorted(rows) if not rows[i]["points"]]  # written in id order, point dialogues left out
+    assert len(items) == len(kept) and items
+    for item, row in zip(items, kept):
+        objects = json.loads(json.dumps(item["objects"]))
+        assert [m["content"] for m in item["messages"]] == [
+            re.sub(r"<ref-object>[^<]*</ref-object>", "<ref-object>", t["value"]) for t in row["conversations"]]
+        swift_normalize_bbox(objects, [row["width"]], [row["height"]])
+        texts, refs, boxes = swift_replace(item["messages"], objects)
+        assert refs == len(objects["ref"]) and boxes == len(objects["bbox"]) == len(row["boxes"])
+        assert not any("<bbox>" in t or "<ref-object>" in t for t in texts)
+        for text, turn in zip(texts, row["conversations"]):  # each phrase back where the shards hold it
+            plain = re.sub(r"<ref-object>([^<]*)</ref-object>", r"\1", turn["value"]).replace("<bbox>", "")
+            assert re.sub(r"\[\(\d+,\d+\),\(\d+,\d+\)\]", "", text) == plain
+        for got, want in zip(objects["bbox"], row["boxes"]):
+            assert all(abs(g - round(v * 1000)) <= 1 for g, v in zip(got, want))
+
+
+@pytest.mark.parametrize("fmt", ["shikra_jsonl", "ferret", "swift_objects"])
+def test_validate_reports_a_placeholder_without_its_box(sample_build_in, tmp_path, fmt):
+    """A placeholder format's text and side table must agree: a placeholder taken out of a turn is reported."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from conftest import copy_of
+
+    from rcforge import schemas
+    from rcforge.coordinates import get
+    from rcforge.validate import validate
+
+    out = copy_of(sample_build_in(fmt), tmp_path)
+    assert validate(str(out)) == []
+    shard = sorted(out.glob("dialogues/part-*.parquet"))[0]
+    rows = pq.read_table(shard).to_pylist()
+    placeholder = get(fmt).placeholder
+    target = next(r for r in rows if placeholder in r["conversations"][-1]["value"])
+    target["conversations"][-1]["value"] = target["conversations"][-1]["value"].replace(placeholder, "", 1)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
+    assert any(target["id"] in p and "placeholder(s) in the text" in p for p in validate(str(out)))
