@@ -52,7 +52,8 @@ def test_report_in_a_browser(chromium, pages, tmp_path):
     shot, dom, console = _open(chromium, pages / "report.html", tmp_path, "report")
     assert console == []
     assert shot.stat().st_size > 20000
-    assert len(re.findall(r'<svg class="plot"', dom)) == 11
+    # 11 figures and the two of mask coverage (the sample's RefCOCO objects have masks)
+    assert len(re.findall(r'<svg class="plot"', dom)) == 13
     assert "Dialogues per task" in dom and "flickr_grounded_caption" in dom
 
 
