@@ -82,11 +82,6 @@ def exists(path: str) -> bool:
     return fs.exists(p)
 
 
-def isdir(path: str) -> bool:
-    fs, p = fsspec.core.url_to_fs(str(path))
-    return fs.isdir(p)
-
-
 def size(path: str) -> int:
     fs, p = fsspec.core.url_to_fs(str(path))
     return int(fs.size(p))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from rcforge import masks
 from rcforge.boxes import Box, canonical_box
@@ -258,13 +258,3 @@ def filtered_image(source: str, key: str, reason: str, *, items_read: Counter | 
     if items_read:
         result.items_read.update(items_read)
     return result
-
-
-def merge_ledgers(ledgers: Iterable[SourceLedger]) -> SourceLedger:
-    ledgers = list(ledgers)
-    out = SourceLedger(source=ledgers[0].source)
-    for led in ledgers:
-        out.images.merge(led.images)
-        for kind, tally in led.items.items():
-            out.items.setdefault(kind, Tally()).merge(tally)
-    return out

@@ -2,6 +2,7 @@
 export to LLaVA JSON / JSONL, and loading the shards with pyarrow and Hugging Face datasets."""
 
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -214,3 +215,14 @@ def test_the_full_recipe_of_docs_scale_loads(tmp_path):
     assert sorted(recipe.render.tasks) == TASKS
     assert recipe.bootstrap.model == "microsoft/Florence-2-large"  # a hub id, not a folder beside the recipe
     assert "recipes/full.yaml" in (repo / "docs" / "SCALE.md").read_text()
+
+
+def test_the_sample_recipe_names_every_coordinate_format():
+    """A newcomer reads the formats off the sample recipe: its coordinates line names every registered one."""
+    from conftest import SAMPLE_RECIPE
+
+    from rcforge import coordinates
+
+    text = SAMPLE_RECIPE.read_text()
+    comment = text[text.index("coordinates:"):text.index("per_image:")]
+    assert all(re.search(rf"\b{name}\b", comment) for name in coordinates.FORMATTERS), comment
