@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from rcforge import fsio
+from rcforge.errors import RecipeError
 
 _SAMPLING = threading.Lock()
 
@@ -168,6 +169,8 @@ class StageHandler(ModelHandler):
         self.image_roots, self.device, self.decoding = image_roots, device, decoding
         self.shared = device.startswith("cuda") if share_model_across_processes is None \
             else share_model_across_processes
+        if self.shared:
+            _check_sendable(adapter)
 
     @property
     def backend(self) -> str:
@@ -221,6 +224,19 @@ class StageHandler(ModelHandler):
 
     def __repr__(self) -> str:
         return f"StageHandler({self.backend}.{self.stage}, {self.model_id!r}, {asdict(self.decoding)})"
+
+
+def _check_sendable(adapter: Adapter) -> None:
+    """A shared model runs in its own process, and each batch sends it the adapter: an adapter that does not
+    pickle (a class defined inside a function, say) would fail every batch into the dead letters. Say so now."""
+    import pickle
+
+    try:
+        pickle.dumps(adapter)
+    except Exception as err:  # noqa: BLE001 (pickle raises several kinds)
+        raise RecipeError(f"bootstrap: the {type(adapter).__qualname__} adapter cannot be sent to the process that "
+                          f"holds the shared model ({type(err).__name__}: {err}); define its class at the top level "
+                          f"of a module, or pass share_model_across_processes=False") from None
 
 
 def stage_handlers(make_adapter, model_id: str, **kwargs) -> tuple[StageHandler, StageHandler]:

@@ -336,3 +336,20 @@ def test_a_model_shared_across_processes_gives_the_same_candidates(tmp_path):
         by_box.setdefault((r["key"], r["object_id"]), []).append(r["raw_describe"])
     assert all(len(v) == 2 for v in by_box.values())
     assert any(a != b for a, b in by_box.values())  # the second description of a box is sampled, not a copy
+
+
+def test_an_adapter_that_cannot_reach_a_shared_model_is_named_at_once():
+    """With a model shared across processes (the default on a GPU), each batch sends the adapter to the model's
+    process; a class defined inside a function does not pickle and would fail every batch into the dead letters
+    (the GPU bench once did). The handler refuses it when it is made, naming the class and the way out."""
+    from rcforge.bootstrap.florence2_handlers import Florence2
+    from rcforge.bootstrap.handlers import StageHandler
+    from rcforge.errors import RecipeError
+
+    class Local(Florence2):
+        pass
+
+    with pytest.raises(RecipeError, match="Local adapter cannot be sent.*top level of a module"):
+        StageHandler(Local("describe"), "m", image_roots={}, share_model_across_processes=True)
+    StageHandler(Local("describe"), "m", image_roots={}, share_model_across_processes=False)  # in process: fine
+    StageHandler(Florence2("describe"), "m", image_roots={}, share_model_across_processes=True)
