@@ -38,8 +38,9 @@ from rcforge.config import Range, number_flag
 from rcforge.errors import InputError
 from rcforge.manifest import Manifest
 
-COLUMNS = ["id", "source", "image", "task", "width", "height", "conversations", "coordinates", "boxes", "points",
-           "groups", "masks"]
+COLUMNS = ["id", "source", "image", "task", "width", "height", "conversations"]
+#: what the placeholder formats' items are made of besides (columns builds before them lack: read only for these)
+SIDE_TABLE = ["coordinates", "boxes", "points", "groups", "masks"]
 ROLES = {"human": "user", "gpt": "assistant"}
 IMAGE_TOKEN = "<image>\n"
 
@@ -254,6 +255,8 @@ class ExportKind:
     notes: Callable[[TrainerSettings, bool, bool], list[str]] | None = None
     #: a dialogue its trainer cannot read -> why (it is left out and counted); None: every dialogue is written
     refuses: Callable[[dict], str | None] | None = None
+    #: its items carry the numbers beside the text (`SIDE_TABLE` columns: the placeholder formats)
+    side_table: bool = False
 
 
 #: Qwen2-VL, Qwen2.5-VL and Qwen3-VL: LLaMA-Factory's qwen2_vl / qwen3_vl templates and ms-swift's qwen templates
@@ -270,16 +273,16 @@ KINDS = {kind.name: kind for kind in (
                single_round=("florence2",), frame=_swift_frame, notes=_swift_notes),
     ExportKind("internvl", _internvl, suffixes=(".jsonl",), sidecars=_internvl_meta, coordinates=("internvl",)),
     ExportKind("qwen_vl", _qwen_vl, suffixes=(".json",), coordinates=("qwen_vl",)),
-    ExportKind("shikra_jsonl", _side_table, suffixes=(".jsonl",), coordinates=("shikra_jsonl",)),
+    ExportKind("shikra_jsonl", _side_table, suffixes=(".jsonl",), coordinates=("shikra_jsonl",), side_table=True),
     # NExT-Chat's BoxFormatProcess asserts that no turn holds <points> (NExT-ChatV/NExT-Chat@1e6c20f
     # mllm/dataset/process_function/box_process_function.py, line 81)
-    ExportKind("nextchat", _side_table, suffixes=(".jsonl",), coordinates=("nextchat",),
+    ExportKind("nextchat", _side_table, suffixes=(".jsonl",), coordinates=("nextchat",), side_table=True,
                refuses=lambda row: "NExT-Chat reads no points" if row["points"] else None),
-    ExportKind("swift_objects", _swift_objects, suffixes=(".jsonl",), coordinates=("swift_objects",),
+    ExportKind("swift_objects", _swift_objects, suffixes=(".jsonl",), coordinates=("swift_objects",), side_table=True,
                refuses=lambda row: "ms-swift's objects hold boxes, not points" if row["points"] else None),
-    ExportKind("groma", _groma, suffixes=(".json",), coordinates=("groma",), refuses=_groma_refuses),
+    ExportKind("groma", _groma, suffixes=(".json",), coordinates=("groma",), side_table=True, refuses=_groma_refuses),
     # Ferret's box_x1y1x2y2 holds boxes only (its loader picks a point of a box itself, in questions)
-    ExportKind("ferret", _ferret, suffixes=(".json",), coordinates=("ferret",),
+    ExportKind("ferret", _ferret, suffixes=(".json",), coordinates=("ferret",), side_table=True,
                refuses=lambda row: "Ferret's items hold boxes, not points" if row["points"] else None),
 )}
 
@@ -428,9 +431,9 @@ def _shard_batches(out: str, columns: list[str]):
                                  f"validate OUT lists what is damaged") from None
 
 
-def _batches(out: str):
+def _batches(out: str, columns: list[str] = COLUMNS):
     """The dialogue rows of a build, shard by shard, one Arrow batch (a list of row dicts) at a time."""
-    for shard, batch in _shard_batches(out, COLUMNS):
+    for shard, batch in _shard_batches(out, columns):
         rows = batch.to_pylist()
         _check_roles(rows, shard)
         yield rows
@@ -459,7 +462,8 @@ def export(kind: str, out: str, file: str, *, relative: bool = False, image_root
         sidecars = {name: _existing_json(fsio.join(os.path.dirname(file) or ".", name))
                     for name in spec.sidecars(file, 0, image_root)}
     split = manifest.build is not None and manifest.build.coordinates in spec.single_round
-    n, (left_out, first) = _write(spec, _batches(out), paths, file, jsonl=suffix == ".jsonl", split=split)
+    columns = COLUMNS + (SIDE_TABLE if spec.side_table else [])
+    n, (left_out, first) = _write(spec, _batches(out, columns), paths, file, jsonl=suffix == ".jsonl", split=split)
     if split:
         print(f"export {kind}: its {manifest.build.coordinates} template trains one round per item: each dialogue "
               f"was written as one item per round ({n:,} items)", file=sys.stderr)

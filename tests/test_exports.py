@@ -285,3 +285,19 @@ def test_an_unusable_dataset_info_is_refused_before_anything_is_written(sample_b
     assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset_info.json"]  # no data file, the user's kept
     assert (tmp_path / "dataset_info.json").read_text() == existing
+
+
+def test_a_build_made_before_the_mask_columns_still_exports(sample_build, tmp_path):
+    """Shards written before the groups and masks columns existed export to every kind that does not need them."""
+    import pyarrow.parquet as pq
+    from conftest import copy_of
+
+    from rcforge import cli
+
+    out = copy_of(sample_build, tmp_path)
+    for shard in out.glob("dialogues/part-*.parquet"):
+        table = pq.read_table(shard)
+        pq.write_table(table.drop_columns(["groups", "masks"]), shard)
+    assert cli.main(["export", "llava", str(out), str(tmp_path / "old.json")]) == 0
+    assert len(json.loads((tmp_path / "old.json").read_text())) == pq.read_table(
+        sorted(out.glob("dialogues/part-*.parquet"))[0]).num_rows

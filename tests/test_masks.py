@@ -316,3 +316,15 @@ def test_stats_and_report_show_mask_coverage(sample_build, tmp_path):
     assert cli.main(["report", str(sample_build), "--html", str(page)]) == 0
     html = page.read_text()
     assert "Masks shown, per source and task" in html and "refcoco / referring_segmentation" in html
+
+
+def test_an_rle_only_mask_rescales_with_its_image():
+    """A crowd region's RLE (no polygons) on an image whose real size is twice the annotated one: decoded, resized
+    and encoded again, the same shape at the new size."""
+    mask = masks.from_segmentation({"size": [20, 30], "counts": masks.counts_of(_square_rle()["counts"])}, 30, 20,
+                                   (10, 5, 25, 15))
+    obj = {"box": [10.0, 5.0, 25.0, 15.0], **mask.fields()}
+    big = masks.rescaled(obj, 60, 40)
+    assert big["polygons"] is None and big["mask"]["size"] == [40, 60] and big["area"] == 4 * mask.area
+    pixels = _decoded(big["mask"])
+    assert pixels[10:30, 20:50].all() and pixels.sum() == 600
