@@ -9,9 +9,9 @@
 #     apache-beam==2.77.0 beartype==0.22.9 cffi==2.1.1 cryptography==50.0.2 defusedxml==0.7.1 dill==0.4.1 \
 #     dnspython==2.9.2 fastavro==1.13.1 fasteners==0.20 httplib2==0.32.1 ijson==3.6.0 jsonpickle==4.1.4 \
 #     objsize==0.7.1 orjson==3.13.0 proto-plus==1.29.0 pymongo==4.20.1 pytz==2026.6 zstandard==0.25.0 \
-#     transformers==5.24.0
+#     transformers==5.24.0 pycocotools==2.0.11
 #   pip wheel -q . --no-deps -w .whl        # rcforge itself, rebuilt after every change
-# (about 49 MB; the machine has torch, tokenizers, pyarrow, numpy, pycocotools' needs and the rest)
+# (about 50 MB; the machine has torch, tokenizers, pyarrow, numpy and the rest)
 set -o pipefail
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
