@@ -115,8 +115,11 @@ def trainer_view(img, row: dict, fmt: coordinates.Formatter):
 
     w, h = row["width"], row["height"]
     texts = [t["value"] for t in row["conversations"]]
-    boxes = [b for t in texts for b in fmt.parse(t, w, h)]
-    points = [p for t in texts for p in fmt.parse_points(t, w, h)]
+    if fmt.placeholders:  # no numbers in the text: the side table is what the trainer reads (relative to the image)
+        boxes, points = [list(b) for b in row["boxes"]], [list(p) for p in row["points"]]
+    else:
+        boxes = [b for t in texts for b in fmt.parse(t, w, h)]
+        points = [p for t in texts for p in fmt.parse_points(t, w, h)]
     if row.get("frame"):
         img = img.resize(tuple(row["frame"]))
         sx, sy = img.size

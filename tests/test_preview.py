@@ -71,3 +71,15 @@ def test_a_sources_note_is_shown_on_its_cards(sample_build, tmp_path):
     assert not any('class="note"' in body for key, body in cards if not key.startswith("flickr30k/"))
     notes = json.loads((sample_build / "manifest.json").read_text())["recipe"]["notes"]
     assert list(notes) == ["flickr30k_entities"]
+
+
+def test_the_trainer_view_of_a_placeholder_format_draws_its_side_table():
+    """A placeholder format prints no numbers: --frame draws the boxes the side table gives the trainer."""
+    from PIL import Image
+
+    from rcforge.preview import trainer_view
+
+    row = {"width": 200, "height": 100, "boxes": [[0.1, 0.2, 0.5, 0.8]], "points": [],
+           "conversations": [{"from": "gpt", "value": "<p>a cat</p><roi><ground_box></roi>"}]}
+    img, boxes, points = trainer_view(Image.new("RGB", (200, 100)), row, coordinates.get("groma"))
+    assert boxes == [[20.0, 20.0, 100.0, 80.0]] and points == [] and img.size == (200, 100)
