@@ -1,14 +1,15 @@
 """Masks as data: a COCO segmentation checked once, in the reader (`rcforge.masks`), kept compressed to the shard;
 a bad one rejected with its reason (ledger kind ``mask``) while its object stays, on both COCO-format paths.
 
-The real polygon below is COCO train2014 annotation 3007 (image 98304, a dog), quoted verbatim in public READMEs
-of the `refer` toolkit and Shikra-derived loaders (see ../shared/realdata/refcoco/SOURCE.md, copied here).
+The real polygon is COCO train2014 annotation 3007 (image 98304, a dog), quoted verbatim in public READMEs of the
+`refer` toolkit and Shikra-derived loaders: tests/data/coco/annotation_3007.json (see its SOURCE.md).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,11 +22,10 @@ from test_lvis import _file, _options
 from rcforge import masks
 from rcforge.errors import BadRecord
 
-REAL_POLYGON = [[267.52, 229.75, 265.6, 226.68, 265.79, 223.6, 263.87, 220.15, 263.87, 216.88, 266.94, 217.07,
-                 268.48, 221.3, 272.32, 219.95, 276.35, 220.15, 279.62, 218.03, 283.46, 218.42, 285.0, 220.92,
-                 285.0, 223.22, 284.42, 224.95, 280.96, 225.14, 279.81, 226.48, 281.73, 228.41, 279.43, 229.37,
-                 275.78, 229.17, 273.86, 229.56, 274.24, 232.05, 269.82, 231.67, 267.14, 231.48, 266.75, 228.6]]
-REAL_AREA, REAL_BBOX, REAL_SIZE = 197.29899999999986, [263.87, 216.88, 21.13, 15.17], (640, 424)
+_REAL = json.loads((Path(__file__).parent / "data" / "coco" / "annotation_3007.json").read_text())
+REAL_POLYGON = _REAL["annotations"][0]["segmentation"]
+REAL_AREA, REAL_BBOX = _REAL["annotations"][0]["area"], _REAL["annotations"][0]["bbox"]
+REAL_SIZE = (_REAL["images"][0]["width"], _REAL["images"][0]["height"])
 
 
 def _decoded(rle: dict) -> np.ndarray:
