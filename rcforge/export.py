@@ -68,7 +68,8 @@ def _side_table(row: dict, image: str) -> dict:
     BoxFormatProcess; mllm/dataset/single_image_dataset/rec.py for the item's shape). A mask travels as its
     polygons (NExT-Chat's RES reads them with pycocotools.mask.frPyObjects), or its RLE where it has none."""
     w, h = row["width"], row["height"]
-    placeholder = coordinates.get(row["coordinates"]).placeholder
+    fmt = coordinates.get(row["coordinates"])
+    placeholder = fmt.placeholder
     groups = iter(row["groups"])
     next_box = next_point = 0
     turns = []
@@ -86,7 +87,6 @@ def _side_table(row: dict, image: str) -> dict:
             item["points_seq"] = [[next_point + j] for j in range(points)]
             next_point += points
         turns.append(item)
-    fmt = coordinates.get(row["coordinates"])
     # width and height beside the boxes, as the family's dataset classes leave them for BoxFormatProcess
     target = {"boxes": [fmt.to_pixels(b, w, h) for b in row["boxes"]],
               "points": [fmt.to_pixels(p, w, h) for p in row["points"]], "width": w, "height": h}
@@ -143,11 +143,16 @@ def _groma(row: dict, image: str) -> dict:
     return {"id": row["id"], "file_name": image, "width": w, "height": h, "boxes": boxes, "conversation": turns}
 
 
+def _no_points(trainer: str) -> Callable[[dict], str | None]:
+    """The refusal of a trainer whose items hold boxes only: a dialogue that shows points."""
+    return lambda row: f"{trainer}'s items hold boxes, not points" if row["points"] else None
+
+
 def _groma_refuses(row: dict) -> str | None:
-    """What GromaInstruct cannot take: boxes in a question (it reads boxes of answers only), a dialogue whose
-    answers show no box (it stacks the answers' boxes), or points."""
+    """What GromaInstruct cannot take: points, boxes in a question (it reads boxes of answers only), or a dialogue
+    whose answers show no box (it stacks the answers' boxes)."""
     if row["points"]:
-        return "Groma Instruct's items hold no points"
+        return _no_points("Groma Instruct")(row)
     if any("<refer_box>" in t["value"] for t in row["conversations"] if t["from"] == "human"):
         return "Groma Instruct's loader reads the boxes of answers only"
     if not any("<ground_box>" in t["value"] for t in row["conversations"] if t["from"] == "gpt"):
@@ -277,13 +282,13 @@ KINDS = {kind.name: kind for kind in (
     # NExT-Chat's BoxFormatProcess asserts that no turn holds <points> (NExT-ChatV/NExT-Chat@1e6c20f
     # mllm/dataset/process_function/box_process_function.py, line 81)
     ExportKind("nextchat", _side_table, suffixes=(".jsonl",), coordinates=("nextchat",), side_table=True,
-               refuses=lambda row: "NExT-Chat reads no points" if row["points"] else None),
+               refuses=_no_points("NExT-Chat")),
     ExportKind("swift_objects", _swift_objects, suffixes=(".jsonl",), coordinates=("swift_objects",), side_table=True,
-               refuses=lambda row: "ms-swift's objects hold boxes, not points" if row["points"] else None),
+               refuses=_no_points("ms-swift")),
     ExportKind("groma", _groma, suffixes=(".json",), coordinates=("groma",), side_table=True, refuses=_groma_refuses),
     # Ferret's box_x1y1x2y2 holds boxes only (its loader picks a point of a box itself, in questions)
     ExportKind("ferret", _ferret, suffixes=(".json",), coordinates=("ferret",), side_table=True,
-               refuses=lambda row: "Ferret's items hold boxes, not points" if row["points"] else None),
+               refuses=_no_points("Ferret")),
 )}
 
 

@@ -89,6 +89,8 @@ def counts_of(counts: str) -> list[int]:
 def rescaled(obj: dict, width: int, height: int) -> dict:
     """An object's mask fields for the image at its real size (`rcforge.images.rescale_record`): polygons are
     scaled and encoded again; an RLE without polygons is decoded, resized (nearest) and encoded again."""
+    from pycocotools import mask as mask_utils
+
     mask = obj.get("mask")
     if not mask:
         return {}
@@ -100,13 +102,10 @@ def rescaled(obj: dict, width: int, height: int) -> dict:
     else:
         import numpy as np
         from PIL import Image
-        from pycocotools import mask as mask_utils
 
         pixels = mask_utils.decode({"size": [h, w], "counts": mask["counts"].encode()})
         resized = np.asarray(Image.fromarray(pixels * 255).resize((width, height), Image.NEAREST)) > 127
         rle, polygons = _text(mask_utils.encode(np.asfortranarray(resized.astype(np.uint8)))), None
-    from pycocotools import mask as mask_utils
-
     area = float(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode()}))
     return {"mask": rle, "polygons": polygons, "area": area}
 

@@ -18,7 +18,7 @@ from rcforge import coordinates, fsio, images
 from rcforge.config import Range, number_flag
 from rcforge.errors import RecipeError
 from rcforge.manifest import Manifest
-from rcforge.stats import connect, shards
+from rcforge.stats import columns, connect, shards
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990",
            "#800000", "#808000", "#000075"]
@@ -31,7 +31,7 @@ def sample(out: str, n: int, task: str | None, seed: int, *, frame: bool = False
     con = connect(out)
     where = "WHERE task = $task" if task else ""
     params = {"seed": str(seed), **({"task": task} if task else {})}
-    have = {name for (name, *_) in con.execute("DESCRIBE d").fetchall()}
+    have = columns(con, "d")
     # columns that builds before them lack: read where the shards have them (frame only when asked for)
     extra = "".join(f", {c}" for c in ("masks", "groups") if c in have) + (", frame" if frame else "")
     cursor = con.execute(f"SELECT id, source, image, width, height, task, variant, template_id, conversations, "

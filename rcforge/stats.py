@@ -148,28 +148,27 @@ ANNOTATION_SQL = {
 
 #: mask coverage (run where the shards have masks: builds before schema 3 lack them): dialogues that show a mask
 #: per task and source, and image-record objects that carry one per source
-MASK_SQL = {
-    "shown": """
-        SELECT source, task, count(*) AS dialogues, count(*) FILTER (WHERE len(masks) > 0) AS with_masks,
-               sum(len(list_filter(masks, lambda m: m IS NOT NULL))) AS masks
-        FROM d GROUP BY ALL HAVING with_masks > 0 ORDER BY source, task""",
-}
-OBJECT_MASK_SQL = """
+SHOWN_MASKS_SQL = """
+    SELECT source, task, count(*) AS dialogues, count(*) FILTER (WHERE len(masks) > 0) AS with_masks,
+           sum(len(list_filter(masks, lambda m: m IS NOT NULL))) AS masks
+    FROM d GROUP BY ALL HAVING with_masks > 0 ORDER BY source, task"""
+OBJECT_MASKS_SQL = """
     WITH o AS (SELECT source, unnest(objects) AS obj FROM i)
     SELECT source, count(*) AS objects, count(obj.mask) AS with_mask FROM o GROUP BY source ORDER BY source"""
 
 
+def columns(con, view: str) -> dict[str, str]:
+    """A view's columns and their types (shards of older builds lack the newer columns)."""
+    return {name: kind for (name, kind, *_) in con.execute(f"DESCRIBE {view}").fetchall()}
+
+
 def _mask_coverage(con, images: bool) -> dict:
     """What share of dialogues shows a mask (per task and source) and of objects carries one (per source)."""
-    def has(view: str, column: str) -> bool:
-        return any(name == column for (name, *_) in con.execute(f"DESCRIBE {view}").fetchall())
-
-    shown = _rows(con, MASK_SQL["shown"]) if has("d", "masks") else []
+    shown = _rows(con, SHOWN_MASKS_SQL) if "masks" in columns(con, "d") else []
     objects = []
-    if images and has("i", "objects") and "mask" in str(con.execute("SELECT typeof(objects) FROM i LIMIT 1")
-                                                         .fetchone()):
+    if images and "mask STRUCT" in columns(con, "i").get("objects", ""):  # the objects have a mask field
         objects = [{**r, "share": r["with_mask"] / r["objects"] if r["objects"] else 0.0}
-                   for r in _rows(con, OBJECT_MASK_SQL)]
+                   for r in _rows(con, OBJECT_MASKS_SQL)]
     return {"dialogues": shown, "objects": objects}
 
 
