@@ -91,7 +91,6 @@ def _with_masks(img, masks: list):
     pixels; the picture may be a thumbnail of it)."""
     if not any(masks):
         return img
-    import numpy as np
     from PIL import Image, ImageColor
     from pycocotools import mask as mask_utils
 

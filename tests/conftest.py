@@ -95,3 +95,24 @@ def ingest_one(tmp_path: Path, source: str, options: dict, **recipe_top) -> tupl
     settings = IngestSettings(out=str(out), policy=recipe.ingest_policy, progress=False)
     entry = ingest_source(source, recipe.sources[source], settings, checks=recipe.image_checks[source])
     return entry, out
+
+
+def tamper_dialogue(out: Path, pick, change) -> dict:
+    """Tamper with a build: the first dialogue of OUT's first shard that ``pick(row)`` selects is changed in place by
+    ``change(row)`` and the shard written again; returns that row (as changed)."""
+    import pyarrow as pa
+
+    from rcforge import schemas
+
+    shard = sorted(out.glob("dialogues/part-*.parquet"))[0]
+    rows = pq.read_table(shard).to_pylist()
+    target = next(r for r in rows if pick(r))
+    change(target)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
+    return target
+
+
+def records_by_key(out: Path, columns=("key", "objects")) -> dict[str, dict]:
+    """OUT's image records (those ``columns``) by key, every source."""
+    return {r["key"]: r for part in out.glob("images/*/part-*.parquet")
+            for r in pq.read_table(part, columns=list(columns)).to_pylist()}

@@ -13,7 +13,6 @@ import random
 import re
 import shutil
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -238,23 +237,23 @@ def test_a_sample_build_with_hard_negatives_is_valid_accounted_and_uncontradicte
 
 
 def test_validate_reports_a_hard_negative_its_record_contradicts(tmp_path):
-    from rcforge import schemas
+    from conftest import records_by_key, tamper_dialogue
+
     from rcforge.validate import validate
 
     recipe = _sample_recipe(tmp_path, 1.0)
     out = tmp_path / "out"
     assert cli.main(["build", str(recipe), "--out", str(out), "--no-progress"]) == 0
     assert validate(str(out)) == []
-    shard = sorted(out.glob("dialogues/part-*.parquet"))[0]
-    rows = pq.read_table(shard).to_pylist()
-    target = next(r for r in rows if r["variant"] == hard_negatives.VARIANT)
-    records = {r["key"]: r for part in out.glob("images/*/part-*.parquet")
-               for r in pq.read_table(part, columns=["key", "objects"]).to_pylist()}
-    proof = next(p for p in target["provenance"] if p.startswith("hard_negative:"))
-    noun = proof.split(":", 3)[3]
-    colour = sorted(next(_colours_of(o) for o in records[target["key"]]["objects"] if noun in o["names"]))[0]
-    target["provenance"] = [f"hard_negative:color:{colour}:{noun}" if p == proof else p
-                            for p in target["provenance"]]
-    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
+    records = records_by_key(out)
+
+    def name_a_present_colour(row):
+        proof = next(p for p in row["provenance"] if p.startswith("hard_negative:"))
+        noun = proof.split(":", 3)[3]
+        colour = sorted(next(_colours_of(o) for o in records[row["key"]]["objects"] if noun in o["names"]))[0]
+        row["provenance"] = [f"hard_negative:color:{colour}:{noun}" if p == proof else p for p in row["provenance"]]
+
+    target = tamper_dialogue(out, lambda r: r["variant"] == hard_negatives.VARIANT, name_a_present_colour)
+    colour = next(p for p in target["provenance"] if p.startswith("hard_negative:")).split(":")[2]
     problems = validate(str(out))
     assert any("does not hold" in p and f"is {colour}" in p for p in problems), problems

@@ -219,11 +219,8 @@ def test_referring_segmentation_shows_the_objects_mask_at_its_boxs_place(sample_
 
 
 def test_validate_checks_every_mask(sample_build, tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from conftest import copy_of, tamper_dialogue
 
-    from conftest import copy_of
-    from rcforge import schemas
     from rcforge.validate import validate
 
     cases = {
@@ -237,19 +234,11 @@ def test_validate_checks_every_mask(sample_build, tmp_path):
                 "runs that do not cover the image": "covers", "counts outside the code": "does not decode"}
     for name, change in cases.items():
         out = copy_of(sample_build, tmp_path / name.replace(" ", "_").replace("'", ""))
-        shard = sorted(out.glob("dialogues/part-*.parquet"))[0]
-        rows = pq.read_table(shard).to_pylist()
-        target = next(r for r in rows if r["masks"])
-        target["masks"] = [change(target["masks"][0])]
-        pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
+        target = tamper_dialogue(out, lambda r: r["masks"], lambda r, c=change: r.update(masks=[c(r["masks"][0])]))
         problems = validate(str(out))
         assert any(target["id"] in p and expected[name] in p for p in problems), (name, problems)
     out = copy_of(sample_build, tmp_path / "count")
-    shard = sorted(out.glob("dialogues/part-*.parquet"))[0]
-    rows = pq.read_table(shard).to_pylist()
-    target = next(r for r in rows if r["masks"])
-    target["masks"] = target["masks"] * 2
-    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
+    tamper_dialogue(out, lambda r: r["masks"], lambda r: r.update(masks=r["masks"] * 2))
     assert any("2 masks for 1 boxes" in p for p in validate(str(out)))
 
 

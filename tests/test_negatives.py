@@ -200,23 +200,21 @@ def _stats_json(out, tmp_path) -> str:
 
 def test_validate_reports_a_contradicted_negative(tmp_path):
     """A negative whose category the image record does have (a tampered shard) is reported."""
-    import pyarrow as pa
+    from conftest import records_by_key, tamper_dialogue
 
-    from rcforge import schemas
     from rcforge.validate import validate
 
     recipe = _sample_with_negatives(tmp_path, 1.0)
     out = tmp_path / "out"
     assert cli.main(["build", str(recipe), "--out", str(out), "--no-progress"]) == 0
     assert validate(str(out)) == []
-    shard = sorted(out.glob("dialogues/part-*.parquet"))[0]
-    rows = pq.read_table(shard).to_pylist()
-    target = next(r for r in rows if any(p.startswith("absent:") for p in r["provenance"]))
-    records = {r["key"]: r for part in out.glob("images/*/part-*.parquet")
-               for r in pq.read_table(part, columns=["key", "objects"]).to_pylist()}
-    present = records[target["key"]]["objects"][0]["names"][0]
-    target["provenance"] = [f"absent:{present}" if p.startswith("absent:") else p for p in target["provenance"]]
-    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
+    records = records_by_key(out)
+
+    def name_a_present_category(row):
+        present = records[row["key"]]["objects"][0]["names"][0]
+        row["provenance"] = [f"absent:{present}" if p.startswith("absent:") else p for p in row["provenance"]]
+
+    tamper_dialogue(out, lambda r: any(p.startswith("absent:") for p in r["provenance"]), name_a_present_category)
     problems = validate(str(out))
     assert any("as absent, but image record" in p for p in problems), problems
 

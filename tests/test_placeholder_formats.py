@@ -538,20 +538,18 @@ def test_ms_swifts_own_template_code_fills_every_ref_and_bbox(sample_build_in, t
 @pytest.mark.parametrize("fmt", ["shikra_jsonl", "ferret", "swift_objects"])
 def test_validate_reports_a_placeholder_without_its_box(sample_build_in, tmp_path, fmt):
     """A placeholder format's text and side table must agree: a placeholder taken out of a turn is reported."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from conftest import copy_of
+    from conftest import copy_of, tamper_dialogue
 
-    from rcforge import schemas
     from rcforge.coordinates import get
     from rcforge.validate import validate
 
     out = copy_of(sample_build_in(fmt), tmp_path)
     assert validate(str(out)) == []
-    shard = sorted(out.glob("dialogues/part-*.parquet"))[0]
-    rows = pq.read_table(shard).to_pylist()
     placeholder = get(fmt).placeholder
-    target = next(r for r in rows if placeholder in r["conversations"][-1]["value"])
-    target["conversations"][-1]["value"] = target["conversations"][-1]["value"].replace(placeholder, "", 1)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.DIALOGUE), shard)
+
+    def drop_one(row):
+        last = row["conversations"][-1]
+        last["value"] = last["value"].replace(placeholder, "", 1)
+
+    target = tamper_dialogue(out, lambda r: placeholder in r["conversations"][-1]["value"], drop_one)
     assert any(target["id"] in p and "placeholder(s) in the text" in p for p in validate(str(out)))
