@@ -1,7 +1,7 @@
 """Ingest throughput and memory against the raw streaming-parse rate of the same files.
 
     python bench/bench_ingest.py vg   bench/data/vg
-    python bench/bench_ingest.py o365 bench/data/o365.json
+    python bench/bench_ingest.py o365 bench/data/o365.json [memory|stream] [MASK_PROCESSES]
 
 Each measurement runs in its own process so that peak RSS (ru_maxrss) belongs to it alone:
 - "parse": ijson (yajl2_c) streams every item of every input file and does nothing else (the floor);
@@ -34,7 +34,7 @@ def _parse(kind, path):
     return n
 
 
-def _ingest(kind, path):
+def _ingest(kind, path, mode="stream", mask_processes="-1"):
     from rcforge.images import ImageChecks
     from rcforge.pipelines.ingest import IngestSettings, ingest_source
     from rcforge.recipe import IngestPolicy
@@ -46,7 +46,8 @@ def _ingest(kind, path):
     if kind == "vg":
         name, options = "visual_genome", {"root": path, "images": path}
     else:
-        name, options = "objects365", {"annotations": path, "images": os.path.dirname(path), "mode": "stream"}
+        name, options = "objects365", {"annotations": path, "images": os.path.dirname(path), "mode": mode,
+                                       "mask_processes": int(mask_processes)}
     config = build_config(get(name).config_class, options, f"sources.{name}")
     # the generated data has no image files: this measures parsing and writing (bench_images.py measures checks)
     entry = ingest_source(name, config, IngestSettings(out=out, progress=False,
@@ -55,12 +56,12 @@ def _ingest(kind, path):
     return entry["records"]
 
 
-def child(what, kind, path):
+def child(what, kind, path, mode="stream", mask_processes="-1"):
     import gc
 
     gc.disable()  # both measurements without the cyclic collector (ingest turns it off itself)
     started = time.perf_counter()
-    n = _parse(kind, path) if what == "parse" else _ingest(kind, path)
+    n = _parse(kind, path) if what == "parse" else _ingest(kind, path, mode, mask_processes)
     seconds = time.perf_counter() - started
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -96,11 +97,14 @@ def _tree_rss_kb(root: int) -> int:
 
 def main():
     kind, path = sys.argv[1], sys.argv[2]
+    mode = sys.argv[3] if len(sys.argv) > 3 else "stream"  # the COCO-format reading path
+    mask_processes = sys.argv[4] if len(sys.argv) > 4 else "-1"  # -1: the reader's default (auto)
     size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)) if os.path.isdir(path) \
         else os.path.getsize(path)
     results = {}
     for what in ("parse", "ingest"):
-        proc = subprocess.Popen([sys.executable, __file__, "--child", what, kind, path], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, __file__, "--child", what, kind, path, mode,
+                                 mask_processes], stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True)
         peak = 0
         while proc.poll() is None:  # the whole process tree (VG parser processes included), every 50 ms
@@ -110,7 +114,7 @@ def main():
         results[what] = json.loads(out)
         results[what]["peak_tree_rss_mb"] = round(peak / 1024)
     ratio = results["parse"]["seconds"] / results["ingest"]["seconds"]
-    print(json.dumps({"input": path, "input_mb": round(size / 2**20), **results,
+    print(json.dumps({"input": path, "mode": mode, "mask_processes": mask_processes, "input_mb": round(size / 2**20), **results,
                       "parse_mb_s": round(size / 2**20 / results["parse"]["seconds"], 1),
                       "ingest_mb_s": round(size / 2**20 / results["ingest"]["seconds"], 1),
                       "ingest_vs_parse": round(ratio, 2)}, indent=1))
@@ -118,6 +122,6 @@ def main():
 
 if __name__ == "__main__":
     if sys.argv[1] == "--child":
-        child(*sys.argv[2:5])
+        child(*sys.argv[2:7])
     else:
         main()

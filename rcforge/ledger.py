@@ -208,15 +208,20 @@ class ImageBuilder:
             self.repaired(kind, repair)
         return box
 
-    def mask(self, segmentation, box: Box, record: str, *, file: str | None = None) -> dict:
+    def mask(self, segmentation, box: Box, record: str, *, file: str | None = None, checked=None) -> dict:
         """The mask fields of a kept object (`rcforge.masks`) from its COCO ``segmentation``: {} when it has none;
         a segmentation that breaks the contract is rejected (kind ``mask``, with its reason) and the object is
-        kept without it."""
+        kept without it. ``checked``: the `rcforge.masks.outcome` already computed for it elsewhere (a worker
+        process), used instead of checking again."""
         if not masks.present(segmentation):
             return {}
         self.read("mask")
         try:
-            return masks.from_segmentation(segmentation, self.width, self.height, box).fields()
+            if checked is None:
+                checked = masks.from_segmentation(segmentation, self.width, self.height, box)
+            if isinstance(checked, BadRecord):
+                raise checked
+            return checked.fields()
         except BadRecord as err:
             self.reject("mask", err, record, file=file)
             return {}

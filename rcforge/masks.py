@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from rcforge.boxes import canonical_box
 from rcforge.errors import BadRecord
 
 #: the least share of a mask's area that lies inside its object's box
@@ -58,6 +59,21 @@ def from_segmentation(segmentation: Any, width: int, height: int, box) -> Mask:
         raise BadRecord("mask_wrong_type", f"segmentation is {type(segmentation).__name__}, not polygons (a list) "
                         f"or RLE (an object with size and counts)", field="segmentation")
     return _checked(rle, polygons, width, height, box)
+
+
+def outcome(segmentation: Any, width: int, height: int, xyxy) -> Mask | BadRecord | None:
+    """`from_segmentation` for an object whose raw pixel box ``xyxy`` is not checked yet: its `Mask`, the
+    `BadRecord` that rejects the mask, or None when the box itself is unusable (then no mask is asked for). A
+    pure function of its arguments, so a mask checked in another process (`rcforge.readers.mask_pool`) is the
+    one this process would have checked."""
+    try:
+        box, _ = canonical_box(xyxy, width, height)
+    except (BadRecord, TypeError, ValueError):
+        return None
+    try:
+        return from_segmentation(segmentation, width, height, box)
+    except BadRecord as err:
+        return err
 
 
 def counts_of(counts: str) -> list[int]:
@@ -119,7 +135,7 @@ def _polygons(segmentation: list) -> list[list[float]]:
         if not isinstance(polygon, list):
             raise BadRecord("mask_wrong_type", f"{where} is {type(polygon).__name__}, not a list of numbers",
                             field=where)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in polygon):
+        if not _finite_numbers(polygon):
             raise BadRecord("mask_bad_number", f"{where} holds a value that is not a finite number", field=where)
         if len(polygon) % 2:
             raise BadRecord("mask_odd_polygon", f"{where} has {len(polygon)} numbers: x, y pairs need an even "
@@ -129,6 +145,19 @@ def _polygons(segmentation: list) -> list[list[float]]:
                             f"least 3", field=where)
         polygons.append([float(v) for v in polygon])
     return polygons
+
+
+def _finite_numbers(values: list) -> bool:
+    """Whether every value is an int or float (not a bool, not a string) and finite. One pass over the types
+    and one sum: a sum of finite numbers is finite unless it overflows, which only an absurd coordinate
+    (beyond 1e300) can make it do, and then the polygon is rejected all the same."""
+    if not {type(v) for v in values} <= _NUMBER_TYPES:
+        return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    return math.isfinite(sum(values))
+
+
+#: the value types a polygon holds in parsed JSON (subclasses go the slow, exact way)
+_NUMBER_TYPES = frozenset((int, float))
 
 
 def _rle(segmentation: dict, width: int, height: int) -> dict:
@@ -172,6 +201,23 @@ def _text(rle: dict) -> dict:
             else counts}
 
 
+def _ring_outside(box, extent) -> float:
+    """At most how many of a mask's pixels can lie outside its box, from the mask's pixel extent alone: none
+    when the extent is inside the box; the pixels of the box's boundary ring (the box grown to whole pixels,
+    less the whole pixels inside it) when the extent is inside the grown box (a mask traced along its box's
+    edges: its edge pixels are partly outside); the whole mask (``inf``) otherwise, which the exact
+    intersection then decides."""
+    x1, y1, x2, y2 = box
+    mx1, my1, mx2, my2 = extent
+    if x1 <= mx1 and y1 <= my1 and mx2 <= x2 and my2 <= y2:
+        return 0.0
+    ox1, oy1, ox2, oy2 = math.floor(x1), math.floor(y1), math.ceil(x2), math.ceil(y2)
+    if not (ox1 <= mx1 and oy1 <= my1 and mx2 <= ox2 and my2 <= oy2):
+        return math.inf
+    inner = max(0, math.floor(x2) - math.ceil(x1)) * max(0, math.floor(y2) - math.ceil(y1))
+    return float((ox2 - ox1) * (oy2 - oy1) - inner)
+
+
 def _checked(rle: dict, polygons, width: int, height: int, box) -> Mask:
     from pycocotools import mask as mask_utils
 
@@ -181,8 +227,8 @@ def _checked(rle: dict, polygons, width: int, height: int, box) -> Mask:
         raise BadRecord("mask_empty", "the mask covers no pixel of the image", field="segmentation")
     x1, y1, x2, y2 = box
     mx, my, mw, mh = (float(v) for v in mask_utils.toBbox(encoded))
-    if x1 <= mx and y1 <= my and mx + mw <= x2 and my + mh <= y2:
-        return Mask(rle, polygons, area)  # the whole mask lies inside its box (the common case: no raster work)
+    if area - _ring_outside(box, (mx, my, mx + mw, my + mh)) >= MIN_INSIDE * area:
+        return Mask(rle, polygons, area)  # mostly inside its box without raster work (the common case)
     frame = mask_utils.frPyObjects([[x1, y1, x2, y1, x2, y2, x1, y2]], height, width)
     inside = float(mask_utils.area(mask_utils.merge([encoded, *frame], intersect=True)))
     if inside < MIN_INSIDE * area:

@@ -10,6 +10,10 @@ Two paths give the same records:
   on-disk Arrow partitions keyed by ``image_id % partitions``; each partition is then grouped by image on its own.
   Memory holds one partition, never the whole file.
 
+On both paths the images are built in order, and a file with many masks has them checked by worker processes
+(`mask_pool`) a few chunks ahead of the image being built; the records are the same as with every mask checked
+here.
+
 Per box: ``iscrowd``, or a category the image lists as not exhaustively annotated, becomes the ``ignore`` flag
 (such a category is never counted or detected); the box is clipped to the image (counted as repaired); a
 zero-area box, an unknown category id or an annotation naming an unknown image is rejected with a reason.
@@ -27,7 +31,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
-from rcforge.readers import coco_contract
+from rcforge.readers import coco_contract, mask_pool
 
 from rcforge import fsio, masks
 from rcforge.contract import ItemContract
@@ -84,6 +88,8 @@ class CocoReader:
     partitions: int = 0
     #: take the vocabulary as exhaustive although that is only claimed (Objects365's ``claimed_negatives``)
     claimed_vocab: bool = False
+    #: worker processes that check masks (`mask_pool.processes`: -1 auto, 0 none)
+    mask_processes: int = -1
     _source: str = field(init=False)
     #: images with an annotation that broke the contract: its category is unknown, so they prove no absence
     _unsure: set = field(init=False, default_factory=set)
@@ -92,11 +98,33 @@ class CocoReader:
         self._source = self.flavour.source
 
     def read(self, stream: bool, work_dir: str) -> Iterator[ImageResult]:
-        yield from self._read_streaming(work_dir) if stream else self._read_in_memory()
+        yield from self._read_streaming(work_dir) if stream else self._read_in_memory(work_dir)
+
+    def _results(self, units, categories: _Categories, n_masks: int, work_dir: str,
+                 decode=None) -> Iterator[ImageResult]:
+        """The image results of ``(image, annotations, duplicate)`` units, in order, their masks checked by
+        worker processes when there are many (`mask_pool`), else here. ``decode`` parses a segmentation spilled
+        as JSON text (the streaming path)."""
+        workers = mask_pool.processes(self.mask_processes, n_masks)
+        for (image, anns, duplicate), outcomes in mask_pool.checked(units, self._mask_jobs, workers, work_dir,
+                                                                    decode=decode):
+            if image is None:  # annotations whose image the file does not hold
+                yield self._orphans(*anns)
+            else:
+                yield self._image_result(image, anns, categories, duplicate, outcomes, decode)
+
+    @staticmethod
+    def _mask_jobs(unit) -> list[mask_pool.Job]:
+        image, anns, duplicate = unit
+        if image is None or duplicate or image.get("problem"):
+            return []
+        return [mask_pool.Job(a[7], image["width"], image["height"], (a[2], a[3], a[2] + a[4], a[3] + a[5]))
+                for a in anns if masks.present(a[7])]
 
     # -- one image ---------------------------------------------------------------------------------------------
-    def _object(self, ann, image: dict, b: ImageBuilder, categories: _Categories):
-        """One annotation that passed the contract, joined to its category and image."""
+    def _object(self, ann, image: dict, b: ImageBuilder, categories: _Categories, checked=None, decode=None):
+        """One annotation that passed the contract, joined to its category and image (``checked``: its mask's
+        outcome from a worker process, if one checked it; ``decode``: how to parse a spilled segmentation)."""
         ann_id, category_id, x, y, w, h, iscrowd, segmentation = ann
         desc = f"annotations[id={ann_id}]"
         b.read("object")
@@ -113,11 +141,14 @@ class CocoReader:
         box = b.box("object", (x, y, x + w, y + h), desc, file=self.path, field="bbox")
         if box is None:
             return None
+        if checked is None and decode is not None and segmentation is not None:
+            segmentation = decode(segmentation)  # spilled as JSON text, checked here
         return {"id": int(ann_id), "names": [categories[category_id]], "category_id": int(category_id), "box": box,
                 "ignore": bool(iscrowd) or category_id in image["ignored"], "attributes": [], "synsets": [],
-                "iscrowd": bool(iscrowd), **b.mask(segmentation, box, desc, file=self.path)}
+                "iscrowd": bool(iscrowd), **b.mask(segmentation, box, desc, file=self.path, checked=checked)}
 
-    def _image_result(self, image: dict, anns, categories: _Categories, duplicate: bool) -> ImageResult:
+    def _image_result(self, image: dict, anns, categories: _Categories, duplicate: bool,
+                      outcomes: list | None = None, decode=None) -> ImageResult:
         image_id = image["id"]
         key = f"{self._source}/{image_id}"
         desc = f"images[id={image_id}]"
@@ -130,7 +161,11 @@ class CocoReader:
                                   items_read=Counter(object=len(anns)))
         width, height = image["width"], image["height"]
         b = ImageBuilder(self._source, key, self.path, width, height)
-        objects = [o for o in (self._object(a, image, b, categories) for a in anns) if o is not None]
+        # the outcomes (from worker processes) are those of the annotations with a segmentation, in order
+        checked = iter(outcomes or ())
+        objects = [o for o in (self._object(a, image, b, categories,
+                                            next(checked) if outcomes is not None and masks.present(a[7]) else None,
+                                            decode) for a in anns) if o is not None]
         coco_id = image_id if self.flavour.coco_ids else None
         record = image_record(key, self._source, image_id, str(image["file_name"]), width, height, objects=objects,
                               coco_id=coco_id, absent=self._absent(image, anns, categories))
@@ -204,7 +239,7 @@ class CocoReader:
                           "negatives": frozenset(self.flavour.negatives(parsed))}
 
     # -- in memory ---------------------------------------------------------------------------------------------
-    def _read_in_memory(self) -> Iterator[ImageResult]:
+    def _read_in_memory(self, work_dir: str) -> Iterator[ImageResult]:
         dataset = fsio.load_json(self.path, self.flavour.what)
         self._check_shape(dataset)
         categories = self._categories(dataset["categories"])
@@ -231,12 +266,14 @@ class CocoReader:
                 continue
             good.append((image_id, seq, image))
         seen = set()
+        units = []
         for image_id, _, image in sorted(good, key=lambda t: t[:2]):
             duplicate = image_id in seen
             seen.add(image_id)
             # a duplicate image is rejected without its boxes: they were counted with the first occurrence
-            anns = [] if duplicate else by_image.get(image_id, [])
-            yield self._image_result(image, anns, categories, duplicate)
+            units.append((image, [] if duplicate else by_image.get(image_id, []), duplicate))
+        n_masks = sum(1 for anns in by_image.values() for a in anns if masks.present(a[7]))
+        yield from self._results(units, categories, n_masks, work_dir)
         for image_id in sorted((k for k in by_image if k not in seen), key=str):
             yield self._orphans(image_id, by_image[image_id])
 
@@ -274,6 +311,7 @@ class CocoReader:
                        sorted(image["ignored"]), sorted(image["negatives"]))
         images.close()
         anns = _Spill(work_dir, "annotations", ANN_SPILL, n, "image_id")
+        n_masks = 0
         bad_anns = ImageResult(source=self._source, key=f"{self._source}/?", record=None, orphan=True)
         for seq, ann in enumerate(fsio.iter_json(path, "annotations.item", what=what)):
             try:
@@ -282,23 +320,27 @@ class CocoReader:
                 self._bad_annotation(seq, ann, err, bad_anns)
                 continue
             segmentation = ann.get("segmentation")
+            n_masks += masks.present(segmentation)
             anns.add(a["id"], a["image_id"], a["category_id"], *a["bbox"], 1 if a["iscrowd"] else 0, seq,
                      _to_spill(segmentation) if masks.present(segmentation) else None)
         anns.close()
         yield from bad_images
         if bad_anns.errors:
             yield bad_anns
-        for p in range(n):
-            yield from self._group_partition(images.read(p), anns.read(p), categories)
+        units = (unit for p in range(n) for unit in self._group_partition(images.read(p), anns.read(p)))
+        yield from self._results(units, categories, n_masks, work_dir, decode=_from_spill)
 
-    def _group_partition(self, images: pa.Table, anns: pa.Table, categories: _Categories) -> Iterator[ImageResult]:
+    def _group_partition(self, images: pa.Table, anns: pa.Table) -> Iterator[tuple]:
+        """The ``(image, annotations, duplicate)`` units of one partition, then its annotations whose image is
+        not in the file, as units with the image ``None`` (a segmentation stays JSON text: its check decodes
+        it)."""
         images = images.sort_by([("id", "ascending"), ("seq", "ascending")])
         anns = anns.sort_by([("image_id", "ascending"), ("seq", "ascending")])
         img_ids = images.column("id").to_numpy()
         ann_img = anns.column("image_id").to_numpy()
         cols = [anns.column(c).to_pylist() for c in ("id", "category_id", "x", "y", "w", "h", "iscrowd")]
         # spilled as JSON text (`_to_spill`), which keeps what the mask contract must see to reject it
-        cols.append([None if v is None else _from_spill(v) for v in anns.column("segmentation").to_pylist()])
+        cols.append(anns.column("segmentation").to_pylist())
         rows = list(zip(*cols))
         starts = np.searchsorted(ann_img, img_ids, side="left")
         ends = np.searchsorted(ann_img, img_ids, side="right")
@@ -316,13 +358,13 @@ class CocoReader:
             if problems[i]:
                 reason, field_name, message = problems[i].split("\x1f")
                 image["problem"] = BadRecord(reason, message, field=field_name)
-            yield self._image_result(image, rows[s:e], categories, duplicate)
+            yield image, rows[s:e], duplicate
         if not used.all():
             by_image = defaultdict(list)
             for j in np.flatnonzero(~used).tolist():
                 by_image[int(ann_img[j])].append(rows[j])
             for image_id in sorted(by_image):
-                yield self._orphans(image_id, by_image[image_id])
+                yield None, (image_id, by_image[image_id]), False
 
 
 def _to_spill(segmentation) -> str:

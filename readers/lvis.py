@@ -82,7 +82,7 @@ class LvisConfig:
 
     annotations: ``lvis_v1_train.json`` or ``lvis_v1_val.json`` (.gz allowed).
     images: the COCO 2017 folder holding ``train2017/`` and ``val2017/``.
-    mode, in_memory_max_bytes, partitions: as for objects365 (the train file, ~1 GB, is streamed).
+    mode, in_memory_max_bytes, partitions, mask_processes: as for objects365 (the train file, ~1 GB, is streamed).
     """
 
     annotations: str = path_field()
@@ -90,6 +90,7 @@ class LvisConfig:
     mode: Literal["auto", "memory", "stream"] = "auto"
     in_memory_max_bytes: int = number(512 * 1024 * 1024, 0)
     partitions: int = number(0, 0, 1024)  # each is a file held open while streaming
+    mask_processes: int = number(-1, -1, 256)
 
 
 @register(SOURCE, LvisConfig, provides=("object_categories", "refs"), labels="exhaustive")
@@ -97,4 +98,5 @@ def read(config: LvisConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     """LVIS v1 (COCO format, federated labels), parsed whole when small or streamed through partitions."""
     path = config.annotations
     stream = config.mode == "stream" or (config.mode == "auto" and fsio.size(path) > config.in_memory_max_bytes)
-    yield from CocoReader(FLAVOUR, path, config.partitions).read(stream, ctx.work_dir)
+    reader = CocoReader(FLAVOUR, path, config.partitions, mask_processes=config.mask_processes)
+    yield from reader.read(stream, ctx.work_dir)

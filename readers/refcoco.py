@@ -19,11 +19,11 @@ from typing import Iterator, Literal
 
 from rcforge.readers import ReadContext, register
 
-from rcforge import fsio
+from rcforge import fsio, masks
 from rcforge.boxes import xywh_to_xyxy
-from rcforge.config import path_field
+from rcforge.config import number, path_field
 from rcforge.contract import F, Int, ItemContract, Text, wrong_type
-from rcforge.readers import coco_contract
+from rcforge.readers import coco_contract, mask_pool
 from rcforge.errors import BadRecord, InputError
 from rcforge.ledger import (
     ErrorRow,
@@ -74,6 +74,8 @@ class RefCocoConfig:
     root: the `refer` data folder holding ``<dataset>/refs(<split_by>).p`` and ``<dataset>/instances.json``.
     splits: which ref splits to keep (unc: train, val, testA, testB; umd: train, val, test; google: train, val).
     images: the COCO train2014 image folder.
+    mask_processes: worker processes that check the instances' masks (-1, "auto": one per CPU when there are at
+      least 20,000; 0: none, in the reader's process; N: N). The records are the same either way.
     """
 
     root: str = path_field()
@@ -81,6 +83,7 @@ class RefCocoConfig:
     dataset: Literal["refcoco", "refcoco+", "refcocog"] = "refcoco"
     split_by: Literal["unc", "umd", "google"] = "unc"
     splits: tuple[str, ...] = ("train",)
+    mask_processes: int = number(-1, -1, 256)
 
 
 #: one ref of a refs pickle (the `refer` layout); each of its sentences must be usable, or the ref is rejected
@@ -179,9 +182,21 @@ def read(config: RefCocoConfig, ctx: ReadContext) -> Iterator[ImageResult]:
                          ref=len(refs_by_image.pop(owner, [])))
         yield rejected_image(SOURCE, key, inst_path, f"images[{i}]", err, items_read=counts)
     seen_images = Counter(img["id"] for img in coco.dataset["images"])
-    for image_id in sorted(seen_images):
+
+    def mask_jobs(image_id) -> list[mask_pool.Job]:
+        """The masks `_image` will check: those of an image it builds (once, with a ref of a wanted split)."""
+        if seen_images[image_id] > 1 or not any(isinstance(r, dict) and r.get("split") in wanted
+                                                for _, r in refs_by_image.get(image_id, ())):
+            return []
+        info = coco.imgs[image_id]
+        return [mask_pool.Job(a["segmentation"], info["width"], info["height"], xywh_to_xyxy(*a["bbox"]))
+                for a in coco.imgToAnns.get(image_id, []) if masks.present(a.get("segmentation"))]
+
+    n_masks = sum(masks.present(a.get("segmentation")) for a in coco.dataset["annotations"])
+    workers = mask_pool.processes(config.mask_processes, n_masks)
+    for image_id, outcomes in mask_pool.checked(sorted(seen_images), mask_jobs, workers, ctx.work_dir):
         yield _image(config, image_id, coco, seen_images[image_id], refs_by_image.pop(image_id, []),
-                     bad_anns_by_image.pop(image_id, []), bad_cats, wanted, refs_path, inst_path)
+                     bad_anns_by_image.pop(image_id, []), bad_cats, wanted, refs_path, inst_path, outcomes)
     rejected_ids = {img.get("id") for _, img, _ in bad_images if isinstance(img, dict)}
     for image_id, anns in coco.imgToAnns.items():  # annotations of an image the file does not hold
         if image_id not in seen_images and image_id not in rejected_ids:
@@ -192,8 +207,10 @@ def read(config: RefCocoConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     yield from _orphans(config, refs_by_image, bad_anns_by_image, wanted, refs_path, inst_path)
 
 
-def _image(config, image_id, coco, copies, image_refs, broken_anns, bad_cats, wanted, refs_path, inst_path):
-    """The `ImageResult` of one COCO image: its annotations as objects, its refs of the wanted splits."""
+def _image(config, image_id, coco, copies, image_refs, broken_anns, bad_cats, wanted, refs_path, inst_path,
+           outcomes: list | None = None):
+    """The `ImageResult` of one COCO image: its annotations as objects, its refs of the wanted splits
+    (``outcomes``: its masks as worker processes checked them, in order, when they did)."""
     key = f"{SOURCE}/{config.dataset}/{image_id}"
     info = coco.imgs[image_id]
     anns = coco.imgToAnns.get(image_id, [])
@@ -210,7 +227,9 @@ def _image(config, image_id, coco, copies, image_refs, broken_anns, bad_cats, wa
         b.read("object")
         b.reject("object", err, f"annotations[{i}] (id={ann.get('id') if isinstance(ann, dict) else None})")
     objects, object_ids = [], set()
+    checked = iter(outcomes or ())
     for ann in anns:
+        mask = next(checked) if outcomes is not None and masks.present(ann.get("segmentation")) else None
         b.read("object")
         desc = f"annotations[id={ann['id']}]"
         cat = ann["category_id"]
@@ -224,7 +243,7 @@ def _image(config, image_id, coco, copies, image_refs, broken_anns, bad_cats, wa
         object_ids.add(ann["id"])
         objects.append({"id": ann["id"], "names": [coco.cats[cat]["name"]], "category_id": cat, "box": box,
                         "ignore": bool(ann["iscrowd"]), "attributes": [], "synsets": [],
-                        "iscrowd": bool(ann["iscrowd"]), **b.mask(ann.get("segmentation"), box, desc)})
+                        "iscrowd": bool(ann["iscrowd"]), **b.mask(ann.get("segmentation"), box, desc, checked=mask)})
     out_refs = []
     for i, ref in image_refs:
         b.read("ref")

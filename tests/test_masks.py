@@ -317,3 +317,110 @@ def test_an_rle_only_mask_rescales_with_its_image():
     assert big["polygons"] is None and big["mask"]["size"] == [40, 60] and big["area"] == 4 * mask.area
     pixels = _decoded(big["mask"])
     assert pixels[10:30, 20:50].all() and pixels.sum() == 600
+
+
+def _many_masks_file(tmp_path: Path) -> Path:
+    """An LVIS file whose 522418 holds, besides its clean masks, every hostile case a file can hold (one annotation
+    each), and whose annotations include one with a mask on an image the file does not hold."""
+    data = json.loads(_file(tmp_path).read_text())
+    sx, sy = 640 / 30, 480 / 20
+    next_id = 100
+    for _, segmentation, _ in IN_FILES:
+        data["annotations"].append({"id": next_id, "image_id": 522418, "category_id": 1, "area": 1.0,
+                                    "bbox": [10 * sx, 5 * sy, 15 * sx, 10 * sy],
+                                    "segmentation": _scaled(segmentation, sx, sy, (480, 640))})
+        next_id += 1
+    data["annotations"].append({"id": next_id, "image_id": 5, "category_id": 1, "bbox": [1, 1, 9, 9], "area": 1.0,
+                                "segmentation": [[1, 1, 9, 1, 9, 9]]})
+    path = tmp_path / "lvis_v1_val.json"
+    path.write_text(json.dumps(data, allow_nan=False))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+def test_masks_checked_in_worker_processes_are_the_ones_checked_in_the_reader(tmp_path, monkeypatch, mode):
+    """`rcforge.readers.mask_pool`: two worker processes, in chunks small enough that several are in flight, give
+    the records, ledger and error rows of the reader checking every mask itself, hostile masks included."""
+    from rcforge.readers import mask_pool
+
+    monkeypatch.setattr(mask_pool, "FIRST_CHUNK", 2)
+    monkeypatch.setattr(mask_pool, "MAX_CHUNK", 5)
+    started = []
+    real_pool = mask_pool._Pool
+    monkeypatch.setattr(mask_pool, "_Pool", lambda n, d: started.append(n) or real_pool(n, d))
+    path = _many_masks_file(tmp_path)
+    seen = {}
+    for processes in (0, 2):
+        (tmp_path / f"p{processes}").mkdir()
+        entry, out = ingest_one(tmp_path / f"p{processes}", "lvis",
+                                {**_options(path, mode), "mask_processes": processes}, max_bad_fraction=1.0)
+        errors = sorted((e["record"], e["kind"], e["reason"], e["message"]) for e in read_errors(out, "lvis"))
+        seen[processes] = ({r["key"]: r for r in read_records(out, "lvis")}, entry["ledger"], errors)
+    assert started == [2]  # the pool ran once: for the run that asked for it
+    assert seen[0] == seen[2]
+    records, ledger, errors = seen[2]
+    rejected = ledger["annotations"]["mask"]["rejected"]
+    assert sum(rejected.values()) == len(IN_FILES) and ledger["balanced"]
+    assert sum(1 for e in errors if e[1] == "mask") == len(IN_FILES)
+    assert sum(o["mask"] is not None for r in records.values() for o in r["objects"]) == 8
+
+
+def test_a_mask_worker_that_fails_is_an_error_naming_it(tmp_path):
+    from rcforge.readers import mask_pool
+
+    units = [("image", [mask_pool.Job("{not json", 30, 20, (10, 5, 25, 15))])]
+    with pytest.raises(RuntimeError, match="mask worker process failed.*JSONDecodeError"):
+        list(mask_pool.checked(units, lambda unit: unit[1], 1, str(tmp_path), decode=json.loads))
+    assert list(tmp_path.iterdir()) == []  # its scratch folder is gone
+
+
+def test_mask_workers_start_only_for_many_masks(monkeypatch):
+    from rcforge.readers import mask_pool
+
+    monkeypatch.setattr(mask_pool.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert mask_pool.processes(-1, mask_pool.MIN_MASKS - 1) == 0
+    assert mask_pool.processes(-1, mask_pool.MIN_MASKS) == 4
+    assert mask_pool.processes(0, 10**7) == 0 and mask_pool.processes(3, 1) == 3
+    monkeypatch.setattr(mask_pool.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert mask_pool.processes(-1, 10**7) == 0  # one CPU: a worker would only take turns with the reader
+
+
+
+def test_refcoco_masks_checked_in_worker_processes_are_the_ones_checked_in_the_reader(tmp_path, monkeypatch):
+    """The RefCOCO reader through `mask_pool` (one mask per chunk, two workers) against checking in the reader:
+    the bundled sample's instances with every hostile case a file can hold added on its image."""
+    import pickle
+    import shutil
+
+    from conftest import SAMPLE
+
+    from rcforge.readers import mask_pool
+
+    monkeypatch.setattr(mask_pool, "FIRST_CHUNK", 1)
+    monkeypatch.setattr(mask_pool, "MAX_CHUNK", 3)
+    started = []
+    real_pool = mask_pool._Pool
+    monkeypatch.setattr(mask_pool, "_Pool", lambda n, d: started.append(n) or real_pool(n, d))
+    root = tmp_path / "refcoco"
+    shutil.copytree(SAMPLE / "refcoco", root)
+    instances = root / "refcoco" / "instances.json"
+    data = json.loads(instances.read_text())
+    sx, sy = 640 / 30, 480 / 20
+    for k, (_, segmentation, _) in enumerate(IN_FILES):
+        data["annotations"].append({"id": 5000 + k, "image_id": 581857, "category_id": 1, "iscrowd": 0, "area": 1.0,
+                                    "bbox": [10 * sx, 5 * sy, 15 * sx, 10 * sy],
+                                    "segmentation": _scaled(segmentation, sx, sy, (480, 640))})
+    instances.write_text(json.dumps(data, allow_nan=False))
+    refs = pickle.loads((root / "refcoco" / "refs(unc).p").read_bytes())
+    seen = {}
+    for processes in (0, 2):
+        (tmp_path / f"p{processes}").mkdir()
+        entry, out = ingest_one(tmp_path / f"p{processes}", "refcoco", {
+            "root": str(root), "images": str(root), "mask_processes": processes,
+            "splits": sorted({r["split"] for r in refs})}, max_bad_fraction=1.0)
+        errors = sorted((e["record"], e["kind"], e["reason"], e["message"]) for e in read_errors(out, "refcoco"))
+        seen[processes] = (read_records(out, "refcoco"), entry["ledger"], errors)
+    assert started == [2] and seen[0] == seen[2]
+    records, ledger, errors = seen[2]
+    assert sum(ledger["annotations"]["mask"]["rejected"].values()) == len(IN_FILES)
+    assert ledger["annotations"]["mask"]["written"] == 2 and ledger["balanced"]
