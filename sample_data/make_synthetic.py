@@ -120,4 +120,44 @@ for what, objs in (("windows", windows), ("cars", cars)):
                                "qtype": "howmany", "point": dict(centre(o), ans=str(len(objs))), "bbox": o,
                                "pt_question": "How many of these are there?", "obj_type": what})
 (HERE / "pointqa/looktwiceqa_dataset.json").write_text(json.dumps(looktwice))
+# LVIS: annotations in the LVIS v1 format on the real COCO image 458752 (bundled for VQAv2): a pitcher. The
+# polygons are hand-traced on the image, not LVIS's own (no real LVIS annotation of a bundled image could be
+# obtained); the category ids and names are LVIS v1's. "baseball bat" (58) is a verified negative: no bat is in
+# the picture. LVIS v1 names images by coco_url; the sample gives the VQAv2 file name instead (LVIS v0.5's field).
+TRACED = {
+    793: [(275, 163), (288, 158), (297, 166), (300, 176), (312, 177), (321, 186), (325, 196), (320, 206), (318, 222),
+          (330, 232), (345, 245), (352, 265), (356, 300), (358, 335), (357, 347), (366, 370), (371, 395), (374, 420),
+          (381, 434), (371, 446), (352, 440), (343, 430), (336, 412), (330, 440), (328, 480), (300, 480), (297, 440),
+          (295, 400), (292, 360), (290, 352), (265, 353), (249, 342), (246, 322), (240, 300), (230, 282), (232, 268),
+          (250, 258), (270, 237), (290, 226), (290, 205), (283, 195), (276, 183), (271, 172)],  # person
+    60: [(252, 312), (268, 305), (285, 313), (296, 328), (297, 345), (285, 352), (262, 352), (249, 342),
+         (247, 325)],  # baseball glove
+    57: [(291.5, 168.0), (289.6, 172.6), (285.0, 174.5), (280.4, 172.6), (278.5, 168.0), (280.4, 163.4),
+         (285.0, 161.5), (289.6, 163.4)],  # baseball (in the throwing hand)
+    59: [(283, 190), (288, 180), (300, 176), (312, 178), (320, 186), (325, 195), (305, 196), (284, 199)],  # cap
+    88: [(312, 342), (356, 337), (357, 346), (313, 352)],  # belt
+}
+LVIS_NAMES = {57: "baseball", 58: "baseball_bat", 59: "baseball_cap", 60: "baseball_glove", 88: "belt", 793: "person"}
+
+
+def _traced_annotation(ann_id: int, category_id: int, points: list) -> dict:
+    """An LVIS annotation of a traced polygon: its bbox the polygon's extent, its area the polygon's (shoelace)."""
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    area = abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1]))) / 2
+    return {"id": ann_id, "image_id": 458752, "category_id": category_id,
+            "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)], "area": round(area, 1),
+            "segmentation": [[v for point in points for v in point]]}
+
+
+lvis = {
+    "info": {"description": "rcforge sample: LVIS v1 format, hand-traced polygons on COCO image 458752"},
+    "licenses": [],
+    "annotations": [_traced_annotation(1 + k, cat, points) for k, (cat, points) in enumerate(TRACED.items())],
+    "images": [{"id": 458752, "width": 640, "height": 480, "file_name": "COCO_train2014_000000458752.jpg",
+                "coco_url": "http://images.cocodataset.org/train2017/000000458752.jpg",
+                "not_exhaustive_category_ids": [], "neg_category_ids": [58]}],
+    "categories": [{"id": cid, "name": name, "synonyms": [name]} for cid, name in sorted(LVIS_NAMES.items())],
+}
+(HERE / "lvis").mkdir(exist_ok=True)
+(HERE / "lvis/lvis_v1_sample.json").write_text(json.dumps(lvis, indent=1))
 print("wrote the synthetic sample files")

@@ -133,14 +133,14 @@ def test_render_failures_go_to_errors_and_are_counted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Renderer, "dialogues", flaky)
     out = tmp_path / "out"
-    with pytest.raises(TooManyBadRecords, match="1 of 8 image records failed.*last-failed-run/errors/render"):
+    with pytest.raises(TooManyBadRecords, match="1 of 9 image records failed.*last-failed-run/errors/render"):
         main_raising(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"])
     # the failed build switched nothing: OUT has no output yet, and the failure is kept for the user
     assert not (out / "manifest.json").exists() and not (out / "dialogues").exists()
     failed = out / "last-failed-run"
     manifest = json.loads((failed / "manifest.json").read_text())
     led = manifest["build"]["ledger"]
-    assert led["render_errors"] == 1 and led["images"] == 8 and led["balanced"]
+    assert led["render_errors"] == 1 and led["images"] == 9 and led["balanced"]
     (error,) = pq.read_table(next((failed / "errors" / "render").glob("*.parquet"))).to_pylist()
     assert error["key"] == "vg/2" and error["reason"] == "ValueError" and "boom" in error["message"]
     assert "TooManyBadRecords" in json.loads((failed / "failure.json").read_text())["error"]

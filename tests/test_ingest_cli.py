@@ -12,10 +12,10 @@ from rcforge.cli import main
 from rcforge.errors import RecipeError
 from rcforge.recipe import load_recipe
 
-SOURCES = ["flickr30k_entities", "objects365", "pointqa", "refcoco", "visual_genome", "vqav2"]
+SOURCES = ["flickr30k_entities", "lvis", "objects365", "pointqa", "refcoco", "visual_genome", "vqav2"]
 
 
-def test_sample_recipe_ingests_all_six_sources(tmp_path, capsys):
+def test_sample_recipe_ingests_all_seven_sources(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["ingest", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())

@@ -289,18 +289,19 @@ def test_preview_fills_each_mask_in_its_boxs_colour():
 
 def test_stats_and_report_show_mask_coverage(sample_build, tmp_path):
     """Per source, the share of image-record objects with a mask; per source and task, the dialogues and masks
-    shown: what the sample holds (its RefCOCO objects have masks, nothing else does)."""
+    shown: what the sample holds (its RefCOCO and LVIS objects have masks, nothing else does)."""
     from rcforge import cli
 
     target = tmp_path / "stats.json"
     assert cli.main(["stats", str(sample_build), "--json", str(target)]) == 0
     masks = json.loads(target.read_text())["masks"]
     shares = {r["source"]: r["share"] for r in masks["objects"]}
-    assert shares["refcoco"] == 1.0 and shares["visual_genome"] == 0.0
+    assert shares["refcoco"] == 1.0 and shares["lvis"] == 1.0 and shares["visual_genome"] == 0.0
     shown = {(r["source"], r["task"]): r for r in masks["dialogues"]}
-    assert set(shown) == {("refcoco", "referring_segmentation")}
-    assert shown[("refcoco", "referring_segmentation")]["masks"] == len(
-        [r for r in _dialogues(sample_build) if r["masks"]])
+    assert set(shown) == {("refcoco", "referring_segmentation"), ("lvis", "referring_segmentation")}
+    for source in ("refcoco", "lvis"):
+        assert shown[(source, "referring_segmentation")]["masks"] == len(
+            [r for r in _dialogues(sample_build) if r["masks"] and r["source"] == source])
     page = tmp_path / "report.html"
     assert cli.main(["report", str(sample_build), "--html", str(page)]) == 0
     html = page.read_text()

@@ -68,9 +68,11 @@ def test_a_sources_note_is_shown_on_its_cards(sample_build, tmp_path):
     cards = re.findall(r'<div class="card" data-id="([^"]+)">(.*?)</div></div>', text)
     flickr = [body for key, body in cards if key.startswith("flickr30k/")]
     assert flickr and all("synthetic boxes" in body for body in flickr)
-    assert not any('class="note"' in body for key, body in cards if not key.startswith("flickr30k/"))
+    lvis = [body for key, body in cards if key.startswith("lvis/")]
+    assert lvis and all("synthetic masks" in body for body in lvis)
+    assert not any('class="note"' in body for key, body in cards if not key.startswith(("flickr30k/", "lvis/")))
     notes = json.loads((sample_build / "manifest.json").read_text())["recipe"]["notes"]
-    assert list(notes) == ["flickr30k_entities"]
+    assert sorted(notes) == ["flickr30k_entities", "lvis"]
 
 
 def test_the_trainer_view_of_a_placeholder_format_draws_its_side_table():
