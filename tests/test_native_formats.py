@@ -56,12 +56,20 @@ def _qwen_json(scale):
         for block in re.findall(r"```json\n(.*?)\n```", text, re.S):  # an answer: the fenced list
             found += [o["bbox_2d"] for o in json.loads(block) if "bbox_2d" in o]
         rest = re.sub(r"```json\n.*?\n```", "", text, flags=re.S)
-        for m in re.finditer(r"\[\{.*?\}\]|\{[^{}]*\}", rest):  # boxes inside other text: objects or lists of them
+        decoder, at = json.JSONDecoder(), 0
+        while True:  # boxes inside other text: JSON objects or lists of them, read as JSON (a label may hold braces)
+            starts = [i for i in (rest.find("{", at), rest.find("[{", at)) if i >= 0]
+            if not starts:
+                break
+            start = min(starts)
             try:
-                value = json.loads(m.group())
+                value, end = decoder.raw_decode(rest, start)
             except ValueError:  # braces in prose that are no JSON: not a box
+                at = start + 1
                 continue
-            found += [o["bbox_2d"] for o in (value if isinstance(value, list) else [value]) if "bbox_2d" in o]
+            items = value if isinstance(value, list) else [value]
+            found += [o["bbox_2d"] for o in items if isinstance(o, dict) and "bbox_2d" in o]
+            at = end
         return [(x1 / sx, y1 / sy, x2 / sx, y2 / sy) for x1, y1, x2, y2 in found]
     return parse
 
