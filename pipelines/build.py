@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 import zlib
@@ -36,7 +37,7 @@ from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
 from rcforge.pipelines import runners
 from rcforge.pipelines.ingest import ingest_into, run_pipeline
 
-from rcforge import bulk, coordinates, fsio, generations, markup, schemas
+from rcforge import bulk, coordinates, fsio, generations, markup, schemas, visual_prompts
 from rcforge.config import resolve_path
 from rcforge.errors import InputError, RecipeError, TooManyBadRecords
 from rcforge.ledger import ErrorRow
@@ -99,16 +100,21 @@ LEDGER_KEYS = ("images", "images_without_dialogues", "dialogues", "render_errors
                "images_rejected_markup", "texts_escaped")
 
 
-#: the ledger's hard negatives (`rcforge.rc_tasks.hard_negatives`): {"written": n, "filtered": {reason: n}},
-#: present when a task tried any; fragments count each outcome under "hard_negatives:<outcome>"
+#: the ledger's tallies of written and filtered attempts, {"written": n, "filtered": {reason: n}}, present when
+#: any was tried: hard negatives (`rcforge.rc_tasks.hard_negatives`) and dialogues asked with marks
+#: (`rcforge.visual_prompts`; filtered: asked with coordinates instead); fragments count each outcome under
+#: "<tally>:<outcome>"
 HARD_NEGATIVES = "hard_negatives"
+VISUAL_PROMPTS = "visual_prompts"
+TALLIES = (HARD_NEGATIVES, VISUAL_PROMPTS)
 
 
-def _fold_hard_negatives(ledger: dict) -> None:
-    outcomes = {k.split(":", 1)[1]: ledger.pop(k) for k in sorted(ledger) if k.startswith(f"{HARD_NEGATIVES}:")}
-    if outcomes:
-        written = outcomes.pop("written", 0)
-        ledger[HARD_NEGATIVES] = {"written": written, "filtered": outcomes}
+def _fold_tallies(ledger: dict) -> None:
+    for tally in TALLIES:
+        outcomes = {k.split(":", 1)[1]: ledger.pop(k) for k in sorted(ledger) if k.startswith(f"{tally}:")}
+        if outcomes:
+            written = outcomes.pop("written", 0)
+            ledger[tally] = {"written": written, "filtered": outcomes}
 
 
 class RenderRowGroupFn(beam.DoFn):
@@ -164,7 +170,8 @@ class RenderRowGroupFn(beam.DoFn):
                 if record is None:  # its source renders only images with a kept pair
                     ledger["images_skipped_unpaired"] += 1
                     continue
-            escaped, hard = self.renderer.escaped, dict(self.renderer.hard_negatives)
+            escaped = self.renderer.escaped
+            before = {tally: dict(getattr(self.renderer, tally)) for tally in TALLIES}
             try:
                 dialogues = list(self.renderer.dialogues(record))
             except TemplateStallError:
@@ -181,16 +188,29 @@ class RenderRowGroupFn(beam.DoFn):
                                        "image", type(err).__name__, str(err)[:500]).row())
                 continue
             ledger["texts_escaped"] += self.renderer.escaped - escaped
-            for outcome, n in self.renderer.hard_negatives.items():
-                if n > hard.get(outcome, 0):
-                    key = f"{HARD_NEGATIVES}:{outcome}"
-                    ledger[key] = ledger.get(key, 0) + n - hard.get(outcome, 0)
+            for tally, was in before.items():
+                for outcome, n in getattr(self.renderer, tally).items():
+                    if n > was.get(outcome, 0):
+                        key = f"{tally}:{outcome}"
+                        ledger[key] = ledger.get(key, 0) + n - was.get(outcome, 0)
             if not dialogues:
                 ledger["images_without_dialogues"] += 1
             for dialogue in dialogues:
                 self.dialogues.inc()
                 ledger["dialogues"] += 1
+                png = dialogue.pop(visual_prompts.PNG_KEY, None)
+                if png is not None:
+                    self._write_marked(dialogue["image_vp"], png)
                 by_shard.setdefault(shard_of(dialogue["id"], self.shards), []).append(dialogue)
+
+    def _write_marked(self, image_vp: str, png: bytes) -> None:
+        """A marked image, under the generation's folder, once: its name is its content's hash, so any worker
+        that writes it writes the same bytes (atomically)."""
+        fs, root = fsspec.core.url_to_fs(fsio.join(os.path.dirname(self.dialogues_dir.rstrip("/")), image_vp))
+        if not fs.exists(root):
+            fs.makedirs(os.path.dirname(root), exist_ok=True)
+            with fsio.atomic_write(fs, root, "wb") as f:
+                f.write(png)
 
 
 def merge_fragments(dialogues_dir: str, index: int, shards: int, fragments) -> tuple[str, int]:
@@ -254,8 +274,8 @@ def _build(recipe: Recipe, out: str, *, beam_args, progress, reuse_ingest, test_
             generation.keep_manifest(manifest.to_json())  # for the user, in OUT/last-failed-run/
             raise TooManyBadRecords(f"render: {failed} of {ledger['images']} image records failed to render; see "
                                     f"{generation.errors_hint('render')}/ (the previous output is left as it was)")
-        generation.commit(manifest.to_json(), replaces=("dialogues", "errors/render") if reused
-                          else ("images", "errors", "dialogues"))
+        generation.commit(manifest.to_json(), replaces=("dialogues", "errors/render", visual_prompts.FOLDER)
+                          if reused else ("images", "errors", "dialogues", visual_prompts.FOLDER))
     except BaseException as err:
         generation.abandon("build", err)
         raise
@@ -285,7 +305,7 @@ def render(recipe: Recipe, manifest: Manifest, records_root: str, generation, *,
     """Render the image records the manifest lists (under ``records_root``) into the generation's dialogue
     shards; returns the manifest's build section. Progress (images rendered, dialogues, rate, ETA) is read from
     the row groups' ledger files, which every worker writes where the driver reads them."""
-    renderer = Renderer(recipe.render, recipe.seed)
+    renderer = Renderer(recipe.render, recipe.seed, manifest.image_roots())
     pairs = None
     if recipe.render.bootstrap_pairs is not None:
         check_fresh(recipe.render.bootstrap_pairs.folder)  # pairs decided from the candidates as they are now
@@ -327,7 +347,7 @@ def render(recipe: Recipe, manifest: Manifest, records_root: str, generation, *,
         with dfs.open(path) as f:
             for k, v in json.load(f).items():
                 ledger[k] = ledger.get(k, 0) + v
-    _fold_hard_negatives(ledger)
+    _fold_tallies(ledger)
     if dfs.exists(fsio.join(dpath, "_fragments")):
         dfs.rm(fsio.join(dpath, "_fragments"), recursive=True)
     counts = _counts(dfs, dpath)

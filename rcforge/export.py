@@ -33,12 +33,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rcforge import coordinates, fsio, images
+from rcforge import coordinates, fsio, images, visual_prompts
 from rcforge.config import Range, number_flag
 from rcforge.errors import InputError
 from rcforge.manifest import Manifest
 
-COLUMNS = ["id", "source", "image", "task", "width", "height", "conversations"]
+COLUMNS = ["id", "source", "image", "task", "width", "height", "conversations", "image_vp"]
+#: columns a build of an older rcforge lacks: read when the shard has them
+OPTIONAL = {"image_vp"}
 #: what the placeholder formats' items are made of besides (columns builds before them lack: read only for these)
 SIDE_TABLE = ["coordinates", "boxes", "points", "groups", "masks"]
 ROLES = {"human": "user", "gpt": "assistant"}
@@ -429,7 +431,10 @@ def _shard_batches(out: str, columns: list[str]):
     for shard in shards:
         with fs.open(shard, "rb") as f:
             try:
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=4096, columns=columns):
+                parquet = pq.ParquetFile(f)
+                present = set(parquet.schema_arrow.names)
+                wanted = [c for c in columns if c in present or c not in OPTIONAL]
+                for batch in parquet.iter_batches(batch_size=4096, columns=wanted):
                     yield shard, batch
             except (pa.ArrowException, ValueError) as err:  # truncated, not Parquet, or a column missing
                 raise InputError(f"export: {shard} does not read ({fsio.first_line(err)}); rcforge "
@@ -461,7 +466,9 @@ def export(kind: str, out: str, file: str, *, relative: bool = False, image_root
     if manifest.build is not None:  # without a build there are no dialogues: _batches says so
         check_coordinates(spec, manifest.build.coordinates)
         check_frame(spec, manifest.build.coordinates, manifest.build.coordinate_params or {}, out, trainer)
-    paths = ImagePaths(manifest.image_roots(), relative=relative, image_root=image_root)
+    # a dialogue asked with marks shows its marked image (OUT/images_vp/), as if from a source of that name
+    paths = ImagePaths({**manifest.image_roots(), visual_prompts.FOLDER: fsio.join(out, visual_prompts.FOLDER)},
+                       relative=relative, image_root=image_root)
     sidecars = {}
     if spec.sidecars:  # read (and refuse) an existing sidecar before the data is written, not after
         sidecars = {name: _existing_json(fsio.join(os.path.dirname(file) or ".", name))
@@ -498,7 +505,8 @@ def _write(spec: ExportKind, batches, paths: ImagePaths, file: str, *, jsonl: bo
         for rows in batches:
             lines = []
             for row in rows:
-                image, refused = paths(row["source"], row["image"])
+                marked = row.get("image_vp")
+                image, refused = paths(*marked.split("/", 1)) if marked else paths(row["source"], row["image"])
                 refused = refused or (spec.refuses(row) if spec.refuses else None)
                 if refused:  # never pass on a path that leaves the images root
                     left_out += 1

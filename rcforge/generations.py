@@ -47,7 +47,7 @@ PLAN = "PUBLISH.json"
 MANIFEST = "manifest.json"
 FAILED = "last-failed-run"
 #: the folders of OUT whose files a generation writes and replaces
-OWNED = ("images", "errors", "dialogues")
+OWNED = ("images", "errors", "dialogues", "images_vp")
 #: what rcforge itself keeps at OUT's top level besides a generation's files
 OWN_ENTRIES = (STAGING, FAILED, MANIFEST, "bootstrap", LOCK)
 

@@ -14,7 +14,7 @@ import io
 
 import fsspec
 
-from rcforge import coordinates, fsio, images
+from rcforge import coordinates, fsio, images, visual_prompts
 from rcforge.config import Range, number_flag
 from rcforge.errors import RecipeError
 from rcforge.manifest import Manifest
@@ -33,7 +33,7 @@ def sample(out: str, n: int, task: str | None, seed: int, *, frame: bool = False
     params = {"seed": str(seed), **({"task": task} if task else {})}
     have = columns(con, "d")
     # columns that builds before them lack: read where the shards have them (frame only when asked for)
-    extra = "".join(f", {c}" for c in ("masks", "groups") if c in have) + (", frame" if frame else "")
+    extra = "".join(f", {c}" for c in ("masks", "groups", "image_vp") if c in have) + (", frame" if frame else "")
     cursor = con.execute(f"SELECT id, source, image, width, height, task, variant, template_id, conversations, "
                          f"boxes, points, coordinates{extra} FROM d {where} ORDER BY md5(id || $seed) LIMIT {int(n)}",
                          params)
@@ -174,6 +174,29 @@ def colour_text(text: str, fmt: coordinates.Formatter, start: int, w: int, h: in
     return "".join(out).replace("\n", "<br>"), index, point
 
 
+def _marked_figure(out: str, row: dict) -> str:
+    """A dialogue asked with marks (`rcforge.visual_prompts`): its marked image, beside the original (which shows
+    the answer's boxes); '' for any other dialogue."""
+    marked = row.get("image_vp")
+    if not marked:
+        return ""
+    from PIL import Image
+
+    path, refused = images.confine(fsio.join(out, visual_prompts.FOLDER), marked.split("/", 1)[-1])
+    try:
+        if refused:
+            raise OSError(refused)
+        img = Image.open(io.BytesIO(fsio.read_bytes(path, "marked image"))).convert("RGB")
+    except Exception:  # shown as missing, whatever the filesystem says
+        return f'<figure><figcaption class="missing">marked image missing: {html.escape(marked)}</figcaption></figure>'
+    img.thumbnail((THUMB, THUMB))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    url = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+    return (f'<figure class="marked"><img src="{url}" alt="{html.escape(marked)}"><figcaption>the image the '
+            f'model is shown, its regions marked</figcaption></figure>')
+
+
 def render_html(out: str, rows: list[dict], *, frame: bool = False) -> str:
     manifest = Manifest.load(out, "preview")
     params = (manifest.build.coordinate_params if manifest.build else None) or {}
@@ -203,6 +226,7 @@ def render_html(out: str, rows: list[dict], *, frame: bool = False) -> str:
                                       f'canvas of its size:<br>{html.escape(image_path)}</figcaption>')
                   + "</figure>")
         note = notes.get(row["source"])
+        figure += _marked_figure(out, row)
         cards.append(f'<div class="card" data-id="{html.escape(row["id"])}">{figure}<div class="text">'
                      f'<div class="meta">{html.escape(row["id"])} · {html.escape(row["template_id"])}</div>'
                      + (f'<div class="note">{html.escape(str(note))}</div>' if note else "")

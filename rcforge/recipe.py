@@ -35,6 +35,7 @@ from rcforge.config import (Range, build_config, check_field, check_number, chec
 from rcforge.errors import RecipeError
 from rcforge.images import ImageChecks
 from rcforge.render import RenderSettings, TaskChoice
+from rcforge.visual_prompts import VisualPromptSettings
 
 #: seeds are stored in every dialogue row as a signed 64-bit integer
 SEED_MAX = 2**63 - 1
@@ -45,7 +46,7 @@ IMAGE_CHECK_KEYS = {"verify_images": "verify", "verify_images_mismatch": "mismat
 #: a source's factor on ``render.per_image``
 SOURCE_WEIGHT = Range(0)
 RENDER_KEYS = ("coordinates", "per_image", "turns_per_dialogue", "templates", "tasks", "source_weights",
-               "rows_per_shard", "bootstrap_pairs", "on_markup", "frame")
+               "rows_per_shard", "bootstrap_pairs", "on_markup", "frame", "visual_prompts")
 #: a frame setting's allowed values (pixels, or the patch factor)
 FRAME_VALUE = Range(1, 2**40)
 
@@ -355,6 +356,10 @@ def render_from_mapping(raw: Any, base_dir: str | None):
         top["on_markup"] = check_type(raw["on_markup"], Literal["escape", "reject"], "render.on_markup")
     if "frame" in raw:
         top["frame"] = frame_from_mapping(raw["frame"], fmt)
+    prompts = raw.get("visual_prompts")
+    if prompts is not None and prompts is not False:  # true: the defaults
+        top["visual_prompts"] = build_config(VisualPromptSettings, {} if prompts is True else prompts,
+                                             "render.visual_prompts")
     return RenderSettings(coordinates=fmt, templates=templates_dir, tasks=tasks, source_weights=source_weights,
                           bootstrap_pairs=pairs_from_mapping(raw.get("bootstrap_pairs"), base_dir), **top)
 

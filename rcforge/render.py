@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Mapping
 
-from rcforge import coordinates, markup, rc_tasks, readers, templating
+from rcforge import coordinates, images, markup, rc_tasks, readers, templating, visual_prompts
 from rcforge.rc_tasks import hard_negatives, negatives
 from rcforge.config import number
 from rcforge.errors import RecipeError
@@ -56,6 +56,7 @@ class RenderSettings:
       made look-alikes) or, with "reject", its image is not rendered (counted with its reason).
     frame: the trainer's image frame, for a format that prints pixels of the processed image (qwen2_5_vl:
       ``min_pixels``, ``max_pixels``, ``factor``, as the trainer's processor is set).
+    visual_prompts: ask region questions with marks drawn on the image (`rcforge.visual_prompts`); off when null.
     """
 
     coordinates: str = "pink"
@@ -68,12 +69,15 @@ class RenderSettings:
     bootstrap_pairs: Any = None
     on_markup: Literal["escape", "reject"] = "escape"
     frame: Mapping[str, int] = field(default_factory=dict)
+    visual_prompts: visual_prompts.VisualPromptSettings | None = None
 
 
 class Renderer:
-    def __init__(self, settings: RenderSettings, seed: int):
+    def __init__(self, settings: RenderSettings, seed: int, image_roots: Mapping[str, str] | None = None):
         self.settings = settings
         self.seed = seed
+        #: source -> its images root (the manifest's), where visual prompts read the images they mark
+        self.image_roots = dict(image_roots or {})
         self.formatter = coordinates.get(settings.coordinates, settings.frame)
         self.specs = {name: rc_tasks.get(name) for name in settings.tasks}
         # a task's negative variant is needed only when the recipe asks for negatives (rc_tasks.negatives)
@@ -84,6 +88,9 @@ class Renderer:
         self.escaped = 0
         #: hard negatives written, and those tried and filtered by reason, so far (the build's ledger counts them)
         self.hard_negatives: dict[str, int] = {}
+        #: dialogues asked with marks, and those that could not be and why, so far (the build's ledger counts them)
+        self.visual_prompts: dict[str, int] = {}
+        self._image_cache: tuple[str, Any] = ("", None)  # the image last opened for marks (one record at a time)
         self._reserved = markup.pattern(self.formatter.reserved)  # searched in every annotation text
         missing = sorted(f"{t}.{v}" for t, v in required if (t, v) not in self.templates.variants)
         if missing:
@@ -97,10 +104,10 @@ class Renderer:
         return cache[source]
 
     def __getstate__(self):  # compiled templates do not pickle: rebuild them where the renderer lands
-        return {"settings": self.settings, "seed": self.seed}
+        return {"settings": self.settings, "seed": self.seed, "image_roots": self.image_roots}
 
     def __setstate__(self, state):
-        self.__init__(state["settings"], state["seed"])
+        self.__init__(state["settings"], state["seed"], state.get("image_roots"))
 
     # -- dialogues -----------------------------------------------------------------------------------------------
     def dialogues(self, record: dict) -> Iterator[dict]:
@@ -116,7 +123,7 @@ class Renderer:
 
             for inst in spec.enumerate(record, rng_for, choice.config):
                 dialogue_id = f"{key}/{name}/{inst.key}"
-                yield self._dialogue(record, dialogue_id, [inst], rng_for(f"{inst.key}/render"))
+                yield from self._versions(record, dialogue_id, [inst], rng_for(f"{inst.key}/render"))
         sampled = [(name, c) for name, c in self.settings.tasks.items()
                    if self.specs[name].samples(provided) and c.weight > 0]
         if not sampled:
@@ -133,7 +140,7 @@ class Renderer:
                 if inst is not None:
                     turns.append(inst)
             if turns:
-                yield self._dialogue(record, f"{key}/{k}", turns, rng)
+                yield from self._versions(record, f"{key}/{k}", turns, rng)
 
     def _draw(self, record: dict, rng: random.Random, sampled) -> TaskInstance | None:
         """A weighted draw among the tasks, without replacement, until one has something to ask."""
@@ -147,7 +154,68 @@ class Renderer:
                 return inst
         return None
 
-    def _dialogue(self, record: dict, dialogue_id: str, instances: list[TaskInstance], rng: random.Random) -> dict:
+    # -- visual prompts ------------------------------------------------------------------------------------------
+    def _versions(self, record: dict, dialogue_id: str, instances: list[TaskInstance],
+                  rng: random.Random) -> Iterator[dict]:
+        """The dialogue with coordinates, or with marks (`rcforge.visual_prompts`) where the recipe asks for them
+        and they can be drawn legibly, or both (``both``). Marks take their own rng, so the coordinate version is
+        the same with visual prompts on or off."""
+        vp = self.settings.visual_prompts
+        marked = None
+        if vp is not None and len(instances) == 1 and self._markable(instances[0]):
+            vrng = seeded_rng(self.seed, record["source"], record["key"], f"{dialogue_id}/vp")
+            if vrng.random() < vp.rate:
+                marked = self._marked(record, instances[0], vrng)
+                outcome = "written" if not isinstance(marked, str) else marked
+                self.visual_prompts[outcome] = self.visual_prompts.get(outcome, 0) + 1
+                if isinstance(marked, str):
+                    marked = None
+        if marked is None or vp.both:
+            yield self._dialogue(record, dialogue_id, instances, rng)
+        if marked is not None:
+            yield self._dialogue(record, f"{dialogue_id}/vp" if vp.both else dialogue_id, instances, vrng, marked)
+
+    def _markable(self, inst: TaskInstance) -> bool:
+        """Whether the instance's task has a marked template of its variant and its question names an object."""
+        return (inst.task, f"{inst.variant}_marked") in self.templates.variants and bool(_marked_objects(inst))
+
+    def _marked(self, record: dict, inst: TaskInstance, rng: random.Random):
+        """The instance's marks drawn on the record's image (`visual_prompts.Marked`), or why they cannot be."""
+        image = self._image(record)
+        if isinstance(image, str):
+            return image
+        objects = _marked_objects(inst)
+        masks = {o["id"]: o.get("mask") for o in record["objects"]}
+        found = visual_prompts.place(image, [{**o, "mask": masks.get(o["id"]) if o["kind"] == "object" else None}
+                                             for o in objects], self.settings.visual_prompts, rng)
+        return found
+
+    def _image(self, record: dict):
+        """The record's image (PIL, RGB, at the record's size), or why it cannot be read."""
+        key, cached = self._image_cache
+        if key == record["key"]:
+            return cached
+        from PIL import Image
+
+        path, refused = images.confine(self.image_roots.get(record["source"], ""), record["image"])
+        try:
+            if refused:
+                raise OSError(refused)
+            import fsspec
+
+            with fsspec.open(path, "rb") as f:
+                image = Image.open(f)
+                image.load()
+            image = image.convert("RGB")
+            if image.size != (record["width"], record["height"]):
+                image = image.resize((record["width"], record["height"]))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            image = "image_unavailable"
+        self._image_cache = (record["key"], image)
+        return image
+
+    def _dialogue(self, record: dict, dialogue_id: str, instances: list[TaskInstance], rng: random.Random,
+                  marked: visual_prompts.Marked | None = None) -> dict:
         w, h = record["width"], record["height"]
         boxes: list = []
         points: list = []
@@ -156,7 +224,7 @@ class Renderer:
         provenance: list[str] = []
         conversations, turns = [], []
         for i, inst in enumerate(instances):
-            variant = self.templates.variant(inst.task, inst.variant)
+            variant = self.templates.variant(inst.task, f"{inst.variant}_marked" if marked else inst.variant)
             qid = rng.choice(sorted(variant.questions))
             aid = rng.choice(sorted(variant.answers))
             mentions: list[Mention] = []
@@ -169,7 +237,7 @@ class Renderer:
             # Coordinates are written where the text shows them, and only those boxes enter the boxes column, in
             # the order they are printed: a template that names objects without their boxes adds no box.
             question = self._write_mentions(question, mentions, w, h, boxes, points, masks, groups, tie=False,
-                                            asking=True)
+                                            asking=True, names=marked.names if marked else None)
             kind = self.specs[inst.task].kind
             if self.formatter.answers_itself(kind, mentions[asked:]):  # the family's own answer form
                 aid = self.formatter.own_answer_id
@@ -198,6 +266,9 @@ class Renderer:
             "boxes": boxes, "points": points, "groups": groups, "masks": masks if any(m is not None for m in masks) else [],
             "provenance": provenance,
             "coordinates": self.formatter.name, "seed": self.seed, "frame": self.formatter.frame_size(w, h),
+            "image_vp": marked.path if marked else None, "image_vp_sha256": marked.sha256 if marked else None,
+            "marks": marked.rows() if marked else [],
+            **({visual_prompts.PNG_KEY: marked.png} if marked else {}),
         }
 
     def _count_hard(self, inst: TaskInstance) -> None:
@@ -245,10 +316,11 @@ class Renderer:
         return {k: conv(v) for k, v in variables.items()}
 
     def _write_mentions(self, text: str, mentions: list, w: int, h: int, boxes: list, points: list, masks: list,
-                        groups: list, *, tie: bool, asking: bool = False) -> str:
+                        groups: list, *, tie: bool, asking: bool = False, names: dict | None = None) -> str:
         """Placeholders replaced by coordinate text, left to right; each printed box and point is collected. With
         ``tie``, a mention's phrase is printed with its boxes, wrapped in place when the text before the
-        placeholder ends with it."""
+        placeholder ends with it. ``names``: the marks that stand for mentions (annotation id -> what the
+        question calls it), written instead of their coordinates."""
         fmt = self.formatter
         out: list[str] = []
         pos = 0
@@ -256,6 +328,9 @@ class Renderer:
             before = text[pos:match.start()]
             pos = match.end()
             value = mentions[int(match.group(1))]
+            if names and len(value.ids) == 1 and value.ids[0] in names:
+                out.extend((before, names[value.ids[0]]))
+                continue
             phrase = value.phrase if tie and value.boxes else None
             if phrase and fmt.wraps_in_place:
                 stripped = before.rstrip()
@@ -289,6 +364,19 @@ class Renderer:
             groups.append(len(ordered))
             items.append((value.phrase, ordered))
         return self.formatter.own_answer(items, w, h)
+
+
+def _marked_objects(inst: TaskInstance) -> list[dict]:
+    """The annotations the question mentions by one box each (objects and regions), in order, once each: what
+    visual prompts mark (``{"id", "kind", "ref", "box"}``)."""
+    found, seen = [], set()
+    for value in inst.question.values():
+        if isinstance(value, Mention) and len(value.boxes) == 1 and len(value.ids) == 1 and not value.points:
+            kind, _, number = value.ids[0].partition(":")
+            if kind in ("object", "region") and number.isdigit() and value.ids[0] not in seen:
+                seen.add(value.ids[0])
+                found.append({"id": int(number), "kind": kind, "ref": value.ids[0], "box": value.boxes[0]})
+    return found
 
 
 def _masks_in_order(mention: Mention, ordered: list) -> list:

@@ -70,6 +70,13 @@ def print_build_summary(manifest: Manifest, out: str, file=None) -> None:
         console.print(f"Hard negatives: {hard['written']:,} written, {sum(filtered.values()):,} not proven and "
                       f"filtered" + (" (" + ", ".join(f"{r} {n:,}" for r, n in sorted(filtered.items())) + ")"
                                      if filtered else "") + ".")
+    marked = led.get("visual_prompts")
+    if marked:
+        filtered = marked["filtered"]
+        console.print(f"Visual prompts: {marked['written']:,} dialogues asked with marks (their images in "
+                      f"OUT/images_vp/), {sum(filtered.values()):,} asked with coordinates instead"
+                      + (" (" + ", ".join(f"{r} {n:,}" for r, n in sorted(filtered.items())) + ")"
+                         if filtered else "") + ".")
     if led.get("texts_escaped"):
         console.print(f"{led['texts_escaped']:,} annotation texts held the format's reserved markup: escaped "
                       f"(render.on_markup).")

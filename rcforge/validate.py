@@ -17,6 +17,8 @@ Checks:
 
 from __future__ import annotations
 
+import hashlib
+import posixpath
 import re
 import sys
 
@@ -25,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rcforge import coordinates, fsio, generations, markup, schemas
+from rcforge import coordinates, fsio, generations, markup, schemas, visual_prompts
 from rcforge import images as images_mod
 from rcforge.manifest import IMAGES_WITHOUT_DIALOGUES
 from rcforge import masks as rc_masks
@@ -362,7 +364,9 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict,
         listed += 1
 
     columns = ["id", "conversations", "boxes", "points", "coordinates", "width", "height", "frame", "key", "source",
-               "turns", "provenance", "masks", "groups"]
+               "turns", "provenance", "masks", "groups", "image_vp", "image_vp_sha256", "marks"]
+    out = posixpath.dirname(posixpath.dirname(path))  # the shard is OUT/dialogues/part-*.parquet
+    hashes: dict[str, str | None] = {}  # marked images read so far (dialogues share them)
     formats = {name: fmt.framed(frame) for name, fmt in coordinates.FORMATTERS.items()}  # set once, not per row
     for batch in _batches(fs, path, columns, problems):
         rows += batch.num_rows
@@ -372,6 +376,7 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict,
             seen_ids.add(row["id"])
             _row_negatives(row, negatives, report)
             _row_masks(row, shown_masks, report)
+            _row_marks(row, fs, out, hashes, report)
             turns = row["conversations"]
             if not turns or turns[0]["from"] != "human" or not turns[0]["value"].startswith("<image>\n"):
                 report(f"{row['id']}: the first turn is not the human's starting with <image>")
@@ -420,6 +425,36 @@ def _check_dialogues(fs, path, problems, max_listed, seen_ids: set, frame: dict,
     if listed > max_listed:
         problems.append(f"{path}: ... and {listed - max_listed} more")
     return rows
+
+
+def _row_marks(row: dict, fs, out: str, hashes: dict, report) -> None:
+    """A dialogue asked with marks (`rcforge.visual_prompts`): its marked image is OUT/images_vp/<sha256>.png, it
+    exists and its bytes hash to that name; its marks name annotations the dialogue is about. A dialogue without a
+    marked image has no marks."""
+    image, sha, marks = row.get("image_vp"), row.get("image_vp_sha256"), row.get("marks") or []
+    if image is None:
+        if marks or sha:
+            report(f"{row['id']}: marks or a marked image's hash without a marked image")
+        return
+    if image != f"{visual_prompts.FOLDER}/{sha}.png":
+        report(f"{row['id']}: marked image {image!r:.80} is not named by its hash {sha!r:.80}")
+        return
+    if image not in hashes:
+        path = fsio.join(out, image)
+        if fs.exists(path):
+            with fs.open(path, "rb") as f:
+                hashes[image] = hashlib.sha256(f.read()).hexdigest()
+        else:
+            hashes[image] = None
+    if hashes[image] is None:
+        report(f"{row['id']}: its marked image {image} is missing")
+    elif hashes[image] != sha:
+        report(f"{row['id']}: its marked image {image} does not hash to its name (sha256 {hashes[image]})")
+    if not marks:
+        report(f"{row['id']}: a marked image without marks")
+    for mark in marks:
+        if mark["annotation"] not in row["provenance"]:
+            report(f"{row['id']}: mark {mark['mark_id']} marks {mark['annotation']}, which the dialogue is not about")
 
 
 def _check_placeholders(row: dict, fmt, report) -> None:

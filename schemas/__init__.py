@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 #: Canonical box: pixel coordinates (x1, y1, x2, y2) on the original image, 0 <= x1 < x2 <= width and
 #: 0 <= y1 < y2 <= height. Readers convert every dataset's convention to this form once.
@@ -211,6 +211,12 @@ TURN_SOURCE = pa.struct(
     ]
 )
 
+#: one mark drawn on a dialogue's marked image (`rcforge.visual_prompts`): what the question calls it (mark_id with
+#: its shape and colour), the annotation it marks ("object:12", "region:5") and that annotation's number
+MARK = pa.struct([pa.field("mark_id", pa.string(), nullable=False), pa.field("shape", pa.string(), nullable=False),
+                  pa.field("colour", pa.string(), nullable=False), pa.field("object_id", pa.int64(), nullable=False),
+                  pa.field("annotation", pa.string(), nullable=False)])
+
 DIALOGUE = pa.schema(
     [
         # stable: "<image key>/<k>" for sampled dialogues, "<image key>/<task>/<annotation>" for enumerated ones
@@ -247,6 +253,13 @@ DIALOGUE = pa.schema(
         # [W', H']: the processed image the printed pixel numbers refer to (qwen2_5_vl: the trainer's frame, from
         # render.frame); null where the numbers are relative to the image itself
         pa.field("frame", pa.list_(pa.int32()), nullable=True),
+        # visual prompts: the image with the question's regions marked, relative to OUT
+        # ("images_vp/<sha256>.png", named by its content), and its sha256; null for a dialogue asked with
+        # coordinates, which shows the image itself
+        pa.field("image_vp", pa.string(), nullable=True),
+        pa.field("image_vp_sha256", pa.string(), nullable=True),
+        # the marks drawn on image_vp, in the order the question names them; empty without visual prompts
+        pa.field("marks", pa.list_(MARK), nullable=False),
     ],
     metadata={"rcforge.table": "dialogue", "rcforge.schema_version": SCHEMA_VERSION},
 )
