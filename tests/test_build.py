@@ -10,8 +10,9 @@ from conftest import SAMPLE_RECIPE, copy_of
 
 from rcforge.cli import main
 
-TASKS = ["attribute", "coarse_spatial", "counting", "detection", "flickr_grounded_caption", "grounded_caption",
-         "grounding", "pointqa", "referring_segmentation", "relation", "vqa"]
+TASKS = sorted(["attribute", "coarse_spatial", "counting", "detection", "flickr_grounded_caption",
+                "grounded_caption", "grounding", "pointqa", "referring_segmentation", "region_comparison", "relation",
+                "vqa"])
 
 
 @pytest.fixture
@@ -37,8 +38,9 @@ def test_sample_build_renders_every_task(built):
     assert set(manifest["build"]["templates"]["sha256"]) >= {f"{t}.yaml" for t in TASKS}
     for r in rows:
         assert r["conversations"][0]["from"] == "human" and r["conversations"][0]["value"].startswith("<image>\n")
-        for turn in r["turns"]:  # the sample's counts (VG, Objects365 untrusted) are not proven; others say nothing
-            assert turn["count_proven"] is (False if turn["task"] == "counting" else None)
+        for turn in r["turns"]:  # the sample's counts are proven on LVIS only (VG's labels are partial, Objects365's
+            # claimed and untrusted); other tasks say nothing
+            assert turn["count_proven"] is ((r["source"] == "lvis") if turn["task"] == "counting" else None)
         assert all(0.0 <= v <= 1.0 for box in r["boxes"] for v in box)
 
 

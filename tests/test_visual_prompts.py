@@ -200,3 +200,33 @@ def test_the_recipe_names_shapes_and_colours_it_knows():
         render_from_mapping({**tasks, "visual_prompts": {"rate": 2}}, None)
     assert render_from_mapping({**tasks, "visual_prompts": True}, None).visual_prompts == VisualPromptSettings()
     assert render_from_mapping(tasks, None).visual_prompts is None
+
+
+def test_region_comparison_names_the_larger_object_by_a_clear_margin(sample_build):
+    """Over many draws on the sample's records: the two objects differ in size by the configured margin (mask
+    pixels where both have a mask, else box area), and the answer names the larger."""
+    from rcforge.rc_tasks import region_comparison as rc
+
+    cfg = rc.RegionComparisonConfig()
+    records = list(_records(sample_build).values())
+    asked = 0
+    for seed in range(200):
+        record = records[seed % len(records)]
+        inst = rc.sample(record, random.Random(seed), cfg)
+        if inst is None:
+            continue
+        asked += 1
+        objects = {f"object:{o['id']}": o for o in record["objects"]}
+        first, second = (objects[inst.question[k].ids[0]] for k in ("first", "second"))
+        by_mask = "size_by:mask" in inst.provenance
+        size = (lambda o: o["area"]) if by_mask else (lambda o: (o["box"][2] - o["box"][0]) * (o["box"][3] - o["box"][1]))
+        larger, smaller = sorted((first, second), key=size, reverse=True)
+        assert size(larger) >= (cfg.mask_ratio if by_mask else cfg.box_ratio) * size(smaller)
+        assert inst.answer["which"] == ("first" if larger is first else "second")
+        assert inst.answer["name"] == larger["names"][0] and not larger["ignore"] and not smaller["ignore"]
+    assert asked >= 50
+
+
+def test_region_comparison_is_asked_with_two_marks(vp_build):
+    rows = [r for r in _dialogues(vp_build) if r["task"] == "region_comparison" and r["image_vp"]]
+    assert rows and all(len(r["marks"]) == 2 for r in rows)
