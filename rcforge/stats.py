@@ -157,6 +157,23 @@ OBJECT_MASKS_SQL = """
     SELECT source, count(*) AS objects, count(obj.mask) AS with_mask FROM o GROUP BY source ORDER BY source"""
 
 
+#: visual prompts (run where the shards have marks: builds before schema 4 lack them): the dialogues asked with
+#: marks per task, and the marks per shape and colour
+MARKED_SQL = """
+    SELECT task, count(*) AS dialogues, sum(len(marks)) AS marks FROM d WHERE image_vp IS NOT NULL
+    GROUP BY task ORDER BY task"""
+MARK_SHAPES_SQL = """
+    SELECT m.shape AS shape, m.colour AS colour, count(*) AS n FROM (SELECT unnest(marks) AS m FROM d)
+    GROUP BY ALL ORDER BY shape, colour"""
+
+
+def _visual_prompts(con) -> dict:
+    """The dialogues asked with marks (per task) and the marks drawn (per shape and colour)."""
+    if "marks" not in columns(con, "d"):
+        return {"dialogues": [], "marks": []}
+    return {"dialogues": _rows(con, MARKED_SQL), "marks": _rows(con, MARK_SHAPES_SQL)}
+
+
 def columns(con, view: str) -> dict[str, str]:
     """A view's columns and their types (shards of older builds lack the newer columns)."""
     return {name: kind for (name, kind, *_) in con.execute(f"DESCRIBE {view}").fetchall()}
@@ -180,7 +197,8 @@ def compute(out: str) -> dict:
         return {"dialogues": 0, "boxes": 0, "by_task": [], "box_area_histogram": [],
                 "box_aspect_log2_histogram": [], "box_centre_heatmap_8x8": [[0] * 8 for _ in range(8)],
                 "counting_answers": [], "template_usage": [], "top_predicates": [], "top_categories": [],
-                "negatives": _negatives([], []), "masks": {"dialogues": [], "objects": []}, "bootstrap": bootstrap}
+                "negatives": _negatives([], []), "masks": {"dialogues": [], "objects": []},
+                "visual_prompts": {"dialogues": [], "marks": []}, "bootstrap": bootstrap}
     con = connect(out)
     r = {name: _rows(con, sql) for name, sql in SQL.items()}
     images = shards(out, "images", "*")
@@ -206,6 +224,7 @@ def compute(out: str) -> dict:
         "top_categories": r.get("top_categories", []),
         "negatives": _negatives(r["negatives"], r["negative_bases"]),
         "masks": _mask_coverage(con, bool(images)),
+        "visual_prompts": _visual_prompts(con),
         "bootstrap": bootstrap,
     }
 
@@ -285,6 +304,14 @@ def main(args, rest) -> None:
                                             f"dialogues" for r in masks["dialogues"])
                       + ("; objects with a mask: " + ", ".join(f"{r['source']} {r['share']:.1%}"
                                                                for r in masks["objects"]) if masks["objects"] else ""))
+    marked = figures.get("visual_prompts") or {}
+    if marked.get("dialogues"):
+        shapes: dict[str, int] = {}
+        for r in marked["marks"]:
+            shapes[r["shape"]] = shapes.get(r["shape"], 0) + r["n"]
+        console.print("Visual prompts: " + ", ".join(f"{r['task']} {r['dialogues']:,} dialogues ({r['marks']:,} marks)"
+                                                     for r in marked["dialogues"])
+                      + "; marks by shape: " + ", ".join(f"{s} {n:,}" for s, n in sorted(shapes.items())))
     if any(r["n"] for r in figures["counting_answers"]):
         console.print("Counting answers: " + ", ".join(f"{r['count']}: {r['n']}" for r in figures["counting_answers"]))
     if figures["top_predicates"]:

@@ -230,3 +230,15 @@ def test_region_comparison_names_the_larger_object_by_a_clear_margin(sample_buil
 def test_region_comparison_is_asked_with_two_marks(vp_build):
     rows = [r for r in _dialogues(vp_build) if r["task"] == "region_comparison" and r["image_vp"]]
     assert rows and all(len(r["marks"]) == 2 for r in rows)
+
+
+def test_stats_count_the_marked_dialogues_and_their_marks(vp_build, tmp_path, capsys):
+    target = tmp_path / "stats.json"
+    assert cli.main(["stats", str(vp_build), "--json", str(target)]) == 0
+    figures = json.loads(target.read_text())["visual_prompts"]
+    rows = [r for r in _dialogues(vp_build) if r["image_vp"]]
+    assert sum(r["dialogues"] for r in figures["dialogues"]) == len(rows)
+    assert sum(r["n"] for r in figures["marks"]) == sum(len(r["marks"]) for r in rows)
+    assert {(r["shape"], r["colour"]) for r in figures["marks"]} == {(m["shape"], m["colour"]) for r in rows
+                                                                    for m in r["marks"]}
+    assert "Visual prompts: " in capsys.readouterr().out
