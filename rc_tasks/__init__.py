@@ -78,6 +78,15 @@ class TaskSpec:
     #: what the task is in the terms model families use (`KINDS`), which a coordinate format keys its task
     #: identifiers and answer forms on; None: a question about the image with no family convention
     kind: str | None = None
+    #: variants whose templates are needed only under some configs (variant -> config -> needed); the others are
+    #: always needed. A marked variant (visual prompts) is never required: the renderer uses it where it exists
+    optional: dict[str, Callable[[Any], bool]] = field(default_factory=dict)
+
+    def needs(self, variant: str, config) -> bool:
+        """Whether templates for ``variant`` are needed under ``config``."""
+        if variant.endswith("_marked"):
+            return False
+        return self.optional.get(variant, lambda config: True)(config)
 
     def samples(self, provided) -> bool:
         """Whether `sample` runs on records that provide the annotation kinds ``provided``."""
@@ -100,7 +109,7 @@ KINDS = ("refer", "identify", "detect", "ground_caption", "vqa", "segment")
 
 def register(name: str, config_class: type, *, variables: dict[str, tuple[set, set]], sample=None,
              sample_needs: Sequence[str] = (), enumerate=None, enumerate_needs: Sequence[str] = (),
-             kind: str | None = None) -> TaskSpec:
+             kind: str | None = None, optional: dict[str, Callable[[Any], bool]] | None = None) -> TaskSpec:
     """Register a task under ``name`` with the annotation kinds (`rcforge.readers.ANNOTATIONS`) its sampler and
     enumerator need and its `KINDS` kind; a duplicate name is an error."""
     if kind is not None and kind not in KINDS:
@@ -112,7 +121,7 @@ def register(name: str, config_class: type, *, variables: dict[str, tuple[set, s
     module_doc = (importlib.import_module(config_class.__module__).__doc__ or "").strip()
     return REGISTRY.add(name, TaskSpec(name, config_class, variables, sample, tuple(sample_needs), enumerate,
                                        tuple(enumerate_needs), module_doc.splitlines()[0] if module_doc else "",
-                                       kind))
+                                       kind, dict(optional or {})))
 
 
 def get(name: str) -> TaskSpec:

@@ -95,4 +95,5 @@ def sample(record: dict, rng: random.Random, cfg: AttributeConfig) -> TaskInstan
 
 SPEC = register("attribute", AttributeConfig, sample=sample, sample_needs=("attributes",),
                 variables={"describe": ({"object", "name"}, {"attributes", "name"}),
+                           "describe_marked": ({"object", "name"}, {"attributes", "name"}),
                            "find": ({"attribute", "name"}, {"boxes", "count", "name", "attribute"})})

@@ -137,4 +137,6 @@ GROUNDING = register("grounding", GroundingConfig, sample=_sampler("grounding"),
                      kind="refer")
 GROUNDED_CAPTION = register("grounded_caption", GroundingConfig, sample=_sampler("grounded_caption"),
                             sample_needs=("regions",), enumerate=_enumerator("grounded_caption"),
-                            enumerate_needs=("refs",), variables={"box": ({"box"}, {"expression"})}, kind="identify")
+                            enumerate_needs=("refs",), variables={"box": ({"box"}, {"expression"}),
+                                                                   "box_marked": ({"box"}, {"expression"})},
+                            kind="identify")

@@ -92,5 +92,7 @@ SPEC = register(
     variables={
         "predicate": ({"subject", "object", "subject_name", "object_name"},
                       {"predicate", "subject_name", "object_name"}),
+        "predicate_marked": ({"subject", "object", "subject_name", "object_name"},
+                             {"predicate", "subject_name", "object_name"}),
         **{f"objects_{f}": ({"subject", "subject_name", "predicate"}, _ITEMS) for f in ANSWER_FORMS},
     })

@@ -82,7 +82,7 @@ class Renderer:
         self.specs = {name: rc_tasks.get(name) for name in settings.tasks}
         # a task's negative variant is needed only when the recipe asks for negatives (rc_tasks.negatives)
         required = {(name, v): vars_ for name, spec in self.specs.items() for v, vars_ in spec.variables.items()
-                    if negatives.needed(v, settings.tasks[name].config)}
+                    if negatives.needed(v, settings.tasks[name].config) and spec.needs(v, settings.tasks[name].config)}
         self.templates = templating.load(settings.templates, required=required)
         #: annotation texts whose reserved markup was escaped so far (the build's ledger counts them)
         self.escaped = 0
@@ -367,15 +367,17 @@ class Renderer:
 
 
 def _marked_objects(inst: TaskInstance) -> list[dict]:
-    """The annotations the question mentions by one box each (objects and regions), in order, once each: what
-    visual prompts mark (``{"id", "kind", "ref", "box"}``)."""
+    """The annotations the question mentions by one box each (objects, regions, and areas: counting's
+    "area:x1,y1,x2,y2", id 0), in order, once each: what visual prompts mark (``{"id", "kind", "ref", "box"}``)."""
     found, seen = [], set()
     for value in inst.question.values():
         if isinstance(value, Mention) and len(value.boxes) == 1 and len(value.ids) == 1 and not value.points:
             kind, _, number = value.ids[0].partition(":")
-            if kind in ("object", "region") and number.isdigit() and value.ids[0] not in seen:
-                seen.add(value.ids[0])
-                found.append({"id": int(number), "kind": kind, "ref": value.ids[0], "box": value.boxes[0]})
+            if value.ids[0] in seen or not (kind in ("object", "region") and number.isdigit() or kind == "area"):
+                continue
+            seen.add(value.ids[0])
+            found.append({"id": int(number) if kind != "area" else 0, "kind": kind, "ref": value.ids[0],
+                          "box": value.boxes[0]})
     return found
 
 

@@ -30,6 +30,8 @@ FOLDER = "images_vp"
 PNG_KEY = "_image_vp_png"
 #: tries of a shape and colour for one mark before the dialogue is asked with coordinates instead
 TRIES = 4
+#: the shapes that can show an area rather than an object
+AREA_SHAPES = ("box", "ellipse")
 #: what a question calls a mark of each shape ({c}: its colour, {i}: its id)
 NAMES = {"number": "region {i}", "letter": "region {i}", "box": "the {c} box", "ellipse": "the {c} ellipse",
          "contour": "the {c} outline", "arrow": "the region the {c} arrow points at"}
@@ -99,7 +101,9 @@ def place(image, objects: list[dict], settings: VisualPromptSettings, rng: rando
     size = image.size
     pixels = np.asarray(image.convert("RGB"))
     rules = settings.rules
-    shapes = list(settings.shapes)
+    # an area (no object: counting's "area:...") is shown by its outline; a tag or an arrow would point at a thing
+    shapes = [s for s in settings.shapes if s in AREA_SHAPES or not any(o["ref"].startswith("area:")
+                                                                        for o in objects)]
     rng.shuffle(shapes)
     reason = "mark_no_shape"
     for shape in shapes:  # one shape for the whole image; the next when a mark of this one cannot be read

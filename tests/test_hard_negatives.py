@@ -204,6 +204,7 @@ def _sample_recipe(tmp_path, rate: float):
     (tmp_path / "recipes").mkdir()
     raw = yaml.safe_load(SAMPLE_RECIPE.read_text())
     raw["render"]["tasks"]["grounding"] = {"weight": 6, "hard_negative_rate": rate}
+    raw["render"]["tasks"].pop("region_comparison", None)  # it asks no negatives: its draws would go to waste
     raw["render"]["per_image"] = 12
     recipe = tmp_path / "recipes" / "hard.yaml"
     recipe.write_text(yaml.safe_dump(raw))

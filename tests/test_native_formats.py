@@ -28,7 +28,7 @@ from rcforge.validate import validate
 pytestmark = pytest.mark.slow
 
 BOX_TASKS = {"grounding", "detection", "relation", "coarse_spatial", "counting", "grounded_caption",
-             "flickr_grounded_caption", "pointqa", "attribute", "referring_segmentation"}
+             "flickr_grounded_caption", "pointqa", "attribute", "referring_segmentation", "region_comparison"}
 #: the formats that print numbers (the placeholder formats are read by their families' loaders in
 #: tests/test_placeholder_formats.py)
 PRINTING = sorted(n for n, f in coordinates.FORMATTERS.items() if not f.placeholders)

@@ -154,6 +154,7 @@ def _sample_with_negatives(tmp_path, rate: float):
     tasks = raw["render"].get("tasks") or {}
     for task in ("grounding", "detection", "counting"):
         tasks.setdefault(task, {})["negative_rate"] = rate
+    tasks.pop("region_comparison", None)  # it asks no negatives: its draws would go to waste
     raw["render"]["tasks"] = tasks
     raw["render"]["per_image"] = 12
     recipe = tmp_path / "recipes" / "negatives.yaml"

@@ -25,10 +25,14 @@ from rcforge.visual_prompts import VisualPromptSettings
 
 
 def _recipe(seed: int = 0, **vp):
+    from rcforge.rc_tasks.counting import CountingConfig
+
     recipe = load_recipe(str(SAMPLE_RECIPE))
     settings = VisualPromptSettings(**{"rate": 1.0, "both": True, **vp})
+    tasks = dict(recipe.render.tasks)  # counting also within an area, which a box or an ellipse shows
+    tasks["counting"] = dataclasses.replace(tasks["counting"], config=CountingConfig(by=("box", "name", "region")))
     return dataclasses.replace(recipe, seed=seed, render=dataclasses.replace(
-        recipe.render, per_image=12, visual_prompts=settings))
+        recipe.render, per_image=12, visual_prompts=settings, tasks=tasks))
 
 
 def _build(sample_build, tmp_path, name="out", beam_args=None, **vp):
@@ -90,8 +94,11 @@ def test_each_mark_is_drawn_where_its_table_row_says(vp_build):
         union = np.zeros(drawn.shape[:2], dtype=bool)
         for m in row["marks"]:
             kind, number = m["annotation"].split(":")
-            pool = record["objects"] if kind == "object" else record["regions"]
-            obj = next(o for o in pool if o["id"] == int(number))
+            if kind == "area":  # counting's area: its box is in its name
+                obj = {"box": tuple(float(v) for v in number.split(","))}
+            else:
+                pool = record["objects"] if kind == "object" else record["regions"]
+                obj = next(o for o in pool if o["id"] == int(number))
             painted = marks.footprint(_mark(m, obj), (record["width"], record["height"]))
             assert painted.any()
             colour = np.array(marks.PALETTE[m["colour"]])
@@ -225,6 +232,35 @@ def test_region_comparison_names_the_larger_object_by_a_clear_margin(sample_buil
         assert inst.answer["which"] == ("first" if larger is first else "second")
         assert inst.answer["name"] == larger["names"][0] and not larger["ignore"] and not smaller["ignore"]
     assert asked >= 50
+
+
+def test_an_area_to_count_in_holds_its_objects_whole(sample_build):
+    """Counting within an area: every object of the category lies wholly inside the area or wholly outside it,
+    the answer counts those inside, and the area is at most max_region of the image."""
+    from rcforge.rc_tasks import counting
+    from rcforge.rc_tasks.common import merged
+
+    cfg = counting.CountingConfig(by=("region",))
+    asked = 0
+    for seed in range(60):
+        for record in _records(sample_build).values():
+            inst = counting.sample(record, random.Random(seed), cfg)
+            if inst is None or inst.variant != "by_region":
+                continue
+            asked += 1
+            x1, y1, x2, y2 = inst.question["region"].boxes[0]
+            assert (x2 - x1) * (y2 - y1) <= cfg.max_region * record["width"] * record["height"] + 1e-6
+            groups = [g for g in merged(record, cfg.merge_iou)[0] if g.name == inst.question["name"]]
+            inside = [g for g in groups if x1 <= g.box[0] and y1 <= g.box[1] and g.box[2] <= x2 and g.box[3] <= y2]
+            apart = [g for g in groups if g.box[2] <= x1 or x2 <= g.box[0] or g.box[3] <= y1 or y2 <= g.box[1]]
+            assert len(inside) + len(apart) == len(groups) and inst.answer["count"] == len(inside) >= 1
+    assert asked >= 50
+
+
+def test_counting_within_a_marked_area(vp_build):
+    rows = [r for r in _dialogues(vp_build) if r["variant"] == "by_region" and r["image_vp"]]
+    assert rows and all(m["shape"] in ("box", "ellipse") and m["annotation"].startswith("area:")
+                        for r in rows for m in r["marks"])
 
 
 def test_region_comparison_is_asked_with_two_marks(vp_build):
