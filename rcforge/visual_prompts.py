@@ -30,8 +30,9 @@ FOLDER = "images_vp"
 PNG_KEY = "_image_vp_png"
 #: tries of a shape and colour for one mark before the dialogue is asked with coordinates instead
 TRIES = 4
-#: the shapes that can show an area rather than an object
-AREA_SHAPES = ("box", "ellipse")
+#: the shape that shows an area rather than an object: its box, exactly (an ellipse inscribed in it would leave
+#: out the corners, where objects the count includes may lie)
+AREA_SHAPES = ("box",)
 #: what a question calls a mark of each shape ({c}: its colour, {i}: its id)
 NAMES = {"number": "region {i}", "letter": "region {i}", "box": "the {c} box", "ellipse": "the {c} ellipse",
          "contour": "the {c} outline", "arrow": "the region the {c} arrow points at"}
@@ -101,7 +102,7 @@ def place(image, objects: list[dict], settings: VisualPromptSettings, rng: rando
     size = image.size
     pixels = np.asarray(image.convert("RGB"))
     rules = settings.rules
-    # an area (no object: counting's "area:...") is shown by its outline; a tag or an arrow would point at a thing
+    # an area (no object: counting's "area:...") is shown by its box; a tag or an arrow would point at a thing
     shapes = [s for s in settings.shapes if s in AREA_SHAPES or not any(o["ref"].startswith("area:")
                                                                         for o in objects)]
     rng.shuffle(shapes)

@@ -29,7 +29,7 @@ def _recipe(seed: int = 0, **vp):
 
     recipe = load_recipe(str(SAMPLE_RECIPE))
     settings = VisualPromptSettings(**{"rate": 1.0, "both": True, **vp})
-    tasks = dict(recipe.render.tasks)  # counting also within an area, which a box or an ellipse shows
+    tasks = dict(recipe.render.tasks)  # counting also within an area, which a box shows
     tasks["counting"] = dataclasses.replace(tasks["counting"], config=CountingConfig(by=("box", "name", "region")))
     return dataclasses.replace(recipe, seed=seed, render=dataclasses.replace(
         recipe.render, per_image=12, visual_prompts=settings, tasks=tasks))
@@ -259,7 +259,7 @@ def test_an_area_to_count_in_holds_its_objects_whole(sample_build):
 
 def test_counting_within_a_marked_area(vp_build):
     rows = [r for r in _dialogues(vp_build) if r["variant"] == "by_region" and r["image_vp"]]
-    assert rows and all(m["shape"] in ("box", "ellipse") and m["annotation"].startswith("area:")
+    assert rows and all(m["shape"] == "box" and m["annotation"].startswith("area:")
                         for r in rows for m in r["marks"])
 
 
