@@ -91,6 +91,30 @@ def test_hostile_text_never_acts_as_markup_in_any_format(renderers, sample_recor
     _check_hostile(renderers, sample_records, data)
 
 
+@pytest.fixture(scope="module")
+def marking_renderers(sample_build):
+    """Renderers with visual prompts on (every markable dialogue also asked with marks), reading the sample's images."""
+    from rcforge.manifest import Manifest
+    from rcforge.rc_tasks.counting import CountingConfig
+    from rcforge.visual_prompts import VisualPromptSettings
+
+    recipe = load_recipe(str(SAMPLE_RECIPE))
+    tasks = dict(recipe.render.tasks)
+    tasks["counting"] = dataclasses.replace(tasks["counting"], config=CountingConfig(by=("box", "name", "region")))
+    render = dataclasses.replace(recipe.render, tasks=tasks, visual_prompts=VisualPromptSettings(both=True))
+    roots = Manifest.load(str(sample_build), "test").image_roots()
+    return {fmt: Renderer(dataclasses.replace(render, coordinates=fmt), 0, roots)
+            for fmt in sorted(coordinates.FORMATTERS)}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=HEALTH)
+@given(data=st.data())
+def test_hostile_text_never_acts_as_markup_with_visual_prompts(marking_renderers, sample_records, data):
+    """The same check on dialogues asked with marks: a mark's name replaces its coordinates, and every format's
+    family still reads exactly the boxes column (the answers' boxes)."""
+    _check_hostile(marking_renderers, [r for r in sample_records if r["source"] in ("visual_genome", "lvis")], data)
+
+
 def _check_hostile(renderers, sample_records, data):
     """For a sample record with hostile text in every text field and any format: no stray markup, one <image>,
     and the family's own parser reads exactly the boxes column (and rcforge's the points)."""
@@ -246,3 +270,12 @@ def test_every_format_declares_its_markup_and_its_own_output_is_not_stray():
         box = (rng.uniform(0, 100), rng.uniform(0, 100), rng.uniform(150, 300), rng.uniform(150, 300))
         text = f"<image>\nWhere? {fmt.boxes_text([box], 320, 320, 'the cat' if fmt.ties else None)}"
         assert markup.stray(text, fmt, first=True) == [], name
+
+
+def test_marking_renderers_do_mark_hostile_records(marking_renderers, sample_records):
+    """The check above is not vacuous: on a poisoned VG record every format asks some dialogues with marks."""
+    record = next(r for r in sample_records if r["key"] == "vg/2")
+    rng = random.Random(0)
+    poisoned = _poison(record, lambda strategy: rng.choice(SPECIMENS))
+    for fmt, renderer in marking_renderers.items():
+        assert any(d["image_vp"] for d in renderer.dialogues(poisoned)), fmt
