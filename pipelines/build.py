@@ -37,7 +37,7 @@ from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
 from rcforge.pipelines import runners
 from rcforge.pipelines.ingest import ingest_into, run_pipeline
 
-from rcforge import bulk, coordinates, fsio, generations, markup, schemas, visual_prompts
+from rcforge import bulk, coordinates, fsio, generations, markup, rc_tasks, readers, schemas, visual_prompts
 from rcforge.config import resolve_path
 from rcforge.errors import InputError, RecipeError, TooManyBadRecords
 from rcforge.ledger import ErrorRow
@@ -230,18 +230,27 @@ def merge_fragments(dialogues_dir: str, index: int, shards: int, fragments) -> t
 
 
 def estimate_dialogues(manifest: Manifest, recipe: Recipe, pairs: int = 0) -> int:
-    """An upper-end estimate from the ingest ledger, to choose the number of shards up front."""
+    """An upper-end estimate from the ingest ledger, to choose the number of shards up front: ``per_image`` per
+    image, plus one dialogue per annotation for each task that enumerates that annotation kind (what a task
+    enumerates is its own: `TaskSpec.enumerate_needs`), each kept bootstrap pair as a ref, and with visual prompts'
+    ``both`` a marked twin of up to ``rate`` of them."""
     render = recipe.render
+    enumerating = [rc_tasks.get(name) for name, choice in render.tasks.items() if choice.weight > 0
+                   and rc_tasks.get(name).enumerate is not None]
     total = 0.0
     for name, entry in manifest.sources.items():
-        led = entry.ledger
-        images = entry.records
-        total += images * render.per_image * render.source_weights.get(name, 1.0)
-        for kind in ("ref", "qa", "caption"):
-            tally = led["annotations"].get(kind)
-            if tally:
-                total += 2 * (tally["written"] + tally["repaired"])  # grounding and grounded_caption per ref
-    return int(total) + 2 * pairs
+        provided = readers.get(name).provides
+        total += entry.records * render.per_image * render.source_weights.get(name, 1.0)
+        for spec in enumerating:
+            if not spec.enumerates(provided):
+                continue
+            for need in spec.enumerate_needs:
+                tally = entry.ledger["annotations"].get(readers.LEDGER_ITEMS.get(need, need)) or {}
+                total += tally.get("written", 0) + tally.get("repaired", 0)
+    total += pairs * sum(1 for spec in enumerating if "refs" in spec.enumerate_needs)
+    if render.visual_prompts is not None and render.visual_prompts.both:
+        total *= 1 + render.visual_prompts.rate
+    return int(total)
 
 
 def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_ingest=True, test_pipeline=None,

@@ -1,4 +1,4 @@
-"""Object counting: how many objects share the category of a given object (by box) or a given name.
+"""Object counting: how many objects share the category of a given object (by box) or a given name, or lie in an area.
 
 Counts are over near-duplicate-merged boxes (see `rc_tasks.common`); categories with crowd/ignored boxes are
 never asked. The default sampler flattens the answer distribution: it draws a count value uniformly among the

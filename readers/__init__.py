@@ -29,6 +29,8 @@ ANNOTATIONS = {
     "vqa": "visual questions with answers (VQAv2)",
     "pointqa": "questions about a pointed-at object or a box (PointQA)",
 }
+#: the ingest ledger's item kind of each annotation kind a task enumerates (one dialogue per item)
+LEDGER_ITEMS = {"refs": "ref", "captions": "caption", "vqa": "qa", "pointqa": "qa"}
 
 
 @dataclass(frozen=True)

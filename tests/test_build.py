@@ -228,3 +228,27 @@ def test_the_sample_recipe_names_every_coordinate_format():
     text = SAMPLE_RECIPE.read_text()
     comment = text[text.index("coordinates:"):text.index("per_image:")]
     assert all(re.search(rf"\b{name}\b", comment) for name in coordinates.FORMATTERS), comment
+
+
+def test_the_shard_estimate_is_an_upper_end_that_follows_the_tasks(built, tmp_path):
+    """The number of shards is chosen from an estimate: it is at least the dialogues written, on the sample and
+    with visual prompts' twins, and an enumerating task left out of the recipe is left out of it."""
+    import dataclasses
+
+    from rcforge.manifest import Manifest
+    from rcforge.pipelines.build import estimate_dialogues
+    from rcforge.recipe import load_recipe
+    from rcforge.visual_prompts import VisualPromptSettings
+
+    manifest = Manifest.load(str(built), "test")
+    recipe = load_recipe(str(SAMPLE_RECIPE))
+    written = json.loads((built / "manifest.json").read_text())["build"]["dialogues"]
+    estimate = estimate_dialogues(manifest, recipe)
+    assert written <= estimate <= 3 * written
+    twins = dataclasses.replace(recipe, render=dataclasses.replace(
+        recipe.render, visual_prompts=VisualPromptSettings(rate=1.0, both=True)))
+    assert 2 * estimate - 1 <= estimate_dialogues(manifest, twins) <= 2 * estimate + 1
+    refs = sum(e.ledger["annotations"].get("ref", {}).get("written", 0) for e in manifest.sources.values())
+    tasks = {k: v for k, v in recipe.render.tasks.items() if k != "grounding"}
+    fewer = dataclasses.replace(recipe, render=dataclasses.replace(recipe.render, tasks=tasks))
+    assert estimate_dialogues(manifest, fewer) == estimate - refs
