@@ -80,10 +80,15 @@ def draw(image_bytes: bytes | None, row: dict, fmt: coordinates.Formatter | None
     for j, (x, y) in enumerate(points):
         r = width * 3
         pen.ellipse([x - r, y - r, x + r, y + r], outline="#ffffff", fill=point_colour(len(boxes), j))
+    return _thumbnail_url(img), found
+
+
+def _thumbnail_url(img) -> str:
+    """The image as a JPEG thumbnail (at most `THUMB` a side) in a data URL: the page embeds its images."""
     img.thumbnail((THUMB, THUMB))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), found
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _with_masks(img, masks: list):
@@ -189,11 +194,7 @@ def _marked_figure(out: str, row: dict) -> str:
         img = Image.open(io.BytesIO(fsio.read_bytes(path, "marked image"))).convert("RGB")
     except Exception:  # shown as missing, whatever the filesystem says
         return f'<figure><figcaption class="missing">marked image missing: {html.escape(marked)}</figcaption></figure>'
-    img.thumbnail((THUMB, THUMB))
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90)
-    url = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-    return (f'<figure class="marked"><img src="{url}" alt="{html.escape(marked)}"><figcaption>the image the '
+    return (f'<figure class="marked"><img src="{_thumbnail_url(img)}" alt="{html.escape(marked)}"><figcaption>the image the '
             f'model is shown, its regions marked</figcaption></figure>')
 
 

@@ -15,16 +15,17 @@ Per image:
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 import re
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Mapping
 
-from rcforge import coordinates, images, markup, rc_tasks, readers, templating, visual_prompts
+from rcforge import coordinates, fsio, images, markup, rc_tasks, readers, templating, visual_prompts
 from rcforge.rc_tasks import hard_negatives, negatives
 from rcforge.config import number
-from rcforge.errors import RecipeError
+from rcforge.errors import InputError, RecipeError
 from rcforge.rc_tasks import Mention, TaskInstance
 
 
@@ -186,9 +187,8 @@ class Renderer:
             return image
         objects = _marked_objects(inst)
         masks = {o["id"]: o.get("mask") for o in record["objects"]}
-        found = visual_prompts.place(image, [{**o, "mask": masks.get(o["id"]) if o["kind"] == "object" else None}
-                                             for o in objects], self.settings.visual_prompts, rng)
-        return found
+        return visual_prompts.place(image, [{**o, "mask": masks.get(o["id"]) if o["kind"] == "object" else None}
+                                            for o in objects], self.settings.visual_prompts, rng)
 
     def _image(self, record: dict):
         """The record's image (PIL, RGB, at the record's size), or why it cannot be read."""
@@ -201,15 +201,10 @@ class Renderer:
         try:
             if refused:
                 raise OSError(refused)
-            import fsspec
-
-            with fsspec.open(path, "rb") as f:
-                image = Image.open(f)
-                image.load()
-            image = image.convert("RGB")
+            image = Image.open(io.BytesIO(fsio.read_bytes(path, "image"))).convert("RGB")
             if image.size != (record["width"], record["height"]):
                 image = image.resize((record["width"], record["height"]))
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except (InputError, OSError, ValueError, Image.DecompressionBombError):
             image = "image_unavailable"
         self._image_cache = (record["key"], image)
         return image

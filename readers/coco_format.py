@@ -161,11 +161,12 @@ class CocoReader:
                                   items_read=Counter(object=len(anns)))
         width, height = image["width"], image["height"]
         b = ImageBuilder(self._source, key, self.path, width, height)
-        # the outcomes (from worker processes) are those of the annotations with a segmentation, in order
+        # the outcomes (from worker processes) are those of the annotations with a segmentation, in order; one
+        # that is not there is checked here
         checked = iter(outcomes or ())
         objects = [o for o in (self._object(a, image, b, categories,
-                                            next(checked) if outcomes is not None and masks.present(a[7]) else None,
-                                            decode) for a in anns) if o is not None]
+                                            next(checked, None) if masks.present(a[7]) else None, decode)
+                               for a in anns) if o is not None]
         coco_id = image_id if self.flavour.coco_ids else None
         record = image_record(key, self._source, image_id, str(image["file_name"]), width, height, objects=objects,
                               coco_id=coco_id, absent=self._absent(image, anns, categories))

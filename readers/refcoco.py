@@ -227,9 +227,9 @@ def _image(config, image_id, coco, copies, image_refs, broken_anns, bad_cats, wa
         b.read("object")
         b.reject("object", err, f"annotations[{i}] (id={ann.get('id') if isinstance(ann, dict) else None})")
     objects, object_ids = [], set()
-    checked = iter(outcomes or ())
+    checked = iter(outcomes or ())  # a mask whose outcome is not there is checked here
     for ann in anns:
-        mask = next(checked) if outcomes is not None and masks.present(ann.get("segmentation")) else None
+        mask = next(checked, None) if masks.present(ann.get("segmentation")) else None
         b.read("object")
         desc = f"annotations[id={ann['id']}]"
         cat = ann["category_id"]
