@@ -12,20 +12,14 @@ synthetic images and boxes. Reports boxes/s and the ratio (target on a GPU: >= 1
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-
-from rcforge.bootstrap.florence2_handlers import Florence2  # noqa: E402
+from rcforge.bootstrap.florence2_handlers import Florence2
 
 
 def build_model(folder: str, size: str) -> str:
     import torch
-    from tiny_models import (
-        tiny_florence2,  # the tokenizer and processor recipe of the tests
-    )
     from transformers import (
         BartConfig,
         CLIPImageProcessor,
@@ -34,6 +28,8 @@ def build_model(folder: str, size: str) -> str:
         Florence2Processor,
         Florence2VisionConfig,
     )
+
+    from rcforge.bootstrap.tiny import tiny_florence2  # the tokenizer and processor recipe of the tests
 
     tiny_florence2(folder)
     processor = Florence2Processor.from_pretrained(folder)
@@ -91,6 +87,7 @@ def main():
                     help="also time the whole Beam pipeline (rcforge's ingest output -> candidates -> pairs)")
     args = ap.parse_args()
     from apache_beam.ml.inference.base import PredictionResult  # noqa: F401  (Beam is imported as the pipeline does)
+
     from rcforge.bootstrap.florence2_handlers import Florence2
     from rcforge.bootstrap.handlers import Decoding, stage_handlers
 
@@ -186,8 +183,7 @@ def pipeline_run(work: str, model_dir: str, reqs: list[dict], args) -> tuple[int
     from rcforge.bootstrap.selection import SelectionConfig
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
     from rcforge.pipelines.ingest import ingest
-
-    from rcforge.recipe import recipe_from_mapping
+    from rcforge.recipe.tree import recipe_from_mapping
 
     images = sorted({r["image"] for r in reqs})
     coco = {"images": [{"id": i, "file_name": name, "width": 640, "height": 480} for i, name in enumerate(images)],

@@ -8,7 +8,7 @@ against an independent floor that uses no project code.
 Steps (each in its own process, on image records ingested once beforehand; seconds exclude imports):
 - "floor": no project code: read the image-record Parquet (pyarrow), render ``per_image`` dialogues per image
   with compiled Jinja templates (relation, grounding, counting, detection) and Pink-format boxes, write zstd
-  Parquet; "floor-gc" is the same with the cyclic collector paused, as rcforge pauses it (`rcforge.bulk`);
+  Parquet; "floor-gc" is the same with the cyclic collector paused, as rcforge pauses it (`rcforge.core.bulk`);
 - "loop": read the image-record parts, call `Renderer.dialogues`, write the dialogues to one Parquet file;
   "loop-gc" is the same with the collector paused around each record's render, as the build pauses it;
 - "build-1": `rcforge build` reusing that ingest, one in-process worker (FnApiRunner); its seconds are the
@@ -45,7 +45,8 @@ def _recipe(out: str) -> str:
 
 FLOOR_TEMPLATES = {
     "relation": (["What is the relationship between {{ s }} and {{ o }}?", "How is {{ s }} related to {{ o }}?",
-                  "Describe the relation of {{ s }} to {{ o }}."], ["{{ p }}", "{{ s_text }} is {{ p }} {{ o_text }}."]),
+                  "Describe the relation of {{ s }} to {{ o }}."],
+                 ["{{ p }}", "{{ s_text }} is {{ p }} {{ o_text }}."]),
     "grounding": (["Where is {{ e }}? Give its box.", "Locate the region described as \"{{ e }}\"."],
                   ["{{ box }}", "It is at {{ box }}."]),
     "counting": (["How many {{ name }} are there?", "Count the {{ name }} in the image."],
@@ -122,14 +123,27 @@ def _floor(out: str, paused: bool) -> tuple[int, float]:
     return len(rows), time.perf_counter() - started
 
 
+def read_part(path: str):
+    """Image records of one Parquet part, batch by batch (as the build reads a row group)."""
+    import pyarrow.parquet as pq
+
+    from rcforge.core import bulk
+
+    parquet = pq.ParquetFile(path)
+    for batch in parquet.iter_batches(batch_size=512):
+        with bulk.gc_paused():
+            records = batch.to_pylist()
+        yield from records
+
+
 def _loop(out: str, paused: bool) -> tuple[int, float]:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from rcforge.pipelines.build import read_part
 
-    from rcforge import bulk, schemas
-    from rcforge.recipe import load_recipe
-    from rcforge.render import Renderer
+    from rcforge import schemas
+    from rcforge.core import bulk
+    from rcforge.recipe.tree import load_recipe
+    from rcforge.render.renderer import Renderer
 
     started = time.perf_counter()
     recipe = load_recipe(_recipe(out))
@@ -139,7 +153,7 @@ def _loop(out: str, paused: bool) -> tuple[int, float]:
     for entry in manifest["sources"].values():
         for part in entry["parts"]:
             for record in read_part(os.path.join(out, part)):
-                if paused:  # as the build renders a row group (`rcforge.bulk`)
+                if paused:  # as the build renders a row group (`rcforge.core.bulk`)
                     with bulk.gc_paused():
                         rows.extend(renderer.dialogues(record))
                 else:
@@ -152,8 +166,7 @@ def _loop(out: str, paused: bool) -> tuple[int, float]:
 
 def _build(out: str, workers: int) -> tuple[int, float]:
     from rcforge.pipelines.build import build
-
-    from rcforge.recipe import load_recipe
+    from rcforge.recipe.tree import load_recipe
 
     args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"] if workers > 1 else []
     manifest = build(load_recipe(_recipe(out)), out, beam_args=args, progress=False)
@@ -163,10 +176,10 @@ def _build(out: str, workers: int) -> tuple[int, float]:
 
 def _dask(out: str, workers: int) -> tuple[int, float]:
     from dask.distributed import LocalCluster
+
     from rcforge.pipelines import runners
     from rcforge.pipelines.build import build
-
-    from rcforge.recipe import load_recipe
+    from rcforge.recipe.tree import load_recipe
 
     recipe = load_recipe(_recipe(out))
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
@@ -200,8 +213,7 @@ def main(root: str) -> None:
     with open(_recipe(out), "w") as f:
         f.write(RECIPE.format(root=os.path.abspath(root)))
     from rcforge.pipelines.ingest import ingest
-
-    from rcforge.recipe import load_recipe
+    from rcforge.recipe.tree import load_recipe
 
     ingest(load_recipe(_recipe(out)), out, progress=False)
     results = {}

@@ -38,7 +38,7 @@ def prepare(out: str, rows: int) -> None:
 
 def floor(out: str, file: str) -> tuple[int, float]:
     """The bare loop: shards -> batches -> dicts -> orjson lines."""
-    from rcforge.export import COLUMNS
+    from rcforge.inspect.export import COLUMNS
 
     started, n = time.perf_counter(), 0
     with open(file, "wb") as sink:
@@ -52,7 +52,7 @@ def floor(out: str, file: str) -> tuple[int, float]:
 
 
 def timed_export(kind: str, out: str, file: str) -> tuple[int, float]:
-    from rcforge.export import export
+    from rcforge.inspect.export import export
 
     started = time.perf_counter()
     n = export(kind, out, file)
@@ -89,7 +89,7 @@ def main():
         result[kind] = {"s": round(seconds, 2), "ratio": round(seconds / bare, 2)}
         if args.memory:
             result[kind]["peak_rss_mb"] = round(peak_rss_mb(
-                f"from rcforge.export import export; export({kind!r}, {args.out!r}, {file!r})"))
+                f"from rcforge.inspect.export import export; export({kind!r}, {args.out!r}, {file!r})"))
         os.remove(file)
     print(json.dumps(result, indent=1))
 

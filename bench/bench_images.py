@@ -1,12 +1,12 @@
-"""Image checks at ingest (`rcforge.images`): JPEG headers (and full decodes) checked per second.
+"""Image checks at ingest (`rcforge.core.images`): JPEG headers (and full decodes) checked per second.
 
     python bench/bench_images.py --images 4000 --out bench/data/jpeg
 
 Writes ``--images`` JPEGs of COCO-like sizes (640x480 .. 500x375, quality 90, a gradient so the files have real
-entropy), then times `rcforge.images.check` over all of them:
+entropy), then times `rcforge.core.images.check` over all of them:
 - one thread (one core): the per-core rate the issue asks for (>= 2,000 headers/s);
 - `check_many` through a pool of ``images.THREADS`` threads, which ingest uses for ``decode`` and for object
-  stores (`rcforge.images.wants_pool`), not for local headers, where it is slower than one thread.
+  stores (`rcforge.core.images.wants_pool`), not for local headers, where it is slower than one thread.
 The files are read once before timing, so every mode sees a warm page cache (a cold network store is slower and
 is where the thread pool helps most).
 """
@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-from rcforge import images
-from rcforge.images import ImageChecks
+from rcforge.core import images
+from rcforge.core.images import ImageChecks
 
 SIZES = [(640, 480), (480, 640), (640, 427), (500, 375)]
 

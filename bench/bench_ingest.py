@@ -35,12 +35,11 @@ def _parse(kind, path):
 
 
 def _ingest(kind, path, mode="stream", mask_processes="-1"):
-    from rcforge.images import ImageChecks
+    from rcforge.core.config import build_config
+    from rcforge.core.images import ImageChecks
     from rcforge.pipelines.ingest import IngestSettings, ingest_source
-    from rcforge.recipe import IngestPolicy
     from rcforge.readers import get
-
-    from rcforge.config import build_config
+    from rcforge.recipe.tree import IngestPolicy
 
     out = tempfile.mkdtemp(prefix="rcforge-bench-")
     if kind == "vg":
@@ -114,7 +113,8 @@ def main():
         results[what] = json.loads(out)
         results[what]["peak_tree_rss_mb"] = round(peak / 1024)
     ratio = results["parse"]["seconds"] / results["ingest"]["seconds"]
-    print(json.dumps({"input": path, "mode": mode, "mask_processes": mask_processes, "input_mb": round(size / 2**20), **results,
+    print(json.dumps({"input": path, "mode": mode, "mask_processes": mask_processes,
+                      "input_mb": round(size / 2**20), **results,
                       "parse_mb_s": round(size / 2**20 / results["parse"]["seconds"], 1),
                       "ingest_mb_s": round(size / 2**20 / results["ingest"]["seconds"], 1),
                       "ingest_vs_parse": round(ratio, 2)}, indent=1))

@@ -6,7 +6,7 @@ Both loops run in this one process (images per second per core) over the bundled
 the COCO image of VQAv2, 640x480), each loop on the same files in the same order:
 - "pillow": open and decode the file, draw ``--marks`` rectangle outlines with ImageDraw, encode PNG (the same
   settings as rcforge: compress_level 6);
-- "rcforge": open and decode, then `rcforge.visual_prompts.place`: choose each mark's shape and colour, check it
+- "rcforge": open and decode, then `rcforge.core.visual_prompts.place`: choose each mark's shape and colour, check it
   is legible (inside, cover, contrast, overlap), draw the marks and encode the PNG with its sha256.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from rcforge import visual_prompts
+from rcforge.core import visual_prompts
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = [REPO / "sample_data/visual_genome/images/1.jpg", REPO / "sample_data/visual_genome/images/2.jpg",

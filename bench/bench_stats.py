@@ -3,7 +3,7 @@
     python bench/bench_stats.py --rows 10000000 --out bench/data/stats10m
 
 Shards are made column-wise with pyarrow in the dialogue schema (tasks, sources, 2-4 turns, 0-6 boxes); then
-`rcforge.stats.compute` is timed against the bare SQL of its queries on one DuckDB connection (the floor).
+`rcforge.inspect.stats.compute` is timed against the bare SQL of its queries on one DuckDB connection (the floor).
 Target: stats within 2x of DuckDB itself.
 """
 
@@ -65,10 +65,10 @@ def make(out: str, rows: int, shard_rows: int = 1_000_000, seed: int = 0) -> Non
 
 
 def bare_duckdb(out: str) -> float:
-    """The same SQL as rcforge.stats.compute, on one connection, results fetched: the floor."""
+    """The same SQL as rcforge.inspect.stats.compute, on one connection, results fetched: the floor."""
     import duckdb
 
-    from rcforge import stats
+    from rcforge.inspect import stats
 
     con = duckdb.connect()
     started = time.perf_counter()
@@ -87,7 +87,7 @@ def main():
         t = time.perf_counter()
         make(args.out, args.rows)
         print(f"made {args.rows:,} rows in {time.perf_counter() - t:.1f} s")
-    from rcforge.stats import compute
+    from rcforge.inspect.stats import compute
 
     floor = bare_duckdb(args.out)
     started = time.perf_counter()

@@ -34,8 +34,9 @@ from importlib import resources
 import jinja2
 import yaml
 
-from rcforge import coordinates, fsio, templating
-from rcforge.errors import RecipeError
+from rcforge.core import fsio
+from rcforge.core.errors import RecipeError
+from rcforge.render import coordinates, templating
 
 SCALES = ("unit", "unit_square", "bins1000", "pixel", "resized")
 NUMBER = r"(-?\d+(?:\.\d+)?)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from rcforge import coordinates
+from rcforge.render import coordinates
 
 DESCRIBE_TASK = "<REGION_TO_DESCRIPTION>"
 GROUND_TASK = "<CAPTION_TO_PHRASE_GROUNDING>"

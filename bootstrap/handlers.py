@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from rcforge import fsio
-from rcforge.errors import RecipeError
+from rcforge.core import fsio
+from rcforge.core.errors import RecipeError
 
 _SAMPLING = threading.Lock()
 

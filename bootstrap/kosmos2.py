@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from rcforge.coordinates import PATCHES, patch_box, patch_indices
+from rcforge.render.coordinates import PATCHES, patch_box, patch_indices
 
 _OBJECT = re.compile(r"<object><patch_index_(\d{4})><patch_index_(\d{4})></object>")
 _TAGS = re.compile(r"</?(?:grounding|phrase|object|s|pad|unk|image|delimiter_of_multi_objects/)>|<patch_index_\d{4}>")

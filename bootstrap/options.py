@@ -30,10 +30,10 @@ from typing import Callable
 
 from rcforge.bootstrap import chat
 from rcforge.bootstrap.selection import SelectionConfig
+from rcforge.core import fsio
+from rcforge.core.config import build_config, check_ranges, number, resolve_path
+from rcforge.core.errors import RecipeError
 
-from rcforge import fsio
-from rcforge.config import build_config, check_ranges, number, resolve_path
-from rcforge.errors import RecipeError
 
 @dataclass(frozen=True)
 class Backend:

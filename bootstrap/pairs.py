@@ -24,10 +24,10 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rcforge.rc_tasks.grounding import BOOTSTRAP_SPLIT
 
-from rcforge import fsio
-from rcforge.errors import InputError
+from rcforge.core import fsio
+from rcforge.core.errors import InputError
+from rcforge.rc_tasks.grounding import BOOTSTRAP_SPLIT
 
 COLUMNS = ["key", "source", "object_id", "category", "description", "sample"]
 

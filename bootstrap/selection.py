@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rcforge.boxes import iou
+from rcforge.core.boxes import iou
 
 
 @dataclass(frozen=True)

@@ -27,18 +27,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import RunInference
+
+from rcforge import schemas
 from rcforge.bootstrap.decide import IMAGE_FAILED, MODEL_FAILED
 from rcforge.bootstrap.handlers import BootstrapStage
 from rcforge.bootstrap.pairs import STATE, read_state
 from rcforge.bootstrap.selection import SelectionConfig, score, select
+from rcforge.core import fsio, outlock
+from rcforge.core.errors import InputError
+from rcforge.core.manifest import Manifest
+from rcforge.core.progress import Progress, beacon, flush_beacons, read_counts, watching
 from rcforge.pipelines.build import read_row_group, row_groups
 from rcforge.pipelines.ingest import run_pipeline
 from rcforge.pipelines.refilter import refilter
-
-from rcforge import fsio, outlock, schemas
-from rcforge.errors import InputError
-from rcforge.manifest import Manifest
-from rcforge.progress import Progress, beacon, flush_beacons, read_counts, watching
 
 
 @dataclass(frozen=True)

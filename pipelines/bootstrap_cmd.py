@@ -15,14 +15,13 @@ import time
 
 from rcforge.bootstrap.handlers import Decoding, stage_handlers
 from rcforge.bootstrap.options import BootstrapOptions, backend, check_model
+from rcforge.core import generations
+from rcforge.core.errors import InputError, RecipeError
+from rcforge.core.manifest import Manifest
 from rcforge.pipelines import runners
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 from rcforge.pipelines.ingest import ingest
-
-from rcforge import generations
-from rcforge.errors import InputError, RecipeError
-from rcforge.manifest import Manifest
-from rcforge.recipe import load_recipe
+from rcforge.recipe.tree import load_recipe
 
 
 def handlers(options: BootstrapOptions, roots: dict, beam_args: list[str] | None = None):

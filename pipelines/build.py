@@ -7,12 +7,12 @@ Layout written (besides ingest's)::
 
 The Beam pipeline starts from the image-record part paths (a handful of elements) and expands with FlatMap
 into row groups (one per batch ingest wrote: 500 to 1,000 images each, spread over the workers); each row
-group's records are rendered (pure, seeded per record) and their dialogues written as one fragment per shard (shard = a hash of the
-dialogue id, one of M); only (shard, fragment) pairs are grouped, and each shard's fragments are merged, sorted
-by id and written atomically. Shard assignment is a function of the id and
+group's records are rendered (pure, seeded per record) and their dialogues written as one fragment per shard (shard = a
+hash of the dialogue id, one of M); only (shard, fragment) pairs are grouped, and each shard's fragments are merged,
+sorted by id and written atomically. Shard assignment is a function of the id and
 rows are sorted within a shard, so any runner with any number of workers writes the same files.
 
-Like ingest, a build writes a new output generation (`rcforge.generations`): shards, render errors and (unless
+Like ingest, a build writes a new output generation (`rcforge.core.generations`): shards, render errors and (unless
 reused) the ingest are staged and OUT switches over only at the end, so a failed or killed build leaves the
 previous output whole.
 """
@@ -32,21 +32,23 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
+
+from rcforge import rc_tasks, readers, schemas
 from rcforge.bootstrap.pairs import PairIndex, check_fresh
 from rcforge.bootstrap.pairs import summary as bootstrap_pairs_summary
+from rcforge.core import bulk, fsio, generations, visual_prompts
+from rcforge.core.config import resolve_path
+from rcforge.core.errors import InputError, RecipeError, TooManyBadRecords
+from rcforge.core.ledger import ErrorRow
+from rcforge.core.manifest import IMAGES_WITHOUT_DIALOGUES, BuildSection, Manifest
+from rcforge.core.progress import Progress, read_counts, watching
 from rcforge.pipelines import runners
 from rcforge.pipelines.ingest import ingest_into, run_pipeline
-
-from rcforge import bulk, coordinates, fsio, generations, markup, rc_tasks, readers, schemas, visual_prompts
-from rcforge.config import resolve_path
-from rcforge.errors import InputError, RecipeError, TooManyBadRecords
-from rcforge.ledger import ErrorRow
-from rcforge.manifest import IMAGES_WITHOUT_DIALOGUES, BuildSection, Manifest
-from rcforge.progress import Progress, read_counts, watching
-from rcforge.recipe import Recipe, load_recipe
-from rcforge.render import Renderer
-from rcforge.summary import print_build_summary, print_ingest_summary
-from rcforge.templating import TemplateStallError
+from rcforge.pipelines.summary import print_build_summary, print_ingest_summary
+from rcforge.recipe.tree import Recipe, load_recipe
+from rcforge.render import coordinates, markup
+from rcforge.render.renderer import Renderer
+from rcforge.render.templating import TemplateStallError
 
 
 def shard_of(dialogue_id: str, shards: int) -> int:
@@ -55,16 +57,6 @@ def shard_of(dialogue_id: str, shards: int) -> int:
 
 def shard_name(index: int, shards: int) -> str:
     return f"part-{index:05d}-of-{shards:05d}.parquet"
-
-
-def read_part(path: str):
-    """Image records of one Parquet part, batch by batch."""
-    with fsspec.open(path, "rb") as f:
-        parquet = pq.ParquetFile(f)
-        for batch in parquet.iter_batches(batch_size=512):
-            with bulk.gc_paused():
-                records = batch.to_pylist()
-            yield from records
 
 
 def row_groups(path: str):
@@ -95,14 +87,14 @@ def write_shard(out_dir: str, index: int, shards: int, rows: list[dict]) -> tupl
 
 #: the build ledger: images = with dialogues + without dialogues + render errors + skipped for want of a pair +
 #: rejected for reserved markup in their text (``on_markup: reject``); ``texts_escaped`` counts annotation texts
-#: whose reserved markup was escaped (`rcforge.markup`)
+#: whose reserved markup was escaped (`rcforge.render.markup`)
 LEDGER_KEYS = ("images", "images_without_dialogues", "dialogues", "render_errors", "images_skipped_unpaired",
                "images_rejected_markup", "texts_escaped")
 
 
 #: the ledger's tallies of written and filtered attempts, {"written": n, "filtered": {reason: n}}, present when
 #: any was tried: hard negatives (`rcforge.rc_tasks.hard_negatives`) and dialogues asked with marks
-#: (`rcforge.visual_prompts`; filtered: asked with coordinates instead); fragments count each outcome under
+#: (`rcforge.core.visual_prompts`; filtered: asked with coordinates instead); fragments count each outcome under
 #: "<tally>:<outcome>"
 HARD_NEGATIVES = "hard_negatives"
 VISUAL_PROMPTS = "visual_prompts"
@@ -141,7 +133,7 @@ class RenderRowGroupFn(beam.DoFn):
         by_shard: dict[int, list[dict]] = {}
         ledger = dict.fromkeys(LEDGER_KEYS, 0)
         errors = []
-        with bulk.gc_paused():  # a row group is a bounded unit of work (see rcforge.bulk)
+        with bulk.gc_paused():  # a row group is a bounded unit of work (see rcforge.core.bulk)
             self._render(item, by_shard, ledger, errors)
         fs, root = fsspec.core.url_to_fs(self.dialogues_dir)
         tag = f"{zlib.crc32(path.encode()):08x}-{index:05d}"
@@ -151,7 +143,8 @@ class RenderRowGroupFn(beam.DoFn):
         if errors:
             efs, eroot = fsspec.core.url_to_fs(self.errors_dir)
             efs.makedirs(eroot, exist_ok=True)
-            fsio.write_parquet(efs, fsio.join(eroot, f"{tag}.parquet"), pa.Table.from_pylist(errors, schemas.ERROR_RECORD))
+            fsio.write_parquet(efs, fsio.join(eroot, f"{tag}.parquet"),
+                               pa.Table.from_pylist(errors, schemas.ERROR_RECORD))
         for shard, rows in sorted(by_shard.items()):
             folder = fsio.join(root, "_fragments", f"{shard:05d}")
             fs.makedirs(folder, exist_ok=True)
@@ -255,10 +248,10 @@ def estimate_dialogues(manifest: Manifest, recipe: Recipe, pairs: int = 0) -> in
 
 def build(recipe: Recipe, out: str, *, beam_args=None, progress=True, reuse_ingest=True, test_pipeline=None,
           force: bool = False):
-    """Ingest (or reuse OUT's ingest), render, and switch OUT to the new generation (`rcforge.generations`):
+    """Ingest (or reuse OUT's ingest), render, and switch OUT to the new generation (`rcforge.core.generations`):
     a failed or killed build leaves the previous output whole. Returns the manifest. ``force``: write into an OUT
-    that holds other files and no rcforge output (`rcforge.generations.begin`). Holds OUT as its writer
-    throughout (`rcforge.generations.writing`)."""
+    that holds other files and no rcforge output (`rcforge.core.generations.begin`). Holds OUT as its writer
+    throughout (`rcforge.core.generations.writing`)."""
     with generations.writing(out, "rcforge build", force=force):
         return _build(recipe, out, beam_args=beam_args, progress=progress, reuse_ingest=reuse_ingest,
                       test_pipeline=test_pipeline, force=force)

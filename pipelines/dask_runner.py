@@ -2,11 +2,11 @@
 
 Beam 2.77's DaskRunner (`apache_beam.runners.dask.dask_runner`) turns a ParDo into one Dask bag holding every
 value the DoFn emits, main and tagged (`pvalue.TaggedOutput`) alike, with the tags dropped, and hands that whole
-bag to the consumer of any of its outputs. A pipeline that splits a collection (``.with_outputs(...)``, ``RunInference(...)
-.with_exception_handling()``) then sees its main results in its dead-letter branch and the reverse: found by
-``rcforge bootstrap --runner DaskRunner``, whose image-reading failures came back holding decoded images. It also
-drops what a DoFn emits in ``finish_bundle`` (the last batch of a `BatchElements`, so RunInference's last
-requests of every bundle).
+bag to the consumer of any of its outputs. A pipeline that splits a collection (``.with_outputs(...)``,
+``RunInference(...).with_exception_handling()``) then sees its main results in its dead-letter branch and the
+reverse: found by ``rcforge bootstrap --runner DaskRunner``, whose image-reading failures came back holding decoded
+images. It also drops what a DoFn emits in ``finish_bundle`` (the last batch of a `BatchElements`, so
+RunInference's last requests of every bundle).
 
 This runner keeps each tagged value's tag in the ParDo's bag (`TaggedParDo`), visits the pipeline as Beam's does
 (the code below follows Beam's ``visit_transform`` and ``ParDo.apply``, Apache License 2.0), and filters a

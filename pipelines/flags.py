@@ -2,7 +2,7 @@
 
 `rcforge --help` and `rcforge build --help` must answer at once, and the pipeline modules import Apache Beam
 (and bootstrap torch) at import time; so each pipeline command's flags live here, in a module that imports
-neither, and `rcforge.cli` imports the pipeline only to run it. Flags a command does not declare go to Beam,
+neither, and `rcforge.cli.main` imports the pipeline only to run it. Flags a command does not declare go to Beam,
 which checks them against its own pipeline options (`rcforge.pipelines.runners.check_beam_args`).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from rcforge.bootstrap.options import BootstrapOptions, backend_names
-from rcforge.config import Range, flag_type, number_flag
+from rcforge.core.config import Range, flag_type, number_flag
 
 FORCE_HELP = "write into an OUT that holds other files and no rcforge output (they are never removed)"
 

@@ -15,13 +15,14 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from rcforge.bootstrap.decide import IMAGE_FAILED, MODEL_FAILED, decide
-from rcforge.bootstrap.pairs import decided_from
-from rcforge.bootstrap.options import BootstrapOptions
 
-from rcforge import fsio, outlock, schemas
-from rcforge.config import check_field, flag_type
-from rcforge.errors import InputError
+from rcforge import schemas
+from rcforge.bootstrap.decide import IMAGE_FAILED, MODEL_FAILED, decide
+from rcforge.bootstrap.options import BootstrapOptions
+from rcforge.bootstrap.pairs import decided_from
+from rcforge.core import fsio, outlock
+from rcforge.core.config import check_field, flag_type
+from rcforge.core.errors import InputError
 
 
 def refilter(out: str, lam: float, *, target: str | None = None, uniqueness: bool = True) -> dict:
@@ -79,7 +80,8 @@ def _write_pairs(fs, shards: list[str], target: str, lam: float, uniqueness: boo
         name = shard.rsplit("/", 1)[-1]
         fsio.write_parquet(tfs, fsio.join(pairs_dir, name), kept)
     summary = {"lambda": lam, "uniqueness": uniqueness, "candidates": candidates, "format_errors": errors,
-               "unreadable_images": unreadable, "model_failures": model_failed, "pairs": pairs, "seconds": round(time.perf_counter() - started, 3),
+               "unreadable_images": unreadable, "model_failures": model_failed, "pairs": pairs,
+               "seconds": round(time.perf_counter() - started, 3),
                # what the pairs were decided from, so that a build can tell when they are stale
                "decided_from": decided_from(out)}
     fsio.write_json(tfs, fsio.join(tpath, "bootstrap", "refilter.json"), summary)

@@ -3,9 +3,10 @@
 - No ``--runner``: the in-process FnApiRunner (the DirectRunner tries to download Prism first); ``--workers N``
   (N > 1) makes it Beam's ``multi_processing`` mode with N worker processes.
 - ``--runner DaskRunner`` (Beam's DaskRunner, installed by the ``dask`` extra, with one fix:
-  `rcforge.pipelines.dask_runner`): with ``--dask_client_address tcp://HOST:PORT`` the pipeline runs on that running cluster (a
-  dask-jobqueue SLURMCluster, a dask-kubernetes cluster, ...); without one, a local cluster of ``--workers N``
-  processes (one thread each; N defaults to the CPU count) is started for the run and shut down afterwards.
+  `rcforge.pipelines.dask_runner`): with ``--dask_client_address tcp://HOST:PORT`` the pipeline runs on that running
+  cluster (a dask-jobqueue SLURMCluster, a dask-kubernetes cluster, ...); without one, a local cluster of
+  ``--workers N`` processes (one thread each; N defaults to the CPU count) is started for the run and shut down
+  afterwards.
 - Any other runner (Dataflow, Flink, Spark, PortableRunner) takes Beam's own options unchanged.
 
 Nothing the pipelines do relies on the driver's memory or disk: workers read inputs and write outputs through
@@ -19,7 +20,6 @@ import argparse
 import contextlib
 import os
 from typing import Iterator
-
 
 #: Beam's DaskRunner with tagged outputs routed (`rcforge.pipelines.dask_runner`)
 DASK_RUNNER = "rcforge.pipelines.dask_runner.DaskRunner"
@@ -86,7 +86,7 @@ def _check_runner(name: str) -> None:
 
     from apache_beam.runners import runner as beam_runner
 
-    from rcforge.errors import RecipeError
+    from rcforge.core.errors import RecipeError
 
     if name == DASK_RUNNER or "." in name:
         return
@@ -95,7 +95,8 @@ def _check_runner(name: str) -> None:
         names = sorted({*ALIASES, "DirectRunner", "DataflowRunner", "FlinkRunner",
                                                  "SparkRunner", "PortableRunner", "PrismRunner"})
         close = difflib.get_close_matches(name, names, n=1)
-        raise RecipeError(f"--runner {name}: not a runner Beam knows" + (f" (did you mean {close[0]}?)" if close else "")
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise RecipeError(f"--runner {name}: not a runner Beam knows" + hint
                           + f"; one of {', '.join(names)}, or a runner class's full path")
 
 
@@ -106,7 +107,7 @@ def check_beam_args(command: str, beam_args: list[str]) -> None:
 
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from rcforge.errors import RecipeError
+    from rcforge.core.errors import RecipeError
 
     if runner(beam_args) == DASK_RUNNER or any(a.startswith("--dask") for a in beam_args):
         try:  # Beam declares the Dask runner's options (--dask_client_address, ...) in the runner's module

@@ -18,8 +18,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from rcforge.registry import Registry
-
+from rcforge.core.registry import Registry
 
 
 @dataclass(frozen=True)

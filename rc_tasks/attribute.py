@@ -19,10 +19,9 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from rcforge.core.config import number
 from rcforge.rc_tasks import Mention, TaskInstance, register
 from rcforge.rc_tasks.common import all_boxes, category, merged
-
-from rcforge.config import number
 
 COLOURS = frozenset((
     "beige", "black", "blond", "blonde", "blue", "brown", "cream", "dark blue", "dark brown", "dark green", "gold",

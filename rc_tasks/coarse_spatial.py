@@ -13,10 +13,9 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from rcforge.core.config import number
 from rcforge.rc_tasks import Mention, TaskInstance, register
 from rcforge.rc_tasks.common import Group, items, merged
-
-from rcforge.config import number
 
 DIRECTIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 ANSWER_FORMS = ("boxes", "names", "pairs")

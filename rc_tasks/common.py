@@ -13,9 +13,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from rcforge.core.boxes import iou
 from rcforge.rc_tasks import Mention
-
-from rcforge.boxes import iou
 
 
 @dataclass

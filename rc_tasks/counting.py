@@ -10,7 +10,7 @@ holds when the source boxes every instance of a labelled category (`rcforge.read
 only with ``trust_claimed``, its exhaustiveness being claimed, not verified). Visual Genome's labels are what
 annotators chose to mark, so its counts are lower bounds ("how many tree trunks? 1" on an image with four):
 ``proven_only`` restricts counting to proven counts. Names of stuff, not things ("sky", "water"), are never
-counted (`rcforge.english.countable`).
+counted (`rcforge.render.english.countable`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
+from rcforge import readers
+from rcforge.core.config import number
 from rcforge.rc_tasks import Mention, TaskInstance, negatives, register
 from rcforge.rc_tasks.common import all_boxes, merged
-
-from rcforge import english, readers
-from rcforge.config import number
+from rcforge.render import english
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,10 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from rcforge.core.config import number
 from rcforge.rc_tasks import TaskInstance, negatives, register
 from rcforge.rc_tasks.common import all_boxes
 from rcforge.rc_tasks.counting import categories
-
-from rcforge.config import number
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+from rcforge.core.config import number
 from rcforge.rc_tasks import Mention, TaskInstance, register
-
-from rcforge.config import number
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from rcforge.core.config import number
 from rcforge.rc_tasks import Mention, TaskInstance, hard_negatives, negatives, register
-
-from rcforge.config import number
 
 #: the split of the refs that kept bootstrap pairs become (rcforge.bootstrap.pairs.SPLIT)
 BOOTSTRAP_SPLIT = "bootstrap"

@@ -41,7 +41,7 @@ def complete_basis(source: str) -> str | None:
     instance of a labelled category (LVIS: "exhaustive_labels"), or the dataset claims so ("claimed_labels":
     Objects365); None for partial labels (Visual Genome), whose answers are what annotators marked."""
     from rcforge import readers
-    from rcforge.errors import RcforgeError
+    from rcforge.core.errors import RcforgeError
 
     try:
         return COMPLETE_BASES.get(readers.get(source).labels)

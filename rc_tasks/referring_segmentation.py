@@ -1,6 +1,6 @@
 """Referring segmentation (RES): an expression, and the mask of the object it refers to.
 
-Where the source ships masks (RefCOCO's COCO instances, LVIS; `rcforge.masks`):
+Where the source ships masks (RefCOCO's COCO instances, LVIS; `rcforge.core.masks`):
 - ``expression``: one instance per RefCOCO ref whose object has a mask, one of its sentences drawn;
 - ``name``: sampled from objects whose category has exactly one instance in the image, none of it a crowd or
   ignored region (so "the dog" refers to one object), and a mask.

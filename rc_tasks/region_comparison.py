@@ -1,7 +1,7 @@
 """Region comparison: which of two objects shown by their regions takes up more of the image.
 
 Two regions in one question: with coordinates ("the object at [..] or the one at [..]?") or, with visual prompts,
-with marks ("the one in region 1 or the one in region 2?", `rcforge.visual_prompts`). The answer is true by
+with marks ("the one in region 1 or the one in region 2?", `rcforge.core.visual_prompts`). The answer is true by
 construction: both objects have masks and one mask covers at least ``mask_ratio`` times the other's pixels, or,
 where either has none, one box is at least ``box_ratio`` times the other's area (a box holds more background than
 a mask, hence the larger margin). Pairs closer in size are not asked; crowd and ignored boxes never are, nor two
@@ -14,11 +14,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from rcforge.core.boxes import iou
+from rcforge.core.config import number
 from rcforge.rc_tasks import Mention, TaskInstance, register
 from rcforge.rc_tasks.common import category
-
-from rcforge.boxes import iou
-from rcforge.config import number
 
 
 @dataclass(frozen=True)

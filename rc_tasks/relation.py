@@ -16,10 +16,9 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from rcforge.core.config import number
 from rcforge.rc_tasks import Mention, TaskInstance, register
 from rcforge.rc_tasks.common import Group, category, items
-
-from rcforge.config import number
 
 FREQUENT = ("on", "has", "wearing", "of", "in")
 ANSWER_FORMS = ("boxes", "names", "pairs")

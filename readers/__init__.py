@@ -1,9 +1,11 @@
 """Dataset readers, one module per source, registered by name.
 
-A reader knows its files' formats and nothing else. It is a generator ``read(config, ctx)`` that yields one
-`rcforge.ledger.ImageResult` per image (the image record in the schema `rcforge.schemas.IMAGE_RECORD`, or the
-reason it could not be made), boxes already in the canonical pixel xyxy form. Its config is a frozen dataclass
-built from the recipe's ``sources.<name>`` mapping.
+A reader knows its files' formats and nothing else. It is a generator ``read(config, ctx)`` that yields
+`rcforge.core.ledgerkeeper.ReadBatch` units, the one shape of the reader seam: a table of image records (the schema
+`rcforge.schemas.IMAGE_RECORD`, boxes already in the canonical pixel xyxy form) with its accounting. A per-record
+reader describes each image with an `rcforge.core.ledger.ImageBuilder` and gathers the results
+(`rcforge.core.ledgerkeeper.gather`); Visual Genome's columnar lane builds its tables directly. Its config is a frozen
+dataclass built from the recipe's ``sources.<name>`` mapping.
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from rcforge.registry import Registry
-
-
+from rcforge.core.registry import Registry
 
 #: What a source's records can hold, by name. A reader declares the kinds it provides and a task the kinds it
 #: needs; the renderer offers a task every record whose source provides all it needs, so a new source is one

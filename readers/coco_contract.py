@@ -8,8 +8,8 @@ name is a number is rejected, not printed as that number).
 
 from __future__ import annotations
 
-from rcforge.contract import F, FileShape, Flag, Int, ItemContract, Num, Text
-from rcforge.errors import BadRecord
+from rcforge.core.contract import F, FileShape, Flag, Int, ItemContract, Num, Text
+from rcforge.core.errors import BadRecord
 
 FILE = FileShape("object", arrays=("images", "annotations", "categories"))
 

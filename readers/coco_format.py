@@ -31,12 +31,13 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
-from rcforge.readers import coco_contract, mask_pool
 
-from rcforge import fsio, masks
-from rcforge.contract import ItemContract
-from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import ErrorRow, ImageBuilder, ImageResult, image_record, rejected_image
+from rcforge.core import fsio, masks
+from rcforge.core.contract import ItemContract
+from rcforge.core.errors import BadRecord, InputError
+from rcforge.core.ledger import ErrorRow, ImageBuilder, ImageResult, image_record, rejected_image
+from rcforge.core.ledgerkeeper import ReadBatch, gather
+from rcforge.readers import coco_contract, mask_pool
 
 
 def _plain_image(parsed: dict) -> tuple[str, tuple[int, ...]]:
@@ -97,8 +98,8 @@ class CocoReader:
     def __post_init__(self):
         self._source = self.flavour.source
 
-    def read(self, stream: bool, work_dir: str) -> Iterator[ImageResult]:
-        yield from self._read_streaming(work_dir) if stream else self._read_in_memory(work_dir)
+    def read(self, stream: bool, work_dir: str) -> Iterator[ReadBatch]:
+        yield from gather(self._source, self._read_streaming(work_dir) if stream else self._read_in_memory(work_dir))
 
     def _results(self, units, categories: _Categories, n_masks: int, work_dir: str,
                  decode=None) -> Iterator[ImageResult]:

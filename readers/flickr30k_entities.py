@@ -3,7 +3,7 @@
 Sentences mark phrases as ``[/EN#18/people A child]`` (a chain id, one or more types separated by ``/``, then the
 words). The XML is PASCAL-VOC-like: ``<size>``, then ``<object>`` elements, each with one or more ``<name>``
 chain ids and either a ``<bndbox>`` (1-based inclusive pixels, converted to 0-based edges, see
-`rcforge.boxes.voc_to_xyxy`) or ``<nobndbox>1</nobndbox>`` / ``<scene>1</scene>``. A box shared by several
+`rcforge.core.boxes.voc_to_xyxy`) or ``<nobndbox>1</nobndbox>`` / ``<scene>1</scene>``. A box shared by several
 chains is one object linked from each of them; one chain may have several boxes.
 
 One record per image: every box as an object (its names are the phrases that mention it), and the 5 captions
@@ -21,13 +21,14 @@ from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
-from rcforge.readers import ReadContext, register
 
-from rcforge import fsio
-from rcforge.boxes import check_size, voc_to_xyxy
-from rcforge.config import path_field
-from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import ImageBuilder, ImageResult, image_record, rejected_image
+from rcforge.core import fsio
+from rcforge.core.boxes import check_size, voc_to_xyxy
+from rcforge.core.config import path_field
+from rcforge.core.errors import BadRecord, InputError
+from rcforge.core.ledger import ImageBuilder, ImageResult, image_record, rejected_image
+from rcforge.core.ledgerkeeper import ReadBatch, gather
+from rcforge.readers import ReadContext, register
 
 SOURCE = "flickr30k_entities"
 PHRASE = re.compile(r"\[/EN#(\d+)/([^\s\]]+) ([^\]]*)\]")
@@ -112,8 +113,12 @@ def _num(text):
 
 
 @register(SOURCE, Flickr30kEntitiesConfig, provides=("captions",))
-def read(config: Flickr30kEntitiesConfig, ctx: ReadContext) -> Iterator[ImageResult]:
+def read(config: Flickr30kEntitiesConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Flickr30K Entities captions with phrase -> box links, one record per image of the split."""
+    return gather(SOURCE, _results(config, ctx))
+
+
+def _results(config: Flickr30kEntitiesConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     split_path = fsio.require(fsio.join(config.root, f"{config.split}.txt"),
                               f"sources.flickr30k_entities split list for split {config.split!r}")
     ids = [line.strip() for line in fsio.read_text(split_path, "split list").splitlines() if line.strip()]

@@ -21,14 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
+from rcforge.core import fsio
+from rcforge.core.config import number, path_field
+from rcforge.core.contract import F, Int, ItemContract, Spec, Text, wrong_type
+from rcforge.core.errors import BadRecord
+from rcforge.core.ledgerkeeper import ReadBatch
 from rcforge.readers import ReadContext, register
 from rcforge.readers.coco_format import CocoFlavour, CocoReader
-
-from rcforge import fsio
-from rcforge.config import number, path_field
-from rcforge.contract import F, Int, ItemContract, Spec, Text, wrong_type
-from rcforge.errors import BadRecord
-from rcforge.ledger import ImageResult
 
 SOURCE = "lvis"
 
@@ -94,7 +93,7 @@ class LvisConfig:
 
 
 @register(SOURCE, LvisConfig, provides=("object_categories", "refs"), labels="exhaustive")
-def read(config: LvisConfig, ctx: ReadContext) -> Iterator[ImageResult]:
+def read(config: LvisConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """LVIS v1 (COCO format, federated labels), parsed whole when small or streamed through partitions."""
     path = config.annotations
     stream = config.mode == "stream" or (config.mode == "auto" and fsio.size(path) > config.in_memory_max_bytes)

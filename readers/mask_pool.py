@@ -1,7 +1,7 @@
 """Masks checked in worker processes beside a reader, in the reader's own order.
 
 Checking a COCO polygon costs about 35 us (pycocotools rasterizes it into RLE, then measures its area and extent):
-for LVIS's 1.3M masks that is most of an ingest. The check is a pure function (`rcforge.masks.outcome`), so it
+for LVIS's 1.3M masks that is most of an ingest. The check is a pure function (`rcforge.core.masks.outcome`), so it
 can run anywhere: a reader hands its images to `checked` in the order it will build them; chunks of their
 segmentations go to worker processes, and each image comes back with its masks' outcomes while the workers are
 already checking the chunks after it. The records, the ledger and the error rows are the ones an in-process
@@ -23,8 +23,8 @@ import tempfile
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
 
-from rcforge import masks
-from rcforge.errors import BadRecord
+from rcforge.core import masks
+from rcforge.core.errors import BadRecord
 
 #: fewer masks than this in a source are checked in the reader's own process (not worth a process and the copies)
 MIN_MASKS = 20_000
@@ -57,7 +57,7 @@ def processes(setting: int, n_masks: int) -> int:
 def checked(units: Iterable[Unit], jobs_of: Callable[[Unit], list[Job]], workers: int, work_dir: str,
             decode: Callable[[str], Any] | None = None) -> Iterator[tuple[Unit, list | None]]:
     """Each unit (one image's annotations, say) with the outcomes of its jobs, in the units' order: a list
-    parallel to ``jobs_of(unit)`` of `rcforge.masks.outcome` values, or None with no workers (the reader then
+    parallel to ``jobs_of(unit)`` of `rcforge.core.masks.outcome` values, or None with no workers (the reader then
     checks in its own process). ``decode`` parses a job's segmentation when it is JSON text."""
     if workers <= 0:
         yield from ((unit, None) for unit in units)

@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
+from rcforge.core import fsio
+from rcforge.core.config import number, path_field
+from rcforge.core.ledgerkeeper import ReadBatch
 from rcforge.readers import ReadContext, register
 from rcforge.readers.coco_format import CocoFlavour, CocoReader
-
-from rcforge import fsio
-from rcforge.config import number, path_field
-from rcforge.ledger import ImageResult
 
 SOURCE = "objects365"
 
@@ -53,7 +52,7 @@ FLAVOUR = CocoFlavour(SOURCE, "Objects365 annotation file")
 
 
 @register(SOURCE, Objects365Config, provides=("object_categories", "refs"), labels="claimed")
-def read(config: Objects365Config, ctx: ReadContext) -> Iterator[ImageResult]:
+def read(config: Objects365Config, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Objects365 (COCO format), parsed whole when small or streamed through on-disk partitions."""
     path = config.annotations
     stream = config.mode == "stream" or (config.mode == "auto" and fsio.size(path) > config.in_memory_max_bytes)

@@ -16,22 +16,22 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
-from rcforge.contract import F, FileShape, Int, ItemContract, Num, Scalar, Text, TextList
-from rcforge.readers import ReadContext, register
-from rcforge.readers import visual_genome_contract as vg_contract
-from rcforge.readers.vqav2 import image_size_from_file
-
-from rcforge import fsio
-from rcforge.boxes import check_point, xywh_to_xyxy
-from rcforge.config import path_field
-from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import (
+from rcforge.core import fsio
+from rcforge.core.boxes import check_point, xywh_to_xyxy
+from rcforge.core.config import path_field
+from rcforge.core.contract import F, FileShape, Int, ItemContract, Num, Scalar, Text, TextList
+from rcforge.core.errors import BadRecord, InputError
+from rcforge.core.ledger import (
     ImageBuilder,
     ImageResult,
     filtered_image,
     image_record,
     rejected_image,
 )
+from rcforge.core.ledgerkeeper import ReadBatch, gather
+from rcforge.readers import ReadContext, register
+from rcforge.readers import visual_genome_contract as vg_contract
+from rcforge.readers.vqav2 import image_size_from_file
 
 SOURCE = "pointqa"
 
@@ -102,8 +102,12 @@ def _question(entry: dict, *names: str) -> str:
 
 
 @register(SOURCE, PointQAConfig, provides=("pointqa",))
-def read(config: PointQAConfig, ctx: ReadContext) -> Iterator[ImageResult]:
+def read(config: PointQAConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """PointQA LocalQA and LookTwiceQA items (question, answer, point, box) grouped per VG image."""
+    return gather(SOURCE, _results(config, ctx))
+
+
+def _results(config: PointQAConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     meta = {}
     if config.image_data:
         for entry in fsio.iter_json(config.image_data, "item", what="VG image_data file"):

@@ -17,15 +17,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
-from rcforge.readers import ReadContext, register
-
-from rcforge import fsio, masks
-from rcforge.boxes import xywh_to_xyxy
-from rcforge.config import number, path_field
-from rcforge.contract import F, Int, ItemContract, Text, wrong_type
-from rcforge.readers import coco_contract, mask_pool
-from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import (
+from rcforge.core import fsio, masks
+from rcforge.core.boxes import xywh_to_xyxy
+from rcforge.core.config import number, path_field
+from rcforge.core.contract import F, Int, ItemContract, Text, wrong_type
+from rcforge.core.errors import BadRecord, InputError
+from rcforge.core.ledger import (
     ErrorRow,
     ImageBuilder,
     ImageResult,
@@ -33,6 +30,8 @@ from rcforge.ledger import (
     image_record,
     rejected_image,
 )
+from rcforge.core.ledgerkeeper import ReadBatch, gather
+from rcforge.readers import ReadContext, coco_contract, mask_pool, register
 
 SOURCE = "refcoco"
 
@@ -158,8 +157,12 @@ def _owner(entry) -> int | None:
 
 
 @register(SOURCE, RefCocoConfig, provides=("refs",))
-def read(config: RefCocoConfig, ctx: ReadContext) -> Iterator[ImageResult]:
+def read(config: RefCocoConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """RefCOCO / RefCOCO+ / RefCOCOg refs joined to their COCO instances, one record per image."""
+    return gather(SOURCE, _results(config, ctx))
+
+
+def _results(config: RefCocoConfig, ctx: ReadContext) -> Iterator[ImageResult]:
     refs_path = fsio.require(fsio.join(config.root, config.dataset, f"refs({config.split_by}).p"),
                              f"sources.refcoco refs file for {config.dataset}({config.split_by})")
     inst_path = fsio.require(fsio.join(config.root, config.dataset, "instances.json"),
@@ -293,7 +296,8 @@ def _orphans(config, refs_by_image, bad_anns_by_image, wanted, refs_path, inst_p
             result.items_rejected["ref"] += 1
             try:
                 REF.value(ref, "image_id") if isinstance(ref, dict) else REF.parse(ref)
-                reason, field_name, message = "unknown_image", "image_id", f"image_id {image_id!r} is not in {inst_path}"
+                reason, field_name = "unknown_image", "image_id"
+                message = f"image_id {image_id!r} is not in {inst_path}"
             except BadRecord as err:
                 reason, field_name, message = err.reason, err.field, err.message
             ref_id = ref.get("ref_id") if isinstance(ref, dict) else None

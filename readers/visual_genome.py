@@ -27,6 +27,19 @@ from dataclasses import dataclass
 from typing import Iterator, Literal
 
 import orjson
+
+from rcforge.core import fsio
+from rcforge.core.boxes import canonical_box, xywh_to_xyxy
+from rcforge.core.config import path_field
+from rcforge.core.errors import BadRecord
+from rcforge.core.ledger import (
+    ErrorRow,
+    ImageBuilder,
+    ImageResult,
+    image_record,
+    rejected_image,
+)
+from rcforge.core.ledgerkeeper import ReadBatch, gather
 from rcforge.readers import ReadContext, register
 from rcforge.readers import visual_genome_contract as contract
 from rcforge.readers.visual_genome_batch import (
@@ -37,18 +50,6 @@ from rcforge.readers.visual_genome_batch import (
     check_image,
     endpoint_problem,
     items_of,
-)
-
-from rcforge import fsio
-from rcforge.boxes import canonical_box, xywh_to_xyxy
-from rcforge.config import path_field
-from rcforge.errors import BadRecord
-from rcforge.ledger import (
-    ErrorRow,
-    ImageBuilder,
-    ImageResult,
-    image_record,
-    rejected_image,
 )
 
 SOURCE = "visual_genome"
@@ -154,7 +155,7 @@ DEFAULT_ATTRIBUTES = "attributes.json"
 
 
 @register(SOURCE, VisualGenomeConfig, provides=("object_categories", "relations", "regions", "attributes", "refs"))
-def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
+def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Visual Genome (objects, relationships, regions, attributes), joined per image in O(one image) memory."""
     root = config.root
     files = {
@@ -188,6 +189,12 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ImageResult]:
             return
         except batch.Mismatch:
             pass  # the files disagree on the image order: go on per image with a keyed join
+    yield from gather(SOURCE, _per_image(config, ctx, files, image_data_path, emitted, skip))
+
+
+def _per_image(config, ctx, files, image_data_path, emitted, skip) -> Iterator[ImageResult]:
+    """The per-image lane: images from ``skip`` on, each joined to its entries by a keyed lookup when the files'
+    image order disagrees (or every image, under ``mode: per_image``)."""
     secondaries = {kind: _Secondary(path, kind, ctx.work_dir, keyed=skip > 0) for kind, path in files.items()}
     list_key = {"object": "objects", "relation": "relationships", "region": "regions", "attribute": "attributes"}
 

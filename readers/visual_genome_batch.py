@@ -18,16 +18,17 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 
-from rcforge import fsio, schemas
-from rcforge.contract import MAX_TEXT, missing
-from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import ErrorRow, SourceLedger
+from rcforge import schemas
+from rcforge.core import fsio
+from rcforge.core.contract import MAX_TEXT, missing
+from rcforge.core.errors import BadRecord, InputError
+from rcforge.core.ledger import ErrorRow, SourceLedger
+from rcforge.core.ledgerkeeper import ReadBatch
 from rcforge.readers import visual_genome_contract as contract
 
 BATCH = 500
@@ -728,29 +729,13 @@ class _Stream:
 
 
 # -- the joining process -----------------------------------------------------------------------------------------------
-@dataclass
-class BatchResult:
-    """A batch of image records (a table against IMAGE_RECORD) with its accounting, from a columnar reader.
-
-    ``items_kept`` / ``items_repaired``: per row of ``table``, how many items of each kind are in the record and
-    how many of those were repaired; ``ledger`` holds everything else (reads, rejections, repairs by reason).
-    """
-
-    table: pa.Table
-    items_kept: dict[str, np.ndarray]
-    items_repaired: dict[str, np.ndarray]
-    image_repaired: np.ndarray
-    ledger: SourceLedger
-    errors: list[ErrorRow] = field(default_factory=list)
-
-
 class Mismatch(Exception):
     """The files disagree on the image ids of a batch: the caller continues with the keyed path."""
 
 
 def read_batches(files: dict[str, str], image_data_path: str, layout: str, emitted: set,
-                 parallel: bool, batch: int | None = None) -> Iterator[BatchResult]:
-    """Yield `BatchResult`s while every file agrees with image_data.json; raise `Mismatch` at the first batch
+                 parallel: bool, batch: int | None = None) -> Iterator[ReadBatch]:
+    """Yield `ReadBatch`s while every file agrees with image_data.json; raise `Mismatch` at the first batch
     where one does not (nothing of that batch has been yielded; ``emitted`` holds the image ids yielded)."""
     batch = batch or BATCH
     image_batches = _image_batches(image_data_path, batch)
@@ -817,7 +802,7 @@ def _image_path(meta: dict, image_id, layout: str) -> str:
     return f"{image_id}.jpg"
 
 
-def _join(images: dict, sec: dict[str, pa.RecordBatch], files, image_data_path, layout, emitted) -> BatchResult:
+def _join(images: dict, sec: dict[str, pa.RecordBatch], files, image_data_path, layout, emitted) -> ReadBatch:
     n = len(images["image_ids"])
     ledger = SourceLedger(SOURCE)
     errors: list[ErrorRow] = []
@@ -844,7 +829,8 @@ def _join(images: dict, sec: dict[str, pa.RecordBatch], files, image_data_path, 
 
     kept, repaired, rejected_per_image = {}, {}, np.zeros(n, dtype=np.int64)
     objects_col, object_keys_kept, object_keys_rejected = _objects(
-        sec["object"], (sec.get("attribute"), files.get("attribute")), images, ok, widths, heights, files["object"], ledger, errors, kept,
+        sec["object"], (sec.get("attribute"), files.get("attribute")), images, ok, widths, heights, files["object"],
+        ledger, errors, kept,
         repaired, rejected_per_image)
     regions_col = _regions(sec["region"], images, ok, widths, heights, files["region"], ledger, errors, kept,
                            repaired, rejected_per_image)
@@ -870,7 +856,7 @@ def _join(images: dict, sec: dict[str, pa.RecordBatch], files, image_data_path, 
     ], schema=schemas.IMAGE_RECORD)
     rep = {k: v[idx] for k, v in repaired.items()}
     image_repaired = (rejected_per_image[idx] > 0) | np.any([v > 0 for v in rep.values()], axis=0)
-    return BatchResult(table=table, items_kept={k: v[idx] for k, v in kept.items()}, items_repaired=rep,
+    return ReadBatch(table=table, items_kept={k: v[idx] for k, v in kept.items()}, items_repaired=rep,
                        image_repaired=image_repaired, ledger=ledger, errors=errors)
 
 
@@ -888,7 +874,7 @@ def _problems(b: pa.RecordBatch):
 
 
 def _check_boxes(x, y, w, h, W, H):
-    """Vectorized `rcforge.boxes.canonical_box` on xywh: (reason codes, clipped xyxy, clipped mask)."""
+    """Vectorized `rcforge.core.boxes.canonical_box` on xywh: (reason codes, clipped xyxy, clipped mask)."""
     x2, y2 = x + w, y + h
     reason = np.full(len(x), "", dtype=object)
     neg = (x2 < x) | (y2 < y)

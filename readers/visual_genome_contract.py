@@ -9,8 +9,8 @@ integer ranges (`ID_RANGE`). Field spellings cover every release: v1.0 (``id``, 
 
 from __future__ import annotations
 
-from rcforge.contract import F, FileShape, Int, ItemContract, Mapping_, Num, Text, TextList
-from rcforge.errors import BadRecord
+from rcforge.core.contract import F, FileShape, Int, ItemContract, Mapping_, Num, Text, TextList
+from rcforge.core.errors import BadRecord
 
 FILES = {
     "image_data": FileShape("array", doc="one entry per image: image_id (or id), width, height, url, coco_id"),

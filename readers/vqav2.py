@@ -15,19 +15,19 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterator
 
-from rcforge.contract import F, FileShape, Int, ItemContract, Scalar, Text, wrong_type
-from rcforge.readers import ReadContext, coco_contract, register
-
-from rcforge import fsio
-from rcforge.config import path_field
-from rcforge.errors import BadRecord, InputError
-from rcforge.ledger import (
+from rcforge.core import fsio
+from rcforge.core.config import path_field
+from rcforge.core.contract import F, FileShape, Int, ItemContract, Scalar, Text, wrong_type
+from rcforge.core.errors import BadRecord, InputError
+from rcforge.core.ledger import (
     ErrorRow,
     ImageBuilder,
     ImageResult,
     image_record,
     rejected_image,
 )
+from rcforge.core.ledgerkeeper import ReadBatch, gather
+from rcforge.readers import ReadContext, coco_contract, register
 
 SOURCE = "vqav2"
 
@@ -130,8 +130,9 @@ def _answered(config: VQAv2Config, questions: dict, bad: list[ErrorRow]) -> dict
             qid = ann.get("question_id") if isinstance(ann, dict) else None
             if isinstance(qid, int) and qid in questions and qid not in answered:
                 answered.add(qid)  # its question is rejected with the annotation: one qa item
-            bad.append(ErrorRow(SOURCE, f"{SOURCE}/?", config.annotations, f"annotations[{i}] (question_id={qid!r:.30})",
-                                err.field, "read", "qa", err.reason, err.message))
+            bad.append(ErrorRow(SOURCE, f"{SOURCE}/?", config.annotations,
+                                f"annotations[{i}] (question_id={qid!r:.30})", err.field, "read", "qa", err.reason,
+                                err.message))
             continue
         if qid not in questions or qid in answered:
             reason = "duplicate_annotation" if qid in answered else "unknown_question"
@@ -175,8 +176,12 @@ def _sizes(config: VQAv2Config, wanted) -> dict[int, tuple | BadRecord]:
 
 
 @register(SOURCE, VQAv2Config, provides=("vqa",))
-def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
+def read(config: VQAv2Config, ctx: ReadContext) -> Iterator[ReadBatch]:
     """VQAv2 questions with their answers, one record per COCO image."""
+    return gather(SOURCE, _results(config, ctx))
+
+
+def _results(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
     subtype = config.data_subtype or next(iter(fsio.iter_json(config.questions, "data_subtype",
                                                                what="VQAv2 questions file")), "")
     bad: list[ErrorRow] = []

@@ -52,8 +52,8 @@ HERE = Path(__file__).resolve().parent
 (HERE / "flickr30k_entities/train.txt").write_text("4945942737\n")
 
 # RefCOCO: the real ref 0 of refs(unc).p (image 581857, ann 1719310) plus a synthetic instances.json holding
-# that image and annotation (box hand-placed) and a second, synthetic val ref on COCO image 98304, which the sample's exclude section lists
-# (no source of the sample has that image, so nothing is removed; the tests exercise exclusion).
+# that image and annotation (box hand-placed) and a second, synthetic val ref on COCO image 98304, which the sample's
+# exclude section lists (no source of the sample has that image, so nothing is removed; the tests exercise exclusion).
 ref0 = json.loads((HERE / "refcoco/ref0.json").read_text())
 val_ref = {"sent_ids": [90001], "file_name": "COCO_train2014_000000098304_900001.jpg", "ann_id": 900001,
            "ref_id": 90001, "image_id": 98304, "split": "val",
@@ -103,7 +103,8 @@ for name, objs in sorted(by_name.items()):
     if len(colored) >= 2:
         points = []
         for o in colored[:3]:
-            colour = next(a for a in o["attributes"] if a in ("white", "black", "green", "red", "blue", "gray", "grey", "brown"))
+            colour = next(a for a in o["attributes"]
+                          if a in ("white", "black", "green", "red", "blue", "gray", "grey", "brown"))
             points.append(dict(centre(o), ans=colour))
         local.setdefault("1", []).append({"id": 1, "question": f"What color is the {name}?",
                                           "all_ans": sorted({p["ans"] for p in points}), "all_objs": colored[:3],

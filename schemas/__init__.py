@@ -26,7 +26,7 @@ OPTIONAL_BOX = pa.list_(pa.float64())
 OPTIONAL_POINT = pa.list_(pa.float64())
 
 #: A mask as COCO's compressed RLE: ``size`` [height, width] of the image, ``counts`` the RLE string
-#: (`rcforge.masks`). Kept compressed from the reader to the shard: nothing decodes a whole source.
+#: (`rcforge.core.masks`). Kept compressed from the reader to the shard: nothing decodes a whole source.
 MASK = pa.struct([pa.field("size", pa.list_(pa.int64())),  # [height, width]
                   pa.field("counts", pa.string())])
 # (the children are nullable and size a variable list because Arrow checks a null struct's children too)
@@ -211,7 +211,7 @@ TURN_SOURCE = pa.struct(
     ]
 )
 
-#: one mark drawn on a dialogue's marked image (`rcforge.visual_prompts`): what the question calls it (mark_id with
+#: one mark drawn on a dialogue's marked image (`rcforge.core.visual_prompts`): what the question calls it (mark_id with
 #: its shape and colour), the annotation it marks ("object:12", "region:5") and that annotation's number
 MARK = pa.struct([pa.field("mark_id", pa.string(), nullable=False), pa.field("shape", pa.string(), nullable=False),
                   pa.field("colour", pa.string(), nullable=False), pa.field("object_id", pa.int64(), nullable=False),

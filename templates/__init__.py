@@ -1,1 +1,1 @@
-"""The bundled Jinja template set (one YAML file per task; see rcforge.templating for the format)."""
+"""The bundled Jinja template set (one YAML file per task; see rcforge.render.templating for the format)."""

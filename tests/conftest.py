@@ -85,8 +85,7 @@ def read_errors(out: Path, source: str) -> list[dict]:
 def ingest_one(tmp_path: Path, source: str, options: dict, **recipe_top) -> tuple[dict, Path]:
     """Ingest one source through the real pipeline code (no Beam), returning (manifest entry, out dir)."""
     from rcforge.pipelines.ingest import IngestSettings, ingest_source
-
-    from rcforge.recipe import recipe_from_mapping
+    from rcforge.recipe.tree import recipe_from_mapping
 
     # reader tests run on annotation files whose images are not all bundled; tests/test_images.py checks files
     recipe_top.setdefault("verify_images", "off")

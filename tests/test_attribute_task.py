@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from rcforge import cli
+from rcforge.inspect.validate import validate
 from rcforge.rc_tasks import attribute
 from rcforge.rc_tasks.attribute import COLOURS, MATERIALS, AttributeConfig
-from rcforge.validate import validate
 
 from conftest import SAMPLE, ingest_one, read_records
 

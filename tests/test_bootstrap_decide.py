@@ -6,15 +6,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from rcforge.bootstrap.decide import decide, survival
 
 from rcforge import schemas
-from rcforge.cli import main
+from rcforge.bootstrap.decide import decide, survival
+from rcforge.cli.main import main
 
 
 def candidates(rows):
     base = {"source": "objects365", "image": "x.jpg", "width": 100, "height": 100, "category": "cup",
-            "box": [10.0, 10.0, 50.0, 50.0], "sample": 0, "description": "a cup", "predicted_box": [10.0, 10.0, 50.0, 50.0],
+            "box": [10.0, 10.0, 50.0, 50.0], "sample": 0, "description": "a cup",
+            "predicted_box": [10.0, 10.0, 50.0, 50.0],
             "other_iou": 0.0, "format_error": False, "error_stage": None, "raw_describe": "", "raw_ground": "",
             "backend": "fake", "model_id": "fake", "model_revision": None, "describe_template": "d",
             "ground_template": "g", "seed": 0}
@@ -125,7 +126,7 @@ def test_preview_and_validate_on_bootstrap_output(tmp_path):
     table = pq.read_table(pairs)
     table = table.set_column(table.schema.get_field_index("iou"), "iou", pa.array([0.1]))
     pq.write_table(table.cast(schemas.PAIR), pairs)
-    from rcforge.validate import validate
+    from rcforge.inspect.validate import validate
 
     assert any("IoU below its lambda" in p for p in validate(str(out)))
 

@@ -6,8 +6,10 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from rcforge.bootstrap.tiny import tiny_florence2, tiny_kosmos2, tiny_llava
+
 from conftest import SAMPLE, SAMPLE_RECIPE
-from tiny_models import tiny_florence2, tiny_kosmos2, tiny_llava
 
 pytestmark = pytest.mark.slow  # real models / a real browser: CI runs them, the inner loop does not
 
@@ -27,9 +29,8 @@ def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):
     from rcforge.bootstrap.florence2_handlers import Florence2
     from rcforge.bootstrap.handlers import Decoding, stage_handlers
     from rcforge.bootstrap.selection import SelectionConfig
+    from rcforge.cli.main import main
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
-
-    from rcforge.cli import main
 
     out = tmp_path / "out"
     assert main(["ingest", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
@@ -61,9 +62,8 @@ def test_kosmos2_handlers_run_the_pipeline_end_to_end(tmp_path):
     from rcforge.bootstrap.handlers import Decoding, stage_handlers
     from rcforge.bootstrap.kosmos2_handlers import Kosmos2
     from rcforge.bootstrap.selection import SelectionConfig
+    from rcforge.cli.main import main
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
-
-    from rcforge.cli import main
 
     out = tmp_path / "out"
     assert main(["ingest", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
@@ -75,7 +75,8 @@ def test_kosmos2_handlers_run_the_pipeline_end_to_end(tmp_path):
                                  only_keys=frozenset({"vg/1"}))
     summary = run_bootstrap(str(out), *stage_handlers(Kosmos2, model_dir, image_roots=roots, decoding=decoding),
                             settings)
-    rows = pa.concat_tables([pq.read_table(p) for p in (out / "bootstrap" / "candidates").glob("*.parquet")]).to_pylist()
+    rows = pa.concat_tables([pq.read_table(p)
+                             for p in (out / "bootstrap" / "candidates").glob("*.parquet")]).to_pylist()
     assert rows and summary["candidates"] == len(rows)
     assert all(r["backend"] == "kosmos2" and r["raw_describe"].startswith("<grounding><phrase> It</phrase>")
                for r in rows)
@@ -84,7 +85,7 @@ def test_kosmos2_handlers_run_the_pipeline_end_to_end(tmp_path):
 
 
 def test_bootstrap_command_with_a_tiny_florence2(tmp_path, capsys):
-    from rcforge.cli import main
+    from rcforge.cli.main import main
 
     model_dir = str(tiny_florence2(tmp_path / "tiny"))
     out = tmp_path / "out"
@@ -99,7 +100,8 @@ def test_bootstrap_command_with_a_tiny_florence2(tmp_path, capsys):
     line = [x for x in captured.err.splitlines() if x.startswith("[bootstrap]")]
     assert len(line) == 1 and "described" in line[0] and "boxes selected" in line[0], captured.err
     summary = json.loads((out / "bootstrap" / "refilter.json").read_text())
-    rows = pa.concat_tables([pq.read_table(p) for p in (out / "bootstrap" / "candidates").glob("*.parquet")]).to_pylist()
+    rows = pa.concat_tables([pq.read_table(p)
+                             for p in (out / "bootstrap" / "candidates").glob("*.parquet")]).to_pylist()
     assert summary["candidates"] == len(rows) > 0
     # VG image 3 has no bundled JPEG: its boxes are candidates with error_stage "image", not a crash
     missing = [r for r in rows if r["key"] == "vg/3"]
@@ -127,7 +129,7 @@ def _requests_on_two_images(root):
 def _preprocessed(handler, requests) -> list:
     """The handler's own preprocess step over the requests, as RunInference runs it: the missing image raises
     (RunInference's dead-letter output takes that request); the others become (request, image) pairs."""
-    from rcforge.errors import InputError
+    from rcforge.core.errors import InputError
 
     (load,) = handler.get_preprocess_fns()
     pairs = []
@@ -147,6 +149,7 @@ def test_each_image_is_encoded_once_and_replies_match_the_processor_path(tmp_pat
     """The handlers run the vision tower once per distinct image; their replies equal the plain path's
     (processor on every prompt's image, then generate from pixels) token for token."""
     from PIL import Image
+
     from rcforge.bootstrap.florence2_handlers import Florence2, text_inputs
     from rcforge.bootstrap.handlers import Decoding, StageHandler
     from rcforge.bootstrap.kosmos2_handlers import Kosmos2
@@ -186,6 +189,7 @@ def test_chat_replies_equal_the_processors_chat_path(tmp_path):
     """The chat handlers send each box's chat through the processor's own chat template and decode the new tokens;
     a batch mixing two images and a missing one gives what a hand-written loop over the same chats gives."""
     from PIL import Image
+
     from rcforge.bootstrap import chat
     from rcforge.bootstrap.chat_handlers import Chat
     from rcforge.bootstrap.handlers import Decoding, StageHandler
@@ -221,7 +225,7 @@ def test_bootstrap_with_the_chat_backend_from_the_recipes_bootstrap_section(tmp_
     recipe; a flag overrides one key."""
     import yaml
 
-    from rcforge.cli import main
+    from rcforge.cli.main import main
 
     model_dir = str(tiny_llava(tmp_path / "llava"))
     vg = SAMPLE / "visual_genome"
@@ -234,7 +238,8 @@ def test_bootstrap_with_the_chat_backend_from_the_recipes_bootstrap_section(tmp_
                       "batch_size": 4}}))
     out = tmp_path / "out"
     assert main(["bootstrap", str(recipe), "--out", str(out)]) == 0
-    rows = pa.concat_tables([pq.read_table(p) for p in (out / "bootstrap" / "candidates").glob("*.parquet")]).to_pylist()
+    rows = pa.concat_tables([pq.read_table(p)
+                             for p in (out / "bootstrap" / "candidates").glob("*.parquet")]).to_pylist()
     objects = json.loads((vg / "objects.json").read_text())
     expected = sum(1 for e in objects for o in e["objects"] if o["w"] * o["h"] >= 40000)
     assert len(rows) == expected > 0
@@ -266,8 +271,8 @@ def test_bootstrap_with_the_chat_backend_from_the_recipes_bootstrap_section(tmp_
     ({"samples": "two"}, "bootstrap.samples: expected an integer"),
 ])
 def test_bad_bootstrap_sections_name_the_key(tmp_path, section, message):
-    from rcforge.errors import RecipeError
-    from rcforge.recipe import recipe_from_mapping
+    from rcforge.core.errors import RecipeError
+    from rcforge.recipe.tree import recipe_from_mapping
 
     vg = SAMPLE / "visual_genome"
     with pytest.raises(RecipeError, match=message):
@@ -311,9 +316,8 @@ def test_a_model_shared_across_processes_gives_the_same_candidates(tmp_path):
     from rcforge.bootstrap.chat_handlers import Chat
     from rcforge.bootstrap.handlers import Decoding, stage_handlers
     from rcforge.bootstrap.selection import SelectionConfig
+    from rcforge.cli.main import main
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
-
-    from rcforge.cli import main
 
     model_dir = str(tiny_llava(tmp_path / "llava"))
     tables = []
@@ -344,7 +348,7 @@ def test_an_adapter_that_cannot_reach_a_shared_model_is_named_at_once():
     (the GPU bench once did). The handler refuses it when it is made, naming the class and the way out."""
     from rcforge.bootstrap.florence2_handlers import Florence2
     from rcforge.bootstrap.handlers import StageHandler
-    from rcforge.errors import RecipeError
+    from rcforge.core.errors import RecipeError
 
     class Local(Florence2):
         pass

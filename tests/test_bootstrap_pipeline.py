@@ -6,9 +6,11 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
-from conftest import SAMPLE, ingest_one, write_json
+
 from rcforge.bootstrap.selection import SelectionConfig
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
+
+from conftest import SAMPLE, ingest_one, write_json
 
 # object id -> what the fake grounding model answers
 GROUND = {
@@ -42,7 +44,8 @@ class FakeDescribe(FakeStage):
 
     def run_inference(self, batch, model, inference_args=None):
         for request in batch:
-            raw = "???" if request["object_id"] == 5 else f"<desc>the {request['category']} number {request['object_id']}"
+            raw = "???" if request["object_id"] == 5 else \
+                f"<desc>the {request['category']} number {request['object_id']}"
             yield PredictionResult(request, raw)
 
     def parse(self, raw, request):
@@ -112,7 +115,7 @@ def test_the_filter_with_known_outputs(tmp_path):
 
 
 def test_refilter_equals_a_fresh_run_and_resume_after_a_kill(tmp_path):
-    from rcforge.cli import main
+    from rcforge.cli.main import main
 
     first = tmp_path / "first"
     first.mkdir()
@@ -126,7 +129,8 @@ def test_refilter_equals_a_fresh_run_and_resume_after_a_kill(tmp_path):
     _manifest(out2, fresh)
     _run(out2, lam=0.7)
     order = [("key", "ascending"), ("object_id", "ascending")]
-    refiltered = pa.concat_tables([pq.read_table(p) for p in (tmp_path / "refiltered" / "bootstrap" / "pairs").glob("*")])
+    refiltered = pa.concat_tables([pq.read_table(p)
+                                   for p in (tmp_path / "refiltered" / "bootstrap" / "pairs").glob("*")])
     assert refiltered.sort_by(order).equals(_table(out2, "pairs").sort_by(order))
     assert [r["object_id"] for r in refiltered.sort_by(order).to_pylist()] == [2]
     # a killed run: one chunk's shard never got written; the rerun redoes just those images
@@ -147,9 +151,9 @@ def test_kept_pairs_render_as_grounding_and_grounded_caption(tmp_path):
     """A recipe's render.bootstrap_pairs makes each kept pair a referring expression of its ORIGINAL box; with
     only_paired_sources, an image without a pair is skipped and counted."""
     import yaml
-    from rcforge.bootstrap.pairs import PairIndex, PairsSource
 
-    from rcforge.cli import main
+    from rcforge.bootstrap.pairs import PairIndex, PairsSource
+    from rcforge.cli.main import main
 
     out = _ingested(tmp_path)
     _manifest(out, tmp_path)
@@ -206,9 +210,9 @@ def test_kept_pairs_render_as_grounding_and_grounded_caption(tmp_path):
 def test_bad_bootstrap_pairs_settings_are_named(tmp_path, capsys):
     import pytest
 
-    from rcforge.cli import main
-    from rcforge.errors import RecipeError
-    from rcforge.recipe import recipe_from_mapping
+    from rcforge.cli.main import main
+    from rcforge.core.errors import RecipeError
+    from rcforge.recipe.tree import recipe_from_mapping
 
     out = _ingested(tmp_path)
     sources = {"objects365": {"annotations": str(tmp_path / "o365.json"), "images": str(tmp_path)}}
@@ -230,14 +234,15 @@ def test_backends_are_registered_by_name():
     import pytest
 
     from rcforge.bootstrap.options import backend, backend_names
-    from rcforge.errors import RecipeError
-    from rcforge.recipe import recipe_from_mapping
+    from rcforge.core.errors import RecipeError
+    from rcforge.recipe.tree import recipe_from_mapping
 
     assert backend_names() == ["chat", "florence2", "kosmos2"]
     assert [backend(n).name for n in backend_names()] == backend_names()
     sources = {"objects365": {"annotations": str(SAMPLE / "objects365" / "objv2_train_reassembled_from_quotes.json"),
                               "images": str(SAMPLE)}}
-    with pytest.raises(RecipeError, match="bootstrap.backend: unknown bootstrap backend 'florence'; registered: chat, florence2"):
+    with pytest.raises(RecipeError,
+                       match="bootstrap.backend: unknown bootstrap backend 'florence'; registered: chat, florence2"):
         recipe_from_mapping({"sources": sources, "bootstrap": {"backend": "florence"}})
 
 
@@ -249,8 +254,8 @@ def test_stale_bootstrap_state_is_refused_not_served(tmp_path, capsys):
     import pytest
     import yaml
 
-    from rcforge.cli import main
-    from rcforge.errors import InputError
+    from rcforge.cli.main import main
+    from rcforge.core.errors import InputError
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
     from rcforge.pipelines.refilter import refilter
 

@@ -7,9 +7,10 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import SAMPLE_RECIPE
 
-from rcforge.cli import main
+from rcforge.cli.main import main
+
+from conftest import SAMPLE_RECIPE
 
 pytestmark = pytest.mark.slow  # real models / a real browser: CI runs them, the inner loop does not
 

@@ -6,9 +6,10 @@ import re
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE_RECIPE, copy_of
 
-from rcforge.cli import main
+from rcforge.cli.main import main
+
+from conftest import SAMPLE_RECIPE, copy_of
 
 TASKS = sorted(["attribute", "coarse_spatial", "counting", "detection", "flickr_grounded_caption",
                 "grounded_caption", "grounding", "pointqa", "referring_segmentation", "region_comparison", "relation",
@@ -123,8 +124,8 @@ def test_multi_turn_shikra_and_balanced_shards(tmp_path):
 
 
 def test_render_failures_go_to_errors_and_are_counted(tmp_path, monkeypatch):
-    from rcforge.errors import TooManyBadRecords
-    from rcforge.render import Renderer
+    from rcforge.core.errors import TooManyBadRecords
+    from rcforge.render.renderer import Renderer
 
     real = Renderer.dialogues
 
@@ -164,7 +165,7 @@ def main_raising(argv):
 def test_tasks_command_and_template_override(tmp_path, capsys):
     import shutil
 
-    from rcforge.templating import default_root
+    from rcforge.render.templating import default_root
 
     assert main(["tasks"]) == 0
     listed = capsys.readouterr().out
@@ -196,7 +197,7 @@ def test_the_full_recipe_of_docs_scale_loads(tmp_path):
 
     import yaml
 
-    from rcforge.recipe import load_recipe
+    from rcforge.recipe.tree import load_recipe
 
     repo = SAMPLE_RECIPE.parents[1]
     (tmp_path / "recipes").mkdir()
@@ -221,9 +222,9 @@ def test_the_full_recipe_of_docs_scale_loads(tmp_path):
 
 def test_the_sample_recipe_names_every_coordinate_format():
     """A newcomer reads the formats off the sample recipe: its coordinates line names every registered one."""
-    from conftest import SAMPLE_RECIPE
+    from rcforge.render import coordinates
 
-    from rcforge import coordinates
+    from conftest import SAMPLE_RECIPE
 
     text = SAMPLE_RECIPE.read_text()
     comment = text[text.index("coordinates:"):text.index("per_image:")]
@@ -235,10 +236,10 @@ def test_the_shard_estimate_is_an_upper_end_that_follows_the_tasks(built, tmp_pa
     with visual prompts' twins, and an enumerating task left out of the recipe is left out of it."""
     import dataclasses
 
-    from rcforge.manifest import Manifest
+    from rcforge.core.manifest import Manifest
+    from rcforge.core.visual_prompts import VisualPromptSettings
     from rcforge.pipelines.build import estimate_dialogues
-    from rcforge.recipe import load_recipe
-    from rcforge.visual_prompts import VisualPromptSettings
+    from rcforge.recipe.tree import load_recipe
 
     manifest = Manifest.load(str(built), "test")
     recipe = load_recipe(str(SAMPLE_RECIPE))

@@ -5,9 +5,9 @@ Qwen2.5-VL's JSON ``bbox_2d`` in pixels of the resized image."""
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rcforge.bootstrap import chat
 
-from rcforge.errors import RecipeError
+from rcforge.bootstrap import chat
+from rcforge.core.errors import RecipeError
 
 
 def request(box, width=640, height=480, **extra):

@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SAMPLE_RECIPE
 
 from rcforge import cli
+from rcforge.cli.main import COMMANDS
+
+from conftest import SAMPLE_RECIPE
 
 HEAVY = ("apache_beam", "torch", "transformers", "duckdb")
 
@@ -36,7 +38,7 @@ def test_start_up_imports_no_pipeline_or_model_library(argv):
 
 
 def test_every_command_has_its_flags_in_help(capsys):
-    for name in cli.COMMANDS:
+    for name in COMMANDS:
         with pytest.raises(SystemExit) as exit:
             cli.main([name, "--help"])
         assert exit.value.code == 0
@@ -76,7 +78,7 @@ def test_a_bad_value_for_a_beam_option_is_one_error(tmp_path, capsys):
 
 
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
-    from rcforge import stats
+    from rcforge.inspect import stats
 
     def interrupted(args, rest):
         raise KeyboardInterrupt

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rcforge import coordinates, rc_tasks
-from rcforge.errors import RecipeError
+from rcforge import rc_tasks
+from rcforge.core.errors import RecipeError
+from rcforge.render import coordinates
 
 
 def test_pink_known_values():
@@ -80,14 +81,16 @@ def test_internvl_florence2_kosmos2_and_minigpt():
     assert minigpt.box((0, 0, 539.1, 600), 900, 600) == "{<0><0><59><100>}"
     assert minigpt.boxes_text([(90, 60, 450, 600), (0, 0, 90, 60)], 900, 600, "dogs") == \
         "<p>dogs</p> {<10><10><50><100>}<delim>{<0><0><10><10>}"
-    kinds = {name: rc_tasks.get(name).kind for name in ("grounding", "grounded_caption", "detection", "vqa", "counting")}
+    kinds = {name: rc_tasks.get(name).kind
+             for name in ("grounding", "grounded_caption", "detection", "vqa", "counting")}
     assert [minigpt.task_id(kinds[t]) for t in ("grounding", "grounded_caption", "detection", "vqa", "counting")] == \
         ["[refer]", "[identify]", "[detection]", "[vqa]", "[vqa]"]  # a question with no kind of its own: [vqa]
     assert "refer" in minigpt.untied_kinds  # its refer answers (the grounding task's kind) are the bare box
 
 
 def test_unknown_format_names_the_choices():
-    with pytest.raises(RecipeError, match="registered: ferret, florence2, groma, internvl, kosmos2, minigpt_v2, nextchat, pink"):
+    with pytest.raises(RecipeError,
+                       match="registered: ferret, florence2, groma, internvl, kosmos2, minigpt_v2, nextchat, pink"):
         coordinates.get("llava")
 
 
@@ -103,7 +106,7 @@ sizes = st.integers(min_value=1, max_value=4000)
 @st.composite
 def box_and_size(draw):
     w, h = draw(sizes), draw(sizes)
-    # readers keep only boxes of positive width and height (rcforge.boxes)
+    # readers keep only boxes of positive width and height (rcforge.core.boxes)
     x1 = draw(st.floats(0, w, allow_nan=False, exclude_max=True))
     x2 = draw(st.floats(x1, w, allow_nan=False, exclude_min=True))
     y1 = draw(st.floats(0, h, allow_nan=False, exclude_max=True))
@@ -163,7 +166,7 @@ def test_the_readme_table_shows_what_each_format_prints():
 
 def test_formats_key_on_task_kinds_never_on_task_names():
     """A format's task identifiers and answer forms name task kinds (`rc_tasks.KINDS`), which tasks declare: a new
-    task of a known kind gets its family's conventions without an edit to rcforge/coordinates.py."""
+    task of a known kind gets its family's conventions without an edit to rcforge/render/coordinates.py."""
     for name, fmt in coordinates.FORMATTERS.items():
         keys = set(fmt.task_ids) | set(fmt.json_kinds) | set(fmt.untied_kinds)
         assert keys <= set(rc_tasks.KINDS), (name, keys - set(rc_tasks.KINDS))

@@ -13,9 +13,10 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE_RECIPE
 
 from rcforge import cli
+
+from conftest import SAMPLE_RECIPE
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ def test_sample_build_on_a_local_dask_cluster_equals_fnapirunner(sample_build, t
 
 
 def test_bootstrap_on_dask_equals_fnapirunner(tmp_path):
-    from tiny_models import tiny_florence2
+    from rcforge.bootstrap.tiny import tiny_florence2
 
     model = str(tiny_florence2(tmp_path / "model"))
     common = ["--model", model, "--backend", "florence2", "--sources", "visual_genome", "--max-annotations", "100",

@@ -2,8 +2,8 @@
 
 import pytest
 
-from rcforge import templating
-from rcforge.english import plural
+from rcforge.render import templating
+from rcforge.render.english import plural
 
 
 @pytest.mark.parametrize("name, expected", [

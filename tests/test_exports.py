@@ -16,12 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from rcforge import cli
-from rcforge.errors import InputError
-from rcforge.export import KINDS, export
+from rcforge.core.errors import InputError
+from rcforge.inspect.export import KINDS, export
 
 
 def _rows(out) -> dict[str, dict]:
-    return {r["id"]: r for p in sorted((out / "dialogues").glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()}
+    return {r["id"]: r
+            for p in sorted((out / "dialogues").glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()}
 
 
 def _load(file) -> list[dict]:
@@ -149,13 +150,14 @@ def test_images_outside_the_image_root_are_left_out_and_counted(sample_build, tm
 
 
 def test_every_kind_is_listed_in_the_command_help():
-    assert set(KINDS) == {"llava", "sharegpt", "swift", "internvl", "qwen_vl", "shikra_jsonl", "nextchat", "ferret", "groma", "swift_objects"}
+    assert set(KINDS) == {"llava", "sharegpt", "swift", "internvl", "qwen_vl", "shikra_jsonl", "nextchat", "ferret",
+                          "groma", "swift_objects"}
 
 
 def test_every_kind_declares_registered_formats_and_every_format_but_kosmos2_has_a_kind():
     """Kosmos-2 has no template in LLaMA-Factory or ms-swift (nor a fine-tune format of its own that rcforge
     writes): its build is read from the shards."""
-    from rcforge import coordinates
+    from rcforge.render import coordinates
 
     declared = {fmt for kind in KINDS.values() for fmt in kind.coordinates}
     assert declared == set(coordinates.REGISTRY.names()) - {"kosmos2"}
@@ -212,9 +214,9 @@ def test_a_single_round_trainer_gets_every_round_as_an_item(sample_build, tmp_pa
     own (starting with the image), so no round is lost."""
     import json
 
-    from conftest import copy_of
+    from rcforge.inspect.export import rounds
 
-    from rcforge.export import rounds
+    from conftest import copy_of
 
     row = {"id": "d1", "source": "s", "image": "i.jpg", "task": "t", "width": 4, "height": 4, "conversations": [
         {"from": "human", "value": "<image>\nq1"}, {"from": "gpt", "value": "a1"},
@@ -241,10 +243,10 @@ def test_the_readme_pairs_each_format_with_the_kinds_that_train_it():
     """README's family table: the export column of each format is exactly the kinds that declare it."""
     import re
 
-    from conftest import REPO
+    from rcforge.inspect.export import kinds_for
+    from rcforge.render import coordinates
 
-    from rcforge import coordinates
-    from rcforge.export import kinds_for
+    from conftest import REPO
 
     found = {}
     for line in (REPO / "README.md").read_text().splitlines():
@@ -261,6 +263,7 @@ def test_the_readme_pairs_each_format_with_the_kinds_that_train_it():
 def test_a_turn_with_a_foreign_role_is_refused_naming_the_dialogue(sample_build, tmp_path, capsys):
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from conftest import copy_of
 
     out = copy_of(sample_build, tmp_path)
@@ -290,9 +293,10 @@ def test_an_unusable_dataset_info_is_refused_before_anything_is_written(sample_b
 def test_a_build_made_before_the_mask_columns_still_exports(sample_build, tmp_path):
     """Shards written before the groups and masks columns existed export to every kind that does not need them."""
     import pyarrow.parquet as pq
-    from conftest import copy_of
 
     from rcforge import cli
+
+    from conftest import copy_of
 
     out = copy_of(sample_build, tmp_path)
     for shard in out.glob("dialogues/part-*.parquet"):

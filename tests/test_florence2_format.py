@@ -5,6 +5,7 @@ import random
 from types import SimpleNamespace
 
 import pytest
+
 from rcforge.bootstrap import florence2
 
 # the family's own code: transformers' processor module imports torch and the image processors (~5 s), so these

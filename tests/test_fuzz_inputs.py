@@ -170,7 +170,8 @@ FIELDS = [
 OWNER = {"visual_genome": "vg/1", "objects365": "objects365/420917", "vqav2": "vqav2/458752", "pointqa": "pointqa/1",
          "flickr30k_entities": "flickr30k/4945942737", "refcoco": "refcoco/refcoco/581857"}
 
-RECORD_CASES = [pytest.param(src, file, path, field, value, id=f"{src}-{file}-{'.'.join(map(str, path))}-{value!r}"[:90],
+RECORD_CASES = [pytest.param(src, file, path, field, value,
+                             id=f"{src}-{file}-{'.'.join(map(str, path))}-{value!r}"[:90],
                              marks=() if k == 0 else pytest.mark.slow)  # the inner loop runs one value a field
                 for src, file, path, field, values in FIELDS for k, value in enumerate(values)]
 

@@ -13,9 +13,9 @@ are. The groups:
 - validate: truncated, empty, garbage, duplicated, folder-for-file and column-dropped outputs;
 - options: bad values of every command's flags and arguments.
 
-Hostile masks (27 cases, both COCO-format paths) are in tests/test_masks.py. Reserved markup (tests/test_markup.py), template limits (tests/test_template_limits.py), the writer lock and a full
-disk (tests/test_outlock.py) and stale bootstrap state (tests/test_bootstrap_pipeline.py) have property and
-concurrency tests of their own.
+Hostile masks (27 cases, both COCO-format paths) are in tests/test_masks.py. Reserved markup (tests/test_markup.py),
+template limits (tests/test_template_limits.py), the writer lock and a full disk (tests/test_outlock.py) and stale
+bootstrap state (tests/test_bootstrap_pipeline.py) have property and concurrency tests of their own.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE_RECIPE, read_errors
 from test_fuzz_inputs import OWNER, SOURCES, _records, _run, _set_in_file
 
-from rcforge import cli, generations
+from rcforge import cli
+from rcforge.core import generations
+
+from conftest import SAMPLE_RECIPE, read_errors
 
 HANG_SECONDS = 120
 

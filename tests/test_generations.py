@@ -17,8 +17,9 @@ from pathlib import Path
 import fsspec.implementations.local as local_fs
 import pytest
 
-from rcforge import cli, generations
-from rcforge.validate import validate
+from rcforge import cli
+from rcforge.core import generations
+from rcforge.inspect.validate import validate
 
 from conftest import SAMPLE_RECIPE, copy_of
 
@@ -69,7 +70,7 @@ def test_a_build_writes_generation_one_and_leaves_no_staging(built):
 
 
 def test_a_failed_fresh_build_leaves_the_previous_generation_whole(built, tmp_path, monkeypatch, capsys):
-    from rcforge.render import Renderer
+    from rcforge.render.renderer import Renderer
 
     out = _copy(built, tmp_path)
     before = _snapshot(out)
@@ -101,7 +102,7 @@ def test_a_failed_fresh_build_leaves_the_previous_generation_whole(built, tmp_pa
 KILL_DURING_RENDER = """
 import os, signal, sys
 from rcforge import cli
-from rcforge.render import Renderer
+from rcforge.render.renderer import Renderer
 
 def killed(self, record):
     os.kill(os.getpid(), signal.SIGKILL)
@@ -159,7 +160,7 @@ def test_a_kill_at_any_step_of_a_publish_is_finished_by_the_next_writer(built, t
     each of its file operations in turn: at every point the manifest lists only files that exist, and the next
     writer into OUT ends with the same output as an uninterrupted run."""
     from rcforge.pipelines import build as build_module
-    from rcforge.recipe import load_recipe
+    from rcforge.recipe.tree import load_recipe
 
     full = load_recipe(str(SAMPLE_RECIPE))
     smaller = dataclasses.replace(full, sources={k: v for k, v in full.sources.items()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import SAMPLE, SAMPLE_RECIPE
 
 TIMEOUT = 120

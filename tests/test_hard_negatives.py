@@ -16,13 +16,14 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import SAMPLE, SAMPLE_RECIPE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rcforge import cli
 from rcforge.rc_tasks import grounding, hard_negatives
 from rcforge.rc_tasks.hard_negatives import Changed
+
+from conftest import SAMPLE, SAMPLE_RECIPE
 
 COLOR_WORDS = ["red", "blue", "green", "white", "black", "gray", "grey", "brown"]  # drawn in generated records
 #: every colour word, written out here rather than read from rcforge
@@ -238,9 +239,9 @@ def test_a_sample_build_with_hard_negatives_is_valid_accounted_and_uncontradicte
 
 
 def test_validate_reports_a_hard_negative_its_record_contradicts(tmp_path):
-    from conftest import records_by_key, tamper_dialogue
+    from rcforge.inspect.validate import validate
 
-    from rcforge.validate import validate
+    from conftest import records_by_key, tamper_dialogue
 
     recipe = _sample_recipe(tmp_path, 1.0)
     out = tmp_path / "out"

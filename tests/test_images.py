@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_fuzz_inputs import OWNER, SOURCES, _run
 
-from rcforge import images
-from rcforge.images import ImageChecks, check, confine
+from rcforge.core import images
+from rcforge.core.images import ImageChecks, check, confine
 
 from conftest import read_errors, read_records
-from test_fuzz_inputs import OWNER, SOURCES, _run
 
 # rcforge silences Pillow's bomb warning at import (its own limit applies first); pytest resets warning filters
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
@@ -190,8 +190,8 @@ def test_symlinks_inside_the_root_are_followed_and_those_leaving_it_are_not(tmp_
 
 
 def test_the_image_checks_are_recipe_keys_with_clear_errors(tmp_path):
-    from rcforge.errors import RecipeError
-    from rcforge.recipe import recipe_from_mapping
+    from rcforge.core.errors import RecipeError
+    from rcforge.recipe.tree import recipe_from_mapping
 
     sources = SOURCES["vqav2"](tmp_path / "data")
     recipe = recipe_from_mapping({"sources": sources, "verify_images": False})  # YAML's bare `off`
@@ -212,9 +212,10 @@ def test_preview_and_export_never_read_or_pass_on_a_file_outside_the_root(sample
 
     import pyarrow.parquet as pq
 
-    from conftest import copy_of
     from rcforge import cli
-    from rcforge.preview import render_html
+    from rcforge.inspect.preview import render_html
+
+    from conftest import copy_of
 
     out = copy_of(sample_build, tmp_path)
     secret = tmp_path / "secret.jpg"

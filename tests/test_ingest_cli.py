@@ -6,11 +6,12 @@ import sys
 
 import pytest
 import yaml
-from conftest import SAMPLE, SAMPLE_RECIPE, read_records
 
-from rcforge.cli import main
-from rcforge.errors import RecipeError
-from rcforge.recipe import load_recipe
+from rcforge.cli.main import main
+from rcforge.core.errors import RecipeError
+from rcforge.recipe.tree import load_recipe
+
+from conftest import SAMPLE, SAMPLE_RECIPE, read_records
 
 SOURCES = ["flickr30k_entities", "lvis", "objects365", "pointqa", "refcoco", "visual_genome", "vqav2"]
 
@@ -94,6 +95,7 @@ def test_help_lists_the_commands():
 
 def test_beam_pipeline_under_test_pipeline(tmp_path):
     from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+
     from rcforge.pipelines.ingest import ingest
 
     recipe = load_recipe(SAMPLE_RECIPE)
@@ -105,9 +107,9 @@ def test_beam_pipeline_under_test_pipeline(tmp_path):
 def test_fsspec_urls_for_inputs_and_output(tmp_path):
     """memory:// stands in for gs:// and s3://: inputs are read and parts written through fsspec."""
     import fsspec
-    from rcforge.pipelines.ingest import ingest
 
-    from rcforge.recipe import recipe_from_mapping
+    from rcforge.pipelines.ingest import ingest
+    from rcforge.recipe.tree import recipe_from_mapping
 
     fs = fsspec.filesystem("memory")
     vg = SAMPLE / "visual_genome"

@@ -4,6 +4,7 @@ emits (no model needed)."""
 import random
 
 import pytest
+
 from rcforge.bootstrap import kosmos2
 
 # the family's own code: transformers' processor module imports torch and the image processors (~5 s), so these

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import re
-import tomllib
 
 import pytest
-from conftest import REPO
+import tomllib
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from conftest import REPO
 
 LOCK = REPO / "requirements" / "lock.txt"
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from rcforge import cli
+from rcforge.inspect.validate import validate
 from rcforge.rc_tasks import coarse_spatial, counting, detection
-from rcforge.validate import validate
 
 from conftest import SAMPLE, ingest_one, read_errors, read_records, write_json
 

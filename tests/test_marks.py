@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SAMPLE
 from PIL import Image
 
-from rcforge import marks, masks
-from rcforge.marks import Legibility, Mark
+from rcforge.core import marks, masks
+from rcforge.core.marks import Legibility, Mark
+
+from conftest import SAMPLE
 
 PHOTO = SAMPLE / "visual_genome" / "images" / "1.jpg"  # a real VG photo, 800x600
 

@@ -11,14 +11,16 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE_RECIPE, copy_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_native_formats import FAMILY_PARSERS
 
-from rcforge import cli, coordinates, markup
-from rcforge.recipe import load_recipe
-from rcforge.render import Renderer
+from rcforge import cli
+from rcforge.recipe.tree import load_recipe
+from rcforge.render import coordinates, markup
+from rcforge.render.renderer import Renderer
+
+from conftest import SAMPLE_RECIPE, copy_of
 
 #: a specimen of every format's reserved markup, and of the exports'
 SPECIMENS = ["</ref>", "<ref>", "<box>(1,2),(3,4)</box>", "<|object_ref_end|>", "<|im_end|>", "<|im_start|>",
@@ -94,9 +96,9 @@ def test_hostile_text_never_acts_as_markup_in_any_format(renderers, sample_recor
 @pytest.fixture(scope="module")
 def marking_renderers(sample_build):
     """Renderers with visual prompts on (every markable dialogue also asked with marks), reading the sample's images."""
-    from rcforge.manifest import Manifest
+    from rcforge.core.manifest import Manifest
+    from rcforge.core.visual_prompts import VisualPromptSettings
     from rcforge.rc_tasks.counting import CountingConfig
-    from rcforge.visual_prompts import VisualPromptSettings
 
     recipe = load_recipe(str(SAMPLE_RECIPE))
     tasks = dict(recipe.render.tasks)
@@ -145,7 +147,7 @@ def _family_reads_side_table(fmt_name: str, dialogue: dict) -> None:
     the text with str.format: a brace of annotation text would break it): every box read back."""
     from test_placeholder_formats import PlainBoxFormatter, nextchat_box_format_process, shikra_box_format_process
 
-    from rcforge.export import KINDS
+    from rcforge.inspect.export import KINDS
 
     if KINDS[fmt_name].refuses and KINDS[fmt_name].refuses(dialogue):
         return
@@ -247,7 +249,7 @@ def test_reject_drops_the_image_with_its_reason_and_the_ledger_balances(tmp_path
     ("\n<image>", "2 <image> tokens"),
 ])
 def test_validate_finds_markup_the_renderer_did_not_write(sample_build, tmp_path, planted, says):
-    from rcforge.validate import validate
+    from rcforge.inspect.validate import validate
 
     out = copy_of(sample_build, tmp_path)
     shard = sorted((out / "dialogues").glob("part-*.parquet"))[0]

@@ -1,4 +1,4 @@
-"""Masks as data: a COCO segmentation checked once, in the reader (`rcforge.masks`), kept compressed to the shard;
+"""Masks as data: a COCO segmentation checked once, in the reader (`rcforge.core.masks`), kept compressed to the shard;
 a bad one rejected with its reason (ledger kind ``mask``) while its object stays, on both COCO-format paths.
 
 The real polygon is COCO train2014 annotation 3007 (image 98304, a dog), quoted verbatim in public READMEs of the
@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ingest_one, read_errors, read_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 from test_lvis import _file, _options
 
-from rcforge import masks
-from rcforge.errors import BadRecord
+from rcforge.core import masks
+from rcforge.core.errors import BadRecord
+
+from conftest import ingest_one, read_errors, read_records
 
 _REAL = json.loads((Path(__file__).parent / "data" / "coco" / "annotation_3007.json").read_text())
 REAL_POLYGON = _REAL["annotations"][0]["segmentation"]
@@ -160,7 +161,7 @@ def _scaled(segmentation, sx, sy, size):
 
 
 def test_masks_read_on_both_paths_and_rescale_with_their_image(tmp_path):
-    from rcforge.images import rescale_record
+    from rcforge.core.images import rescale_record
 
     path = _file(tmp_path)
     records = {}
@@ -219,9 +220,9 @@ def test_referring_segmentation_shows_the_objects_mask_at_its_boxs_place(sample_
 
 
 def test_validate_checks_every_mask(sample_build, tmp_path):
-    from conftest import copy_of, tamper_dialogue
+    from rcforge.inspect.validate import validate
 
-    from rcforge.validate import validate
+    from conftest import copy_of, tamper_dialogue
 
     cases = {
         "another object's mask": lambda m: {**m, "counts": _square_rle((m["size"][0], m["size"][1]))["counts"]},
@@ -273,7 +274,7 @@ def test_preview_fills_each_mask_in_its_boxs_colour():
 
     from PIL import Image
 
-    from rcforge.preview import COLOURS, draw
+    from rcforge.inspect.preview import COLOURS, draw
 
     rle = _square_rle((20, 30))  # pixels x 10..24, y 5..14
     row = {"coordinates": "pink", "width": 30, "height": 20, "boxes": [[0.0, 0.0, 1.0, 1.0]], "points": [],
@@ -393,9 +394,9 @@ def test_refcoco_masks_checked_in_worker_processes_are_the_ones_checked_in_the_r
     import pickle
     import shutil
 
-    from conftest import SAMPLE
-
     from rcforge.readers import mask_pool
+
+    from conftest import SAMPLE
 
     monkeypatch.setattr(mask_pool, "FIRST_CHUNK", 1)
     monkeypatch.setattr(mask_pool, "MAX_CHUNK", 3)

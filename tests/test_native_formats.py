@@ -19,11 +19,12 @@ import types
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE_RECIPE, copy_of
 
-from rcforge import coordinates
-from rcforge.recipe import load_recipe
-from rcforge.validate import validate
+from rcforge.inspect.validate import validate
+from rcforge.recipe.tree import load_recipe
+from rcforge.render import coordinates
+
+from conftest import SAMPLE_RECIPE, copy_of
 
 pytestmark = pytest.mark.slow
 

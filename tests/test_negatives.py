@@ -16,15 +16,17 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import SAMPLE, SAMPLE_RECIPE, ingest_one, read_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_lvis import _file as lvis_file
 
 from rcforge import cli
 from rcforge.rc_tasks import counting, detection, grounding, negatives
-from rcforge.recipe import render_from_mapping
-from rcforge.render import Renderer
+from rcforge.recipe.tree import render_from_mapping
+from rcforge.render.renderer import Renderer
+
+from conftest import SAMPLE, SAMPLE_RECIPE, ingest_one, read_records
+
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory) -> dict[str, list[dict]]:
@@ -201,9 +203,9 @@ def _stats_json(out, tmp_path) -> str:
 
 def test_validate_reports_a_contradicted_negative(tmp_path):
     """A negative whose category the image record does have (a tampered shard) is reported."""
-    from conftest import records_by_key, tamper_dialogue
+    from rcforge.inspect.validate import validate
 
-    from rcforge.validate import validate
+    from conftest import records_by_key, tamper_dialogue
 
     recipe = _sample_with_negatives(tmp_path, 1.0)
     out = tmp_path / "out"

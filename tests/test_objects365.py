@@ -65,7 +65,7 @@ def test_memory_and_streaming_paths_agree_and_account_for_everything(tmp_path):
 def test_truncated_file_is_an_input_error(tmp_path):
     import pytest
 
-    from rcforge.errors import InputError
+    from rcforge.core.errors import InputError
 
     path = tmp_path / "o365.json"
     path.write_text(json.dumps(_fixture())[:-40])

@@ -11,15 +11,16 @@ import typing
 
 import pytest
 import yaml
-from conftest import SAMPLE_RECIPE
 
 from rcforge import cli, rc_tasks, readers
 from rcforge.bootstrap.options import BootstrapOptions
-from rcforge.config import ANY_NUMBER, Range, build_config, field_range
-from rcforge.errors import RecipeError
-from rcforge.images import ImageChecks
-from rcforge.recipe import Recipe, recipe_from_mapping
-from rcforge.render import RenderSettings, TaskChoice
+from rcforge.core.config import ANY_NUMBER, Range, build_config, field_range
+from rcforge.core.errors import RecipeError
+from rcforge.core.images import ImageChecks
+from rcforge.recipe.tree import Recipe, recipe_from_mapping
+from rcforge.render.renderer import RenderSettings, TaskChoice
+
+from conftest import SAMPLE_RECIPE
 
 
 def _config_classes() -> dict[str, type]:
@@ -63,8 +64,8 @@ def test_every_numeric_option_declares_its_range():
     assert not undeclared, f"numeric options without a declared range: {undeclared}"
 
 
-CASES = [(where, cls, name) for where, cls in _config_classes().items() if where.startswith(("render.tasks.", "sources."))
-         and "NAME" not in where for name in _numeric_fields(cls)]
+CASES = [(where, cls, name) for where, cls in _config_classes().items()
+         if where.startswith(("render.tasks.", "sources.")) and "NAME" not in where for name in _numeric_fields(cls)]
 
 
 @pytest.mark.parametrize("where, cls, name", CASES, ids=[f"{w}.{n}" for w, _, n in CASES])

@@ -7,11 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, ingest_one, read_errors, read_records, write_json
+
+from rcforge.core.errors import InputError
 from rcforge.readers.flickr30k_entities import parse_sentence
 from rcforge.readers.refcoco import load_refs, safe_loads
 
-from rcforge.errors import InputError
+from conftest import SAMPLE, ingest_one, read_errors, read_records, write_json
 
 
 # -- Flickr30K Entities -------------------------------------------------------------------------------------------

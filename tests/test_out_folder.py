@@ -1,6 +1,6 @@
 """An OUT folder holds the user's files too, and it is data, not instructions: rcforge removes only files a manifest
 of its own lists, refuses a non-empty folder that is not its output, and carries out no plan that reaches outside
-its own folders (`rcforge.generations`)."""
+its own folders (`rcforge.core.generations`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SAMPLE_RECIPE
 
-from rcforge import cli, generations
+from rcforge import cli
+from rcforge.core import generations
+
+from conftest import SAMPLE_RECIPE
 
 #: a file of the user's in every folder rcforge writes, and beside them
 FOREIGN = ["my_notes.txt", "images/0001.jpg", "images/visual_genome/mine.jpg", "images/vqav2/keep.json",

@@ -13,14 +13,16 @@ import time
 
 import fsspec
 import pytest
-from conftest import SAMPLE_RECIPE
 
-from rcforge import cli, outlock
-from rcforge.errors import InputError
+from rcforge import cli
+from rcforge.core import outlock
+from rcforge.core.errors import InputError
+
+from conftest import SAMPLE_RECIPE
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from rcforge import outlock
+    from rcforge.core import outlock
     with outlock.writing(sys.argv[1], "rcforge build"):
         open(sys.argv[2], "w").close()
         time.sleep(120)

@@ -277,8 +277,8 @@ def test_nextchats_own_loader_reads_every_box_and_mask(sample_build_in, tmp_path
 def test_braces_and_placeholders_in_annotation_text_are_escaped(fmt):
     """Annotation text holding `<boxes>`, `<at>` or a brace would be read as markup by the family's loader (its
     BoxFormatter fills the text with str.format): the renderer escapes it."""
-    from rcforge import markup
-    from rcforge.coordinates import get
+    from rcforge.render import markup
+    from rcforge.render.coordinates import get
 
     f = get(fmt)
     for text in ("a {weird} sign", "the <boxes> label", "<points> here", "<at> the door", "}{"):
@@ -538,10 +538,10 @@ def test_ms_swifts_own_template_code_fills_every_ref_and_bbox(sample_build_in, t
 @pytest.mark.parametrize("fmt", ["shikra_jsonl", "ferret", "swift_objects"])
 def test_validate_reports_a_placeholder_without_its_box(sample_build_in, tmp_path, fmt):
     """A placeholder format's text and side table must agree: a placeholder taken out of a turn is reported."""
-    from conftest import copy_of, tamper_dialogue
+    from rcforge.inspect.validate import validate
+    from rcforge.render.coordinates import get
 
-    from rcforge.coordinates import get
-    from rcforge.validate import validate
+    from conftest import copy_of, tamper_dialogue
 
     out = copy_of(sample_build_in(fmt), tmp_path)
     assert validate(str(out)) == []

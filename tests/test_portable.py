@@ -12,9 +12,10 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE_RECIPE
 
 from rcforge import cli
+
+from conftest import SAMPLE_RECIPE
 
 pytestmark = pytest.mark.slow
 

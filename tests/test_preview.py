@@ -2,8 +2,8 @@
 
 import pytest
 
-from rcforge import coordinates
-from rcforge.preview import COLOURS, colour_text, draw, point_colour
+from rcforge.inspect.preview import COLOURS, colour_text, draw, point_colour
+from rcforge.render import coordinates
 
 
 @pytest.mark.parametrize("name", sorted(coordinates.FORMATTERS))
@@ -79,7 +79,7 @@ def test_the_trainer_view_of_a_placeholder_format_draws_its_side_table():
     """A placeholder format prints no numbers: --frame draws the boxes the side table gives the trainer."""
     from PIL import Image
 
-    from rcforge.preview import trainer_view
+    from rcforge.inspect.preview import trainer_view
 
     row = {"width": 200, "height": 100, "boxes": [[0.1, 0.2, 0.5, 0.8]], "points": [],
            "conversations": [{"from": "gpt", "value": "<p>a cat</p><roi><ground_box></roi>"}]}

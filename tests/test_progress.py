@@ -6,10 +6,10 @@ import io
 import json
 import re
 
-from conftest import SAMPLE_RECIPE
-
 from rcforge import cli
-from rcforge.progress import Beacon, Progress, read_counts, watching
+from rcforge.core.progress import Beacon, Progress, read_counts, watching
+
+from conftest import SAMPLE_RECIPE
 
 
 class Terminal(io.StringIO):
@@ -19,7 +19,7 @@ class Terminal(io.StringIO):
 
 def test_a_terminal_gets_a_live_line_with_rate_and_eta(monkeypatch):
     clock = iter(range(0, 1000))
-    monkeypatch.setattr("rcforge.progress.time.perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr("rcforge.core.progress.time.perf_counter", lambda: float(next(clock)))
     stream = Terminal()
     line = Progress("render", stream=stream, total=100, interval=0.5)
     for n in (10, 50):

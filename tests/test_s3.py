@@ -8,9 +8,10 @@ import uuid
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
 
 from rcforge import cli
+
+from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +54,8 @@ def test_build_with_recipe_inputs_and_out_in_an_object_store(bucket, sample_buil
     assert cli.main(["build", f"s3://{name}/recipes/sample.yaml", "--out", f"s3://{name}/out", "--no-progress",
                      *runner]) == 0
     remote = _rows(fs, f"{name}/out")
-    local = [r for p in sorted((sample_build / "dialogues").glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    local = [r for p in sorted((sample_build / "dialogues").glob("part-*.parquet"))
+             for r in pq.read_table(p).to_pylist()]
     assert len(remote) == len(local) > 0
     assert [r["conversations"] for r in remote] == [r["conversations"] for r in local]
     assert [r["boxes"] for r in remote] == [r["boxes"] for r in local]

@@ -4,8 +4,8 @@ import math
 import pytest
 
 from rcforge import schemas
-from rcforge.boxes import canonical_box, check_point, iou, voc_to_xyxy, xywh_to_xyxy
-from rcforge.errors import BadRecord
+from rcforge.core.boxes import canonical_box, check_point, iou, voc_to_xyxy, xywh_to_xyxy
+from rcforge.core.errors import BadRecord
 
 
 @pytest.mark.parametrize("name", sorted(schemas.SCHEMAS))

@@ -7,7 +7,7 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from rcforge.cli import main
+from rcforge.cli.main import main
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_top_predicates_and_categories_follow_the_provenance(built, tmp_path):
 
 
 def test_report_plots_have_axes_and_fitting_labels_and_say_when_empty():
-    from rcforge.report import CHAR_PX, bar_chart, render_html
+    from rcforge.inspect.report import CHAR_PX, bar_chart, render_html
 
     label = "visual_genome / flickr_grounded_caption_with_a_long_name"
     svg = bar_chart("Boxes", [label, "b"], [3, 0], axis="boxes per dialogue (mean)", category="source / task")

@@ -3,13 +3,13 @@
 import random
 
 import pytest
+
 from rcforge.rc_tasks import get as get_task
 from rcforge.rc_tasks.coarse_spatial import in_quadrant
 from rcforge.rc_tasks.common import merge_near_duplicates
-
-from rcforge import coordinates
-from rcforge.recipe import render_from_mapping
-from rcforge.render import Renderer
+from rcforge.recipe.tree import render_from_mapping
+from rcforge.render import coordinates
+from rcforge.render.renderer import Renderer
 
 PINK = coordinates.get("pink")
 
@@ -105,7 +105,7 @@ def test_each_count_says_whether_it_is_proven(source, options, expected):
 
 
 def test_stuff_is_never_counted():
-    from rcforge.english import countable
+    from rcforge.render.english import countable
 
     assert not countable("sky") and not countable("green grass") and not countable("water")
     assert countable("tree trunk") and countable("glass") and countable("pair of skis")
@@ -189,7 +189,7 @@ def test_same_seed_same_dialogues_other_seed_others():
 
 
 def test_template_using_an_unknown_variable_fails_at_load(tmp_path):
-    from rcforge.errors import RecipeError
+    from rcforge.core.errors import RecipeError
 
     (tmp_path / "vqa.yaml").write_text(
         "variants:\n  answer:\n    question_vars: [question]\n    answer_vars: [answer]\n"

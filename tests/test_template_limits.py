@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from rcforge import cli, templating
-from rcforge.templating import TemplateLimitError
+from rcforge import cli
+from rcforge.render import templating
+from rcforge.render.templating import TemplateLimitError
 
 from conftest import SAMPLE_RECIPE
 

@@ -8,9 +8,10 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE, SAMPLE_RECIPE
 
 from rcforge import cli
+
+from conftest import SAMPLE, SAMPLE_RECIPE
 
 
 def _copy(tmp_path):
@@ -85,7 +86,8 @@ def test_an_image_path_with_a_nul_rejects_its_image(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["columnar", "processes", "per_image"])
-@pytest.mark.parametrize("file, anchor", [("objects.json", b'"names": ["'), ("region_descriptions.json", b'"phrase": "'),
+@pytest.mark.parametrize("file, anchor", [("objects.json", b'"names": ["'),
+                                          ("region_descriptions.json", b'"phrase": "'),
                                           ("relationships.json", b'"predicate": "'),
                                           ("attributes.json", b'"attributes": ["')])
 def test_bytes_that_are_not_utf8_in_visual_genome_reject_their_record_only(tmp_path, mode, file, anchor):

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rcforge import coordinates, rc_tasks
+from rcforge import rc_tasks
+from rcforge.render import coordinates
 
 
 # -- copied: QwenLM/Qwen3-VL@9658872 qwen-vl-finetune/tools/process_bbox.ipynb ---------------------------------------
@@ -124,8 +125,8 @@ def test_qwen2_5_vl_writes_what_qwens_converter_writes_in_the_trainers_frame(fra
 
 def test_a_recipe_sets_the_frame_and_the_manifest_records_it(tmp_path):
     """render.frame reaches the renderer and the manifest; a format without a frame refuses the key."""
-    from rcforge.errors import RecipeError
-    from rcforge.recipe import render_from_mapping
+    from rcforge.core.errors import RecipeError
+    from rcforge.recipe.tree import render_from_mapping
 
     render = render_from_mapping({"coordinates": "qwen2_5_vl", "frame": {"max_pixels": 589824}}, None)
     assert render.frame == {"max_pixels": 589824}
@@ -184,11 +185,12 @@ def test_florence2_answers_are_its_grammar_as_its_post_processor_reads_them(samp
     import dataclasses
     import types
 
-    from conftest import SAMPLE_RECIPE, copy_of
     from transformers.models.florence2.processing_florence2 import Florence2PostProcessor
 
     from rcforge.pipelines.build import build
-    from rcforge.recipe import load_recipe
+    from rcforge.recipe.tree import load_recipe
+
+    from conftest import SAMPLE_RECIPE, copy_of
 
     out = copy_of(sample_build, tmp_path)
     recipe = load_recipe(str(SAMPLE_RECIPE))
@@ -290,11 +292,11 @@ def test_an_export_in_another_frame_is_refused_and_the_build_for_it_exports(samp
     import dataclasses
     import shutil
 
-    from conftest import SAMPLE_RECIPE
-
     from rcforge import cli
     from rcforge.pipelines.build import build
-    from rcforge.recipe import load_recipe
+    from rcforge.recipe.tree import load_recipe
+
+    from conftest import SAMPLE_RECIPE
 
     out = tmp_path / "out"
     shutil.copytree(sample_build, out)
@@ -338,10 +340,11 @@ def test_validate_checks_the_frame_column(sample_build_in, tmp_path):
     """Each qwen2_5_vl row records the processed size its pixels refer to; a frame that is not the build's is
     reported (and a relative format's row has none)."""
     import pyarrow as pa
-    from conftest import copy_of
 
     from rcforge import schemas
-    from rcforge.validate import validate
+    from rcforge.inspect.validate import validate
+
+    from conftest import copy_of
 
     out = copy_of(sample_build_in("qwen2_5_vl"), tmp_path)
     shard = sorted((out / "dialogues").glob("part-*.parquet"))[0]

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rcforge import cli, coordinates
-from rcforge.recipe import load_recipe
-from rcforge.validate import validate
+from rcforge import cli
+from rcforge.inspect.validate import validate
+from rcforge.recipe.tree import load_recipe
+from rcforge.render import coordinates
 
 from conftest import SAMPLE_RECIPE, copy_of
 
@@ -130,7 +131,7 @@ def _with_own_images(built, tmp_path, source: str):
 
 
 def test_validate_images_checks_the_files(built, tmp_path, capsys):
-    from rcforge.validate import validate
+    from rcforge.inspect.validate import validate
 
     out, images, _ = _with_own_images(built, tmp_path, "vqav2")
     assert not [p for p in validate(str(out), images=True) if "vqav2" in p]
@@ -185,7 +186,7 @@ def test_errors_are_written_when_the_threshold_stops_a_source(tmp_path, capsys):
 
 
 def test_an_unbalanced_ledger_fails_the_command(tmp_path, capsys, monkeypatch):
-    from rcforge.ledger import Tally
+    from rcforge.core.ledger import Tally
 
     monkeypatch.setattr(Tally, "balanced", lambda self: False)
     sample = Path(SAMPLE_RECIPE).parent.parent / "sample_data"
@@ -199,7 +200,7 @@ def test_an_unbalanced_ledger_fails_the_command(tmp_path, capsys, monkeypatch):
 
 
 def test_validate_images_summarizes_by_reason(built, tmp_path):
-    from rcforge.validate import validate
+    from rcforge.inspect.validate import validate
 
     out, images, manifest = _with_own_images(built, tmp_path, "visual_genome")
     files = sorted(images.iterdir())

@@ -5,13 +5,15 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from rcforge.cli.main import main
+from rcforge.inspect.validate import validate
+
 from conftest import SAMPLE_RECIPE, copy_of
 
-from rcforge.cli import main
-from rcforge.validate import validate
 
-
-@pytest.mark.parametrize("fmt", ["pink", *(pytest.param(f, marks=pytest.mark.slow) for f in ("shikra", "qwen", "minigpt_v2"))])
+@pytest.mark.parametrize("fmt", ["pink", *(pytest.param(f, marks=pytest.mark.slow)
+                                           for f in ("shikra", "qwen", "minigpt_v2"))])
 def test_sample_build_is_valid_in_every_format(tmp_path, fmt, capsys, sample_build):
     if fmt == "pink":  # the sample recipe's own format: the session's build
         out = copy_of(sample_build, tmp_path)
@@ -20,7 +22,7 @@ def test_sample_build_is_valid_in_every_format(tmp_path, fmt, capsys, sample_bui
         assert main(["build", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress", "--coordinates", fmt]) == 0
     assert validate(str(out)) == []
     with pytest.raises(SystemExit) as stop:
-        from rcforge.validate import main as validate_main
+        from rcforge.inspect.validate import main as validate_main
 
         class Args:
             pass
@@ -72,9 +74,9 @@ MANIFEST_CORRUPTIONS = {
 
 @pytest.mark.parametrize("corruption", sorted(MANIFEST_CORRUPTIONS))
 def test_a_manifest_of_the_wrong_shape_is_named_never_a_crash(corruption, sample_build, tmp_path):
-    from conftest import copy_of
+    from rcforge.inspect.validate import validate
 
-    from rcforge.validate import validate
+    from conftest import copy_of
 
     out = copy_of(sample_build, tmp_path)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -84,9 +86,9 @@ def test_a_manifest_of_the_wrong_shape_is_named_never_a_crash(corruption, sample
 
 
 def test_an_unreadable_failure_record_beside_a_valid_output_is_a_note(sample_build, tmp_path, capsys):
-    from conftest import copy_of
-
     from rcforge import cli
+
+    from conftest import copy_of
 
     out = copy_of(sample_build, tmp_path)
     (out / "last-failed-run").mkdir()

@@ -3,9 +3,10 @@
 import json
 
 import pytest
-from conftest import SAMPLE, ingest_one, read_errors, read_records, write_json
 
-from rcforge.errors import InputError
+from rcforge.core.errors import InputError
+
+from conftest import SAMPLE, ingest_one, read_errors, read_records, write_json
 
 VG = SAMPLE / "visual_genome"
 
@@ -92,7 +93,8 @@ def test_bad_records_go_to_errors_with_reasons_and_balance(tmp_path):
     del objs1[4]["y"]                     # missing field
     rels[0]["relationships"][1]["subject"]["object_id"] = 424242  # unknown object
     image_data.append(dict(image_data[0]))                         # duplicate image id
-    objects.append(objects[0]); rels.append(rels[0])
+    objects.append(objects[0])
+    rels.append(rels[0])
     regions = json.loads((VG / "region_descriptions.json").read_text())
     regions.append(regions[0])
     root = _vg_copy(tmp_path, image_data=image_data, objects=objects, relationships=rels,
@@ -131,7 +133,7 @@ def test_truncated_file_names_file_and_offset(tmp_path):
 
 
 def test_on_bad_records_error_stops_at_the_first_and_names_it(tmp_path):
-    from rcforge.errors import TooManyBadRecords
+    from rcforge.core.errors import TooManyBadRecords
 
     objects = json.loads((VG / "objects.json").read_text())
     objects[1]["objects"][0]["w"] = 0
@@ -142,7 +144,7 @@ def test_on_bad_records_error_stops_at_the_first_and_names_it(tmp_path):
 
 
 def test_threshold_fails_a_source_with_too_many_bad_records(tmp_path):
-    from rcforge.errors import TooManyBadRecords
+    from rcforge.core.errors import TooManyBadRecords
 
     objects = json.loads((VG / "objects.json").read_text())
     for o in objects[0]["objects"]:
@@ -181,7 +183,10 @@ def _bad_fixture(tmp_path):
     image_data[2]["width"] = None
     attributes = _bad_attributes(o1)
     image_data.append(dict(image_data[0]))
-    objects.append(objects[0]); rels.append(rels[0]); regions.append(regions[0]); attributes.append(attributes[0])
+    objects.append(objects[0])
+    rels.append(rels[0])
+    regions.append(regions[0])
+    attributes.append(attributes[0])
     return _vg_copy(tmp_path, image_data=image_data, objects=objects, relationships=rels,
                     region_descriptions=regions, attributes=attributes)
 

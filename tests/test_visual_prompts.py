@@ -13,15 +13,17 @@ import random
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE_RECIPE, copy_of
 from PIL import Image
 
-from rcforge import cli, marks, visual_prompts
-from rcforge.errors import RecipeError
-from rcforge.manifest import Manifest
-from rcforge.recipe import load_recipe
-from rcforge.render import Renderer
-from rcforge.visual_prompts import VisualPromptSettings
+from rcforge import cli
+from rcforge.core import marks, visual_prompts
+from rcforge.core.errors import RecipeError
+from rcforge.core.manifest import Manifest
+from rcforge.core.visual_prompts import VisualPromptSettings
+from rcforge.recipe.tree import load_recipe
+from rcforge.render.renderer import Renderer
+
+from conftest import SAMPLE_RECIPE, copy_of
 
 
 def _recipe(seed: int = 0, **vp):
@@ -137,7 +139,7 @@ def test_validate_finds_a_missing_or_altered_marked_image(vp_build, tmp_path):
     images = sorted((out / "images_vp").iterdir())
     images[0].write_bytes(images[0].read_bytes() + b"x")
     images[1].unlink()
-    from rcforge.validate import validate
+    from rcforge.inspect.validate import validate
 
     problems = "\n".join(validate(str(out)))
     assert f"{images[0].name[:-4]})" not in problems and "does not hash to its name" in problems
@@ -198,7 +200,7 @@ def test_an_unreadable_mark_sends_its_dialogue_back_to_coordinates(sample_build)
 
 
 def test_the_recipe_names_shapes_and_colours_it_knows():
-    from rcforge.recipe import render_from_mapping
+    from rcforge.recipe.tree import render_from_mapping
 
     tasks = {"tasks": {"grounded_caption": {}}}
     with pytest.raises(RecipeError, match="render.visual_prompts.*'hexagon' is not a mark shape"):
@@ -226,7 +228,8 @@ def test_region_comparison_names_the_larger_object_by_a_clear_margin(sample_buil
         objects = {f"object:{o['id']}": o for o in record["objects"]}
         first, second = (objects[inst.question[k].ids[0]] for k in ("first", "second"))
         by_mask = "size_by:mask" in inst.provenance
-        size = (lambda o: o["area"]) if by_mask else (lambda o: (o["box"][2] - o["box"][0]) * (o["box"][3] - o["box"][1]))
+        size = (lambda o: o["area"]) if by_mask else \
+            (lambda o: (o["box"][2] - o["box"][0]) * (o["box"][3] - o["box"][1]))
         larger, smaller = sorted((first, second), key=size, reverse=True)
         assert size(larger) >= (cfg.mask_ratio if by_mask else cfg.box_ratio) * size(smaller)
         assert inst.answer["which"] == ("first" if larger is first else "second")

@@ -15,8 +15,8 @@ GOLDEN = Path(__file__).resolve().parent / "sample_dialogues.jsonl"
 
 def sample_dialogues(out: str) -> list[dict]:
     import pyarrow.parquet as pq
-    from rcforge.pipelines.build import build
 
+    from rcforge.pipelines.build import build
     from rcforge.recipe import load_recipe
 
     build(load_recipe(str(REPO / "recipes" / "sample.yaml")), out, progress=False)
