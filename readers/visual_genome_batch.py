@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from rcforge import schemas
 from rcforge.core import fsio
+from rcforge.core.boxes import box_message, check_boxes
 from rcforge.core.contract import MAX_TEXT, missing
 from rcforge.core.errors import BadRecord, InputError
 from rcforge.core.ledger import ErrorRow, SourceLedger
@@ -873,22 +874,6 @@ def _problems(b: pa.RecordBatch):
     return b.column("p_reason").to_pylist() if b.column("p_reason").null_count < b.num_rows else None
 
 
-def _check_boxes(x, y, w, h, W, H):
-    """Vectorized `rcforge.core.boxes.canonical_box` on xywh: (reason codes, clipped xyxy, clipped mask)."""
-    x2, y2 = x + w, y + h
-    reason = np.full(len(x), "", dtype=object)
-    neg = (x2 < x) | (y2 < y)
-    zero = ~neg & ((x2 == x) | (y2 == y))
-    outside = ~neg & ~zero & ((x2 <= 0) | (y2 <= 0) | (x >= W) | (y >= H))
-    reason[neg] = "box_negative_size"
-    reason[zero] = "box_zero_area"
-    reason[outside] = "box_outside_image"
-    cx1, cy1 = np.maximum(x, 0.0), np.maximum(y, 0.0)
-    cx2, cy2 = np.minimum(x2, W), np.minimum(y2, H)
-    clipped = (cx1 != x) | (cy1 != y) | (cx2 != x2) | (cy2 != y2)
-    return reason, np.stack([cx1, cy1, cx2, cy2], axis=1), clipped
-
-
 #: how an error row names an item of each kind
 _ID_LABEL = {"object": "object_id", "attribute": "object_id", "relation": "relationship_id", "region": "region_id"}
 
@@ -906,11 +891,14 @@ def _reject_rows(kind, rows, reasons, fields, messages, b, images, file, ledger,
                                reasons[r], messages[r]))
 
 
-def _box_message(reason, x, y, w, h, W, H):
-    box = f"[{x:g}, {y:g}, {x + w:g}, {y + h:g}]"
-    return {"box_negative_size": f"xywh {box} has negative width or height",
-            "box_zero_area": f"xywh {box} has zero width or height",
-            "box_outside_image": f"xywh {box} lies outside the {int(W)}x{int(H)} image"}[reason]
+def _check_xywh(x, y, w, h, W, H):
+    """`rcforge.core.boxes.check_boxes` on xywh columns, with each rejected box's message (as `canonical_box`
+    words it, field ``xywh``): (reasons, clipped xyxy, clipped mask, messages by row)."""
+    x2, y2 = x + w, y + h
+    reason, xyxy, clipped = check_boxes(x, y, x2, y2, W, H)
+    messages = {int(r): box_message(reason[r], (x[r], y[r], x2[r], y2[r]), W[r], H[r], "xywh")
+                for r in np.flatnonzero(reason != "")}
+    return reason, xyxy, clipped, messages
 
 
 def _count_read(kind, b, ok, ledger):
@@ -939,11 +927,10 @@ def _objects(b, attrs, images, ok, W, H, file, ledger, errors, kept, repaired, r
     oid = _np(b.column("id"), np.int64, -1).astype(np.int64) if m else np.zeros(0, np.int64)
     x, y, w, h = (_np(b.column(c)) for c in "xywh")
     Wi, Hi = W[img], H[img]
-    box_reason, xyxy, clipped = _check_boxes(x, y, w, h, Wi, Hi)
+    box_reason, xyxy, clipped, box_messages = _check_xywh(x, y, w, h, Wi, Hi)
     fresh = live & (reasons == "") & (box_reason != "")
     for r in np.flatnonzero(fresh):
-        reasons[r], fields[r] = box_reason[r], "xywh"
-        messages[r] = _box_message(box_reason[r], x[r], y[r], w[r], h[r], Wi[r], Hi[r])
+        reasons[r], fields[r], messages[r] = box_reason[r], "xywh", box_messages[int(r)]
     # A repeated object id is a duplicate once an earlier object with that id was kept (reference order).
     has_id = live & (oid >= 0) & b.column("id").is_valid().to_numpy(zero_copy_only=False) if m else live
     cand = np.flatnonzero(has_id)
@@ -1063,11 +1050,10 @@ def _regions(b, images, ok, W, H, file, ledger, errors, kept, repaired, rejected
     live = ok[img] if m else np.zeros(0, dtype=bool)
     x, y, w, h = (_np(b.column(c)) for c in "xywh")
     Wi, Hi = W[img], H[img]
-    box_reason, xyxy, clipped = _check_boxes(x, y, w, h, Wi, Hi)
+    box_reason, xyxy, clipped, box_messages = _check_xywh(x, y, w, h, Wi, Hi)
     fresh = live & (reasons == "") & (box_reason != "")
     for r in np.flatnonzero(fresh):
-        reasons[r], fields[r] = box_reason[r], "xywh"
-        messages[r] = _box_message(box_reason[r], x[r], y[r], w[r], h[r], Wi[r], Hi[r])
+        reasons[r], fields[r], messages[r] = box_reason[r], "xywh", box_messages[int(r)]
     bad = live & (reasons != "")
     _reject_rows("region", np.flatnonzero(bad), reasons, fields, messages, b, images, file, ledger, errors,
                  rejected_per_image)

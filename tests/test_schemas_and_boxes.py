@@ -1,10 +1,21 @@
 import json
 import math
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rcforge import schemas
-from rcforge.core.boxes import canonical_box, check_point, iou, voc_to_xyxy, xywh_to_xyxy
+from rcforge.core.boxes import (
+    box_message,
+    canonical_box,
+    check_boxes,
+    check_point,
+    iou,
+    voc_to_xyxy,
+    xywh_to_xyxy,
+)
 from rcforge.core.errors import BadRecord
 
 
@@ -42,6 +53,30 @@ def test_bad_boxes_are_rejected_with_a_reason(box, reason):
     with pytest.raises(BadRecord) as err:
         canonical_box(box, 10, 10)
     assert err.value.reason == reason
+
+
+# edges on and around a 10x7 image, plus the values that break boxes: infinities, NaN, huge, negative zero
+_EDGE = st.one_of(st.sampled_from([0.0, -0.0, 7.0, 10.0, -1e-9, 1e308, -1e308, math.inf, -math.inf, math.nan]),
+                  st.floats(-20, 30, allow_nan=False), st.integers(-5, 15).map(float))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_EDGE, _EDGE, _EDGE, _EDGE), min_size=1, max_size=8))
+def test_the_columnar_box_rule_is_canonical_box_over_arrays(boxes):
+    """Visual Genome's columnar lane (`check_boxes`) and every other reader (`canonical_box`) keep, clip and
+    reject the same boxes, with the same reason and the same message."""
+    cols = [np.array(c, dtype=np.float64) for c in zip(*boxes)]
+    n = len(boxes)
+    reasons, clipped, was_clipped = check_boxes(*cols, np.full(n, 10.0), np.full(n, 7.0))
+    for i, box in enumerate(boxes):
+        try:
+            expected, repair = canonical_box(box, 10, 7, field="xywh")
+        except BadRecord as err:
+            assert reasons[i] == err.reason, box
+            assert box_message(reasons[i], box, 10.0, 7.0, "xywh") == err.message
+            continue
+        assert reasons[i] == "", box
+        assert tuple(clipped[i]) == expected and bool(was_clipped[i]) == (repair == "box_clipped"), box
 
 
 def test_non_numeric_coordinate_names_the_field():

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
+
 from rcforge.core.errors import BadRecord
 
 Box = tuple[float, float, float, float]
@@ -58,27 +60,52 @@ def canonical_box(box: Sequence[float], width: int, height: int, field: str = "b
     """Check a pixel xyxy box against the image and clip it.
 
     Returns ``(box, repair)`` where ``repair`` is ``None`` or ``"box_clipped"``; raises `BadRecord` with a
-    reason for a box that cannot be used.
+    reason for a box that cannot be used (`box_message` words it). `check_boxes` is the same rule over arrays
+    (a property test holds the two to one another); this scalar form exists because a per-record reader checks one
+    box at a time, where NumPy's per-call cost would dominate.
     """
     x1, y1, x2, y2 = (float(v) for v in box)
+    reason = None
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        raise BadRecord("box_not_finite", f"{field} {list(box)} has a non-finite coordinate", field=field)
-    if x2 < x1 or y2 < y1:
-        raise BadRecord("box_negative_size", f"{field} {_fmt(box)} has negative width or height", field=field)
-    if x2 == x1 or y2 == y1:
-        raise BadRecord("box_zero_area", f"{field} {_fmt(box)} has zero width or height", field=field)
-    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-        raise BadRecord(
-            "box_outside_image", f"{field} {_fmt(box)} lies outside the {width}x{height} image", field=field
-        )
-    cx1, cy1 = max(0.0, x1), max(0.0, y1)
-    cx2, cy2 = min(float(width), x2), min(float(height), y2)
-    repair = None
-    if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
-        repair = REPAIR_CLIPPED
-    if cx2 - cx1 <= 0 or cy2 - cy1 <= 0:  # pragma: no cover - excluded by the outside check above
-        raise BadRecord("box_zero_area", f"{field} {_fmt(box)} has zero area inside the image", field=field)
-    return (cx1, cy1, cx2, cy2), repair
+        reason = "box_not_finite"
+    elif x2 < x1 or y2 < y1:
+        reason = "box_negative_size"
+    elif x2 == x1 or y2 == y1:
+        reason = "box_zero_area"
+    elif x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        reason = "box_outside_image"
+    if reason:
+        raise BadRecord(reason, box_message(reason, box, width, height, field), field=field)
+    clipped = (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
+    return clipped, (REPAIR_CLIPPED if clipped != (x1, y1, x2, y2) else None)
+
+
+def check_boxes(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, width: np.ndarray,
+                height: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`canonical_box` over arrays of pixel xyxy boxes, each with its image's size (the columnar Visual Genome
+    lane): (the reason per box, "" when usable; the clipped boxes, shape (n, 4); whether each was clipped)."""
+    reason = np.full(len(x1), "", dtype=object)
+    finite = np.isfinite(x1) & np.isfinite(y1) & np.isfinite(x2) & np.isfinite(y2)
+    neg = finite & ((x2 < x1) | (y2 < y1))
+    zero = finite & ~neg & ((x2 == x1) | (y2 == y1))
+    outside = finite & ~neg & ~zero & ((x2 <= 0) | (y2 <= 0) | (x1 >= width) | (y1 >= height))
+    reason[~finite] = "box_not_finite"
+    reason[neg] = "box_negative_size"
+    reason[zero] = "box_zero_area"
+    reason[outside] = "box_outside_image"
+    cx1, cy1 = np.maximum(x1, 0.0), np.maximum(y1, 0.0)
+    cx2, cy2 = np.minimum(x2, width), np.minimum(y2, height)
+    clipped = (cx1 != x1) | (cy1 != y1) | (cx2 != x2) | (cy2 != y2)
+    return reason, np.stack([cx1, cy1, cx2, cy2], axis=1), clipped
+
+
+def box_message(reason: str, box: Sequence[float], width, height, field: str = "box") -> str:
+    """The message of a box rejected for ``reason`` (by `canonical_box` or `check_boxes`): the one wording."""
+    if reason == "box_not_finite":
+        return f"{field} {list(box)} has a non-finite coordinate"
+    return {"box_negative_size": f"{field} {_fmt(box)} has negative width or height",
+            "box_zero_area": f"{field} {_fmt(box)} has zero width or height",
+            "box_outside_image": f"{field} {_fmt(box)} lies outside the {int(width)}x{int(height)} image"}[reason]
 
 
 def check_point(x, y, width: int, height: int, field: str = "point") -> tuple[float, float]:
