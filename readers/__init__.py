@@ -4,7 +4,7 @@ A reader knows its files' formats and nothing else. It is a generator ``read(con
 `rcforge.core.ledgerkeeper.ReadBatch` units, the one shape of the reader seam: a table of image records (the schema
 `rcforge.schemas.IMAGE_RECORD`, boxes already in the canonical pixel xyxy form) with its accounting. A per-record
 reader describes each image with an `rcforge.core.ledger.ImageBuilder` and gathers the results
-(`rcforge.core.ledgerkeeper.gather`); Visual Genome's columnar lane builds its tables directly. Its config is a frozen
+(`rcforge.core.ledgerkeeper.gather`); Visual Genome's joiner builds its tables directly. Its config is a frozen
 dataclass built from the recipe's ``sources.<name>`` mapping.
 """
 

@@ -1,20 +1,24 @@
 """Visual Genome 1.0 to 1.4: image_data, objects, relationships, region descriptions (+ attributes).
 
 The real files are JSON arrays of 0.4-0.8 GB with one entry per image, all in the same image order (Pink's
-loader relies on that). We stream each file with ijson and advance them in lockstep, so memory holds one image.
-At every step the image ids must agree; when a file disagrees (an image missing, another order) that file falls
-back to a keyed join: it is streamed once into an on-disk SQLite index keyed by image id and looked up from
-then on. Entries of a file whose image is not in image_data.json are reported as orphans.
+loader relies on that). Two producers feed one joiner (`visual_genome_join`), which owns every rule:
+
+- the columnar producer (`visual_genome_batch.read_batches`) parses each file in batches of images, in its own
+  process for large inputs, and hands over Arrow columns while the files agree on the image ids and no
+  relationship needs an endpoint adopted;
+- the entry producer (`_entry_batches`) streams the files with ijson, one entry per image, in lockstep; a file
+  whose image ids disagree is streamed once into an on-disk SQLite index keyed by image id and looked up from
+  then on (`_Secondary`). It carries the raw relationship items, so the joiner can adopt endpoints.
+
+The reader starts with the columnar producer and switches to the entry producer from the first image not yet
+yielded (`visual_genome_batch.Switch`); ``mode: per_image`` starts with the entry producer. Entries of a file
+whose image is not in image_data.json are reported as orphans (``unknown_image``).
 
 Schema differences handled: v1.0 calls ids ``id`` and gives objects one ``name`` (relationship endpoints too);
 v1.2+ use ``object_id`` / ``relationship_id`` and ``names``; region descriptions use ``region_id`` or ``id``;
 predicates, names and attributes vary in case and spacing and are lower-cased with spaces collapsed.
 Relationships reference objects by id and carry their own copy of each endpoint: we keep the reference and check
-that it names an object of the image (else the relation is rejected, ``relation_unknown_object``).
-
-By default the files are parsed in parallel and checked column-wise (`visual_genome_batch`, several times
-faster); this module's per-image path is the reference for those rules and takes over, keyed, when the files
-disagree on the image order.
+that it names an object of the image, adopting the endpoint from its copy when objects.json lacks it (v1.0).
 """
 
 from __future__ import annotations
@@ -22,38 +26,22 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
 import orjson
+import pyarrow as pa
 
+from rcforge import schemas
 from rcforge.core import fsio
-from rcforge.core.boxes import canonical_box, xywh_to_xyxy
 from rcforge.core.config import path_field
-from rcforge.core.errors import BadRecord
-from rcforge.core.ledger import (
-    ErrorRow,
-    ImageBuilder,
-    ImageResult,
-    image_record,
-    rejected_image,
-)
-from rcforge.core.ledgerkeeper import ReadBatch, gather
+from rcforge.core.ledger import ErrorRow, SourceLedger
+from rcforge.core.ledgerkeeper import ReadBatch
 from rcforge.readers import ReadContext, register
-from rcforge.readers import visual_genome_contract as contract
-from rcforge.readers.visual_genome_batch import (
-    _entry_image_id,
-    _extract_attribute,
-    _image_path,
-    attribute_outcomes,
-    check_image,
-    endpoint_problem,
-    items_of,
-)
+from rcforge.readers import visual_genome_batch as columnar
+from rcforge.readers.visual_genome_batch import LIST_KEY, entry_image_id, extract, items_of
+from rcforge.readers.visual_genome_join import KEY_PREFIX, SOURCE, join
 
-SOURCE = "visual_genome"
-KEY_PREFIX = "vg"
 #: below this many bytes of input, starting parser processes costs more than it saves
 PARALLEL_MIN_BYTES = 32 << 20
 
@@ -77,9 +65,10 @@ class VisualGenomeConfig:
     relationships: str = "relationships.json"
     region_descriptions: str = "region_descriptions.json"
     attributes: str | None = "attributes.json"  # DEFAULT_ATTRIBUTES: optional (VG without it has no attributes)
-    #: "columnar" checks whole batches of images at once (visual_genome_batch); "processes" does so with each
-    #: file parsed in its own process; "auto" uses processes for inputs over 32 MB on a multi-core machine;
-    #: "per_image" is the reference path, which a keyed join falls back to when the files disagree on order
+    #: which producer feeds the joiner (`visual_genome_join`) first: "columnar" parses batches in this process and
+    #: "processes" each file in its own process (both while the files agree on the image order and need no
+    #: adoption); "auto" uses processes for inputs over 32 MB on a multi-core machine; "per_image" starts with the
+    #: entry producer (ijson, entry by entry, lockstep or keyed), which every mode switches to where needed
     mode: Literal["auto", "processes", "columnar", "per_image"] = "auto"
 
 
@@ -90,19 +79,20 @@ class VisualGenomeConfig:
 class _Secondary:
     """One per-image file joined to image_data: lockstep while ids agree, keyed (SQLite) once they do not."""
 
-    def __init__(self, path: str, kind: str, work_dir: str, keyed: bool = False):
+    def __init__(self, path: str, kind: str, work_dir: str, skip: int = 0):
+        """``skip``: entries already joined by the columnar producer (which read them in lockstep)."""
         self.path, self.kind, self.work_dir = path, kind, work_dir
         self._iter = fsio.iter_json(path, "item", what=f"Visual Genome {kind} file")
+        for _ in range(skip):
+            next(self._iter, None)
         self._db: sqlite3.Connection | None = None
         self.keyed = False
-        if keyed:
-            self._switch_to_keyed()
 
     def take(self, image_id) -> dict | None:
         """The entry for ``image_id``, or None when the file has none."""
         if not self.keyed:
             entry = next(self._iter, None)
-            if entry is not None and _entry_image_id(entry) == image_id:
+            if entry is not None and entry_image_id(entry) == image_id:
                 return entry
             self._switch_to_keyed()
         return self._lookup(image_id)
@@ -116,7 +106,7 @@ class _Secondary:
         db.execute("CREATE TABLE e (seq INTEGER PRIMARY KEY, image_id TEXT, body BLOB)")
         batch = []
         for entry in fsio.iter_json(self.path, "item", what=f"Visual Genome {self.kind} file"):
-            batch.append((str(_entry_image_id(entry)), orjson.dumps(entry)))
+            batch.append((str(entry_image_id(entry)), orjson.dumps(entry)))
             if len(batch) >= 5000:
                 db.executemany("INSERT INTO e (image_id, body) VALUES (?, ?)", batch)
                 batch.clear()
@@ -146,10 +136,6 @@ class _Secondary:
 
 
 
-def _items(entry: dict | None, key: str) -> list:
-    return items_of(entry, key)
-
-
 #: the attributes file looked for when the recipe names none; its absence is no error
 DEFAULT_ATTRIBUTES = "attributes.json"
 
@@ -172,194 +158,68 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
         elif config.attributes != DEFAULT_ATTRIBUTES:  # named in the recipe: a misspelling must not pass silently
             fsio.require(attr_path, "sources.visual_genome attributes file")
     emitted: set = set()
-    skip = 0
+    start = 0
     if config.mode != "per_image":
-        from rcforge.readers import visual_genome_batch as batch
-
         # parser processes open the files themselves: not for memory:// (it lives in this process only)
         in_process_only = str(root).startswith("memory://")
         parallel = not in_process_only and (config.mode == "processes" or (
             config.mode == "auto" and (os.cpu_count() or 1) > 1
             and sum(fsio.size(p) for p in files.values()) > PARALLEL_MIN_BYTES))
         try:
-            for result in batch.read_batches(files, image_data_path, config.image_layout, emitted,
-                                             parallel=parallel):
-                skip += result.ledger.images.read
-                yield result
+            for batch in columnar.read_batches(files, image_data_path, config.image_layout, emitted,
+                                               parallel=parallel):
+                start += batch.images_read
+                yield batch
             return
-        except batch.Mismatch:
-            pass  # the files disagree on the image order: go on per image with a keyed join
-    yield from gather(SOURCE, _per_image(config, ctx, files, image_data_path, emitted, skip))
+        except columnar.Switch:
+            pass  # the files disagree on the image order, or a batch needs adoption: entry by entry from here
+    yield from _entry_batches(files, image_data_path, config.image_layout, emitted, start, ctx.work_dir)
 
 
-def _per_image(config, ctx, files, image_data_path, emitted, skip) -> Iterator[ImageResult]:
-    """The per-image lane: images from ``skip`` on, each joined to its entries by a keyed lookup when the files'
-    image order disagrees (or every image, under ``mode: per_image``)."""
-    secondaries = {kind: _Secondary(path, kind, ctx.work_dir, keyed=skip > 0) for kind, path in files.items()}
-    list_key = {"object": "objects", "relation": "relationships", "region": "regions", "attribute": "attributes"}
-
-    seen: set = set(emitted)
+def _entry_batches(files: dict, image_data_path: str, layout: str, emitted: set, start: int, work_dir: str,
+                   batch: int | None = None) -> Iterator[ReadBatch]:
+    """The entry producer: image_data.json's images from ``start`` on, each with its entry of every file, joined in
+    batches (raw relationship items included, for adoption); then the files' orphans."""
+    batch = batch or columnar.BATCH
+    secondaries = {kind: _Secondary(path, kind, work_dir, skip=start) for kind, path in files.items()}
+    metas: list = []
+    offset = start
     for index, meta in enumerate(fsio.iter_json(image_data_path, "item", what="Visual Genome image_data file")):
-        if index < skip:
-            continue  # already read by the columnar path
-        image_id = _entry_image_id(meta)
-        entries = {kind: sec.take(image_id) for kind, sec in secondaries.items()}
-        record_desc = f"image_data[{index}] (image_id={image_id})"
-        key = f"{KEY_PREFIX}/{image_id}"
-        counts = Counter({k: len(_items(entries.get(k), list_key[k])) for k in files})
-        try:
-            image = check_image(meta, seen)
-        except BadRecord as err:
-            yield rejected_image(SOURCE, key, image_data_path, record_desc, err, items_read=counts)
-            continue
-        image_id = image["image_id"]
-        seen.add(image_id)
-        yield _build(config, files, image_data_path, key, image_id, image, image["width"], image["height"],
-                     entries)
+        if index < start:
+            continue  # already joined from the columnar producer
+        metas.append(meta)
+        if len(metas) >= batch:
+            yield _join_entries(metas, offset, secondaries, files, image_data_path, layout, emitted)
+            offset += len(metas)
+            metas = []
+    if metas:
+        yield _join_entries(metas, offset, secondaries, files, image_data_path, layout, emitted)
+    yield _orphans(secondaries, emitted)
 
-    known = seen
+
+def _join_entries(metas, offset, secondaries, files, image_data_path, layout, emitted) -> ReadBatch:
+    image_ids = [entry_image_id(m) for m in metas]
+    entries = {kind: [sec.take(image_id) for image_id in image_ids] for kind, sec in secondaries.items()}
+    raw = [item for entry in entries["relation"] for item in items_of(entry, LIST_KEY["relation"])]
+    images = {"image_ids": image_ids, "meta": metas, "offset": offset}
+    return join(images, {kind: extract(kind, e) for kind, e in entries.items()}, files, image_data_path, layout,
+                emitted, raw_relations=raw)
+
+
+def _orphans(secondaries: dict, known: set) -> ReadBatch:
+    """Entries of a file whose image image_data.json does not list: their items read and rejected
+    (``unknown_image``), one error row per entry."""
+    ledger, errors = SourceLedger(SOURCE), []
     for kind, sec in secondaries.items():
         for entry in sec.leftovers(known):
-            orphan_id = _entry_image_id(entry)
-            n = len(_items(entry, list_key[kind]))
-            result = ImageResult(source=SOURCE, key=f"{KEY_PREFIX}/{orphan_id}", record=None, orphan=True)
-            result.items_read[kind] += n
-            result.items_rejected[kind] += n
-            result.errors.append(ErrorRow(
+            orphan_id = entry_image_id(entry)
+            n = len(items_of(entry, LIST_KEY[kind]))
+            ledger.items[kind].read += n
+            ledger.items[kind].rejected["unknown_image"] += n
+            errors.append(ErrorRow(
                 source=SOURCE, key=f"{KEY_PREFIX}/{orphan_id}", file=sec.path, record=f"image_id={orphan_id}",
                 field="image_id", stage="join", kind=kind, reason="unknown_image",
                 message=f"{n} {kind}(s) for image {orphan_id}, which image_data.json does not list", items=n))
-            yield result
-
-
-def _build(config, files, image_data_path, key, image_id, meta, width, height, entries) -> ImageResult:
-    b = ImageBuilder(SOURCE, key, files["object"], width, height)
-
-    att = {"id": [], "attributes": []}
-    att_problems = [_extract_attribute(entry, att) for entry in _items(entries.get("attribute"), "attributes")]
-    b.read("attribute", len(att_problems))
-    # an object's values: its last entry that has some (the rule of `attribute_outcomes`)
-    attributes = {oid: values for oid, values, problem in zip(att["id"], att["attributes"], att_problems)
-                  if problem is None and values}
-
-    objects: list[dict] = []
-    object_ids: set = set()
-    rejected_objects: set = set()
-    for obj in _items(entries.get("object"), "objects"):
-        b.read("object")
-        oid = None
-        try:
-            if not isinstance(obj, dict):
-                raise BadRecord("malformed_record", "object entry is not a mapping")
-            oid = contract.OBJECT.value(obj, "object_id")
-            if oid in object_ids:
-                raise BadRecord("duplicate_object_id", f"object_id {oid} appears twice in the image",
-                                field="object_id")
-            names = contract.object_names(obj)
-            synsets = list(contract.OBJECT.value(obj, "synsets"))
-            xyxy = xywh_to_xyxy(*contract.object_xywh(obj), field="xywh")
-        except BadRecord as err:
-            b.reject("object", err, f"image_id={image_id} object_id={oid}", file=files["object"])
-            if oid is not None:
-                rejected_objects.add(oid)
-            continue
-        box = b.box("object", xyxy, f"image_id={image_id} object_id={oid}", file=files["object"], field="xywh")
-        if box is None:
-            rejected_objects.add(oid)
-            continue
-        object_ids.add(oid)
-        objects.append({"id": oid, "names": names, "category_id": None, "box": box, "ignore": False,
-                        "attributes": attributes.get(oid, []), "synsets": synsets})
-
-    relations = []
-    for rel in _items(entries.get("relation"), "relationships"):
-        b.read("relation")
-        rid = None
-        try:
-            if not isinstance(rel, dict):
-                raise BadRecord("malformed_record", "relationship entry is not a mapping")
-            rid = contract.RELATION.value(rel, "relationship_id")
-            predicate = contract.RELATION.value(rel, "predicate")
-            ends = [_endpoint(rel, end, b, image_id, files, attributes, objects, object_ids, rejected_objects)
-                    for end in ("subject", "object")]
-        except BadRecord as err:
-            b.reject("relation", err, f"image_id={image_id} relationship_id={rid}", file=files["relation"])
-            continue
-        relations.append({"id": rid, "subject_id": ends[0], "predicate": predicate, "object_id": ends[1]})
-
-    regions = []
-    for reg in _items(entries.get("region"), "regions"):
-        b.read("region")
-        rid = None
-        try:
-            if not isinstance(reg, dict):
-                raise BadRecord("malformed_record", "region entry is not a mapping")
-            rid = contract.REGION.value(reg, "region_id")
-            phrase = contract.REGION.value(reg, "phrase")
-            xyxy = xywh_to_xyxy(*contract.region_xywh(reg), field="xywh")
-        except BadRecord as err:
-            b.reject("region", err, f"image_id={image_id} region_id={rid}", file=files["region"])
-            continue
-        box = b.box("region", xyxy, f"image_id={image_id} region_id={rid}", file=files["region"], field="xywh")
-        if box is None:
-            continue
-        regions.append({"id": rid, "phrase": phrase, "box": box})
-
-    _account_attributes(b, att, att_problems, objects, rejected_objects, image_id, files.get("attribute"))
-    coco_id = meta["coco_id"]
-    record = image_record(key, SOURCE, image_id, _image_path(meta, image_id, config.image_layout), width, height,
-                          coco_id=coco_id, vg_id=image_id, flickr_id=meta["flickr_id"],
-                          objects=objects, relations=relations, regions=regions)
-    return b.finish(record, coco_id=coco_id)
-
-
-def _account_attributes(b, att, problems, objects, rejected_objects, image_id, file) -> None:
-    """Every attributes entry of the image filtered or rejected by `attribute_outcomes` (the rest are written:
-    attached to an object of the record, adopted endpoints included)."""
-    n = len(problems)
-    outcomes = attribute_outcomes([0] * n, att["id"], att["attributes"], problems,
-                                  {(0, o["id"]) for o in objects}, {(0, oid) for oid in rejected_objects})
-    for oid, outcome in zip(att["id"], outcomes):
-        if outcome is None:
-            continue
-        verdict, reason, fld, message = outcome
-        if verdict == "filtered":
-            b.filter("attribute", reason)
-        else:
-            b.reject("attribute", BadRecord(reason, message, field=fld), f"image_id={image_id} object_id={oid}",
-                     file=file)
-
-
-def _endpoint(rel, end, b, image_id, files, attributes, objects, object_ids, rejected_objects) -> int:
-    """The object id a relationship endpoint refers to; an endpoint that objects.json lacks is adopted.
-
-    Visual Genome 1.0 lists most relationship endpoints only inside the relationship (106 of the 156
-    relationships of its first five images), each with its own name and box. Such an endpoint becomes an object of
-    the image, keyed by its object id (an entry of objects.json with that id always wins), counted as an object
-    read from the relationships file and as ``adopted`` in the ledger. An endpoint whose own copy breaks the
-    contract rejects the relationship (reason ``relation_endpoint_invalid``).
-    """
-    eid, problem = endpoint_problem(rel, end)
-    if problem:
-        raise BadRecord(problem[0], problem[2], field=problem[1])
-    if eid in rejected_objects:
-        raise BadRecord("relation_object_rejected", f"{end} object {eid} was rejected", field=f"{end}.object_id")
-    if eid in object_ids:
-        return eid
-    ref = rel[end]
-    try:
-        names = contract.object_names(ref)
-        synsets = list(contract.OBJECT.value(ref, "synsets"))
-        xyxy = xywh_to_xyxy(*contract.object_xywh(ref), field="xywh")
-        box, repair = canonical_box(xyxy, b.width, b.height, field="xywh")
-    except BadRecord as err:
-        raise BadRecord("relation_endpoint_invalid", f"{end} object {eid} is not in objects.json and its own copy "
-                        f"cannot be adopted: {err.message}", field=f"{end}.{err.field}") from None
-    b.read("object")
-    b.adopted("object")
-    if repair:
-        b.repaired("object", repair)
-    object_ids.add(eid)
-    objects.append({"id": eid, "names": names, "category_id": None, "box": box, "ignore": False,
-                    "attributes": attributes.get(eid, []), "synsets": synsets})
-    return eid
+    return ReadBatch(table=pa.Table.from_pylist([], schema=schemas.IMAGE_RECORD), items_kept={}, items_repaired={},
+                     image_repaired=pa.array([], pa.bool_()).to_numpy(zero_copy_only=False), ledger=ledger,
+                     errors=errors)

@@ -1,16 +1,15 @@
-"""The fast path of the Visual Genome reader: per-file parallel parsing and columnar checks.
+"""Visual Genome's columnar producer: per-file parallel parsing into Arrow columns.
 
-Parsing dominates ingest. Each VG file is parsed by its own process (ijson, the same streaming parser), which
-turns every batch of ``BATCH`` images into Arrow columns: ids, normalized strings, raw coordinates, and the
-problems that need Python to spot (a missing field, a value that is not a number). The joining process checks
-that the files agree on the image ids of the batch, then does the rest with NumPy over whole batches (box
-checks and clipping, duplicate ids, relation endpoints) and assembles the image-record batch column by column:
-no Python dict per object.
+Parsing dominates ingest. Each VG file is parsed by its own process (or in this one, for small inputs), which turns
+every batch of ``BATCH`` images into Arrow columns: ids, normalized strings, raw coordinates, and the problems
+that need Python to spot (a missing field, a value that is not a number). `read_batches` checks that the files
+agree on the image ids of each batch and hands it to the joiner (`visual_genome_join.join`), which owns every
+rule. When the files disagree on the image order, or a batch needs a relationship endpoint adopted (which needs
+the raw items this producer does not carry), it raises `Switch` and the reader (`visual_genome`) continues with
+its entry producer from that batch on.
 
-The rules, reasons and fields are those of the per-image path in `visual_genome` (the reference, and the keyed
-fallback): the test suite runs both on the same inputs and compares records, errors and ledgers. When the files
-disagree on the image order, this path stops at that batch and the per-image path takes over from there with a
-keyed join.
+`extract` (a batch of raw entries to the same columns) serves both producers: the entry producer calls it on the
+entries it read with ijson.
 """
 
 from __future__ import annotations
@@ -23,14 +22,12 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from rcforge import schemas
 from rcforge.core import fsio
-from rcforge.core.boxes import box_message, check_boxes
 from rcforge.core.contract import MAX_TEXT, missing
 from rcforge.core.errors import BadRecord, InputError
-from rcforge.core.ledger import ErrorRow, SourceLedger
 from rcforge.core.ledgerkeeper import ReadBatch
 from rcforge.readers import visual_genome_contract as contract
+from rcforge.readers.visual_genome_join import NeedsAdoption, join
 
 BATCH = 500
 SOURCE = "visual_genome"
@@ -39,7 +36,7 @@ KEY_PREFIX = "vg"
 LIST_KEY = {"object": "objects", "relation": "relationships", "region": "regions", "attribute": "attributes"}
 
 
-def _entry_image_id(entry):
+def entry_image_id(entry):
     """``image_id``, else (VG 1.0) ``id``: as `extract_table` coalesces them."""
     if not isinstance(entry, dict):
         return None
@@ -57,7 +54,7 @@ def extract(kind: str, entries: list) -> pa.RecordBatch:
         batch = _FAST[kind](entries)
     except _Unusual:
         batch = _careful(kind, entries)
-    return _with_ids(batch, [_entry_image_id(e) for e in entries])
+    return _with_ids(batch, [entry_image_id(e) for e in entries])
 
 
 class NotAList:
@@ -494,40 +491,6 @@ def _extract_attribute(att, cols):
     return p.first
 
 
-_ATTRIBUTE_MESSAGES = {
-    "duplicate_object_id": "attributes of object_id {oid} are given again later in the image (the later entry is used)",
-    "attribute_object_rejected": "object {oid} was rejected",
-    "attribute_unknown_object": "object_id {oid} is not an object of this image in the objects file",
-}
-
-
-def attribute_outcomes(img: list, ids: list, values: list, problems: list, kept: set, rejected: set) -> list:
-    """What becomes of each attributes.json entry (the one rule both lanes apply): None when its values are
-    attached to a kept object, else ``(verdict, reason, field, message)`` with verdict "filtered" or "rejected".
-
-    In order: an entry that breaks the contract is rejected with the contract's reason; one with no values is
-    filtered (``no_attributes``: the file lists every object, most with none); of several entries for one object
-    the last wins, as VG's own loaders read it, and the earlier ones are duplicates; the values of an object that
-    was rejected, or that objects.json does not hold for the image, are rejected with that reason. ``kept`` and
-    ``rejected`` hold (image index, object id) pairs; ``img`` gives each entry's image index.
-    """
-    last = {(k, oid): r for r, (k, oid, vals, prob) in enumerate(zip(img, ids, values, problems))
-            if prob is None and vals}
-    out: list = []
-    for r, (k, oid, vals, prob) in enumerate(zip(img, ids, values, problems)):
-        if prob is not None:
-            out.append(("rejected", *prob))
-        elif not vals:
-            out.append(("filtered", "no_attributes", None, None))
-        elif (k, oid) in kept and last[(k, oid)] == r:
-            out.append(None)
-        else:
-            reason = ("duplicate_object_id" if last[(k, oid)] != r else
-                      "attribute_object_rejected" if (k, oid) in rejected else "attribute_unknown_object")
-            out.append(("rejected", reason, "object_id", _ATTRIBUTE_MESSAGES[reason].format(oid=oid)))
-    return out
-
-
 def _pad(cols, names):
     for n in names:
         cols[n].append(None)
@@ -730,13 +693,17 @@ class _Stream:
 
 
 # -- the joining process -----------------------------------------------------------------------------------------------
-class Mismatch(Exception):
-    """The files disagree on the image ids of a batch: the caller continues with the keyed path."""
+
+
+# -- the columnar producer ----------------------------------------------------------------------------------------
+class Switch(Exception):
+    """This producer stops here: the files disagree on the image ids of a batch, or a batch needs adoption. The
+    reader continues with the entry producer from the first image not yet yielded."""
 
 
 def read_batches(files: dict[str, str], image_data_path: str, layout: str, emitted: set,
                  parallel: bool, batch: int | None = None) -> Iterator[ReadBatch]:
-    """Yield `ReadBatch`s while every file agrees with image_data.json; raise `Mismatch` at the first batch
+    """Yield `ReadBatch`s while every file agrees with image_data.json; raise `Switch` at the first batch
     where one does not (nothing of that batch has been yielded; ``emitted`` holds the image ids yielded)."""
     batch = batch or BATCH
     image_batches = _image_batches(image_data_path, batch)
@@ -747,18 +714,18 @@ def read_batches(files: dict[str, str], image_data_path: str, layout: str, emitt
             secondary = {kind: s.next() for kind, s in streams.items()}
             if images is None:
                 if any(b is not None for b in secondary.values()):
-                    raise Mismatch("a file has more entries than image_data.json")
+                    raise Switch("a file has more entries than image_data.json")
                 return
             ids = images["image_ids"]
             for kind, b in secondary.items():
                 if b is None or _ids(b) != ids:
-                    raise Mismatch(f"{kind} file disagrees with image_data.json")
+                    raise Switch(f"{kind} file disagrees with image_data.json")
             before = set(emitted)
             try:
-                result = _join(images, secondary, files, image_data_path, layout, emitted)
+                result = join(images, secondary, files, image_data_path, layout, emitted)
             except NeedsAdoption:
                 emitted.intersection_update(before)
-                raise Mismatch("relationships name objects that objects.json lacks") from None
+                raise Switch("relationships name objects that objects.json lacks") from None
             yield result
     finally:
         for s in streams.values():
@@ -776,361 +743,11 @@ def _image_batches(path: str, batch: int):
     for entry in fsio.iter_json(path, "item", what="Visual Genome image_data file"):
         entries.append(entry)
         if len(entries) >= batch:
-            yield {"image_ids": [_entry_image_id(e) for e in entries], "meta": entries, "offset": offset}
+            yield {"image_ids": [entry_image_id(e) for e in entries], "meta": entries, "offset": offset}
             offset += len(entries)
             entries = []
     if entries:
-        yield {"image_ids": [_entry_image_id(e) for e in entries], "meta": entries, "offset": offset}
-
-
-def check_image(meta, seen) -> dict:
-    """An image_data entry through the contract (`visual_genome_contract.IMAGE`): image id first, then whether it
-    was seen before, then the rest; `BadRecord` at the first problem."""
-    if not isinstance(meta, dict):
-        raise BadRecord("malformed_record", "image entry is not a mapping")
-    image_id = contract.IMAGE.value(meta, "image_id")
-    if image_id in seen:
-        raise BadRecord("duplicate_image_id", f"image_id {image_id} appears twice", field="image_id")
-    return contract.IMAGE.parse(meta)
-
-
-def _image_path(meta: dict, image_id, layout: str) -> str:
-    if layout == "url":
-        url = (meta.get("url") if isinstance(meta, dict) else "") or ""
-        parts = [p for p in url.split("/") if p]
-        if len(parts) >= 2:
-            return f"{parts[-2]}/{parts[-1]}"
-    return f"{image_id}.jpg"
-
-
-def _join(images: dict, sec: dict[str, pa.RecordBatch], files, image_data_path, layout, emitted) -> ReadBatch:
-    n = len(images["image_ids"])
-    ledger = SourceLedger(SOURCE)
-    errors: list[ErrorRow] = []
-    widths = np.zeros(n, dtype=np.float64)
-    heights = np.zeros(n, dtype=np.float64)
-    ok = np.zeros(n, dtype=bool)
-    image_reason: list[str | None] = [None] * n
-    for k, (image_id, meta) in enumerate(zip(images["image_ids"], images["meta"])):
-        desc = f"image_data[{images['offset'] + k}] (image_id={image_id})"
-        try:
-            image = check_image(meta, emitted)
-        except BadRecord as err:
-            image_reason[k] = (err.reason, err.field, err.message)
-        else:
-            emitted.add(image["image_id"])
-            widths[k], heights[k], ok[k] = image["width"], image["height"], True
-            images["meta"][k] = image
-        if image_reason[k]:
-            reason, fld, msg = image_reason[k]
-            ledger.images.rejected[reason] += 1
-            errors.append(ErrorRow(SOURCE, f"{KEY_PREFIX}/{image_id}", image_data_path, desc, fld, "read", "image",
-                                   reason, msg))
-    ledger.images.read += n
-
-    kept, repaired, rejected_per_image = {}, {}, np.zeros(n, dtype=np.int64)
-    objects_col, object_keys_kept, object_keys_rejected = _objects(
-        sec["object"], (sec.get("attribute"), files.get("attribute")), images, ok, widths, heights, files["object"],
-        ledger, errors, kept,
-        repaired, rejected_per_image)
-    regions_col = _regions(sec["region"], images, ok, widths, heights, files["region"], ledger, errors, kept,
-                           repaired, rejected_per_image)
-    relations_col = _relations(sec["relation"], images, ok, object_keys_kept, object_keys_rejected,
-                               files["relation"], ledger, errors, kept, rejected_per_image)
-
-    idx = np.flatnonzero(ok)
-    metas = [images["meta"][k] for k in idx]
-    ids = [images["image_ids"][k] for k in idx]
-    coco = [m["coco_id"] for m in metas]
-    table = pa.Table.from_arrays([
-        pa.array([f"{KEY_PREFIX}/{i}" for i in ids], pa.string()),
-        pa.array([SOURCE] * len(ids), pa.string()),
-        pa.array([str(i) for i in ids], pa.string()),
-        pa.array([_image_path(m, i, layout) for m, i in zip(metas, ids)], pa.string()),
-        pa.array(widths[idx].astype(np.int32)), pa.array(heights[idx].astype(np.int32)),
-        pa.nulls(len(ids), pa.string()),
-        pa.array(coco, pa.int64()), pa.array(ids, pa.int64()),
-        pa.array([m["flickr_id"] for m in metas], pa.int64()),
-        objects_col.take(pa.array(idx)), relations_col.take(pa.array(idx)), regions_col.take(pa.array(idx)),
-        _empty_lists(schemas.CAPTION, len(ids)), _empty_lists(schemas.REFERRING, len(ids)),
-        _empty_lists(schemas.QA, len(ids)), _empty_lists(schemas.ABSENT, len(ids)),
-    ], schema=schemas.IMAGE_RECORD)
-    rep = {k: v[idx] for k, v in repaired.items()}
-    image_repaired = (rejected_per_image[idx] > 0) | np.any([v > 0 for v in rep.values()], axis=0)
-    return ReadBatch(table=table, items_kept={k: v[idx] for k, v in kept.items()}, items_repaired=rep,
-                       image_repaired=image_repaired, ledger=ledger, errors=errors)
-
-
-def _empty_lists(struct, n):
-    return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, dtype=np.int32)), pa.array([], struct))
-
-
-def _np(col, dtype=np.float64, fill=np.nan):
-    return col.to_numpy(zero_copy_only=False) if col.null_count == 0 else \
-        col.fill_null(fill).to_numpy(zero_copy_only=False).astype(dtype)
-
-
-def _problems(b: pa.RecordBatch):
-    return b.column("p_reason").to_pylist() if b.column("p_reason").null_count < b.num_rows else None
-
-
-#: how an error row names an item of each kind
-_ID_LABEL = {"object": "object_id", "attribute": "object_id", "relation": "relationship_id", "region": "region_id"}
-
-
-def _reject_rows(kind, rows, reasons, fields, messages, b, images, file, ledger, errors, rejected_per_image):
-    img = b.column("img").to_numpy()
-    ids = b.column("id").to_pylist()
-    for r in rows:
-        k = int(img[r])
-        image_id = images["image_ids"][k]
-        ledger.items[kind].rejected[reasons[r]] += 1
-        rejected_per_image[k] += 1
-        record = f"image_id={image_id} {_ID_LABEL[kind]}={ids[r]}"
-        errors.append(ErrorRow(SOURCE, f"{KEY_PREFIX}/{image_id}", file, record, fields[r], "validate", kind,
-                               reasons[r], messages[r]))
-
-
-def _check_xywh(x, y, w, h, W, H):
-    """`rcforge.core.boxes.check_boxes` on xywh columns, with each rejected box's message (as `canonical_box`
-    words it, field ``xywh``): (reasons, clipped xyxy, clipped mask, messages by row)."""
-    x2, y2 = x + w, y + h
-    reason, xyxy, clipped = check_boxes(x, y, x2, y2, W, H)
-    messages = {int(r): box_message(reason[r], (x[r], y[r], x2[r], y2[r]), W[r], H[r], "xywh")
-                for r in np.flatnonzero(reason != "")}
-    return reason, xyxy, clipped, messages
-
-
-def _count_read(kind, b, ok, ledger):
-    img = b.column("img").to_numpy()
-    ledger.items[kind].read += len(img)
-    in_bad = int(np.count_nonzero(~ok[img])) if len(img) else 0
-    if in_bad:
-        ledger.items[kind].rejected["image_rejected"] += in_bad
-    return img
-
-
-def _objects(b, attrs, images, ok, W, H, file, ledger, errors, kept, repaired, rejected_per_image):
-    n = len(images["image_ids"])
-    img = _count_read("object", b, ok, ledger)
-    m = len(img)
-    reasons = np.full(m, "", dtype=object)
-    fields = np.full(m, "", dtype=object)
-    messages = np.full(m, "", dtype=object)
-    problems = _problems(b)
-    if problems is not None:
-        pf, pm = b.column("p_field").to_pylist(), b.column("p_msg").to_pylist()
-        for r, p in enumerate(problems):
-            if p:
-                reasons[r], fields[r], messages[r] = p, pf[r], pm[r]
-    live = ok[img] if m else np.zeros(0, dtype=bool)
-    oid = _np(b.column("id"), np.int64, -1).astype(np.int64) if m else np.zeros(0, np.int64)
-    x, y, w, h = (_np(b.column(c)) for c in "xywh")
-    Wi, Hi = W[img], H[img]
-    box_reason, xyxy, clipped, box_messages = _check_xywh(x, y, w, h, Wi, Hi)
-    fresh = live & (reasons == "") & (box_reason != "")
-    for r in np.flatnonzero(fresh):
-        reasons[r], fields[r], messages[r] = box_reason[r], "xywh", box_messages[int(r)]
-    # A repeated object id is a duplicate once an earlier object with that id was kept (reference order).
-    has_id = live & (oid >= 0) & b.column("id").is_valid().to_numpy(zero_copy_only=False) if m else live
-    cand = np.flatnonzero(has_id)
-    if len(cand):
-        order = cand[np.lexsort((cand, oid[cand], img[cand]))]
-        same = (img[order][1:] == img[order][:-1]) & (oid[order][1:] == oid[order][:-1])
-        if same.any():
-            group_start = np.concatenate([[True], ~same])
-            kept_seen = False
-            for pos, r in enumerate(order.tolist()):
-                if group_start[pos]:
-                    kept_seen = False
-                if kept_seen:
-                    reasons[r], fields[r] = "duplicate_object_id", "object_id"
-                    messages[r] = f"object_id {oid[r]} appears twice in the image"
-                elif reasons[r] == "":
-                    kept_seen = True
-    bad = live & (reasons != "")
-    _reject_rows("object", np.flatnonzero(bad), reasons, fields, messages, b, images, file, ledger, errors,
-                 rejected_per_image)
-    good = live & (reasons == "")
-    rep = good & clipped
-    if rep.any():
-        ledger.items["object"].repairs["box_clipped"] += int(rep.sum())
-    kept["object"] = np.bincount(img[good], minlength=n)
-    repaired["object"] = np.bincount(img[rep], minlength=n)
-    gi = np.flatnonzero(good)
-    rej_mask = live & ~good & (oid >= 0)
-    attr_values = _attributes(attrs, images, ok, img, oid, good, rej_mask, ledger, errors, kept, rejected_per_image)
-    take = pa.array(gi)
-    struct = pa.StructArray.from_arrays([
-        pa.array(oid[gi], pa.int64()),
-        b.column("names").take(take),
-        pa.nulls(len(gi), pa.int64()),
-        pa.FixedSizeListArray.from_arrays(pa.array(xyxy[gi].reshape(-1)), 4),
-        pa.array(np.zeros(len(gi), dtype=bool)),
-        attr_values,
-        b.column("synsets").take(take),
-        *(pa.nulls(len(gi), f.type) for f in list(schemas.OBJECT)[7:]),  # no masks, areas or crowds in VG
-    ], fields=list(schemas.OBJECT))
-    offsets = np.concatenate([[0], np.cumsum(kept["object"])]).astype(np.int32)
-    col = pa.ListArray.from_arrays(pa.array(offsets), struct, type=pa.list_(schemas.OBJECT))
-    return col, (img[good], oid[good]), (img[rej_mask], oid[rej_mask])
-
-
-def _attributes(attrs, images, ok, obj_img, oid, good, rejected, ledger, errors, kept, rejected_per_image) -> pa.Array:
-    """The attribute values of each kept object (rows ``good`` of the objects batch), every entry of the
-    attributes batch accounted for: `attribute_outcomes`' rule over whole columns (the per-image lane applies that
-    function itself; the tests compare the lanes). ``attrs`` is (batch or None, its file)."""
-    a, file = attrs
-    n, gi = len(images["image_ids"]), np.flatnonzero(good)
-    if a is None or not a.num_rows:
-        if a is not None:
-            kept["attribute"] = np.zeros(n, dtype=np.int64)
-        return _empty_lists(pa.string(), len(gi))
-    a_img = _count_read("attribute", a, ok, ledger)
-    problem = a.column("p_reason").is_valid().to_numpy(zero_copy_only=False)
-    lengths = _pc().fill_null(_pc().list_value_length(a.column("attributes")), 0).to_numpy(zero_copy_only=False)
-    live = ok[a_img] & ~problem
-    # (image, object id) as one dense integer key, for entries and objects alike
-    _, codes = np.unique(np.concatenate([_np(a.column("id"), np.int64, -1).astype(np.int64), oid]),
-                         return_inverse=True)
-    width = int(codes.max()) + 1
-    a_key = a_img.astype(np.int64) * width + codes[:len(a_img)]
-    o_key = obj_img.astype(np.int64) * width + codes[len(a_img):]
-    rows = np.flatnonzero(live & (lengths > 0))[::-1]
-    winners = rows[np.unique(a_key[rows], return_index=True)[1]]  # the last entry of each key, sorted by key
-    win_kept = np.isin(a_key[winners], o_key[good])
-    losers = winners[~win_kept]
-    outcome = np.full(len(a_img), "", dtype=object)
-    outcome[rows] = "duplicate_object_id"
-    outcome[winners] = ""
-    outcome[losers] = "attribute_unknown_object"
-    outcome[losers[np.isin(a_key[losers], o_key[rejected])]] = "attribute_object_rejected"
-    nothing = int(np.count_nonzero(live & (lengths == 0)))
-    if nothing:
-        ledger.items["attribute"].filtered["no_attributes"] += nothing
-    kept["attribute"] = np.bincount(a_img[winners[win_kept]], minlength=n)
-    _reject_attributes(a, np.flatnonzero(ok[a_img] & (problem | (outcome != ""))), outcome, images, file, ledger,
-                       errors, rejected_per_image)
-    # each kept object's values: those of its winning entry, or none
-    keys = a_key[winners]
-    pos = np.minimum(np.searchsorted(keys, o_key[gi]), max(len(keys) - 1, 0))
-    hit = (keys[pos] == o_key[gi]) if len(keys) else np.zeros(len(gi), dtype=bool)
-    src = np.where(hit, winners[pos] if len(keys) else 0, 0)
-    taken = a.column("attributes").take(pa.array(src, mask=~hit))
-    offsets = np.concatenate([[0], np.cumsum(np.where(hit, lengths[src], 0))]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), _pc().list_flatten(taken), type=pa.list_(pa.string()))
-
-
-def _reject_attributes(a, rows, outcome, images, file, ledger, errors, rejected_per_image) -> None:
-    """`_reject_rows` for the rejected attribute entries ``rows``: the contract's problem, else ``outcome``'s."""
-    if not len(rows):
-        return
-    ids = a.column("id").to_pylist()
-    reasons, fields, messages = (a.column(c).to_pylist() for c in ("p_reason", "p_field", "p_msg"))
-    for r in rows.tolist():
-        if reasons[r] is None:
-            reasons[r], fields[r] = outcome[r], "object_id"
-            messages[r] = _ATTRIBUTE_MESSAGES[outcome[r]].format(oid=ids[r])
-    _reject_rows("attribute", rows, reasons, fields, messages, a, images, file, ledger, errors, rejected_per_image)
-
-
-def _regions(b, images, ok, W, H, file, ledger, errors, kept, repaired, rejected_per_image):
-    n = len(images["image_ids"])
-    img = _count_read("region", b, ok, ledger)
-    m = len(img)
-    reasons = np.full(m, "", dtype=object)
-    fields = np.full(m, "", dtype=object)
-    messages = np.full(m, "", dtype=object)
-    problems = _problems(b)
-    if problems is not None:
-        pf, pm = b.column("p_field").to_pylist(), b.column("p_msg").to_pylist()
-        for r, p in enumerate(problems):
-            if p:
-                reasons[r], fields[r], messages[r] = p, pf[r], pm[r]
-    live = ok[img] if m else np.zeros(0, dtype=bool)
-    x, y, w, h = (_np(b.column(c)) for c in "xywh")
-    Wi, Hi = W[img], H[img]
-    box_reason, xyxy, clipped, box_messages = _check_xywh(x, y, w, h, Wi, Hi)
-    fresh = live & (reasons == "") & (box_reason != "")
-    for r in np.flatnonzero(fresh):
-        reasons[r], fields[r], messages[r] = box_reason[r], "xywh", box_messages[int(r)]
-    bad = live & (reasons != "")
-    _reject_rows("region", np.flatnonzero(bad), reasons, fields, messages, b, images, file, ledger, errors,
-                 rejected_per_image)
-    good = live & (reasons == "")
-    rep = good & clipped
-    if rep.any():
-        ledger.items["region"].repairs["box_clipped"] += int(rep.sum())
-    kept["region"] = np.bincount(img[good], minlength=n)
-    repaired["region"] = np.bincount(img[rep], minlength=n)
-    gi = np.flatnonzero(good)
-    struct = pa.StructArray.from_arrays([
-        b.column("id").take(pa.array(gi)), b.column("phrase").take(pa.array(gi)),
-        pa.FixedSizeListArray.from_arrays(pa.array(xyxy[gi].reshape(-1)), 4),
-    ], fields=list(schemas.REGION))
-    offsets = np.concatenate([[0], np.cumsum(kept["region"])]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), struct, type=pa.list_(schemas.REGION))
-
-
-class NeedsAdoption(Exception):
-    """A relationship of the batch names an object that objects.json lacks: the per-image path adopts it (the
-    rule lives there only), so the caller hands this batch and the rest of the file to that path."""
-
-
-def _pair_keys(*pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
-    """(image, object id) pairs as int64 keys without overflow: ids are coded densely first."""
-    ids = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
-    _, codes = np.unique(ids, return_inverse=True)
-    width = int(codes.max()) + 1 if len(codes) else 1
-    out, offset = [], 0
-    for img, oid in pairs:
-        out.append(img.astype(np.int64) * width + codes[offset:offset + len(oid)])
-        offset += len(oid)
-    return out
-
-
-def _relations(b, images, ok, keys_kept, keys_rejected, file, ledger, errors, kept, rejected_per_image):
-    n = len(images["image_ids"])
-    img = _count_read("relation", b, ok, ledger)
-    m = len(img)
-    reasons = np.full(m, "", dtype=object)
-    fields = np.full(m, "", dtype=object)
-    messages = np.full(m, "", dtype=object)
-    problems = _problems(b)
-    if problems is not None:
-        pf, pm = b.column("p_field").to_pylist(), b.column("p_msg").to_pylist()
-        for r, p in enumerate(problems):
-            if p:
-                reasons[r], fields[r], messages[r] = p, pf[r], pm[r]
-    live = ok[img] if m else np.zeros(0, dtype=bool)
-    ends = {end: _np(b.column(f"{end}_id"), np.int64, -1).astype(np.int64) for end in ("subject", "object")}
-    kept_keys, rej_keys, subject_keys, object_keys = _pair_keys(
-        keys_kept, keys_rejected, (img, ends["subject"]), (img, ends["object"]))
-    for end, key in (("subject", subject_keys), ("object", object_keys)):
-        problem_col = b.column(f"{end}_problem")
-        eid = ends[end]
-        is_kept = np.isin(key, kept_keys)
-        is_rej = np.isin(key, rej_keys)
-        if problem_col.null_count < m:
-            for r in np.flatnonzero(problem_col.is_valid().to_numpy(zero_copy_only=False) & live & (reasons == "")):
-                reasons[r], fields[r], messages[r] = problem_col[int(r)].as_py().split("\x1f")
-        open_ = live & (reasons == "")
-        for r in np.flatnonzero(open_ & is_rej):
-            reasons[r], fields[r] = "relation_object_rejected", f"{end}.object_id"
-            messages[r] = f"{end} object {eid[r]} was rejected"
-        if (open_ & ~is_rej & ~is_kept).any():
-            raise NeedsAdoption()
-    bad = live & (reasons != "")
-    _reject_rows("relation", np.flatnonzero(bad), reasons, fields, messages, b, images, file, ledger, errors,
-                 rejected_per_image)
-    good = live & (reasons == "")
-    kept["relation"] = np.bincount(img[good], minlength=n)
-    gi = pa.array(np.flatnonzero(good))
-    struct = pa.StructArray.from_arrays([
-        b.column("id").take(gi), b.column("subject_id").take(gi), b.column("predicate").take(gi),
-        b.column("object_id").take(gi)], fields=list(schemas.RELATION))
-    offsets = np.concatenate([[0], np.cumsum(kept["relation"])]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), struct, type=pa.list_(schemas.RELATION))
+        yield {"image_ids": [entry_image_id(e) for e in entries], "meta": entries, "offset": offset}
 
 
 if __name__ == "__main__":

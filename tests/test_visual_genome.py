@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from vg_oracle import ingest_oracle
 
 from rcforge.core.errors import InputError
 
@@ -208,24 +209,33 @@ def _bad_attributes(o1):
     return attributes
 
 
-@pytest.mark.parametrize("fixture", ["sample", "bad"])
-def test_columnar_paths_give_the_reference_records_errors_and_ledger(tmp_path, fixture):
-    root = VG if fixture == "sample" else _bad_fixture(tmp_path)
-    outcomes = {}
+def _outcome(entry, out):
+    errors = sorted((e["kind"], e["reason"], e["record"], e["field"], e["key"], e["file"], e["message"])
+                    for e in read_errors(out, "visual_genome"))
+    return read_records(out, "visual_genome"), errors, entry["ledger"]
+
+
+@pytest.mark.parametrize("fixture", ["sample", "bad", "v1_0"])
+def test_every_producer_gives_the_oracles_records_errors_and_ledger(tmp_path, fixture):
+    """The rule engine fed by either producer (columnar in-process, parser processes, the entry producer) against
+    the per-image oracle (tests/vg_oracle.py): the same records, error rows and ledger."""
+    root = {"sample": lambda: VG, "bad": lambda: _bad_fixture(tmp_path),
+            "v1_0": lambda: _v1_0_copy(tmp_path)}[fixture]()
+    (tmp_path / "oracle").mkdir()
+    expected = _outcome(*ingest_oracle(tmp_path / "oracle", {"root": str(root), "images": str(root)},
+                                       max_bad_fraction=1.0))
     for mode in ("per_image", "columnar", "processes"):
         (tmp_path / mode).mkdir()
         entry, out = ingest_one(tmp_path / mode, "visual_genome",
                                 {"root": str(root), "images": str(root), "mode": mode}, max_bad_fraction=1.0)
-        errors = sorted((e["kind"], e["reason"], e["record"], e["field"], e["key"], e["file"])
-                        for e in read_errors(out, "visual_genome"))
-        outcomes[mode] = (read_records(out, "visual_genome"), errors, entry["ledger"])
-    assert outcomes["columnar"] == outcomes["per_image"]
-    assert outcomes["processes"] == outcomes["per_image"]
+        assert _outcome(entry, out) == expected, mode
+    if fixture == "v1_0":
+        assert expected[2]["annotations"]["object"]["adopted"] > 0
     if fixture == "bad":
-        reasons = {r for _, r, *_ in outcomes["per_image"][1]}
+        reasons = {r for _, r, *_ in expected[1]}
         assert {"duplicate_object_id", "wrong_type", "relation_missing_predicate", "region_missing_phrase",
                 "duplicate_image_id", "missing_field"} <= reasons
-        attribute = outcomes["per_image"][2]["annotations"]["attribute"]
+        attribute = expected[2]["annotations"]["attribute"]
         assert attribute["balanced"] and attribute["written"] > 0, attribute
         assert {"attribute_object_rejected", "wrong_type", "malformed_record", "bad_text", "missing_field",
                 "attribute_unknown_object", "duplicate_object_id"} <= set(attribute["rejected"]), attribute
@@ -235,9 +245,51 @@ def test_columnar_paths_give_the_reference_records_errors_and_ledger(tmp_path, f
                   for r in [e["reason"]]}
         assert errors["attribute_unknown_object"]["record"] == "image_id=1 object_id=424243"
         assert errors["attribute_unknown_object"]["file"].endswith("attributes.json")
-        records = {r["key"]: r for r in outcomes["per_image"][0]}
+        records = {r["key"]: r for r in expected[0]}
         later = {o["id"]: o["attributes"] for o in records["vg/1"]["objects"]}
         assert later[o1_id(root, 11)] == ["dark"]
+
+
+def _v1_0_copy(tmp_path):
+    """The sample as Visual Genome 1.0 shapes it: ``id`` for every id, one ``name``, and most relationship
+    endpoints missing from objects.json (so their own copies are adopted). Beside plain adoptions: an endpoint
+    adopted by two relations, a copy whose box is unusable (the relation is rejected), a copy sticking out of the
+    image (adopted, clipped), a subject adopted by a relation that its object then rejects, and attributes of an
+    adopted object."""
+    data = {name: json.loads((VG / f"{name}.json").read_text())
+            for name in ("image_data", "objects", "relationships", "region_descriptions", "attributes")}
+    for meta in data["image_data"]:
+        meta["id"] = meta.pop("image_id")
+    ends = {(e["image_id"], r[end]["object_id"]) for e in data["relationships"] for r in e["relationships"]
+            for end in ("subject", "object")}
+    for entry in data["objects"]:
+        image_id = entry["image_id"]
+        # objects.json keeps only the objects no relationship names, and one that one does (entry 0's first)
+        entry["objects"] = [o for k, o in enumerate(entry["objects"])
+                            if (image_id, o["object_id"]) not in ends or k == 0]
+    for name in ("objects", "relationships", "region_descriptions", "attributes"):
+        for entry in data[name]:
+            entry["id"] = entry.pop("image_id", entry.get("id"))
+    rels = data["relationships"][0]["relationships"]
+    rels[1]["subject"] = dict(rels[0]["subject"])                        # adopted by relations 0 and 1
+    rels[2]["subject"] = dict(rels[2]["subject"], w=0)                   # an unusable copy
+    rels[3]["object"] = dict(rels[3]["object"], x=750, w=400)           # sticks out of the 800-wide image
+    rels[4]["object"] = dict(rels[4]["object"], object_id=data["objects"][0]["objects"][1]["object_id"])
+    data["objects"][0]["objects"][1]["w"] = 0                            # ... which objects.json rejects
+    data["attributes"][0]["attributes"].append({"object_id": rels[0]["subject"]["object_id"],
+                                                "attributes": ["Striped "]})
+    for entry in data["relationships"]:
+        for r in entry["relationships"]:
+            r["id"] = r.pop("relationship_id")
+            for end in ("subject", "object"):
+                ref = r[end] = dict(r[end])
+                ref["id"] = ref.pop("object_id")
+                ref["name"] = ref.pop("names", [ref.get("name")])[0] if "names" in ref else ref["name"]
+    for entry in data["objects"]:
+        for o in entry["objects"]:
+            o["id"] = o.pop("object_id")
+            o["name"] = o.pop("names")[0]
+    return _vg_copy(tmp_path, **data)
 
 
 def o1_id(root, k):
@@ -274,8 +326,7 @@ def test_mismatch_after_some_batches_continues_per_image_without_loss(tmp_path, 
     objects[1], objects[2] = objects[2], objects[1]  # images 2 and 3 out of order
     root = _vg_copy(tmp_path, objects=objects)
     (tmp_path / "ref").mkdir()
-    _, ref_out = ingest_one(tmp_path / "ref", "visual_genome", {"root": str(VG), "images": str(VG),
-                                                                 "mode": "per_image"})
+    _, ref_out = ingest_oracle(tmp_path / "ref", {"root": str(VG), "images": str(VG)})
     entry, out = ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root), "mode": "columnar"})
     assert read_records(out, "visual_genome") == read_records(ref_out, "visual_genome")
     assert entry["ledger"]["balanced"] and entry["ledger"]["images"]["read"] == 3
