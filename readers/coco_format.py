@@ -25,7 +25,7 @@ import json
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 import orjson
@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from rcforge.core import fsio, masks
+from rcforge.core.config import number, path_field
 from rcforge.core.contract import ItemContract
 from rcforge.core.errors import BadRecord, InputError
 from rcforge.core.ledger import ErrorRow, ImageBuilder, ImageResult, image_record, rejected_image
@@ -43,6 +44,27 @@ from rcforge.readers import coco_contract, mask_pool
 def _plain_image(parsed: dict) -> tuple[str, tuple[int, ...]]:
     return parsed["file_name"], ()
 
+
+
+@dataclass(frozen=True)
+class CocoFormatConfig:
+    """The options every COCO-format source has (each source's config documents them)."""
+
+    annotations: str = path_field()
+    images: str = path_field(must_exist=False)
+    mode: Literal["auto", "memory", "stream"] = "auto"
+    in_memory_max_bytes: int = number(512 * 1024 * 1024, 0)
+    partitions: int = number(0, 0, 1024)  # each is a file held open while streaming
+    mask_processes: int = number(-1, -1, 256)
+
+
+def read_source(flavour: "CocoFlavour", config: CocoFormatConfig, work_dir: str, **options) -> Iterator[ReadBatch]:
+    """A COCO-format source's batches: the file parsed whole when small (or ``mode: memory``), else streamed
+    through on-disk partitions. ``options``: the flavour's extra reader options (Objects365's claimed vocabulary)."""
+    path = config.annotations
+    stream = config.mode == "stream" or (config.mode == "auto" and fsio.size(path) > config.in_memory_max_bytes)
+    reader = CocoReader(flavour, path, config.partitions, mask_processes=config.mask_processes, **options)
+    yield from reader.read(stream, work_dir)
 
 @dataclass(frozen=True)
 class CocoFlavour:

@@ -19,15 +19,13 @@ Image ids are COCO ids, so RefCOCO evaluation images are excluded through them, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Iterator
 
-from rcforge.core import fsio
-from rcforge.core.config import number, path_field
 from rcforge.core.contract import F, Int, ItemContract, Spec, Text, wrong_type
 from rcforge.core.errors import BadRecord
 from rcforge.core.ledgerkeeper import ReadBatch
 from rcforge.readers import ReadContext, register
-from rcforge.readers.coco_format import CocoFlavour, CocoReader
+from rcforge.readers.coco_format import CocoFlavour, CocoFormatConfig, read_source
 
 SOURCE = "lvis"
 
@@ -76,7 +74,7 @@ FLAVOUR = CocoFlavour(SOURCE, "LVIS annotation file", image=IMAGE, image_fields=
 
 
 @dataclass(frozen=True)
-class LvisConfig:
+class LvisConfig(CocoFormatConfig):
     """LVIS v1.
 
     annotations: ``lvis_v1_train.json`` or ``lvis_v1_val.json`` (.gz allowed).
@@ -84,18 +82,9 @@ class LvisConfig:
     mode, in_memory_max_bytes, partitions, mask_processes: as for objects365 (the train file, ~1 GB, is streamed).
     """
 
-    annotations: str = path_field()
-    images: str = path_field(must_exist=False)
-    mode: Literal["auto", "memory", "stream"] = "auto"
-    in_memory_max_bytes: int = number(512 * 1024 * 1024, 0)
-    partitions: int = number(0, 0, 1024)  # each is a file held open while streaming
-    mask_processes: int = number(-1, -1, 256)
 
 
 @register(SOURCE, LvisConfig, provides=("object_categories", "refs"), labels="exhaustive")
 def read(config: LvisConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
     """LVIS v1 (COCO format, federated labels), parsed whole when small or streamed through partitions."""
-    path = config.annotations
-    stream = config.mode == "stream" or (config.mode == "auto" and fsio.size(path) > config.in_memory_max_bytes)
-    reader = CocoReader(FLAVOUR, path, config.partitions, mask_processes=config.mask_processes)
-    yield from reader.read(stream, ctx.work_dir)
+    yield from read_source(FLAVOUR, config, ctx.work_dir)

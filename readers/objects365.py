@@ -10,19 +10,17 @@ id or an annotation naming an unknown image is rejected with a reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Iterator
 
-from rcforge.core import fsio
-from rcforge.core.config import number, path_field
 from rcforge.core.ledgerkeeper import ReadBatch
 from rcforge.readers import ReadContext, register
-from rcforge.readers.coco_format import CocoFlavour, CocoReader
+from rcforge.readers.coco_format import CocoFlavour, CocoFormatConfig, read_source
 
 SOURCE = "objects365"
 
 
 @dataclass(frozen=True)
-class Objects365Config:
+class Objects365Config(CocoFormatConfig):
     """Objects365 in COCO format.
 
     annotations: the COCO json (``zhiyuan_objv2_train.json``, v1 ``objects365_train.json``; .gz allowed).
@@ -39,12 +37,6 @@ class Objects365Config:
       which negative questions ask about. Off by default.
     """
 
-    annotations: str = path_field()
-    images: str = path_field(must_exist=False)
-    mode: Literal["auto", "memory", "stream"] = "auto"
-    in_memory_max_bytes: int = number(512 * 1024 * 1024, 0)
-    partitions: int = number(0, 0, 1024)  # each is a file held open while streaming
-    mask_processes: int = number(-1, -1, 256)
     claimed_negatives: bool = False
 
 
@@ -54,8 +46,4 @@ FLAVOUR = CocoFlavour(SOURCE, "Objects365 annotation file")
 @register(SOURCE, Objects365Config, provides=("object_categories", "refs"), labels="claimed")
 def read(config: Objects365Config, ctx: ReadContext) -> Iterator[ReadBatch]:
     """Objects365 (COCO format), parsed whole when small or streamed through on-disk partitions."""
-    path = config.annotations
-    stream = config.mode == "stream" or (config.mode == "auto" and fsio.size(path) > config.in_memory_max_bytes)
-    reader = CocoReader(FLAVOUR, path, config.partitions, claimed_vocab=config.claimed_negatives,
-                        mask_processes=config.mask_processes)
-    yield from reader.read(stream, ctx.work_dir)
+    yield from read_source(FLAVOUR, config, ctx.work_dir, claimed_vocab=config.claimed_negatives)

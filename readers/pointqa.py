@@ -189,13 +189,9 @@ def _qa_items(kind: str, image_id: str, i: int, entry, b: ImageBuilder, path: st
             except BadRecord as err:
                 b.reject("qa", err, desc, file=path)
                 continue
-            box = b.box("qa", xyxy, desc, file=path, field="all_objs")
-            if box is None:
-                continue
-            yield {"id": f"localqa/{image_id}/{i}/{j}", "kind": kind, "question": question, "point_question": None,
-                   "answer": answer, "answers": all_answers,
-                   "question_type": None, "answer_type": None, "point": xy, "box": box,
-                   "object_ids": [object_id] if object_id is not None else []}
+            yield from _qa(b, desc, path, "all_objs", xyxy, id=f"localqa/{image_id}/{i}/{j}", kind=kind,
+                           question=question, point_question=None, answer=answer, answers=all_answers,
+                           question_type=None, point=xy, object_id=object_id)
         return
     b.read("qa")
     desc = f"image {image_id} entry {i}"
@@ -211,10 +207,14 @@ def _qa_items(kind: str, image_id: str, i: int, entry, b: ImageBuilder, path: st
     except BadRecord as err:
         b.reject("qa", err, desc, file=path)
         return
-    box = b.box("qa", xyxy, desc, file=path, field="bbox")
-    if box is None:
-        return
-    yield {"id": f"{kind}/{image_id}/{i}", "kind": kind, "question": question,
-           "point_question": point_question, "answer": answer, "answers": [answer] if answer is not None else [],
-           "question_type": qtype, "answer_type": None, "point": xy, "box": box,
-           "object_ids": [object_id] if object_id is not None else []}
+    yield from _qa(b, desc, path, "bbox", xyxy, id=f"{kind}/{image_id}/{i}", kind=kind, question=question,
+                   point_question=point_question, answer=answer, answers=[answer] if answer is not None else [],
+                   question_type=qtype, point=xy, object_id=object_id)
+
+
+def _qa(b: ImageBuilder, desc: str, path: str, box_field: str, xyxy, *, object_id, **fields):
+    """One PointQA item (schema `rcforge.schemas.QA`) once its box passes the box rule; nothing when it does not
+    (the builder has recorded why)."""
+    box = b.box("qa", xyxy, desc, file=path, field=box_field)
+    if box is not None:
+        yield {**fields, "answer_type": None, "box": box, "object_ids": [object_id] if object_id is not None else []}

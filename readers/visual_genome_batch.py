@@ -296,12 +296,18 @@ def _valid(arr: pa.Array) -> np.ndarray:
     return arr.is_valid().to_numpy(zero_copy_only=False)
 
 
+def _item_ids(kind: str, table: pa.Table, *id_names: str):
+    """The start of every fast lane: the items of a batch's entries, each item's entry index, their count, and
+    their ids (the first of ``id_names`` present), checked to be usual."""
+    img, items = _items_of(kind, table)
+    ids = _coalesce(items, *id_names)
+    _usual_ids(ids)
+    return img, items, len(img), ids
+
+
 def _fast_objects(table: pa.Table) -> pa.RecordBatch:
     pc = _pc()
-    img, items = _items_of("object", table)
-    m = len(img)
-    ids = _coalesce(items, "object_id", "id")
-    _usual_ids(ids)
+    img, items, m, ids = _item_ids("object", table, "object_id", "id")
     names, name = items.field("names"), items.field("name")
     _usual_text(name)
     _usual_text(pc.list_flatten(names))
@@ -323,10 +329,7 @@ def _fast_objects(table: pa.Table) -> pa.RecordBatch:
 
 def _fast_regions(table: pa.Table) -> pa.RecordBatch:
     pc = _pc()
-    img, items = _items_of("region", table)
-    m = len(img)
-    ids = _coalesce(items, "region_id", "id")
-    _usual_ids(ids)
+    img, items, m, ids = _item_ids("region", table, "region_id", "id")
     _usual_text(items.field("phrase"))
     phrase_raw = items.field("phrase")
     phrase = _normalize(phrase_raw, lower=False)
@@ -345,10 +348,7 @@ def _fast_regions(table: pa.Table) -> pa.RecordBatch:
 
 def _fast_relations(table: pa.Table) -> pa.RecordBatch:
     pc = _pc()
-    img, items = _items_of("relation", table)
-    m = len(img)
-    ids = _coalesce(items, "relationship_id", "id")
-    _usual_ids(ids)
+    img, items, m, ids = _item_ids("relation", table, "relationship_id", "id")
     predicate_raw = items.field("predicate")
     _usual_text(predicate_raw)
     predicate = _normalize(predicate_raw, lower=True)
@@ -379,10 +379,7 @@ def _fast_relations(table: pa.Table) -> pa.RecordBatch:
 
 
 def _fast_attributes(table: pa.Table) -> pa.RecordBatch:
-    img, items = _items_of("attribute", table)
-    m = len(img)
-    ids = _coalesce(items, "object_id", "id")
-    _usual_ids(ids)
+    img, items, m, ids = _item_ids("attribute", table, "object_id", "id")
     _usual_text(_pc().list_flatten(items.field("attributes")))
     reason, field, message = _problem_columns(m, [
         (~_valid(ids), "missing_field", "object_id", missing(contract.ATTRIBUTE.what, "object_id").message)])
@@ -410,37 +407,48 @@ class _Problems:
             return default
 
 
+def _mappings_only(what: str, columns: tuple):
+    """An extractor of one item that is called only on mappings: any other item fills ``columns`` with nulls and
+    is malformed."""
+    def wrap(extract):
+        def checked(item, cols):
+            if not isinstance(item, dict):
+                _pad(cols, columns)
+                return ("malformed_record", "", f"{what} entry is not a mapping")
+            return extract(item, cols)
+        return checked
+    return wrap
+
+
+@_mappings_only("object", ("id", "names", "synsets", "x", "y", "w", "h"))
 def _extract_object(obj, cols):
     """One object through the contract (`visual_genome_contract.OBJECT`), in the reference path's order: id,
     (duplicate id: the joiner), names, coordinates."""
-    if not isinstance(obj, dict):
-        _pad(cols, ("id", "names", "synsets", "x", "y", "w", "h"))
-        return ("malformed_record", "", "object entry is not a mapping")
     p = _Problems()
     cols["id"].append(p.take(lambda: contract.OBJECT.value(obj, "object_id")))
     cols["names"].append(p.take(lambda: contract.object_names(obj), []))
     cols["synsets"].append(p.take(lambda: list(contract.OBJECT.value(obj, "synsets")), []))
-    xywh = [p.take(lambda n=n: contract.OBJECT.value(obj, n)) for n in "xywh"]
-    if any(v is None for v in xywh):
-        xywh = [None] * 4  # a box with a bad coordinate keeps none of them
-    for part, v in zip("xywh", xywh):
-        cols[part].append(v)
+    _take_xywh(p, contract.OBJECT, obj, "xywh", cols)
     return p.first
 
 
+@_mappings_only("region", ("id", "phrase", "x", "y", "w", "h"))
 def _extract_region(reg, cols):
-    if not isinstance(reg, dict):
-        _pad(cols, ("id", "phrase", "x", "y", "w", "h"))
-        return ("malformed_record", "", "region entry is not a mapping")
     p = _Problems()
     cols["id"].append(p.take(lambda: contract.REGION.value(reg, "region_id")))
     cols["phrase"].append(p.take(lambda: contract.REGION.value(reg, "phrase"), _plain(reg.get("phrase"))))
-    xywh = [p.take(lambda n=n: contract.REGION.value(reg, n)) for n in ("x", "y", "width", "height")]
+    _take_xywh(p, contract.REGION, reg, ("x", "y", "width", "height"), cols)
+    return p.first
+
+
+def _take_xywh(p: _Problems, item_contract, item: dict, names, cols) -> None:
+    """An item's four coordinates through its contract into the x, y, w, h columns; a box with a bad coordinate
+    keeps none of them."""
+    xywh = [p.take(lambda n=n: item_contract.value(item, n)) for n in names]
     if any(v is None for v in xywh):
         xywh = [None] * 4
     for part, v in zip("xywh", xywh):
         cols[part].append(v)
-    return p.first
 
 
 def _plain(value) -> str:
@@ -465,10 +473,8 @@ def endpoint_problem(rel: dict, end: str) -> tuple[int | None, tuple | None]:
         return None, (err.reason, f"{end}.{err.field}", f"{end}: {err.message}")
 
 
+@_mappings_only("relationship", ("id", "predicate", "subject_id", "object_id", "subject_problem", "object_problem"))
 def _extract_relation(rel, cols):
-    if not isinstance(rel, dict):
-        _pad(cols, ("id", "predicate", "subject_id", "object_id", "subject_problem", "object_problem"))
-        return ("malformed_record", "", "relationship entry is not a mapping")
     p = _Problems()
     cols["id"].append(p.take(lambda: contract.RELATION.value(rel, "relationship_id")))
     cols["predicate"].append(p.take(lambda: contract.RELATION.value(rel, "predicate"), ""))
