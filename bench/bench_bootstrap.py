@@ -180,7 +180,7 @@ class BenchFlorence2(Florence2):
 def pipeline_run(work: str, model_dir: str, reqs: list[dict], args) -> tuple[int, float]:
     """The Beam pipeline on the same images and boxes, from an ingested Objects365-format file."""
     from rcforge.bootstrap.handlers import Decoding, stage_handlers
-    from rcforge.bootstrap.selection import SelectionConfig
+    from rcforge.bootstrap.options import BootstrapOptions
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
     from rcforge.pipelines.ingest import ingest
     from rcforge.recipe.tree import recipe_from_mapping
@@ -198,7 +198,7 @@ def pipeline_run(work: str, model_dir: str, reqs: list[dict], args) -> tuple[int
                                                              "images": work}}})
     ingest(recipe, out, progress=False)
     decoding = Decoding(max_new_tokens=args.tokens, min_new_tokens=args.tokens, batch_size=args.batch_size[0])
-    settings = BootstrapSettings(selection=SelectionConfig(min_area=0))
+    settings = BootstrapSettings(BootstrapOptions(min_area=0))
     started = time.perf_counter()
     handlers = stage_handlers(BenchFlorence2, model_dir, image_roots={"objects365": work}, device=args.device,
                               decoding=decoding)

@@ -85,6 +85,15 @@ class BootstrapOptions:
         return SelectionConfig(max_annotations=self.max_annotations, min_area=self.min_area,
                                skip_ignored=self.skip_ignored, samples=self.samples)
 
+    @property
+    def decoding(self):
+        """The generation slice of these options (a `rcforge.bootstrap.handlers.Decoding`), for the stage
+        handlers; imported here only when asked, since the handlers import Beam's inference code."""
+        from rcforge.bootstrap.handlers import Decoding
+
+        return Decoding(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                        temperature=self.temperature, top_p=self.top_p)
+
     def __post_init__(self):
         if self.backend not in backend_names():
             raise RecipeError(f"bootstrap.backend: unknown bootstrap backend {self.backend!r}; registered: "
@@ -95,14 +104,12 @@ class BootstrapOptions:
 
 
 def options_from_mapping(raw, base_dir: str | None) -> BootstrapOptions:
-    """The ``bootstrap`` section checked (``lambda`` is the key of the ``lam`` option); defaults when absent."""
+    """The ``bootstrap`` section checked; defaults when absent."""
     if raw is None:
         return BootstrapOptions()
     if not isinstance(raw, dict):
         raise RecipeError("bootstrap: expected a mapping of options")
-    if "lam" in raw:
-        raise RecipeError("bootstrap: unknown key 'lam'; the IoU threshold's key is 'lambda'")
-    mapping = {("lam" if k == "lambda" else k): v for k, v in raw.items()}
+    mapping = dict(raw)
     if isinstance(mapping.get("sources"), str):
         mapping["sources"] = [mapping["sources"]]
     if isinstance(mapping.get("model"), str):

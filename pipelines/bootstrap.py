@@ -31,6 +31,7 @@ from apache_beam.ml.inference.base import RunInference
 from rcforge import schemas
 from rcforge.bootstrap.decide import IMAGE_FAILED, MODEL_FAILED
 from rcforge.bootstrap.handlers import BootstrapStage
+from rcforge.bootstrap.options import BootstrapOptions
 from rcforge.bootstrap.pairs import STATE, read_state
 from rcforge.bootstrap.selection import SelectionConfig, score, select
 from rcforge.core import fsio, outlock
@@ -44,10 +45,10 @@ from rcforge.pipelines.refilter import refilter
 
 @dataclass(frozen=True)
 class BootstrapSettings:
-    sources: tuple[str, ...] = ("objects365",)
-    selection: SelectionConfig = SelectionConfig()
-    lam: float = 0.5
-    uniqueness: bool = True
+    """The pipeline's slice: the recipe's ``bootstrap`` options as they are (sources, box selection, λ,
+    uniqueness), the recipe's seed, and how the work is split."""
+
+    options: BootstrapOptions = BootstrapOptions()
     seed: int = 0
     chunks: int = 16
     #: only these image keys (all when None)
@@ -62,7 +63,7 @@ def state_of(describe: BootstrapStage, ground: BootstrapStage, settings: Bootstr
                          "template": describe.template_id},
             "ground": {"backend": ground.backend, "model": ground.model_id, "revision": ground.revision,
                        "template": ground.template_id},
-            "selection": dataclasses.asdict(settings.selection), "sources": sorted(settings.sources),
+            "selection": dataclasses.asdict(settings.options.selection), "sources": sorted(settings.options.sources),
             "seed": settings.seed, "ingest": ingest_fingerprint}
 
 
@@ -184,10 +185,10 @@ def _ingested(out: str, settings: BootstrapSettings) -> tuple[Manifest, list[str
     """OUT's manifest and the image-record parts of the sources to bootstrap, or an `InputError` naming the
     sources OUT lacks."""
     manifest = Manifest.load(out, "bootstrap", "rcforge ingest")
-    missing = [s for s in settings.sources if s not in manifest.sources]
+    missing = [s for s in settings.options.sources if s not in manifest.sources]
     if missing:
         raise InputError(f"bootstrap: {out} has no image records for {', '.join(missing)}")
-    return manifest, sorted(manifest.part_paths(fsspec.core.url_to_fs(out)[1], settings.sources))
+    return manifest, sorted(manifest.part_paths(fsspec.core.url_to_fs(out)[1], settings.options.sources))
 
 
 def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, settings: BootstrapSettings, *,
@@ -246,7 +247,7 @@ def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, se
                     | "Records" >> beam.FlatMap(read_row_group)
                     | "NotDoneYet" >> beam.Filter(lambda r, only=settings.only_keys: r["key"] not in skip
                                                   and (only is None or r["key"] in only))
-                    | "SelectBoxes" >> beam.FlatMap(_selected, settings.selection, seed, beacons))
+                    | "SelectBoxes" >> beam.FlatMap(_selected, settings.options.selection, seed, beacons))
         described_raw, describe_dlq = requests | "Describe" >> RunInference(describe).with_exception_handling()
         described = described_raw | "ParseDescription" >> beam.Map(after_describe).with_outputs("failed", main="ok")
         grounded_raw, ground_dlq = described.ok | "Ground" >> RunInference(ground).with_exception_handling()
@@ -261,7 +262,7 @@ def run_bootstrap(out: str, describe: BootstrapStage, ground: BootstrapStage, se
     with outlock.writing(out, "rcforge bootstrap"):
         _run_watched(stage, beam_args, test_pipeline, beacons, progress)
     models_seconds = time.perf_counter() - started
-    summary = refilter(out, settings.lam, uniqueness=settings.uniqueness)
+    summary = refilter(out, settings.options.lam, uniqueness=settings.options.uniqueness)
     summary["skipped_images_already_done"] = len(skip)
     summary["run"] = run
     summary["stage_seconds"] = {"describe_and_ground": round(models_seconds, 3), "refilter": summary.pop("seconds")}

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from rcforge.bootstrap.handlers import Decoding, stage_handlers
+from rcforge.bootstrap.handlers import stage_handlers
 from rcforge.bootstrap.options import BootstrapOptions, backend, check_model
 from rcforge.core import generations
 from rcforge.core.errors import InputError, RecipeError
@@ -27,24 +27,18 @@ from rcforge.recipe.tree import load_recipe
 def handlers(options: BootstrapOptions, roots: dict, beam_args: list[str] | None = None):
     """The backend's describe and ground handlers. On Dask each worker process holds its own model (one worker per
     GPU): Beam's cross-process model sharing would start a server process, which a daemonic Dask worker may not."""
-    decoding = Decoding(max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,
-                        temperature=options.temperature, top_p=options.top_p)
     make = backend(options.backend).adapter
     share = False if runners.runner(beam_args or []) == runners.DASK_RUNNER else None
     return stage_handlers(lambda stage: make(stage, options), options.model, image_roots=roots,
-                          revision=options.revision, device=options.device, decoding=decoding,
+                          revision=options.revision, device=options.device, decoding=options.decoding,
                           share_model_across_processes=share)
 
 
 def effective_options(recipe_options: BootstrapOptions | None, args) -> BootstrapOptions:
-    """The recipe's options with the flags given on the command line in their place."""
-    options = recipe_options or BootstrapOptions()
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(BootstrapOptions)
-             if getattr(args, f.name, None) is not None}
-    if isinstance(given.get("sources"), str):
-        given["sources"] = tuple(s.strip() for s in given["sources"].split(",") if s.strip())
+    """The recipe's options with the flags given on the command line in their place (``args.bootstrap_options``:
+    field -> value, as `rcforge.pipelines.flags` declared each flag for its field)."""
     try:
-        options = dataclasses.replace(options, **given)
+        options = dataclasses.replace(recipe_options or BootstrapOptions(), **args.bootstrap_options)
     except ValueError as err:
         raise RecipeError(f"bootstrap: {err}") from None
     check_model(options)
@@ -58,8 +52,7 @@ def main(args, beam_args) -> dict:
         manifest = Manifest.load(args.out, "bootstrap")
     except InputError:  # no earlier ingest in OUT: ingest below
         manifest = None
-    settings = BootstrapSettings(sources=options.sources, selection=options.selection, lam=options.lam,
-                                 uniqueness=options.uniqueness, seed=recipe.seed)
+    settings = BootstrapSettings(options, seed=recipe.seed)
     started = time.perf_counter()
     ingest_seconds = None  # None: OUT's ingest was reused
     with generations.writing(args.out, "rcforge bootstrap", force=args.force), \

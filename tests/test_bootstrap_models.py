@@ -28,7 +28,7 @@ def _bootstrap_extra():
 def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):
     from rcforge.bootstrap.florence2_handlers import Florence2
     from rcforge.bootstrap.handlers import Decoding, stage_handlers
-    from rcforge.bootstrap.selection import SelectionConfig
+    from rcforge.bootstrap.options import BootstrapOptions
     from rcforge.cli.main import main
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 
@@ -41,9 +41,8 @@ def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):
                                       decoding=Decoding(max_new_tokens=6, min_new_tokens=6, batch_size=4))
     # VG images 1 and 2 are bundled; up to 15 annotations per image is Pink's rule, so allow VG's density here
     # image 3 has no bundled JPEG: the run is limited to images 1 and 2
-    settings = BootstrapSettings(sources=("visual_genome",), selection=SelectionConfig(max_annotations=100,
-                                                                                       min_area=20000), chunks=2,
-                                 only_keys=frozenset({"vg/1", "vg/2"}))
+    settings = BootstrapSettings(BootstrapOptions(sources=("visual_genome",), max_annotations=100, min_area=20000),
+                                 chunks=2, only_keys=frozenset({"vg/1", "vg/2"}))
     vg1 = [o for o in json.loads((SAMPLE_RECIPE.parent / "../sample_data/visual_genome/objects.json").read_text())
            if o["image_id"] in (1, 2)]
     expected = sum(1 for e in vg1 for o in e["objects"] if o["w"] * o["h"] >= 20000)
@@ -61,7 +60,7 @@ def test_florence2_handlers_run_the_pipeline_end_to_end(tmp_path):
 def test_kosmos2_handlers_run_the_pipeline_end_to_end(tmp_path):
     from rcforge.bootstrap.handlers import Decoding, stage_handlers
     from rcforge.bootstrap.kosmos2_handlers import Kosmos2
-    from rcforge.bootstrap.selection import SelectionConfig
+    from rcforge.bootstrap.options import BootstrapOptions
     from rcforge.cli.main import main
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 
@@ -70,9 +69,8 @@ def test_kosmos2_handlers_run_the_pipeline_end_to_end(tmp_path):
     roots = {n: e["image_root"] for n, e in json.loads((out / "manifest.json").read_text())["sources"].items()}
     model_dir = str(tiny_kosmos2(tmp_path / "tiny-kosmos2"))
     decoding = Decoding(max_new_tokens=6, min_new_tokens=6, batch_size=4)
-    settings = BootstrapSettings(sources=("visual_genome",), selection=SelectionConfig(max_annotations=100,
-                                                                                       min_area=40000), chunks=2,
-                                 only_keys=frozenset({"vg/1"}))
+    settings = BootstrapSettings(BootstrapOptions(sources=("visual_genome",), max_annotations=100, min_area=40000),
+                                 chunks=2, only_keys=frozenset({"vg/1"}))
     summary = run_bootstrap(str(out), *stage_handlers(Kosmos2, model_dir, image_roots=roots, decoding=decoding),
                             settings)
     rows = pa.concat_tables([pq.read_table(p)
@@ -264,7 +262,7 @@ def test_bootstrap_with_the_chat_backend_from_the_recipes_bootstrap_section(tmp_
 @pytest.mark.parametrize("section, message", [
     ({"backend": "gpt"}, "bootstrap.backend"),
     ({"lambda": 1.5}, r"bootstrap.lambda: expected a number within \[0, 1\], got 1.5"),
-    ({"lam": 0.5}, "key is 'lambda'"),
+    ({"lam": 0.5}, r"bootstrap: unknown key 'lam'; allowed keys: .*, lambda, "),  # the field's one name
     ({"batch_size": 0}, "bootstrap.batch_size: expected an integer >= 1, got 0"),
     ({"temperature": 0}, "bootstrap.temperature: expected a number > 0, got 0"),
     ({"backend": "chat", "chat_prompts": "nope.yaml"}, "neither a bundled set"),
@@ -315,7 +313,7 @@ def test_a_model_shared_across_processes_gives_the_same_candidates(tmp_path):
     handlers call into it through a proxy; the candidates equal those of a model per process."""
     from rcforge.bootstrap.chat_handlers import Chat
     from rcforge.bootstrap.handlers import Decoding, stage_handlers
-    from rcforge.bootstrap.selection import SelectionConfig
+    from rcforge.bootstrap.options import BootstrapOptions
     from rcforge.cli.main import main
     from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 
@@ -326,8 +324,9 @@ def test_a_model_shared_across_processes_gives_the_same_candidates(tmp_path):
         assert main(["ingest", str(SAMPLE_RECIPE), "--out", str(out), "--no-progress"]) == 0
         roots = {n: e["image_root"] for n, e in json.loads((out / "manifest.json").read_text())["sources"].items()}
         decoding = Decoding(max_new_tokens=4, min_new_tokens=4, batch_size=3)
-        settings = BootstrapSettings(sources=("visual_genome",), selection=SelectionConfig(
-            max_annotations=100, min_area=30000, samples=2), chunks=2, only_keys=frozenset({"vg/1", "vg/2"}))
+        settings = BootstrapSettings(BootstrapOptions(sources=("visual_genome",), max_annotations=100,
+                                                      min_area=30000, samples=2),
+                                     chunks=2, only_keys=frozenset({"vg/1", "vg/2"}))
         describe, ground = stage_handlers(lambda stage: Chat(stage, "llava"), model_dir, image_roots=roots,
                                           decoding=decoding, share_model_across_processes=shared)
         run_bootstrap(str(out), describe, ground, settings)

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from rcforge.bootstrap.selection import SelectionConfig
+from rcforge.bootstrap.options import BootstrapOptions
 from rcforge.pipelines.bootstrap import BootstrapSettings, run_bootstrap
 
 from conftest import SAMPLE, ingest_one, write_json
@@ -90,7 +90,7 @@ def _manifest(out, tmp_path):
 
 
 def _run(out, lam=0.5):
-    settings = BootstrapSettings(selection=SelectionConfig(min_area=2000), lam=lam, chunks=8)
+    settings = BootstrapSettings(BootstrapOptions(min_area=2000, lam=lam), chunks=8)
     return run_bootstrap(str(out), FakeDescribe("fake/describe"), FakeGround("fake/ground"), settings)
 
 
@@ -261,7 +261,7 @@ def test_stale_bootstrap_state_is_refused_not_served(tmp_path, capsys):
 
     out = _ingested(tmp_path)
     _manifest(out, tmp_path)
-    settings = BootstrapSettings(sources=("objects365",), lam=0.5)
+    settings = BootstrapSettings(BootstrapOptions(sources=("objects365",), lam=0.5))
     describe, ground = FakeDescribe("fake/model"), FakeGround("fake/model")
     run_bootstrap(str(out), describe, ground, settings)
     state = json.loads((out / "bootstrap" / "state.json").read_text())
@@ -271,7 +271,7 @@ def test_stale_bootstrap_state_is_refused_not_served(tmp_path, capsys):
         run_bootstrap(str(out), FakeDescribe("another/model"), ground, settings)
     with pytest.raises(InputError, match="were made with other selection"):
         run_bootstrap(str(out), describe, ground, dataclasses.replace(
-            settings, selection=dataclasses.replace(settings.selection, min_area=1.0)))
+            settings, options=dataclasses.replace(settings.options, min_area=1.0)))
     # pairs decided at lambda 0.5 into another folder, then the candidates change (a shard is added)
     target = tmp_path / "pairs05"
     refilter(str(out), 0.5, target=str(target))
@@ -313,7 +313,7 @@ def test_a_failed_batch_is_counted_apart_and_retried_by_the_next_run(tmp_path):
     flag.write_text("")
     out = _ingested(tmp_path)
     _manifest(out, tmp_path)
-    settings = BootstrapSettings(selection=SelectionConfig(min_area=2000), lam=0.5, chunks=8)
+    settings = BootstrapSettings(BootstrapOptions(min_area=2000, lam=0.5), chunks=8)
     first = run_bootstrap(str(out), FakeDescribe("fake/describe"), FlakyGround("fake/ground", flag), settings)
     rows = _table(out, "candidates").to_pylist()
     failed = [r for r in rows if r["error_stage"] == MODEL_FAILED]

@@ -101,7 +101,7 @@ def check_ranges(config) -> None:
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         if "range" in f.metadata:
-            check_number(getattr(config, f.name), hints[f.name], f.metadata["range"], f.metadata.get("key", f.name))
+            check_number(getattr(config, f.name), hints[f.name], f.metadata["range"], recipe_key(f))
 
 
 def check_field(cls, name: str, value, key: str):
@@ -145,25 +145,31 @@ def resolve_path(value: str, base_dir: str | None) -> str:
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 
 
+def recipe_key(f: dataclasses.Field) -> str:
+    """The recipe key of a config field: its name, or the ``key`` it declares (``lambda`` for the field ``lam``,
+    a Python keyword); the same key names its command-line flag, where it has one."""
+    return f.metadata.get("key", f.name)
+
+
 def build_config(cls, mapping: Mapping[str, Any] | None, where: str, base_dir: str | None = None):
     """Instantiate the dataclass ``cls`` from a recipe mapping found at ``where`` (e.g. "sources.vqav2")."""
     if mapping is None:
         mapping = {}
     if not isinstance(mapping, Mapping):
         raise RecipeError(f"{where}: expected a mapping of options, got {type(mapping).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {recipe_key(f): f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
         raise RecipeError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(fields))}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
-    for name, f in fields.items():
-        if name not in mapping:
+    for option, f in fields.items():
+        name, key = f.name, f"{where}.{option}"
+        if option not in mapping:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise RecipeError(f"{where}.{name} is required")
+                raise RecipeError(f"{key} is required")
             continue
-        value = mapping[name]
-        key = f"{where}.{f.metadata.get('key', name)}"
+        value = mapping[option]
         if f.metadata.get("path") and value is not None:
             if not isinstance(value, str):
                 raise RecipeError(f"{key}: expected a path, got {value!r}")
