@@ -16,7 +16,7 @@ import os
 import posixpath
 import typing
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from rcforge.core import fsio
 from rcforge.core.errors import RecipeError
@@ -151,8 +151,12 @@ def recipe_key(f: dataclasses.Field) -> str:
     return f.metadata.get("key", f.name)
 
 
-def build_config(cls, mapping: Mapping[str, Any] | None, where: str, base_dir: str | None = None):
-    """Instantiate the dataclass ``cls`` from a recipe mapping found at ``where`` (e.g. "sources.vqav2")."""
+def build_config(cls, mapping: Mapping[str, Any] | None, where: str, base_dir: str | None = None,
+                 parse: Mapping[str, Callable[[Any, str, str | None], Any]] | None = None):
+    """Instantiate the dataclass ``cls`` from a recipe mapping found at ``where`` (e.g. "sources.vqav2"): the one
+    validator of every recipe section. Each key is checked once, by its field's declaration: its type, its
+    `Range` (`number`), whether a path exists (`path_field`); ``parse`` maps the fields whose values need more
+    (a registry name, a nested section) to ``parse(value, key, base_dir)``, which returns the checked value."""
     if mapping is None:
         mapping = {}
     if not isinstance(mapping, Mapping):
@@ -170,6 +174,9 @@ def build_config(cls, mapping: Mapping[str, Any] | None, where: str, base_dir: s
                 raise RecipeError(f"{key} is required")
             continue
         value = mapping[option]
+        if parse and name in parse:
+            kwargs[name] = parse[name](value, key, base_dir)
+            continue
         if f.metadata.get("path") and value is not None:
             if not isinstance(value, str):
                 raise RecipeError(f"{key}: expected a path, got {value!r}")

@@ -56,8 +56,6 @@ TOP_LEVEL_KEYS = ("seed", "on_bad_records", "max_bad_fraction", "rows_per_part",
 IMAGE_CHECK_KEYS = {"verify_images": "verify", "verify_images_mismatch": "mismatch", "max_image_pixels": "max_pixels"}
 #: a source's factor on ``render.per_image``
 SOURCE_WEIGHT = Range(0)
-RENDER_KEYS = ("coordinates", "per_image", "turns_per_dialogue", "templates", "tasks", "source_weights",
-               "rows_per_shard", "bootstrap_pairs", "on_markup", "frame", "visual_prompts")
 #: a frame setting's allowed values (pixels, or the patch factor)
 FRAME_VALUE = Range(1, 2**40)
 
@@ -320,59 +318,74 @@ def _image_checks(raw: Mapping, where: str, inherited: ImageChecks) -> ImageChec
 
 
 def render_from_mapping(raw: Any, base_dir: str | None):
-    """The ``render`` section: every registered task with weight 1 and its defaults when absent."""
-    raw = raw or {}
-    if not isinstance(raw, Mapping):
-        raise RecipeError("render: expected a mapping")
-    unknown = sorted(set(raw) - set(RENDER_KEYS))
-    if unknown:
-        raise RecipeError(f"render: unknown key {unknown[0]!r}; allowed keys: {', '.join(RENDER_KEYS)}")
-    tasks_raw = raw.get("tasks")
-    if tasks_raw is None:
-        tasks_raw = {name: {} for name in rc_tasks.names()}
-    if not isinstance(tasks_raw, Mapping) or not tasks_raw:
-        raise RecipeError(f"render.tasks: map task names to options; registered: {', '.join(rc_tasks.names())}")
+    """The ``render`` section, through the one validator (`build_config`): every registered task with weight 1
+    and its defaults when ``tasks`` is absent. The keys that need more than their declared type and range are
+    checked by the parsers below; the frame, which depends on the format, once the format is known."""
+    settings = build_config(RenderSettings, raw, "render", base_dir, parse={
+        "coordinates": _format_name, "tasks": _tasks, "source_weights": _source_weights, "templates": _templates,
+        "visual_prompts": _visual_prompts, "frame": lambda value, key, folder: value,
+        "bootstrap_pairs": lambda value, key, folder: pairs_from_mapping(value, folder)})
+    given = raw or {}
+    changes = {}
+    if "tasks" not in given:
+        changes["tasks"] = _tasks(None, "render.tasks", base_dir)
+    if "frame" in given:
+        changes["frame"] = frame_from_mapping(given["frame"], settings.coordinates)
+    return dataclasses.replace(settings, **changes) if changes else settings
+
+
+def _format_name(value, key: str, base_dir) -> str:
+    """A registered coordinate format, an alias (qwen) recorded by the format's own name (qwen_vl)."""
+    if not isinstance(value, str):
+        raise RecipeError(f"{key}: expected a format name, got {value!r:.60}; registered: "
+                          f"{', '.join(coordinates.REGISTRY.names())}")
+    return coordinates.canonical(value)
+
+
+def _tasks(value, key: str, base_dir) -> dict:
+    """Task name -> `TaskChoice` (its weight and its config through `build_config`); every task when null."""
+    if value is None:
+        value = {name: {} for name in rc_tasks.names()}
+    if not isinstance(value, Mapping) or not value:
+        raise RecipeError(f"{key}: map task names to options; registered: {', '.join(rc_tasks.names())}")
     tasks = {}
-    for name, options in tasks_raw.items():
+    for name, options in value.items():
         spec = rc_tasks.get(name)
         if options is not None and not isinstance(options, Mapping):
-            raise RecipeError(f"render.tasks.{name}: expected a mapping of options (or nothing), got {options!r:.60}")
+            raise RecipeError(f"{key}.{name}: expected a mapping of options (or nothing), got {options!r:.60}")
         options = dict(options or {})
-        weight = check_field(TaskChoice, "weight", options.pop("weight", 1.0), f"render.tasks.{name}.weight")
-        tasks[name] = TaskChoice(name, weight, build_config(spec.config_class, options, f"render.tasks.{name}"))
-    source_weights = raw.get("source_weights")
-    source_weights = {} if source_weights is None else source_weights
-    if not isinstance(source_weights, Mapping):
-        raise RecipeError(f"render.source_weights: expected a mapping of source name to weight, got "
-                          f"{source_weights!r:.60}")
+        weight = check_field(TaskChoice, "weight", options.pop("weight", 1.0), f"{key}.{name}.weight")
+        tasks[name] = TaskChoice(name, weight, build_config(spec.config_class, options, f"{key}.{name}"))
+    return tasks
+
+
+def _source_weights(value, key: str, base_dir) -> dict:
+    """Registered source -> a weight >= 0 on ``per_image``."""
+    value = {} if value is None else value
+    if not isinstance(value, Mapping):
+        raise RecipeError(f"{key}: expected a mapping of source name to weight, got {value!r:.60}")
     registered = readers.names()
-    for src in source_weights:
+    for src in value:
         if src not in registered:
-            raise RecipeError(f"render.source_weights: unknown source {src!r}; registered: {', '.join(registered)}")
-    source_weights = {src: check_number(w, float, SOURCE_WEIGHT, f"render.source_weights.{src}")
-                      for src, w in source_weights.items()}
-    fmt = raw.get("coordinates", "pink")
-    if not isinstance(fmt, str):
-        raise RecipeError(f"render.coordinates: expected a format name, got {fmt!r:.60}; registered: "
-                          f"{', '.join(coordinates.REGISTRY.names())}")
-    fmt = coordinates.canonical(fmt)  # an alias (qwen) is recorded by the format's own name (qwen_vl)
-    templates_dir = raw.get("templates")
-    if templates_dir is not None:
-        templates_dir = resolve_path(templates_dir, base_dir)
-        if not fsio.exists(templates_dir):
-            raise RecipeError(f"render.templates: {templates_dir} does not exist")
-    top = {k: check_field(RenderSettings, k, raw[k], f"render.{k}")
-           for k in ("per_image", "turns_per_dialogue", "rows_per_shard") if k in raw}
-    if "on_markup" in raw:
-        top["on_markup"] = check_type(raw["on_markup"], Literal["escape", "reject"], "render.on_markup")
-    if "frame" in raw:
-        top["frame"] = frame_from_mapping(raw["frame"], fmt)
-    prompts = raw.get("visual_prompts")
-    if prompts is not None and prompts is not False:  # true: the defaults
-        top["visual_prompts"] = build_config(VisualPromptSettings, {} if prompts is True else prompts,
-                                             "render.visual_prompts")
-    return RenderSettings(coordinates=fmt, templates=templates_dir, tasks=tasks, source_weights=source_weights,
-                          bootstrap_pairs=pairs_from_mapping(raw.get("bootstrap_pairs"), base_dir), **top)
+            raise RecipeError(f"{key}: unknown source {src!r}; registered: {', '.join(registered)}")
+    return {src: check_number(w, float, SOURCE_WEIGHT, f"{key}.{src}") for src, w in value.items()}
+
+
+def _templates(value, key: str, base_dir) -> str | None:
+    """A folder of template files (relative to the recipe); None: the bundled set."""
+    if value is None:
+        return None
+    folder = resolve_path(value, base_dir)
+    if not fsio.exists(folder):
+        raise RecipeError(f"{key}: {folder} does not exist")
+    return folder
+
+
+def _visual_prompts(value, key: str, base_dir):
+    """`VisualPromptSettings` (true: the defaults); None when null or false."""
+    if value is None or value is False:
+        return None
+    return build_config(VisualPromptSettings, {} if value is True else value, key)
 
 
 def frame_from_mapping(raw: Any, fmt: str) -> dict:
