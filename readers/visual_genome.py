@@ -184,7 +184,9 @@ def _entry_batches(files: dict, image_data_path: str, layout: str, emitted: set,
     secondaries = {kind: _Secondary(path, kind, work_dir, skip=start) for kind, path in files.items()}
     metas: list = []
     offset = start
+    listed: set = set()  # every image id image_data.json lists (rejected or not): no orphans among their entries
     for index, meta in enumerate(fsio.iter_json(image_data_path, "item", what="Visual Genome image_data file")):
+        listed.add(entry_image_id(meta))
         if index < start:
             continue  # already joined from the columnar producer
         metas.append(meta)
@@ -194,7 +196,7 @@ def _entry_batches(files: dict, image_data_path: str, layout: str, emitted: set,
             metas = []
     if metas:
         yield _join_entries(metas, offset, secondaries, files, image_data_path, layout, emitted)
-    yield _orphans(secondaries, emitted)
+    yield _orphans(secondaries, listed)
 
 
 def _join_entries(metas, offset, secondaries, files, image_data_path, layout, emitted) -> ReadBatch:

@@ -82,6 +82,23 @@ def test_files_out_of_order_fall_back_to_a_keyed_join(tmp_path):
     assert entry["ledger"]["balanced"]
 
 
+@pytest.mark.parametrize("mode", ["columnar", "per_image"])
+def test_a_rejected_images_entries_are_counted_once_when_the_join_is_keyed(tmp_path, mode):
+    """Files out of order (a keyed join) and an image rejected at its check: that image's objects are rejected with
+    it (image_rejected) and never again as orphans (unknown_image); every object of the file is read once."""
+    image_data = json.loads((VG / "image_data.json").read_text())
+    objects = json.loads((VG / "objects.json").read_text())
+    image_data[1]["width"] = None
+    objects[0], objects[2] = objects[2], objects[0]
+    root = _vg_copy(tmp_path, image_data=image_data, objects=objects)
+    entry, out = ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root), "mode": mode},
+                            max_bad_fraction=1.0)
+    tally = entry["ledger"]["annotations"]["object"]
+    assert tally["read"] == sum(len(e["objects"]) for e in objects), tally
+    assert tally["rejected"] == {"image_rejected": len(objects[1]["objects"])}, tally
+    assert not [e for e in read_errors(out, "visual_genome") if e["reason"] == "unknown_image"]
+
+
 def test_bad_records_go_to_errors_with_reasons_and_balance(tmp_path):
     image_data = json.loads((VG / "image_data.json").read_text())
     objects = json.loads((VG / "objects.json").read_text())

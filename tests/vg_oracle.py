@@ -65,8 +65,10 @@ def _per_image(config, ctx, files, image_data_path) -> Iterator[ImageResult]:
     list_key = {"object": "objects", "relation": "relationships", "region": "regions", "attribute": "attributes"}
 
     seen: set = set()
+    listed: set = set()  # every image id image_data.json lists: an entry of a rejected image is no orphan
     for index, meta in enumerate(fsio.iter_json(image_data_path, "item", what="Visual Genome image_data file")):
         image_id = entry_image_id(meta)
+        listed.add(image_id)
         entries = {kind: sec.take(image_id) for kind, sec in secondaries.items()}
         record_desc = f"image_data[{index}] (image_id={image_id})"
         key = f"{KEY_PREFIX}/{image_id}"
@@ -81,7 +83,7 @@ def _per_image(config, ctx, files, image_data_path) -> Iterator[ImageResult]:
         yield _build(config, files, image_data_path, key, image_id, image, image["width"], image["height"],
                      entries)
 
-    known = seen
+    known = listed
     for kind, sec in secondaries.items():
         for entry in sec.leftovers(known):
             orphan_id = entry_image_id(entry)
