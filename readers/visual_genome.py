@@ -11,7 +11,7 @@ loader relies on that). Two producers feed one joiner (`visual_genome_join`), wh
   then on (`_Secondary`). It carries the raw relationship items, so the joiner can adopt endpoints.
 
 The reader starts with the columnar producer and switches to the entry producer from the first image not yet
-yielded (`visual_genome_batch.Switch`); ``mode: per_image`` starts with the entry producer. Entries of a file
+yielded (`visual_genome_join.Switch`); ``mode: per_image`` starts with the entry producer. Entries of a file
 whose image is not in image_data.json are reported as orphans (``unknown_image``).
 
 Schema differences handled: v1.0 calls ids ``id`` and gives objects one ``name`` (relationship endpoints too);
@@ -40,7 +40,7 @@ from rcforge.core.ledgerkeeper import ReadBatch
 from rcforge.readers import ReadContext, register
 from rcforge.readers import visual_genome_batch as columnar
 from rcforge.readers.visual_genome_batch import LIST_KEY, entry_image_id, extract, items_of
-from rcforge.readers.visual_genome_join import KEY_PREFIX, SOURCE, join
+from rcforge.readers.visual_genome_join import KEY_PREFIX, SOURCE, Switch, join
 
 #: below this many bytes of input, starting parser processes costs more than it saves
 PARALLEL_MIN_BYTES = 32 << 20
@@ -171,7 +171,7 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
                 start += batch.images_read
                 yield batch
             return
-        except columnar.Switch:
+        except Switch:
             pass  # the files disagree on the image order, or a batch needs adoption: entry by entry from here
     yield from _entry_batches(files, image_data_path, config.image_layout, emitted, start, ctx.work_dir)
 

@@ -27,7 +27,7 @@ from rcforge.core.contract import MAX_TEXT, missing
 from rcforge.core.errors import BadRecord, InputError
 from rcforge.core.ledgerkeeper import ReadBatch
 from rcforge.readers import visual_genome_contract as contract
-from rcforge.readers.visual_genome_join import NeedsAdoption, join
+from rcforge.readers.visual_genome_join import Switch, join
 
 BATCH = 500
 SOURCE = "visual_genome"
@@ -698,19 +698,13 @@ class _Stream:
             self._proc.stderr.close()
 
 
-# -- the joining process -----------------------------------------------------------------------------------------------
-
-
 # -- the columnar producer ----------------------------------------------------------------------------------------
-class Switch(Exception):
-    """This producer stops here: the files disagree on the image ids of a batch, or a batch needs adoption. The
-    reader continues with the entry producer from the first image not yet yielded."""
-
-
 def read_batches(files: dict[str, str], image_data_path: str, layout: str, emitted: set,
                  parallel: bool, batch: int | None = None) -> Iterator[ReadBatch]:
-    """Yield `ReadBatch`s while every file agrees with image_data.json; raise `Switch` at the first batch
-    where one does not (nothing of that batch has been yielded; ``emitted`` holds the image ids yielded)."""
+    """The columnar producer: the joined `ReadBatch` of each batch of images while every file agrees with
+    image_data.json and no relationship needs an endpoint adopted (the joiner raises `Switch` then: this producer
+    does not carry the raw items adoption reads); `Switch` at the first batch where that fails, nothing of that
+    batch yielded (``emitted`` holds the image ids yielded)."""
     batch = batch or BATCH
     image_batches = _image_batches(image_data_path, batch)
     streams = {kind: _Stream(kind, path, batch, parallel) for kind, path in files.items()}
@@ -729,9 +723,9 @@ def read_batches(files: dict[str, str], image_data_path: str, layout: str, emitt
             before = set(emitted)
             try:
                 result = join(images, secondary, files, image_data_path, layout, emitted)
-            except NeedsAdoption:
+            except Switch:
                 emitted.intersection_update(before)
-                raise Switch("relationships name objects that objects.json lacks") from None
+                raise
             yield result
     finally:
         for s in streams.values():

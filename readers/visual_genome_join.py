@@ -11,7 +11,7 @@ by column, with no Python dict per object.
 Adoption is the one rule that needs an item's raw text: Visual Genome 1.0 lists most relationship endpoints only
 inside the relationship, each with its own name and box. The entry producer passes its raw relationship items and
 the joiner adopts such endpoints; the columnar producer does not carry them, so a batch that needs adoption raises
-`NeedsAdoption` and the reader switches producer from that batch on.
+`Switch` and the reader switches producer from that batch on.
 
 The per-image reference this engine replaced lives on as the test oracle (``tests/vg_oracle.py``); the
 differential tests hold the two to the same records, errors and ledgers.
@@ -45,9 +45,10 @@ ATTRIBUTE_MESSAGES = {
 }
 
 
-class NeedsAdoption(Exception):
-    """A relationship of the batch names an object that objects.json lacks, and the producer carries no raw
-    relationship items to adopt it from: the reader switches to the entry producer from this batch on."""
+class Switch(Exception):
+    """The producer stops at this batch: its files disagree on the image ids, or a relationship names an object
+    that objects.json lacks and the producer carries no raw relationship items to adopt it from. The reader
+    continues with the entry producer from the first image not yet yielded."""
 
 
 def check_image(meta, seen) -> dict:
@@ -135,7 +136,7 @@ def join(images: dict, sec: dict[str, pa.RecordBatch], files: dict, image_data_p
 
     ``images``: ``image_ids``, ``meta`` (the image_data entries) and ``offset`` (of the first in the file);
     ``sec``: the columns of each file's entries for these images; ``raw_relations``: the relationship items in
-    the rows' order, which adoption reads (None: `NeedsAdoption` when a batch needs it)."""
+    the rows' order, which adoption reads (None: `Switch` when a batch needs it)."""
     j = _check_images(images, files, image_data_path, emitted)
     objects = _objects(sec["object"], j)
     regions_col = _regions(sec["region"], j)
@@ -335,7 +336,7 @@ def _relations(b, j: _Join, objects: _Objects, raw: list | None, adopted: _Adopt
         pending |= open_ & ~is_rej & ~is_kept
     if pending.any():
         if raw is None:
-            raise NeedsAdoption()
+            raise Switch("relationships name objects that objects.json lacks")
         _adopt_rows(np.flatnonzero(pending), img, ends, status, raw, j, reasons, fields, messages, adopted)
     good = _keep("relation", b, j, live, reasons, fields, messages, np.zeros(m, dtype=bool))
     gi = pa.array(np.flatnonzero(good))
