@@ -72,10 +72,6 @@ class VisualGenomeConfig:
     mode: Literal["auto", "processes", "columnar", "per_image"] = "auto"
 
 
-
-
-
-
 class _Secondary:
     """One per-image file joined to image_data: lockstep while ids agree, keyed (SQLite) once they do not."""
 
@@ -132,17 +128,13 @@ class _Secondary:
                 yield orjson.loads(body)
 
 
-
-
-
-
 #: the attributes file looked for when the recipe names none; its absence is no error
 DEFAULT_ATTRIBUTES = "attributes.json"
 
 
 @register(SOURCE, VisualGenomeConfig, provides=("object_categories", "relations", "regions", "attributes", "refs"))
 def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
-    """Visual Genome (objects, relationships, regions, attributes), joined per image in O(one image) memory."""
+    """Visual Genome (objects, relationships, regions, attributes), joined in batches of images in bounded memory."""
     root = config.root
     files = {
         "object": fsio.require(fsio.join(root, config.objects), "sources.visual_genome objects file"),
