@@ -17,7 +17,7 @@ def sample_dialogues(out: str) -> list[dict]:
     import pyarrow.parquet as pq
 
     from rcforge.pipelines.build import build
-    from rcforge.recipe import load_recipe
+    from rcforge.recipe.tree import load_recipe
 
     build(load_recipe(str(REPO / "recipes" / "sample.yaml")), out, progress=False)
     rows = []
