@@ -97,3 +97,12 @@ def test_functions_are_at_most_80_lines():
                     if length > 80:
                         long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({length} lines)")
     assert not long, long
+
+
+def test_every_layer_folder_is_a_package_the_wheel_ships():
+    """A non-editable install ships only the packages pyproject.toml lists: a new layer folder must be listed."""
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert {package for package, _ in FOLDERS.values()} <= listed, {p for p, _ in FOLDERS.values()} - listed
