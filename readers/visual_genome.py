@@ -12,7 +12,8 @@ loader relies on that). Two producers feed one joiner (`visual_genome_join`), wh
 
 The reader starts with the columnar producer and switches to the entry producer from the first image not yet
 yielded (`visual_genome_join.Switch`); ``mode: per_image`` starts with the entry producer. Entries of a file
-whose image is not in image_data.json are reported as orphans (``unknown_image``).
+whose image is not in image_data.json are reported as orphans (``unknown_image``), and spare entries of an image it
+lists as ``duplicate_image_entry``: each entry of each file is read once.
 
 Schema differences handled: v1.0 calls ids ``id`` and gives objects one ``name`` (relationship endpoints too);
 v1.2+ use ``object_id`` / ``relationship_id`` and ``names``; region descriptions use ``region_id`` or ``id``;
@@ -73,7 +74,9 @@ class VisualGenomeConfig:
 
 
 class _Secondary:
-    """One per-image file joined to image_data: lockstep while ids agree, keyed (SQLite) once they do not."""
+    """One per-image file joined to image_data: lockstep while ids agree, keyed (SQLite) once they do not. Each
+    entry is taken at most once (an image listed twice takes the file's next entry for it, as lockstep does), so
+    every entry no image took is a leftover: of an image the file does not list, or a spare entry of one it does."""
 
     def __init__(self, path: str, kind: str, work_dir: str, skip: int = 0):
         """``skip``: entries already joined by the columnar producer (which read them in lockstep)."""
@@ -81,14 +84,16 @@ class _Secondary:
         self._iter = fsio.iter_json(path, "item", what=f"Visual Genome {kind} file")
         for _ in range(skip):
             next(self._iter, None)
+        self._taken = skip  # entries taken in lockstep: the file's first ones
         self._db: sqlite3.Connection | None = None
         self.keyed = False
 
     def take(self, image_id) -> dict | None:
-        """The entry for ``image_id``, or None when the file has none."""
+        """The next entry not yet taken for ``image_id``, or None when the file has none."""
         if not self.keyed:
             entry = next(self._iter, None)
             if entry is not None and entry_image_id(entry) == image_id:
+                self._taken += 1
                 return entry
             self._switch_to_keyed()
         return self._lookup(image_id)
@@ -101,31 +106,47 @@ class _Secondary:
         db = sqlite3.connect(db_path)
         db.execute("CREATE TABLE e (seq INTEGER PRIMARY KEY, image_id TEXT, body BLOB)")
         batch = []
-        for entry in fsio.iter_json(self.path, "item", what=f"Visual Genome {self.kind} file"):
-            batch.append((str(entry_image_id(entry)), orjson.dumps(entry)))
+        for seq, entry in enumerate(fsio.iter_json(self.path, "item", what=f"Visual Genome {self.kind} file")):
+            if seq >= self._taken:  # the entries taken in lockstep are not taken again
+                batch.append((seq, str(entry_image_id(entry)), orjson.dumps(entry)))
             if len(batch) >= 5000:
-                db.executemany("INSERT INTO e (image_id, body) VALUES (?, ?)", batch)
+                db.executemany("INSERT INTO e (seq, image_id, body) VALUES (?, ?, ?)", batch)
                 batch.clear()
-        db.executemany("INSERT INTO e (image_id, body) VALUES (?, ?)", batch)
-        db.execute("CREATE INDEX e_image ON e (image_id)")
+        db.executemany("INSERT INTO e (seq, image_id, body) VALUES (?, ?, ?)", batch)
+        db.execute("CREATE INDEX e_image ON e (image_id, seq)")
         db.commit()
         self._db = db
 
     def _lookup(self, image_id) -> dict | None:
-        row = self._db.execute("SELECT body FROM e WHERE image_id = ? ORDER BY seq LIMIT 1",
+        row = self._db.execute("SELECT seq, body FROM e WHERE image_id = ? ORDER BY seq LIMIT 1",
                                (str(image_id),)).fetchone()
-        return orjson.loads(row[0]) if row else None
+        if row is None:
+            return None
+        self._db.execute("DELETE FROM e WHERE seq = ?", (row[0],))
+        return orjson.loads(row[1])
 
-    def leftovers(self, known_ids: set) -> Iterator[dict]:
-        """Entries whose image id is not in image_data.json (after the primary file is exhausted)."""
+    def leftovers(self, listed: set) -> Iterator[tuple[dict, bool]]:
+        """Every entry no image took, in file order, with whether image_data.json lists its image (a spare entry)
+        or not (an orphan); after the last image."""
+        known = {str(i) for i in listed}
         if not self.keyed:
             for entry in self._iter:
-                yield entry
+                yield entry, str(entry_image_id(entry)) in known
             return
-        known = {str(i) for i in known_ids}
         for image_id, body in self._db.execute("SELECT image_id, body FROM e ORDER BY seq"):
-            if image_id not in known:
-                yield orjson.loads(body)
+            yield orjson.loads(body), image_id in known
+
+
+def leftover_error(kind: str, path: str, entry, listed: bool) -> ErrorRow:
+    """The error row of an entry no image took: every item of it rejected, ``duplicate_image_entry`` when
+    image_data.json lists its image (it took an earlier entry), else ``unknown_image``."""
+    image_id = entry_image_id(entry)
+    n = len(items_of(entry, LIST_KEY[kind]))
+    reason, message = ("duplicate_image_entry", f"{n} {kind}(s) in another entry for image {image_id}, which no "
+                       f"listing of it in image_data.json took (an earlier entry was joined)") if listed else \
+        ("unknown_image", f"{n} {kind}(s) for image {image_id}, which image_data.json does not list")
+    return ErrorRow(source=SOURCE, key=f"{KEY_PREFIX}/{image_id}", file=path, record=f"image_id={image_id}",
+                    field="image_id", stage="join", kind=kind, reason=reason, message=message, items=n)
 
 
 #: the attributes file looked for when the recipe names none; its absence is no error
@@ -200,20 +221,15 @@ def _join_entries(metas, offset, secondaries, files, image_data_path, layout, em
                 emitted, raw_relations=raw)
 
 
-def _orphans(secondaries: dict, known: set) -> ReadBatch:
-    """Entries of a file whose image image_data.json does not list: their items read and rejected
-    (``unknown_image``), one error row per entry."""
+def _orphans(secondaries: dict, listed: set) -> ReadBatch:
+    """Every entry no image took (`_Secondary.leftovers`): its items read and rejected, one error row each."""
     ledger, errors = SourceLedger(SOURCE), []
     for kind, sec in secondaries.items():
-        for entry in sec.leftovers(known):
-            orphan_id = entry_image_id(entry)
-            n = len(items_of(entry, LIST_KEY[kind]))
-            ledger.items[kind].read += n
-            ledger.items[kind].rejected["unknown_image"] += n
-            errors.append(ErrorRow(
-                source=SOURCE, key=f"{KEY_PREFIX}/{orphan_id}", file=sec.path, record=f"image_id={orphan_id}",
-                field="image_id", stage="join", kind=kind, reason="unknown_image",
-                message=f"{n} {kind}(s) for image {orphan_id}, which image_data.json does not list", items=n))
+        for entry, is_listed in sec.leftovers(listed):
+            error = leftover_error(kind, sec.path, entry, is_listed)
+            ledger.items[kind].read += error.items
+            ledger.items[kind].rejected[error.reason] += error.items
+            errors.append(error)
     return ReadBatch(table=pa.Table.from_pylist([], schema=schemas.IMAGE_RECORD), items_kept={}, items_repaired={},
                      image_repaired=pa.array([], pa.bool_()).to_numpy(zero_copy_only=False), ledger=ledger,
                      errors=errors)

@@ -99,6 +99,32 @@ def test_a_rejected_images_entries_are_counted_once_when_the_join_is_keyed(tmp_p
     assert not [e for e in read_errors(out, "visual_genome") if e["reason"] == "unknown_image"]
 
 
+@pytest.mark.parametrize("mode", ["columnar", "per_image"])
+@pytest.mark.parametrize("order", ["lockstep", "keyed"])
+def test_every_entry_is_read_once_whatever_the_join(tmp_path, mode, order):
+    """image_data.json lists image 1 twice and objects.json holds two entries for it, plus a third entry for image 2
+    that no listing takes: the duplicate image takes the second entry (rejected with it), the spare entry is
+    rejected as a duplicate entry, and every object of the file is read exactly once, in lockstep as when keyed."""
+    image_data = json.loads((VG / "image_data.json").read_text())
+    objects = json.loads((VG / "objects.json").read_text())
+    image_data.append(dict(image_data[0]))
+    objects.append(dict(objects[0], objects=objects[0]["objects"][:5]))
+    objects.append(dict(objects[1], objects=objects[1]["objects"][:3]))
+    rels, regions, attributes = ([e for e in json.loads((VG / f"{name}.json").read_text())] + [{"image_id": 1}]
+                                 for name in ("relationships", "region_descriptions", "attributes"))
+    if order == "keyed":
+        objects[1], objects[2] = objects[2], objects[1]
+    root = _vg_copy(tmp_path, image_data=image_data, objects=objects, relationships=rels,
+                    region_descriptions=regions, attributes=attributes)
+    entry, out = ingest_one(tmp_path, "visual_genome", {"root": str(root), "images": str(root), "mode": mode},
+                            max_bad_fraction=1.0)
+    tally = entry["ledger"]["annotations"]["object"]
+    assert tally["read"] == sum(len(e["objects"]) for e in objects), tally
+    assert tally["rejected"] == {"image_rejected": 5, "duplicate_image_entry": 3}, tally
+    spare = [e for e in read_errors(out, "visual_genome") if e["reason"] == "duplicate_image_entry"]
+    assert [(e["key"], e["kind"], e["message"][:12]) for e in spare] == [("vg/2", "object", "3 object(s) ")], spare
+
+
 def test_bad_records_go_to_errors_with_reasons_and_balance(tmp_path):
     image_data = json.loads((VG / "image_data.json").read_text())
     objects = json.loads((VG / "objects.json").read_text())

@@ -17,10 +17,10 @@ from rcforge import readers
 from rcforge.core import fsio
 from rcforge.core.boxes import canonical_box, xywh_to_xyxy
 from rcforge.core.errors import BadRecord
-from rcforge.core.ledger import ErrorRow, ImageBuilder, ImageResult, image_record, rejected_image
+from rcforge.core.ledger import ImageBuilder, ImageResult, image_record, rejected_image
 from rcforge.core.ledgerkeeper import gather
 from rcforge.readers import visual_genome_contract as contract
-from rcforge.readers.visual_genome import DEFAULT_ATTRIBUTES, _Secondary
+from rcforge.readers.visual_genome import DEFAULT_ATTRIBUTES, _Secondary, leftover_error
 from rcforge.readers.visual_genome_batch import _extract_attribute, endpoint_problem, entry_image_id, items_of
 from rcforge.readers.visual_genome_join import (
     ATTRIBUTE_MESSAGES,
@@ -83,18 +83,13 @@ def _per_image(config, ctx, files, image_data_path) -> Iterator[ImageResult]:
         yield _build(config, files, image_data_path, key, image_id, image, image["width"], image["height"],
                      entries)
 
-    known = listed
     for kind, sec in secondaries.items():
-        for entry in sec.leftovers(known):
-            orphan_id = entry_image_id(entry)
-            n = len(items_of(entry, list_key[kind]))
-            result = ImageResult(source=SOURCE, key=f"{KEY_PREFIX}/{orphan_id}", record=None, orphan=True)
-            result.items_read[kind] += n
-            result.items_rejected[kind] += n
-            result.errors.append(ErrorRow(
-                source=SOURCE, key=f"{KEY_PREFIX}/{orphan_id}", file=sec.path, record=f"image_id={orphan_id}",
-                field="image_id", stage="join", kind=kind, reason="unknown_image",
-                message=f"{n} {kind}(s) for image {orphan_id}, which image_data.json does not list", items=n))
+        for entry, is_listed in sec.leftovers(listed):
+            error = leftover_error(kind, sec.path, entry, is_listed)
+            result = ImageResult(source=SOURCE, key=error.key, record=None, orphan=True)
+            result.items_read[kind] += error.items
+            result.items_rejected[kind] += error.items
+            result.errors.append(error)
             yield result
 
 
