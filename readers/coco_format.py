@@ -193,7 +193,7 @@ class CocoReader:
         coco_id = image_id if self.flavour.coco_ids else None
         record = image_record(key, self._source, image_id, str(image["file_name"]), width, height, objects=objects,
                               coco_id=coco_id, absent=self._absent(image, anns, categories))
-        return b.finish(record, coco_id=coco_id)
+        return b.finish(record)
 
     def _absent(self, image: dict, anns, categories: _Categories) -> list[dict]:
         """The categories proven absent from the image (`rcforge.schemas.ABSENT`): its verified negatives

@@ -162,7 +162,7 @@ def _results(config: PointQAConfig, ctx: ReadContext) -> Iterator[ImageResult]:
             image = f"{parts[-2]}/{parts[-1]}"
         record = image_record(key, SOURCE, image_id, image, width, height, coco_id=coco_id,
                               vg_id=vg_id, qas=qas)
-        yield b.finish(record, coco_id=coco_id)
+        yield b.finish(record)
 
 
 def _count(entry) -> int:

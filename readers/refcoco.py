@@ -268,7 +268,7 @@ def _image(config, image_id, coco, copies, image_refs, broken_anns, bad_cats, wa
     record = image_record(key, SOURCE, image_id, info["file_name"], info["width"], info["height"],
                           coco_id=image_id, objects=objects, refs=out_refs,
                           absent=_absent(coco, anns, broken_anns))
-    return b.finish(record, coco_id=image_id)
+    return b.finish(record)
 
 
 def _absent(coco, anns, broken_anns) -> list[dict]:

@@ -153,9 +153,9 @@ def leftover_error(kind: str, path: str, entry, listed: bool) -> ErrorRow:
 DEFAULT_ATTRIBUTES = "attributes.json"
 
 
-@register(SOURCE, VisualGenomeConfig, provides=("object_categories", "relations", "regions", "attributes", "refs"))
-def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
-    """Visual Genome (objects, relationships, regions, attributes), joined in batches of images in bounded memory."""
+def input_files(config: VisualGenomeConfig) -> tuple[dict[str, str], str]:
+    """(kind -> path of each per-image file, the image_data path); attributes.json only when present, unless the
+    recipe names it (a misspelling must not pass silently)."""
     root = config.root
     files = {
         "object": fsio.require(fsio.join(root, config.objects), "sources.visual_genome objects file"),
@@ -163,13 +163,20 @@ def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
         "region": fsio.require(fsio.join(root, config.region_descriptions),
                                "sources.visual_genome region descriptions file"),
     }
-    image_data_path = fsio.require(fsio.join(root, config.image_data), "sources.visual_genome image_data file")
     if config.attributes:
         attr_path = fsio.join(root, config.attributes)
         if fsio.exists(attr_path):
             files["attribute"] = attr_path
-        elif config.attributes != DEFAULT_ATTRIBUTES:  # named in the recipe: a misspelling must not pass silently
+        elif config.attributes != DEFAULT_ATTRIBUTES:
             fsio.require(attr_path, "sources.visual_genome attributes file")
+    return files, fsio.require(fsio.join(root, config.image_data), "sources.visual_genome image_data file")
+
+
+@register(SOURCE, VisualGenomeConfig, provides=("object_categories", "relations", "regions", "attributes", "refs"))
+def read(config: VisualGenomeConfig, ctx: ReadContext) -> Iterator[ReadBatch]:
+    """Visual Genome (objects, relationships, regions, attributes), joined in batches of images in bounded memory."""
+    root = config.root
+    files, image_data_path = input_files(config)
     emitted: set = set()
     start = 0
     if config.mode != "per_image":

@@ -211,4 +211,4 @@ def _results(config: VQAv2Config, ctx: ReadContext) -> Iterator[ImageResult]:
         b.read("qa", len(qas))
         record = image_record(key, SOURCE, image_id, file_name, width, height, split=subtype or None,
                               coco_id=image_id, qas=qas)
-        yield b.finish(record, coco_id=image_id)
+        yield b.finish(record)

@@ -20,7 +20,7 @@ from rcforge.core.errors import BadRecord
 from rcforge.core.ledger import ImageBuilder, ImageResult, image_record, rejected_image
 from rcforge.core.ledgerkeeper import gather
 from rcforge.readers import visual_genome_contract as contract
-from rcforge.readers.visual_genome import DEFAULT_ATTRIBUTES, _Secondary, leftover_error
+from rcforge.readers.visual_genome import _Secondary, input_files, leftover_error
 from rcforge.readers.visual_genome_batch import _extract_attribute, endpoint_problem, entry_image_id, items_of
 from rcforge.readers.visual_genome_join import (
     ATTRIBUTE_MESSAGES,
@@ -33,16 +33,7 @@ from rcforge.readers.visual_genome_join import (
 
 def read(config, ctx) -> Iterator:
     """The oracle as a reader: `ReadBatch`es of its per-image results."""
-    root = config.root
-    files = {"object": fsio.join(root, config.objects), "relation": fsio.join(root, config.relationships),
-             "region": fsio.join(root, config.region_descriptions)}
-    image_data_path = fsio.join(root, config.image_data)
-    if config.attributes:
-        attr_path = fsio.join(root, config.attributes)
-        if fsio.exists(attr_path):
-            files["attribute"] = attr_path
-        elif config.attributes != DEFAULT_ATTRIBUTES:
-            fsio.require(attr_path, "sources.visual_genome attributes file")
+    files, image_data_path = input_files(config)
     return gather(SOURCE, _per_image(config, ctx, files, image_data_path))
 
 
@@ -171,7 +162,7 @@ def _build(config, files, image_data_path, key, image_id, meta, width, height, e
     record = image_record(key, SOURCE, image_id, image_path(meta, image_id, config.image_layout), width, height,
                           coco_id=coco_id, vg_id=image_id, flickr_id=meta["flickr_id"],
                           objects=objects, relations=relations, regions=regions)
-    return b.finish(record, coco_id=coco_id)
+    return b.finish(record)
 
 
 def _account_attributes(b, att, problems, objects, rejected_objects, image_id, file) -> None:

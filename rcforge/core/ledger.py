@@ -149,11 +149,8 @@ class ImageResult:
     repairs: Counter = field(default_factory=Counter)  # (kind, reason) -> n
     items_adopted: Counter = field(default_factory=Counter)
     filtered: str | None = None
-    coco_id: int | None = None
     #: entries of an annotation file whose image the source does not list: counted as items, not as an image
     orphan: bool = False
-    #: the record's boxes were mapped to the image file's real size (verify_images_mismatch: rescale)
-    rescaled: bool = False
 
 
 class ImageBuilder:
@@ -227,9 +224,9 @@ class ImageBuilder:
             return {}
 
     # -- the image ---------------------------------------------------------------------------------------------
-    def finish(self, record: dict, *, coco_id: int | None = None) -> ImageResult:
+    def finish(self, record: dict) -> ImageResult:
+        """The image's result, with its record (exclusion reads the record's ``coco_id``)."""
         self.result.record = record
-        self.result.coco_id = coco_id
         return self.result
 
 
